@@ -1,0 +1,220 @@
+"""Risk commands: ``check``, ``impact``, ``spof``, ``concentration``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ringfence.cli.main import app
+from ringfence.cli.output import by_tier_json, emit_json, err, out, tier_chip, tier_label, warn
+from ringfence.estate import TIER_NAMES, Estate
+from ringfence.files import read_estate
+from ringfence.graph import EstateGraph, compile_estate
+
+EstateArg = Annotated[Path, typer.Argument(help="Estate file (YAML or JSON).", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (the CLI contract).")]
+FailOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--fail",
+        "-f",
+        help="What fails: asset:ID, service:ID, supplier:ID, software:P[@V], site:NAME, where:SELECTOR or a bare ID.",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def working(message: str, quiet: bool) -> Iterator[None]:
+    """A spinner on stderr for people at a terminal; silence for scripts."""
+    if quiet or not err.is_terminal:
+        yield
+        return
+    with err.status(message):
+        yield
+
+
+def load(path: Path, quiet: bool) -> tuple[Estate, EstateGraph]:
+    with working(f"Loading {path}…", quiet):
+        estate = read_estate(path)
+        graph = compile_estate(estate)
+    return estate, graph
+
+
+@app.command(rich_help_panel="Know your estate")
+def check(
+    estate_file: EstateArg,
+    as_json: JsonOpt = False,
+    strict: Annotated[bool, typer.Option(help="Treat warnings as a failed check (exit 1).")] = False,
+) -> None:
+    """Validate an estate file and summarise it."""
+    from ringfence.estate import locate_problems, parse_estate_text
+    from ringfence.files import read_text
+
+    text = read_text(estate_file)
+    with working(f"Checking {estate_file}…", as_json):
+        estate = parse_estate_text(text, str(estate_file))
+        graph = compile_estate(estate)
+    # Graph warnings (a where-group that matches too little) get their lines from the same text.
+    warnings = [*estate.warnings, *locate_problems(graph.warnings, text)]
+    ok = not (strict and warnings)
+    if as_json:
+        emit_json(
+            {
+                "ok": ok,
+                "assets": len(estate.assets),
+                "services": len(estate.services),
+                "suppliers": estate.declared_suppliers,
+                "estate": estate.name,
+                "warnings": [str(w) for w in warnings],
+            }
+        )
+    else:
+        for w in warnings:
+            warn(str(w))
+        table = Table(title=f"Estate '{estate.name}' is valid", title_justify="left", show_header=True)
+        table.add_column("tier")
+        table.add_column("services", justify="right")
+        for tier in sorted(TIER_NAMES):
+            count = sum(1 for s in estate.services if s.tier == tier)
+            table.add_row(tier_label(tier), str(count))
+        out.print(table)
+        kinds: dict[str, int] = {}
+        for asset in estate.assets:
+            kinds[asset.kind] = kinds.get(asset.kind, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        out.print(
+            f"{len(estate.assets)} assets ({summary}); {len(estate.services)} services; "
+            f"{estate.declared_suppliers} suppliers; sites: {', '.join(estate.sites) or 'none'}"
+        )
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command(rich_help_panel="Know your estate")
+def impact(estate_file: EstateArg, fail: FailOpt, as_json: JsonOpt = False) -> None:
+    """Blast radius: what goes down when something fails."""
+    from ringfence.impact import compute_blast_radius
+
+    if not fail:
+        from ringfence.errors import InputError, Problem
+
+        raise InputError([Problem("say what fails with --fail REF (e.g. --fail supplier:crowdstrike)", path=("--fail",))])
+    _, graph = load(estate_file, as_json)
+    radius = compute_blast_radius(graph, fail)
+    if as_json:
+        emit_json(
+            {
+                "failed": list(radius.failed),
+                "services_down": [{"id": s.id, "tier": s.tier} for s in radius.services_down],
+                "assets_down": list(radius.assets_down),
+                "by_tier": by_tier_json(radius.by_tier),
+            }
+        )
+        return
+    out.print(f"[bold]If {', '.join(radius.failed)} fails:[/]")
+    if not radius.services_down:
+        out.print("No service goes down.")
+    for tier in sorted({s.tier for s in radius.services_down}):
+        names = [s.id for s in radius.services_down if s.tier == tier]
+        line = Text.assemble(tier_chip(tier), " ", tier_label(tier), f"  {len(names)} down: ", ", ".join(names))
+        out.print(line)
+    out.print(f"{len(radius.assets_down)} assets down.")
+    if radius.assets_down and len(radius.assets_down) <= 30:
+        out.print(Text(", ".join(radius.assets_down), style="dim"))
+
+
+@app.command(rich_help_panel="Know your estate")
+def spof(
+    estate_file: EstateArg,
+    tier: Annotated[
+        int | None, typer.Option(min=1, max=4, help="Keep only services of this tier or more critical (1–4).")
+    ] = None,
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show people (JSON has all).")] = 25,
+) -> None:
+    """Single points of failure: assets, suppliers, products and sites whose loss alone takes a service down."""
+    from ringfence.impact import advice_for, find_single_points_of_failure
+
+    _, graph = load(estate_file, as_json)
+    if as_json or not err.is_terminal:
+        spofs = find_single_points_of_failure(graph, max_tier=tier)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("Scanning candidates", total=None)
+            spofs = find_single_points_of_failure(
+                graph, max_tier=tier, progress=lambda done, total: progress.update(task, completed=done, total=total)
+            )
+    if as_json:
+        emit_json(
+            {
+                "spofs": [
+                    {"ref": s.ref, "services": [x.id for x in s.services], "worst_tier": s.worst_tier} for s in spofs
+                ]
+            }
+        )
+        return
+    if not spofs:
+        out.print("No single point of failure found.")
+        return
+    table = Table(title=f"{len(spofs)} single points of failure", title_justify="left")
+    table.add_column("worst")
+    table.add_column("fails alone")
+    table.add_column("takes down")
+    table.add_column("what to do", overflow="fold")
+    for s in spofs[:limit]:
+        names = ", ".join(x.id for x in s.services[:6]) + (f" +{len(s.services) - 6}" if len(s.services) > 6 else "")
+        table.add_row(tier_chip(s.worst_tier), s.ref, names, advice_for(graph, s))
+    out.print(table)
+    if len(spofs) > limit:
+        out.print(f"… and {len(spofs) - limit} more (--limit, or --json for all).")
+
+
+@app.command(rich_help_panel="Know your estate")
+def concentration(estate_file: EstateArg, as_json: JsonOpt = False) -> None:
+    """Supplier concentration: what each supplier's failure takes down, as a share of each tier."""
+    from ringfence.impact import supplier_concentration
+
+    _, graph = load(estate_file, as_json)
+    rows = supplier_concentration(graph)
+    if as_json:
+        emit_json(
+            {
+                "suppliers": [
+                    {
+                        "id": r.id,
+                        "services_down": [s.id for s in r.services_down],
+                        "share_by_tier": by_tier_json(r.share_by_tier),
+                    }
+                    for r in rows
+                ]
+            }
+        )
+        return
+    tiers = sorted({t for r in rows for t in r.share_by_tier})
+    table = Table(title="Supplier concentration: services lost if the supplier fails", title_justify="left")
+    table.add_column("supplier")
+    for t in tiers:
+        table.add_column(tier_label(t), justify="right")
+    table.add_column("services down", overflow="fold")
+    ranked = sorted(rows, key=lambda r: tuple(-r.share_by_tier.get(t, 0.0) for t in tiers) + (r.id,))
+    for r in ranked:
+        shares = [_share_cell(r.share_by_tier.get(t, 0.0)) for t in tiers]
+        names = ", ".join(s.id for s in r.services_down[:8]) + (
+            f" +{len(r.services_down) - 8}" if len(r.services_down) > 8 else ""
+        )
+        table.add_row(r.id, *shares, names or Text("none", style="dim"))
+    out.print(table)
+
+
+def _share_cell(share: float) -> Text:
+    style = "bold red" if share >= 0.5 else "yellow" if share > 0 else "dim"
+    return Text(f"{share:.0%}", style=style)

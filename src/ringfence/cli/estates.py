@@ -1,0 +1,68 @@
+"""Estate files from elsewhere: ``generate``, ``import ansible``, ``import csv``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ringfence.cli.main import app
+from ringfence.cli.output import err, out
+
+import_app = typer.Typer(help="Write an estate file from what a team already has.", no_args_is_help=True)
+app.add_typer(import_app, name="import", rich_help_panel="Know your estate")
+
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Write here (.yaml or .json by suffix); default: stdout.", show_default=False),
+]
+
+
+def _write(document: object, out_path: Path | None) -> None:
+    from ringfence.estate import parse_estate_document
+    from ringfence.files import dump_document, write_document
+
+    # Validate before writing: an importer must never produce a file `check` would refuse.
+    estate = parse_estate_document(document, source=str(out_path or "<stdout>"))
+    if out_path is None:
+        out.file.write(dump_document(document))
+        return
+    write_document(document, out_path)
+    err.print(f"Wrote {out_path}: {len(estate.assets)} assets, {len(estate.services)} services.")
+
+
+@app.command(rich_help_panel="Know your estate")
+def generate(
+    assets: Annotated[int, typer.Option("--assets", "-n", min=1, help="How many assets.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same estate.")] = 0,
+    out_path: OutOpt = None,
+) -> None:
+    """Write a synthetic estate shaped like the sample, at any size (for benchmarks and tests)."""
+    from ringfence.generate import generate_estate
+
+    _write(generate_estate(assets, seed=seed), out_path)
+
+
+@import_app.command("ansible")
+def import_ansible(
+    inventory: Annotated[Path, typer.Argument(help="Ansible inventory (INI or YAML).", show_default=False)],
+    name: Annotated[str | None, typer.Option(help="Estate name; default: the inventory's name.")] = None,
+    out_path: OutOpt = None,
+) -> None:
+    """Assets from an Ansible inventory: groups and host vars become attrs."""
+    from ringfence.importers.ansible import import_ansible_inventory
+
+    _write(import_ansible_inventory(inventory, estate_name=name), out_path)
+
+
+@import_app.command("csv")
+def import_csv(
+    csv_file: Annotated[Path, typer.Argument(help="CSV with one asset a row (see docs/importers.md).")],
+    name: Annotated[str | None, typer.Option(help="Estate name; default: the file's name.")] = None,
+    out_path: OutOpt = None,
+) -> None:
+    """Assets from a CSV file, one a row."""
+    from ringfence.importers.csv import import_csv as read_csv
+
+    _write(read_csv(csv_file, estate_name=name), out_path)

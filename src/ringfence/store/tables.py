@@ -1,0 +1,222 @@
+"""The tables ringfence keeps its state in, declared once for SQLite and PostgreSQL alike.
+
+Portable types only: text ids, integers, JSON (``sqlalchemy.JSON``: TEXT on SQLite, json on PostgreSQL)
+and timestamps that are always timezone-aware UTC in Python (see :class:`UTCDateTime`). Closed sets of
+values (phases, asset states) are plain strings held by CHECK constraints, so adding a value is a
+migration that both databases understand.
+
+The migration in ``migrations/versions`` creates exactly this; a test compares the two.
+Constraint names follow :data:`NAMING` so migrations can name what they alter.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from ringfence.rollout.state import AssetState, RolloutPhase
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ESTATE_FORMATS = ("yaml", "json")
+DECISION_STATUSES = ("pending", "done")
+OBSERVATION_KINDS = ("heartbeat", "install_result", "health_check", "rollback_result", "restore_point")
+TOKEN_ROLES = ("viewer", "operator", "approver", "admin")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time, stored as UTC and always read back timezone-aware.
+
+    SQLite has no time zones: it stores the UTC wall time and this type puts UTC back on when reading.
+    PostgreSQL stores ``timestamp with time zone``. A naive datetime is refused rather than guessed at.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"refusing to store the naive time {value.isoformat()}: give it in UTC")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _one_of(column: str, values: tuple[str, ...] | list[str]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+PHASES = tuple(p.value for p in RolloutPhase)
+ASSET_STATES = tuple(s.value for s in AssetState)
+
+# 64-bit ids where rows pile up (heartbeats); SQLite only auto-increments a column typed INTEGER.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class EstateVersionRow(Base):
+    """An estate file as uploaded. Versions are kept forever, so a bad upload never replaces a good one."""
+
+    __tablename__ = "estate_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("name", "sha256"),
+        sa.CheckConstraint(_one_of("format", ESTATE_FORMATS), name="format"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    content: Mapped[str] = mapped_column(sa.Text)
+    format: Mapped[str] = mapped_column(sa.String(8))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    asset_count: Mapped[int] = mapped_column(sa.Integer)
+    service_count: Mapped[int] = mapped_column(sa.Integer)
+
+
+class RolloutRow(Base):
+    """A rollout and its state-machine fields; ``version`` guards against concurrent writers."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("phase", PHASES), name="phase"),
+        sa.CheckConstraint(f"paused_from IS NULL OR {_one_of('paused_from', PHASES)}", name="paused_from"),
+        sa.Index(None, "phase"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    estate_version_id: Mapped[int] = mapped_column(sa.ForeignKey("estate_versions.id"))
+    update_id: Mapped[str] = mapped_column(sa.String(200))
+    update_doc: Mapped[Any] = mapped_column(sa.JSON)
+    plan: Mapped[Any] = mapped_column(sa.JSON)
+    phase: Mapped[str] = mapped_column(sa.String(32))
+    ring: Mapped[int] = mapped_column(sa.Integer)
+    paused_from: Mapped[str | None] = mapped_column(sa.String(32))
+    halt_reason: Mapped[str | None] = mapped_column(sa.Text)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    approved_by: Mapped[str | None] = mapped_column(sa.String(200))
+    needs_approval: Mapped[bool] = mapped_column(sa.Boolean)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RolloutAssetRow(Base):
+    """One target asset of a rollout: its ring, stratum and how far it got."""
+
+    __tablename__ = "rollout_assets"
+    __table_args__ = (sa.CheckConstraint(_one_of("state", ASSET_STATES), name="state"),)
+
+    rollout_id: Mapped[str] = mapped_column(sa.ForeignKey("rollouts.id"), primary_key=True)
+    asset_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    ring: Mapped[int] = mapped_column(sa.Integer)
+    stratum: Mapped[str] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.String(32))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    restore_point_ref: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime]
+
+
+class DecisionRow(Base):
+    """A controller decision, written before it is acted on and marked done after."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (sa.CheckConstraint(_one_of("status", DECISION_STATUSES), name="status"),)
+
+    rollout_id: Mapped[str] = mapped_column(sa.ForeignKey("rollouts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    payload: Mapped[Any] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(8))
+    done_at: Mapped[datetime | None]
+
+
+class ObservationRow(Base):
+    """What an asset reported or a check saw: heartbeats, install and rollback results, health checks."""
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("kind", OBSERVATION_KINDS), name="kind"),
+        sa.Index(None, "asset_id", "at"),
+        sa.Index(None, "rollout_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[str | None] = mapped_column(sa.ForeignKey("rollouts.id"))
+    asset_id: Mapped[str] = mapped_column(sa.String(200))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(32))
+    detail: Mapped[Any] = mapped_column(sa.JSON)
+
+
+class AuditRow(Base):
+    """One hash-chained audit entry (see ``ringfence.audit``); rows are only ever appended."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index(None, "subject", "seq"),)
+
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    detail: Mapped[Any] = mapped_column(sa.JSON)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+
+class ApiTokenRow(Base):
+    """An API token, stored only as its hash. An agent token (``asset_id`` set) speaks for that asset only."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (sa.CheckConstraint(_one_of("role", TOKEN_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    asset_id: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+metadata = Base.metadata
+
+__all__ = [
+    "ApiTokenRow",
+    "AuditRow",
+    "Base",
+    "DecisionRow",
+    "EstateVersionRow",
+    "ObservationRow",
+    "RolloutAssetRow",
+    "RolloutRow",
+    "UTCDateTime",
+    "metadata",
+]
