@@ -22,7 +22,7 @@ from typing import TypeAlias
 
 from ringfence.errors import InputError
 
-AuditValue: TypeAlias = "str | int | float | bool | None | Sequence[AuditValue]"
+AuditValue: TypeAlias = "str | int | float | bool | Sequence[AuditValue] | None"
 """What an entry's detail may hold: JSON scalars and (nested) lists of them."""
 
 GENESIS_HASH = "0" * 64
@@ -138,6 +138,10 @@ def verify_chain(entries: Iterable[AuditEntry], *, after: AuditEntry | None = No
 
 def _problem(prev: AuditEntry | None, entry: AuditEntry, following: AuditEntry | None) -> str | None:
     """What is wrong with ``entry`` coming after ``prev``, as a sentence; None when nothing is."""
+    # The seal first: an entry whose own fields (its seq included) no longer match its hash was changed,
+    # whatever else looks wrong about it.
+    if _recomputed(entry) != entry.hash:
+        return f"entry {entry.seq} was changed after it was written"
     expected_seq = 1 if prev is None else prev.seq + 1
     after_what = "the start of the log" if prev is None else f"entry {prev.seq}"
     if entry.seq != expected_seq:
@@ -153,8 +157,6 @@ def _problem(prev: AuditEntry | None, entry: AuditEntry, following: AuditEntry |
             else f"entries {expected_seq} to {entry.seq - 1} are missing"
         )
         return f"entry {entry.seq} does not follow {after_what}: {missing}"
-    if _recomputed(entry) != entry.hash:
-        return f"entry {entry.seq} was changed after it was written"
     expected_prev = GENESIS_HASH if prev is None else prev.hash
     if entry.prev_hash != expected_prev:
         # Both entries seal themselves, so one of them was rewritten wholesale (or put in from elsewhere).

@@ -278,7 +278,7 @@ def _construct_mapping_no_duplicates(loader: yaml.SafeLoader, node: yaml.Mapping
     loader.flatten_mapping(node)
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark
@@ -299,7 +299,7 @@ def load_document_text(text: str, source: str) -> Any:
         except json.JSONDecodeError as exc:
             raise EstateError([Problem(f"not valid JSON: {exc.msg}", source=source, line=exc.lineno)]) from exc
     try:
-        return yaml.load(text, Loader=_EstateLoader)  # noqa: S506 - a safe loader subclass
+        return yaml.load(text, Loader=_EstateLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -328,7 +328,14 @@ def parse_estate_document(data: Any, source: str = "<estate>") -> Estate:
     """
     if not isinstance(data, Mapping):
         found = "nothing" if data is None else type(data).__name__
-        raise EstateError([Problem(f"an estate file is a mapping with apiVersion: {API_VERSION}; found {found}", source=source)])
+        raise EstateError(
+            [
+                Problem(
+                    f"an estate file is a mapping with apiVersion: {API_VERSION}; found {found}",
+                    source=source,
+                )
+            ]
+        )
     try:
         document = EstateDocument.model_validate(data)
     except ValidationError as exc:
@@ -384,7 +391,12 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
     supplier_ids: dict[str, int] = {}
     for i, supplier in enumerate(document.suppliers):
         if supplier.id in supplier_ids:
-            problem(f"supplier '{supplier.id}' is defined twice (first at suppliers[{supplier_ids[supplier.id]}])", "suppliers", i, "id")
+            problem(
+                f"supplier '{supplier.id}' is defined twice (first at suppliers[{supplier_ids[supplier.id]}])",
+                "suppliers",
+                i,
+                "id",
+            )
         supplier_ids.setdefault(supplier.id, i)
 
     node_where: dict[str, tuple[str, int]] = {}
@@ -438,13 +450,14 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
     for i, asset in enumerate(document.assets):
         if asset.supplier and asset.supplier not in declared:
             implicit.setdefault(asset.supplier, ("assets", i, "supplier"))
-        for k, item in enumerate(asset.software):
-            if item.supplier_id not in declared:
-                implicit.setdefault(item.supplier_id, ("assets", i, "software", k))
+        for k, software in enumerate(asset.software):
+            if software.supplier_id not in declared:
+                implicit.setdefault(software.supplier_id, ("assets", i, "software", k))
     for supplier_id, path in sorted(implicit.items()):
         warnings.append(
             Problem(
-                f"supplier '{supplier_id}' is named but not listed under suppliers; add it to give its name and contact",
+                f"supplier '{supplier_id}' is named but not listed under suppliers; "
+                "add it to give its name and contact",
                 path=path,
                 source=source,
             )
@@ -455,15 +468,22 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
         for i, item in enumerate(items):
             if not item.requires and section == "services":
                 warnings.append(
-                    Problem(f"service '{item.id}' requires nothing, so nothing can take it down", path=(section, i), source=source)
+                    Problem(
+                        f"service '{item.id}' requires nothing, so nothing can take it down",
+                        path=(section, i),
+                        source=source,
+                    )
                 )
 
     for i, service in enumerate(document.services):
         if service.rto is None or service.continuity is None:
-            missing = [name for name, value in (("rto", service.rto), ("continuity", service.continuity)) if value is None]
+            missing = [
+                name for name, value in (("rto", service.rto), ("continuity", service.continuity)) if value is None
+            ]
             warnings.append(
                 Problem(
-                    f"service '{service.id}' (tier {service.tier}) has no {' or '.join(missing)}; recovery cannot plan for it",
+                    f"service '{service.id}' (tier {service.tier}) has no {' or '.join(missing)}; "
+                    "recovery cannot plan for it",
                     path=("services", i),
                     source=source,
                 )
@@ -491,9 +511,7 @@ def locate_problems(problems: Sequence[Problem], text: str) -> list[Problem]:
         root = yaml.compose(text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader)
     except yaml.YAMLError:
         return list(problems)
-    return [
-        Problem(p.message, p.path, p.source, p.line or _line_of(root, p.path)) if p.path else p for p in problems
-    ]
+    return [Problem(p.message, p.path, p.source, p.line or _line_of(root, p.path)) if p.path else p for p in problems]
 
 
 def _line_of(root: yaml.Node | None, path: Iterable[str | int]) -> int | None:

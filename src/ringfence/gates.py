@@ -35,9 +35,10 @@ The decision, in this order (:func:`judge_stratum`)
        ``p_value < alpha`` → **failed**, even with telemetry missing.
     3. **inconclusive** — coverage ``n / N`` is below ``min_coverage``: missing telemetry is never a pass.
     4. **passed** — ``f ≤ max_failures``. (``N ≥ 1`` and ``min_coverage > 0``, so someone reported.)
-    5. **inconclusive** — more failures than tolerated but not significantly worse: either the control
-       group is failing too (``c ≥ 1`` and it raised ``p0`` above the baseline or the Fisher test failed to
-       separate the groups), or the failures are not significantly above the baseline rate.
+    5. **inconclusive** — more failures than tolerated but not significantly worse. The sentence says why:
+       "the control group is failing too" when ``c ≥ 1`` and either ``c / m`` is above the baseline (the
+       control set ``p0``) or the binomial test alone was significant (Fisher could not separate the
+       groups); otherwise the failures are not significantly above the baseline rate.
 
 A ring (:func:`judge_ring`) is judged on the strata with updated members; its outcome is **failed** if any
 stratum failed (a failure halts and rolls back, whatever else is wrong), else **error** if any stratum could
@@ -142,12 +143,8 @@ class GatePolicy:
 
         a, b, k, cov = self.alpha, self.baseline_failure_rate, self.max_failures, self.min_coverage
         check("alpha", a, is_number(a) and 0 < a < 1, "a number between 0 and 1, exclusive")
-        check(
-            "baseline_failure_rate", b, is_number(b) and 0 <= b < 1, "a number from 0 up to (not including) 1"
-        )
-        check(
-            "max_failures", k, isinstance(k, int) and not isinstance(k, bool) and k >= 0, "a whole number ≥ 0"
-        )
+        check("baseline_failure_rate", b, is_number(b) and 0 <= b < 1, "a number from 0 up to (not including) 1")
+        check("max_failures", k, isinstance(k, int) and not isinstance(k, bool) and k >= 0, "a whole number ≥ 0")
         # 0 would let a stratum where nobody reported pass: missing telemetry is never a pass.
         check("min_coverage", cov, is_number(cov) and 0 < cov <= 1, "a number above 0 and at most 1")
         if problems:
@@ -240,9 +237,7 @@ def judge_stratum(sample: StratumSample, policy: GatePolicy) -> StratumVerdict:
         if f:
             seen += f" ({_plural(policy.max_failures, 'failure')} tolerated)"
         if not coverage_ok:
-            missing = (
-                f"{seen}, {u} of {big_n} did not report" if f else f"{u} of {big_n} updated did not report"
-            )
+            missing = f"{seen}, {u} of {big_n} did not report" if f else f"{u} of {big_n} updated did not report"
             return verdict(GateOutcome.inconclusive, f"{missing}: missing telemetry is never a pass")
         required = f" (at least {policy.min_coverage * 100:g}% required)" if u else ""
         return verdict(GateOutcome.passed, f"{seen}, {n} of {big_n} reported{required}")
@@ -257,7 +252,7 @@ def judge_stratum(sample: StratumSample, policy: GatePolicy) -> StratumVerdict:
     evidence += f" (p={_format_p(p, policy.alpha)} {'<' if is_worse else '≥'} {policy.alpha:g})"
 
     if is_worse:
-        # Proved on the reports we have, even if some are missing: halt and roll back.
+        # Proved even if every silent member turns out healthy: halt and roll back.
         return verdict(GateOutcome.failed, evidence, p, p_binomial, p_fisher)
     if not coverage_ok:
         reason = "missing telemetry is never a pass"
@@ -277,7 +272,7 @@ def judge_ring(ring: int, samples: Sequence[StratumSample], policy: GatePolicy) 
     if isinstance(ring, bool) or not isinstance(ring, int) or ring < 0:
         raise InputError(f"a ring is numbered from 0 (the canary), got {ring!r}")
     strata = tuple(judge_stratum(s, policy) for s in samples if s.updated)
-    counts = Counter(v.stratum for v in samples)
+    counts = Counter(s.stratum for s in samples)
     repeated = sorted(format_stratum(s) for s, k in counts.items() if k > 1)
 
     if not strata:
@@ -304,9 +299,7 @@ def judge_ring(ring: int, samples: Sequence[StratumSample], policy: GatePolicy) 
     else:
         body = f"{len(strata)} of {total} passed"
     if repeated:
-        body += (
-            f"; {'stratum' if len(repeated) == 1 else 'strata'} {_name_list(repeated)} listed more than once"
-        )
+        body += f"; {'stratum' if len(repeated) == 1 else 'strata'} {_name_list(repeated)} listed more than once"
     return RingVerdict(ring, outcome, strata, f"ring {ring} {outcome}: {body}")
 
 

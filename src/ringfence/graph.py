@@ -220,7 +220,11 @@ class EstateGraph:
                         Problem(
                             f"{section[:-1]} '{self.ids[owner]}' needs {requirement.describe()}, but only "
                             f"{members.size} match: it is down until more do",
-                            path=(section, owner if owner < self.n_services else owner - self.n_services, "requires"),
+                            path=(
+                                section,
+                                owner if owner < self.n_services else owner - self.n_services,
+                                "requires",
+                            ),
                             source=estate.source,
                         )
                     )
@@ -285,7 +289,8 @@ class EstateGraph:
     # ------------------------------------------------------------------------------ failures
 
     def resolve_failure(self, ref: str) -> Failure:
-        """Turn a failure reference (``asset:ID``, ``supplier:ID``, ``software:P[@V]``, ``site:N``, ``where:SEL``, ``ID``)
+        """Turn a failure reference (``asset:ID``, ``supplier:ID``, ``software:P[@V]``, ``site:N``, ``where:SEL``,
+        ``ID``)
         into the nodes it fails. Unknown names are bad input, not an empty failure."""
         estate = self.estate
         form, sep, name = ref.partition(":")
@@ -296,7 +301,9 @@ class EstateGraph:
             i = self.index.get(name)
             if i is None or (form == "asset" and i < self.n_services) or (form == "service" and i >= self.n_services):
                 noun = form or "asset or service"
-                raise InputError([Problem(f"failure '{ref}' names no {noun} of estate '{estate.name}'", path=("--fail",))])
+                raise InputError(
+                    [Problem(f"failure '{ref}' names no {noun} of estate '{estate.name}'", path=("--fail",))]
+                )
             return Failure(ref, np.asarray([i], dtype=np.int64))
         if form == "supplier":
             if name not in estate.supplier_by_id:
@@ -313,7 +320,12 @@ class EstateGraph:
             if name not in estate.sites:
                 known = ", ".join(estate.sites) or "none"
                 raise InputError(
-                    [Problem(f"failure '{ref}' names no site of estate '{estate.name}' (sites: {known})", path=("--fail",))]
+                    [
+                        Problem(
+                            f"failure '{ref}' names no site of estate '{estate.name}' (sites: {known})",
+                            path=("--fail",),
+                        )
+                    ]
                 )
             return Failure(ref, self.assets.match(parse_selector(f"site={name}")) + self.n_services)
         if form == "where":

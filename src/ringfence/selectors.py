@@ -110,9 +110,7 @@ def scalar_value(asset: Asset, key: str) -> str | None:
 
 def _term_holds(term: Term, asset: Asset) -> bool:
     if term.key == "software":
-        runs = {item.product for item in asset.software} | {
-            f"{item.product}@{item.version}" for item in asset.software
-        }
+        runs = {item.product for item in asset.software} | {f"{item.product}@{item.version}" for item in asset.software}
         hit = bool(runs & term.values)
     else:
         hit = scalar_value(asset, term.key) in term.values

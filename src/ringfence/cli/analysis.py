@@ -105,7 +105,9 @@ def impact(estate_file: EstateArg, fail: FailOpt, as_json: JsonOpt = False) -> N
     if not fail:
         from ringfence.errors import InputError, Problem
 
-        raise InputError([Problem("say what fails with --fail REF (e.g. --fail supplier:crowdstrike)", path=("--fail",))])
+        raise InputError(
+            [Problem("say what fails with --fail REF (e.g. --fail supplier:crowdstrike)", path=("--fail",))]
+        )
     _, graph = load(estate_file, as_json)
     radius = compute_blast_radius(graph, fail)
     if as_json:
@@ -151,7 +153,9 @@ def spof(
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("Scanning candidates", total=None)
             spofs = find_single_points_of_failure(
-                graph, max_tier=tier, progress=lambda done, total: progress.update(task, completed=done, total=total)
+                graph,
+                max_tier=tier,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     if as_json:
         emit_json(
@@ -205,7 +209,7 @@ def concentration(estate_file: EstateArg, as_json: JsonOpt = False) -> None:
     for t in tiers:
         table.add_column(tier_label(t), justify="right")
     table.add_column("services down", overflow="fold")
-    ranked = sorted(rows, key=lambda r: tuple(-r.share_by_tier.get(t, 0.0) for t in tiers) + (r.id,))
+    ranked = sorted(rows, key=lambda r: (*(-r.share_by_tier.get(t, 0.0) for t in tiers), r.id))
     for r in ranked:
         shares = [_share_cell(r.share_by_tier.get(t, 0.0)) for t in tiers]
         names = ", ".join(s.id for s in r.services_down[:8]) + (

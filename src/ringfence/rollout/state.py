@@ -90,7 +90,7 @@ _WHAT_COMES_NEXT: Mapping[RolloutPhase, str] = MappingProxyType(
     {
         _P.PENDING: "a rollout starts by taking restore points or applying ring 0",
         _P.AWAITING_APPROVAL: "a rollout awaiting approval is approved (pending) or rejected (failed) first",
-        _P.TAKING_RESTORE_POINTS: "after its restore points a ring is applied, or the rollout pauses or halts",
+        _P.TAKING_RESTORE_POINTS: "restore points are followed by applying the ring, or a pause or halt",
         _P.APPLYING: "an applied ring bakes next, or the rollout pauses or halts",
         _P.BAKING: "a ring is judged after its bake, or the rollout pauses or halts",
         _P.JUDGING: (
@@ -121,7 +121,7 @@ class AssetState(StrEnum):
     SKIPPED = "skipped"
 
 
-class TransitionRejected(ConflictError):
+class TransitionRejected(ConflictError):  # noqa: N818 - the name the rest of ringfence knows it by
     """A phase change the state machine does not allow; the message says why in a sentence."""
 
 

@@ -1,0 +1,44 @@
+"""``ringfence demo``: the tour a newcomer sees first, on the bundled sample estate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.rule import Rule
+
+from ringfence.cli.main import app
+from ringfence.cli.output import out
+
+
+@app.command(rich_help_panel="Start here")
+def demo(
+    report: Annotated[Path, typer.Option(help="Where to write the drill report (HTML).")] = Path(
+        "ringfence-demo-report.html"
+    ),
+) -> None:
+    """Tour the bundled sample estate: check it, show its biggest risks, replay the known incidents."""
+    from ringfence.cli import analysis
+    from ringfence.files import sample_estate_path
+
+    estate = sample_estate_path()
+    out.print(Rule(f"1. Check the sample estate ({estate.parent.name})"))
+    analysis.check(estate, as_json=False, strict=False)
+    out.print(Rule("2. Top single points of failure (tier 1 and 2 services)"))
+    analysis.spof(estate, tier=2, as_json=False, limit=10)
+    out.print(Rule("3. Supplier concentration"))
+    analysis.concentration(estate, as_json=False)
+    _drills(estate, report)
+
+
+def _drills(estate: Path, report: Path) -> None:
+    """Replay the bundled incident drills when the drill engine is installed."""
+    import importlib
+
+    try:
+        drills = importlib.import_module("ringfence.cli.drills")
+    except ImportError:
+        return
+    scenarios = sorted((estate.parent / "scenarios").glob("*.yaml"))
+    drills.demo_drills(estate, scenarios, report)

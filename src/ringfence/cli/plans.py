@@ -1,0 +1,147 @@
+"""``ringfence plan``: the rings an update would go through, without touching anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ringfence.cli.analysis import EstateArg, JsonOpt, load, working
+from ringfence.cli.main import app
+from ringfence.cli.output import emit_json, err, out, tier_chip, warn
+from ringfence.durations import humanize_duration
+
+HoldsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--holds",
+        help="Vendor holds file (withdrawn releases); default: the bundled list.",
+        show_default=False,
+    ),
+]
+OverrideOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--override-hold",
+        help="Plan a held release anyway; this justification is recorded.",
+        show_default=False,
+    ),
+]
+
+
+def plan_document(plan: object) -> dict[str, object]:
+    """The plan as the CLI contract's JSON (plus the extra keys people and dashboards use)."""
+    from ringfence.planner import Plan, format_stratum
+
+    assert isinstance(plan, Plan)
+    return {
+        "update": plan.update.id,
+        "release": plan.update.release,
+        "targets": plan.targets,
+        "strata_keys": list(plan.strata_keys),
+        "rings": [
+            {
+                "index": ring.index,
+                "name": ring.name,
+                "assets": list(ring.assets),
+                "bake": ring.bake,
+                "size": ring.size,
+                "strata": sorted({format_stratum(plan.strata[s]) for s in ring.strata}),
+                "tiers": {str(t): n for t, n in ring.tier_counts().items()},
+            }
+            for ring in plan.rings
+        ],
+        "warnings": [
+            {
+                "kind": w.kind,
+                "owners": list(w.owners),
+                "members": list(w.members),
+                "k": w.k,
+                "message": w.message,
+            }
+            for w in plan.warnings
+        ],
+        "minimum_duration": plan.minimum_duration,
+        "worst_case_rollback": plan.worst_case_rollback,
+        "hold_override": (
+            {
+                "release": plan.hold_override.release,
+                "reason": plan.hold_override.reason,
+                "justification": plan.hold_override.justification,
+            }
+            if plan.hold_override
+            else None
+        ),
+    }
+
+
+def load_holds(path: Path | None) -> tuple[object, ...]:
+    from ringfence.files import examples_dir, read_with
+    from ringfence.update import parse_holds_text
+
+    source = path or examples_dir() / "holds.yaml"
+    if path is None and not source.exists():
+        return ()
+    return read_with(source, parse_holds_text)
+
+
+@app.command(rich_help_panel="Change safely")
+def plan(
+    estate_file: EstateArg,
+    update_file: Annotated[Path, typer.Argument(help="Update file (YAML or JSON).", show_default=False)],
+    as_json: JsonOpt = False,
+    holds: HoldsOpt = None,
+    override_hold: OverrideOpt = None,
+) -> None:
+    """Plan the rings of an update: canaries first, redundancy kept, criticality last."""
+    from ringfence.files import read_with
+    from ringfence.planner import format_stratum, plan_rings
+    from ringfence.update import Hold, check_holds, parse_update_text
+
+    update = read_with(update_file, parse_update_text)
+    held = tuple(h for h in load_holds(holds) if isinstance(h, Hold))
+    override = check_holds(update, held, override_hold)
+    _, graph = load(estate_file, as_json)
+    with working("Planning rings…", as_json):
+        result = plan_rings(graph, update, hold_override=override)
+    if as_json:
+        emit_json(plan_document(result))
+        return
+    if override:
+        warn(f"{override.release} is on hold ({override.reason}); planned anyway because: {override.justification}")
+    table = Table(
+        title=f"Plan for {update.release} ({update.id}): {result.targets} targets in {len(result.rings)} rings",
+        title_justify="left",
+    )
+    table.add_column("ring")
+    table.add_column("assets", justify="right")
+    table.add_column("strata", justify="right")
+    table.add_column("impact tiers")
+    table.add_column("bake", justify="right")
+    table.add_column("for example", overflow="fold")
+    for ring in result.rings:
+        tiers = Text(" ").join([tier_chip(t) + Text(f"×{n}") for t, n in ring.tier_counts().items()])
+        table.add_row(
+            ring.name,
+            str(ring.size),
+            str(len(set(ring.strata))),
+            tiers,
+            humanize_duration(ring.bake),
+            ", ".join(ring.assets[:4]) + (" …" if ring.size > 4 else ""),
+        )
+    out.print(table)
+    out.print(
+        f"Strata by {', '.join(result.strata_keys)}: {len(result.strata)} "
+        f"(e.g. {', '.join(format_stratum(s) for s in result.strata[:3])})."
+    )
+    rollback = (
+        "no rollback path (rollback: none)"
+        if result.worst_case_rollback is None
+        else f"worst-case rollback {humanize_duration(result.worst_case_rollback)}"
+    )
+    out.print(f"Minimum duration {humanize_duration(result.minimum_duration)}; {rollback}.")
+    for w in result.warnings:
+        err.print(Text("warning: ", style="yellow") + Text(w.message))

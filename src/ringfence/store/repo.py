@@ -1,0 +1,686 @@
+"""Repository functions: small, typed, one job each. They take a Session, flush, and never commit.
+
+The service layer opens the transaction (``session_scope``), calls these, and commits once, so a use case
+is written whole or not at all. Rows become frozen records here and nowhere else.
+
+Everything that changes what a rollout is or does lands in the audit log in the same transaction: a
+created rollout, each phase transition, an uploaded estate version.
+
+Locks, when two writers meet (PostgreSQL; on SQLite every read-write transaction already runs alone):
+
+- the audit chain: an advisory lock held to the end of the transaction, so appenders take turns and each
+  one chains onto the entry really before it;
+- a rollout's phase: optimistic — :func:`apply_transition` writes only if the row is still at the version
+  the caller read, and refuses with :class:`~ringfence.errors.ConflictError` otherwise;
+- a rollout's reconciliation: :func:`ringfence.store.db.rollout_lock`, taken first in the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ringfence.audit import AuditEntry, AuditValue, ChainReport, chain_entry, verify_chain
+from ringfence.errors import ConflictError, InputError, NotFoundError
+from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, new_rollout_state
+from ringfence.store.db import LOCK_NAMESPACE_AUDIT, LOCK_NAMESPACE_ROLLOUT_IDS, advisory_lock
+from ringfence.store.records import (
+    Decision,
+    DecisionStatus,
+    EstateFormat,
+    EstateVersion,
+    JSONValue,
+    Observation,
+    ObservationKind,
+    Rollout,
+    RolloutAsset,
+)
+from ringfence.store.tables import (
+    AuditRow,
+    DecisionRow,
+    EstateVersionRow,
+    ObservationRow,
+    RolloutAssetRow,
+    RolloutRow,
+)
+
+# Rows per statement when writing many at once: well under SQLite's limit on bound variables.
+_CHUNK = 1000
+
+# ---------------------------------------------------------------------------------------------- estates
+
+
+def add_estate_version(
+    session: Session,
+    *,
+    name: str,
+    content: str,
+    format: EstateFormat | str,
+    created_by: str,
+    asset_count: int,
+    service_count: int,
+    at: datetime,
+) -> EstateVersion:
+    """Keep ``content`` as a new version of estate ``name``; the same text uploaded again is the same version.
+
+    Versions are never replaced or deleted, so a bad upload cannot take the place of the last good one.
+    """
+    fmt = _estate_format(format)
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+    existing = _estate_version_by_digest(session, name, digest)
+    if existing is not None:
+        return _estate_version(existing)
+    row = EstateVersionRow(
+        name=name,
+        sha256=digest,
+        content=content,
+        format=fmt.value,
+        created_at=at,
+        created_by=created_by,
+        asset_count=asset_count,
+        service_count=service_count,
+    )
+    try:
+        # A savepoint, so that losing a race with a concurrent upload of the same text leaves the
+        # caller's transaction usable and the version already stored is returned.
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        winner = _estate_version_by_digest(session, name, digest)
+        if winner is None:
+            raise
+        return _estate_version(winner)
+    append_audit(
+        session,
+        actor=created_by,
+        action="estate.upload",
+        subject=f"estate:{name}",
+        detail={"version": row.id, "sha256": digest, "assets": asset_count, "services": service_count},
+        at=at,
+    )
+    return _estate_version(row)
+
+
+def get_estate_version(session: Session, version_id: int) -> EstateVersion:
+    row = session.get(EstateVersionRow, version_id)
+    if row is None:
+        raise NotFoundError(f"estate version {version_id} does not exist")
+    return _estate_version(row)
+
+
+def latest_estate_version(session: Session, name: str) -> EstateVersion:
+    """The newest version of estate ``name``."""
+    row = session.scalars(
+        sa.select(EstateVersionRow)
+        .where(EstateVersionRow.name == name)
+        .order_by(EstateVersionRow.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no estate named {name!r} has been uploaded")
+    return _estate_version(row)
+
+
+def list_estate_versions(session: Session, name: str | None = None) -> list[EstateVersion]:
+    """Every version (of ``name``, when given), oldest first."""
+    stmt = sa.select(EstateVersionRow).order_by(EstateVersionRow.id)
+    if name is not None:
+        stmt = stmt.where(EstateVersionRow.name == name)
+    return [_estate_version(row) for row in session.scalars(stmt)]
+
+
+def _estate_version_by_digest(session: Session, name: str, digest: str) -> EstateVersionRow | None:
+    return session.scalars(
+        sa.select(EstateVersionRow).where(EstateVersionRow.name == name, EstateVersionRow.sha256 == digest)
+    ).first()
+
+
+def _estate_format(value: EstateFormat | str) -> EstateFormat:
+    try:
+        return EstateFormat(value)
+    except ValueError:
+        raise InputError(f"an estate is stored as yaml or json, not {value!r}") from None
+
+
+def _estate_version(row: EstateVersionRow) -> EstateVersion:
+    return EstateVersion(
+        id=row.id,
+        name=row.name,
+        sha256=row.sha256,
+        content=row.content,
+        format=EstateFormat(row.format),
+        created_at=row.created_at,
+        created_by=row.created_by,
+        asset_count=row.asset_count,
+        service_count=row.service_count,
+    )
+
+
+# --------------------------------------------------------------------------------------------- rollouts
+
+
+def create_rollout(
+    session: Session,
+    *,
+    estate_version_id: int,
+    update_id: str,
+    update_doc: JSONValue,
+    plan: JSONValue,
+    created_by: str,
+    needs_approval: bool,
+    at: datetime,
+    rollout_id: str | None = None,
+) -> Rollout:
+    """Store a new rollout, pending (or awaiting approval), with the next free id (``r-000001``, …)."""
+    get_estate_version(session, estate_version_id)
+    if rollout_id is None:
+        rollout_id = _next_rollout_id(session)
+    elif session.get(RolloutRow, rollout_id) is not None:
+        raise ConflictError(f"rollout {rollout_id} already exists")
+    state = new_rollout_state(rollout_id, at=at, needs_approval=needs_approval)
+    row = RolloutRow(
+        id=state.id,
+        estate_version_id=estate_version_id,
+        update_id=update_id,
+        update_doc=update_doc,
+        plan=plan,
+        phase=state.phase.value,
+        ring=state.ring,
+        paused_from=None,
+        halt_reason=None,
+        version=state.version,
+        created_by=created_by,
+        approved_by=None,
+        needs_approval=needs_approval,
+        created_at=state.updated_at,
+        updated_at=state.updated_at,
+    )
+    session.add(row)
+    session.flush()
+    append_audit(
+        session,
+        actor=created_by,
+        action="rollout.create",
+        subject=f"rollout:{state.id}",
+        detail={
+            "update": update_id,
+            "estate_version": estate_version_id,
+            "phase": state.phase.value,
+            "needs_approval": needs_approval,
+        },
+        at=at,
+    )
+    return _rollout(row)
+
+
+def _next_rollout_id(session: Session) -> str:
+    # Creators take turns (PostgreSQL advisory lock; SQLite's single writer) so two never pick one id.
+    advisory_lock(session, LOCK_NAMESPACE_ROLLOUT_IDS)
+    number = session.scalar(sa.select(sa.func.count()).select_from(RolloutRow)) or 0
+    while True:
+        number += 1
+        candidate = f"r-{number:06d}"
+        if session.get(RolloutRow, candidate) is None:
+            return candidate
+
+
+def get_rollout(session: Session, rollout_id: str) -> Rollout:
+    """The rollout as stored now (read from the database, not from what this session remembers)."""
+    row = session.get(RolloutRow, rollout_id, populate_existing=True)
+    if row is None:
+        raise NotFoundError(f"rollout {rollout_id} does not exist")
+    return _rollout(row)
+
+
+def list_rollouts(session: Session, *, phases: Collection[RolloutPhase] | None = None) -> list[Rollout]:
+    """Rollouts (in ``phases``, when given), oldest first."""
+    stmt = sa.select(RolloutRow).order_by(RolloutRow.created_at, RolloutRow.id)
+    if phases is not None:
+        stmt = stmt.where(RolloutRow.phase.in_([RolloutPhase(p).value for p in phases]))
+    return [_rollout(row) for row in session.scalars(stmt.execution_options(populate_existing=True))]
+
+
+def apply_transition(
+    session: Session,
+    transition: Transition,
+    new_state: RolloutState,
+    *,
+    actor: str,
+    approved_by: str | None = None,
+) -> AuditEntry:
+    """Write a transition made by ``ringfence.rollout.state.transition`` and record it in the audit log.
+
+    Optimistic concurrency: the row changes only if it is still at the version ``new_state`` was made
+    from; otherwise someone else moved the rollout first and this raises ConflictError, changing nothing.
+    ``approved_by`` records who approved, on the move from awaiting approval to pending.
+    """
+    rollout_id = transition.rollout_id
+    if new_state.id != rollout_id or new_state.phase is not transition.to_phase:
+        raise ConflictError(
+            f"rollout {rollout_id}: the state given ({new_state.id}, {new_state.phase}) is not the one "
+            f"the transition to {transition.to_phase} produced"
+        )
+    if approved_by is not None and not (
+        transition.from_phase is RolloutPhase.AWAITING_APPROVAL
+        and transition.to_phase is RolloutPhase.PENDING
+    ):
+        raise ConflictError(
+            f"rollout {rollout_id}: an approver is recorded only when an approval moves it from "
+            f"awaiting_approval to pending, not from {transition.from_phase} to {transition.to_phase}"
+        )
+    read_version = new_state.version - 1
+    values: dict[str, Any] = {
+        "phase": new_state.phase.value,
+        "ring": new_state.ring,
+        "paused_from": None if new_state.paused_from is None else new_state.paused_from.value,
+        "halt_reason": new_state.halt_reason,
+        "version": new_state.version,
+        "updated_at": new_state.updated_at,
+    }
+    if approved_by is not None:
+        values["approved_by"] = approved_by
+    result = session.execute(
+        sa.update(RolloutRow)
+        .where(
+            RolloutRow.id == rollout_id,
+            RolloutRow.version == read_version,
+            RolloutRow.phase == transition.from_phase.value,
+        )
+        .values(**values)
+        .execution_options(synchronize_session="fetch")
+    )
+    if cast(CursorResult[Any], result).rowcount != 1:
+        now = session.execute(
+            sa.select(RolloutRow.version, RolloutRow.phase).where(RolloutRow.id == rollout_id)
+        ).first()
+        if now is None:
+            raise NotFoundError(f"rollout {rollout_id} does not exist")
+        raise ConflictError(
+            f"rollout {rollout_id} was changed by someone else: it is {now.phase} at version {now.version}, "
+            f"not {transition.from_phase} at version {read_version}; reload it and decide again"
+        )
+    detail: dict[str, AuditValue] = {
+        "from": transition.from_phase.value,
+        "to": transition.to_phase.value,
+        "ring": transition.ring,
+        "reason": transition.reason,
+        "version": new_state.version,
+    }
+    if approved_by is not None:
+        detail["approved_by"] = approved_by
+    return append_audit(
+        session,
+        actor=actor,
+        action="rollout.transition",
+        subject=f"rollout:{rollout_id}",
+        detail=detail,
+        at=transition.at,
+    )
+
+
+def _rollout_state(row: RolloutRow) -> RolloutState:
+    return RolloutState(
+        id=row.id,
+        phase=RolloutPhase(row.phase),
+        ring=row.ring,
+        paused_from=None if row.paused_from is None else RolloutPhase(row.paused_from),
+        halt_reason=row.halt_reason,
+        version=row.version,
+        updated_at=row.updated_at,
+    )
+
+
+def _rollout(row: RolloutRow) -> Rollout:
+    return Rollout(
+        id=row.id,
+        estate_version_id=row.estate_version_id,
+        update_id=row.update_id,
+        update_doc=row.update_doc,
+        plan=row.plan,
+        state=_rollout_state(row),
+        created_by=row.created_by,
+        approved_by=row.approved_by,
+        needs_approval=row.needs_approval,
+        created_at=row.created_at,
+    )
+
+
+def _require_rollout(session: Session, rollout_id: str) -> None:
+    found = session.scalar(sa.select(RolloutRow.id).where(RolloutRow.id == rollout_id))
+    if found is None:
+        raise NotFoundError(f"rollout {rollout_id} does not exist")
+
+
+# ---------------------------------------------------------------------------------------- rollout assets
+
+
+def upsert_rollout_assets(session: Session, rollout_id: str, assets: Iterable[RolloutAsset]) -> int:
+    """Insert or update these targets of ``rollout_id`` (keyed by asset id); returns how many were written."""
+    _require_rollout(session, rollout_id)
+    table = cast(sa.Table, RolloutAssetRow.__table__)
+    rows = [
+        {
+            "rollout_id": rollout_id,
+            "asset_id": asset.asset_id,
+            "ring": asset.ring,
+            "stratum": asset.stratum,
+            "state": AssetState(asset.state).value,
+            "detail": asset.detail,
+            "restore_point_ref": asset.restore_point_ref,
+            "updated_at": asset.updated_at,
+        }
+        for asset in assets
+    ]
+    dialect = session.get_bind().dialect.name
+    for chunk in _chunks(rows):
+        if dialect == "postgresql":
+            pg = postgresql.insert(table)
+            stmt: sa.Executable = pg.on_conflict_do_update(
+                index_elements=["rollout_id", "asset_id"], set_=_refresh(pg.excluded)
+            )
+        else:
+            lite = sqlite.insert(table)
+            stmt = lite.on_conflict_do_update(
+                index_elements=["rollout_id", "asset_id"], set_=_refresh(lite.excluded)
+            )
+        session.execute(stmt, chunk)
+    return len(rows)
+
+
+def _refresh(excluded: Any) -> dict[str, Any]:
+    return {
+        name: excluded[name]
+        for name in ("ring", "stratum", "state", "detail", "restore_point_ref", "updated_at")
+    }
+
+
+def list_rollout_assets(
+    session: Session,
+    rollout_id: str,
+    *,
+    ring: int | None = None,
+    states: Collection[AssetState] | None = None,
+) -> list[RolloutAsset]:
+    """The targets of ``rollout_id`` (of one ring, in some states), by ring then asset id."""
+    stmt = (
+        sa.select(RolloutAssetRow)
+        .where(RolloutAssetRow.rollout_id == rollout_id)
+        .order_by(RolloutAssetRow.ring, RolloutAssetRow.asset_id)
+        .execution_options(populate_existing=True)
+    )
+    if ring is not None:
+        stmt = stmt.where(RolloutAssetRow.ring == ring)
+    if states is not None:
+        stmt = stmt.where(RolloutAssetRow.state.in_([AssetState(s).value for s in states]))
+    return [_rollout_asset(row) for row in session.scalars(stmt)]
+
+
+def _rollout_asset(row: RolloutAssetRow) -> RolloutAsset:
+    return RolloutAsset(
+        asset_id=row.asset_id,
+        ring=row.ring,
+        stratum=row.stratum,
+        state=AssetState(row.state),
+        updated_at=row.updated_at,
+        detail=row.detail,
+        restore_point_ref=row.restore_point_ref,
+    )
+
+
+# -------------------------------------------------------------------------------------------- decisions
+
+
+def add_decision(
+    session: Session, rollout_id: str, *, kind: str, payload: JSONValue, at: datetime
+) -> Decision:
+    """Record a decision before acting on it, numbered after the rollout's last one."""
+    _require_rollout(session, rollout_id)
+    if not kind.strip():
+        raise InputError(f"a decision of rollout {rollout_id} needs a kind")
+    last = session.scalar(sa.select(sa.func.max(DecisionRow.seq)).where(DecisionRow.rollout_id == rollout_id))
+    row = DecisionRow(
+        rollout_id=rollout_id,
+        seq=(last or 0) + 1,
+        created_at=at,
+        kind=kind,
+        payload=payload,
+        status=DecisionStatus.PENDING.value,
+        done_at=None,
+    )
+    session.add(row)
+    session.flush()
+    return _decision(row)
+
+
+def list_decisions(
+    session: Session, rollout_id: str, *, status: DecisionStatus | None = None
+) -> list[Decision]:
+    """Decisions of ``rollout_id`` in the order they were taken."""
+    stmt = (
+        sa.select(DecisionRow)
+        .where(DecisionRow.rollout_id == rollout_id)
+        .order_by(DecisionRow.seq)
+        .execution_options(populate_existing=True)
+    )
+    if status is not None:
+        stmt = stmt.where(DecisionRow.status == DecisionStatus(status).value)
+    return [_decision(row) for row in session.scalars(stmt)]
+
+
+def mark_decision_done(session: Session, rollout_id: str, seq: int, *, at: datetime) -> Decision:
+    """Mark a decision as acted on. Idempotent: a decision already done keeps its first ``done_at``."""
+    row = session.get(DecisionRow, (rollout_id, seq), populate_existing=True)
+    if row is None:
+        raise NotFoundError(f"rollout {rollout_id} has no decision {seq}")
+    if row.status != DecisionStatus.DONE.value:
+        row.status = DecisionStatus.DONE.value
+        row.done_at = at
+        session.flush()
+    return _decision(row)
+
+
+def _decision(row: DecisionRow) -> Decision:
+    return Decision(
+        rollout_id=row.rollout_id,
+        seq=row.seq,
+        created_at=row.created_at,
+        kind=row.kind,
+        payload=row.payload,
+        status=DecisionStatus(row.status),
+        done_at=row.done_at,
+    )
+
+
+# ----------------------------------------------------------------------------------------- observations
+
+
+def add_observations(session: Session, observations: Iterable[Observation]) -> int:
+    """Store observations (their ``id`` is ignored and assigned); returns how many were stored."""
+    table = cast(sa.Table, ObservationRow.__table__)
+    rows = [
+        {
+            "rollout_id": obs.rollout_id,
+            "asset_id": obs.asset_id,
+            "at": obs.at,
+            "kind": ObservationKind(obs.kind).value,
+            "status": obs.status,
+            "detail": dict(obs.detail),
+        }
+        for obs in observations
+    ]
+    for chunk in _chunks(rows):
+        session.execute(sa.insert(table), chunk)
+    return len(rows)
+
+
+def list_observations(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    rollout_id: str | None = None,
+    asset_ids: Collection[str] | None = None,
+    kinds: Collection[ObservationKind] | None = None,
+) -> list[Observation]:
+    """Observations at or after ``since`` (and before ``until``), oldest first, optionally narrowed."""
+    stmt = (
+        sa.select(ObservationRow)
+        .where(ObservationRow.at >= since)
+        .order_by(ObservationRow.at, ObservationRow.id)
+    )
+    if until is not None:
+        stmt = stmt.where(ObservationRow.at < until)
+    if rollout_id is not None:
+        stmt = stmt.where(ObservationRow.rollout_id == rollout_id)
+    if asset_ids is not None:
+        stmt = stmt.where(ObservationRow.asset_id.in_(list(asset_ids)))
+    if kinds is not None:
+        stmt = stmt.where(ObservationRow.kind.in_([ObservationKind(k).value for k in kinds]))
+    return [_observation(row) for row in session.scalars(stmt)]
+
+
+def _observation(row: ObservationRow) -> Observation:
+    return Observation(
+        asset_id=row.asset_id,
+        at=row.at,
+        kind=ObservationKind(row.kind),
+        status=row.status,
+        detail=row.detail,
+        rollout_id=row.rollout_id,
+        id=row.id,
+    )
+
+
+# -------------------------------------------------------------------------------------------- audit log
+
+
+def append_audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    detail: Mapping[str, AuditValue],
+    at: datetime,
+) -> AuditEntry:
+    """Chain a new entry onto the last one in the log and store it.
+
+    Appenders take turns until their transaction ends (PostgreSQL advisory lock; SQLite's single
+    writer), so each reads the entry really before it; ``seq`` being the primary key makes a fork
+    impossible even if that were bypassed.
+    """
+    advisory_lock(session, LOCK_NAMESPACE_AUDIT)
+    last = session.scalars(sa.select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+    entry = chain_entry(
+        None if last is None else _audit_entry(last),
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        detail=detail,
+    )
+    session.add(
+        AuditRow(
+            seq=entry.seq,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            subject=entry.subject,
+            detail=dict(entry.detail),
+            prev_hash=entry.prev_hash,
+            hash=entry.hash,
+        )
+    )
+    session.flush()
+    return entry
+
+
+def list_audit(
+    session: Session, *, after_seq: int = 0, limit: int | None = None, subject: str | None = None
+) -> list[AuditEntry]:
+    """Audit entries after ``after_seq`` (about ``subject``, when given), in the order written."""
+    stmt = (
+        sa.select(AuditRow)
+        .where(AuditRow.seq > after_seq)
+        .order_by(AuditRow.seq)
+        .execution_options(populate_existing=True)
+    )
+    if subject is not None:
+        stmt = stmt.where(AuditRow.subject == subject)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [_audit_entry(row) for row in session.scalars(stmt)]
+
+
+def verify_audit(session: Session) -> ChainReport:
+    """Check the whole audit log as stored, streaming it in order of ``seq``."""
+    # Read the columns, not ORM objects: a row tampered with outside ringfence must be seen as stored,
+    # and a long log should not fill the identity map.
+    stmt = sa.select(AuditRow.__table__).order_by(AuditRow.seq).execution_options(yield_per=_CHUNK)
+    result = session.execute(stmt)
+    try:
+        return verify_chain(_audit_entries(result))
+    finally:
+        result.close()
+
+
+def _audit_entries(rows: Iterable[sa.Row[Any]]) -> Iterator[AuditEntry]:
+    for row in rows:
+        yield AuditEntry(
+            seq=row.seq,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            subject=row.subject,
+            detail=row.detail,
+            prev_hash=row.prev_hash,
+            hash=row.hash,
+        )
+
+
+def _audit_entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        subject=row.subject,
+        detail=row.detail,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), _CHUNK):
+        yield rows[start : start + _CHUNK]
+
+
+__all__ = [
+    "add_decision",
+    "add_estate_version",
+    "add_observations",
+    "append_audit",
+    "apply_transition",
+    "create_rollout",
+    "get_estate_version",
+    "get_rollout",
+    "latest_estate_version",
+    "list_audit",
+    "list_decisions",
+    "list_estate_versions",
+    "list_observations",
+    "list_rollout_assets",
+    "list_rollouts",
+    "mark_decision_done",
+    "upsert_rollout_assets",
+    "verify_audit",
+]
