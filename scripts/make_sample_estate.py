@@ -71,9 +71,7 @@ def workstation_lines(seed: int = 2024) -> list[str]:
         width = 4 if sum(count for _, count in departments) >= 1000 else 3
         number = 0
         for dept, count in departments:
-            for model, os in rng.choices(
-                [(m, o) for m, o, _ in fleet], weights=[w for _, _, w in fleet], k=count
-            ):
+            for model, os in rng.choices([(m, o) for m, o, _ in fleet], weights=[w for _, _, w in fleet], k=count):
                 number += 1
                 lines.append(
                     f"  - {{id: {prefix}-{number:0{width}d}, kind: endpoint, site: {site}, "

@@ -94,7 +94,11 @@ _SQL = ("microsoft/sql-server", "15.0.4375")
 
 # (dept, weight) and (model, os, weight) of workstations.
 _HOSPITAL_DEPTS = (("ed", 6), ("maternity", 4), ("wards", 45), ("outpatients", 20), ("admin", 25))
-_HOSPITAL_FLEET = (("OptiPlex 7090", "windows-10", 40), ("OptiPlex 7010", "windows-11", 45), ("Latitude 5440", "windows-11", 15))
+_HOSPITAL_FLEET = (
+    ("OptiPlex 7090", "windows-10", 40),
+    ("OptiPlex 7010", "windows-11", 45),
+    ("Latitude 5440", "windows-11", 15),
+)
 _PRACTICE_FLEET = (("EliteDesk 800 G6", "windows-10", 60), ("ProBook 450 G9", "windows-11", 40))
 
 _RTO_RPO = {1: ("2h", "15m"), 2: ("4h", "1h"), 3: ("1d", "4h"), 4: ("3d", "1d")}
@@ -269,11 +273,21 @@ class _EstateBuilder:
             ids = [f"core-{site}-1", f"core-{site}-2"]
             for switch in ids:
                 self.network.append(
-                    {"id": switch, "kind": "network", "site": site, "supplier": "cisco", "attrs": attrs, "software": nx_os}
+                    {
+                        "id": switch,
+                        "kind": "network",
+                        "site": site,
+                        "supplier": "cisco",
+                        "attrs": attrs,
+                        "software": nx_os,
+                    }
                 )
             self.switches[site] = [{"any": 1, "of": ids}]
         # Two HSCN connections from two carriers at two sites: the SaaS services reach out through them.
-        for link, carrier, site in (("hscn-bt", "bt", self.hospitals[0]), ("hscn-virgin", "virginmedia", self.hospitals[1])):
+        for link, carrier, site in (
+            ("hscn-bt", "bt", self.hospitals[0]),
+            ("hscn-virgin", "virginmedia", self.hospitals[1]),
+        ):
             self.network.append(
                 {"id": link, "kind": "network", "site": site, "supplier": carrier, "requires": self.switches[site]}
             )
@@ -338,10 +352,10 @@ class _EstateBuilder:
     def _add_saas(self) -> None:
         for region, supplier, name in _REGIONS:
             self.saas.append({"id": region, "kind": "saas", "supplier": supplier, "attrs": {"region": name}})
-        for asset_id, supplier, region, *_ in _SAAS:
-            item: Document = {"id": asset_id, "kind": "saas", "supplier": supplier}
-            if region is not None:
-                item["requires"] = [region]
+        for asset_id, provider, hosted_in, *_ in _SAAS:
+            item: Document = {"id": asset_id, "kind": "saas", "supplier": provider}
+            if hosted_in is not None:
+                item["requires"] = [hosted_in]
             self.saas.append(item)
 
     # ---------------------------------------------------------------------------------------------- VMs
@@ -355,12 +369,21 @@ class _EstateBuilder:
             self.software_lists[key] = found
         return found
 
-    def _vm(self, vm_id: str, cluster: _Cluster, os: str, software: list[dict[str, str]], requires: list[object]) -> None:
+    def _vm(
+        self, vm_id: str, cluster: _Cluster, os: str, software: list[dict[str, str]], requires: list[object]
+    ) -> None:
         attrs = cluster.attrs_by_os.get(os)
         if attrs is None:
             attrs = cluster.attrs_by_os[os] = {"os": os, "cluster": cluster.name}
         self.vms.append(
-            {"id": vm_id, "kind": "vm", "site": cluster.site, "attrs": attrs, "software": software, "requires": requires}
+            {
+                "id": vm_id,
+                "kind": "vm",
+                "site": cluster.site,
+                "attrs": attrs,
+                "software": software,
+                "requires": requires,
+            }
         )
 
     def _two_clusters(self, site: str) -> tuple[_Cluster, _Cluster]:
@@ -505,25 +528,30 @@ class _EstateBuilder:
         practice_profiles = _profiles((("gp", 1),), _PRACTICE_FLEET)
         out: list[Document] = []
         gp_total = 0
-        number = 0
         for site, quota in quotas:
             profiles, weights = practice_profiles if site.startswith("gp-") else hospital_profiles
             picks = self.rng.choices(range(len(profiles)), weights=weights, k=quota)
-            ed = 0
-            for pick in picks:
-                attrs, dept = profiles[pick]
-                number += 1
-                out.append(
-                    {"id": f"ws-{number:07d}", "kind": "endpoint", "site": site, "attrs": attrs, "software": agent}
-                )
-                if dept == "ed":
-                    ed += 1
-                elif dept == "gp":
-                    gp_total += 1
+            start = len(out) + 1
+            out.extend(
+                {
+                    "id": f"ws-{number:07d}",
+                    "kind": "endpoint",
+                    "site": site,
+                    "attrs": profiles[pick][0],
+                    "software": agent,
+                }
+                for number, pick in enumerate(picks, start=start)
+            )
+            per_dept: Counter[str] = Counter()
+            for pick, n in Counter(picks).items():
+                per_dept[profiles[pick][1]] += n
+            gp_total += per_dept["gp"]
             requires = self.ed_requirers.get(site)
-            if requires is not None and ed >= 2:
+            if requires is not None and per_dept["ed"] >= 2:
                 # The ED needs a quarter of its workstations: one lost PC is never missed.
-                requires.append({"any": max(1, ed // 4), "where": f"kind=endpoint,site={site},attrs.dept=ed"})
+                requires.append(
+                    {"any": max(1, per_dept["ed"] // 4), "where": f"kind=endpoint,site={site},attrs.dept=ed"}
+                )
         if gp_total >= 2:
             for requires in self.gp_requirers:
                 requires.append({"any": max(1, gp_total // 5), "where": "kind=endpoint,attrs.dept=gp"})

@@ -360,17 +360,18 @@ class EstateGraph:
         node = self.estate.services[i] if i < self.n_services else self.estate.assets[i - self.n_services]
         return [self.index[r] for r in node.hard_requirements]
 
-    def groups_of(self, i: int) -> list[int]:
-        """The any-groups owned by node ``i``."""
-        return np.flatnonzero(self.group_owner == i).tolist()
-
-    @cached_property
-    def owned_groups_ptr(self) -> tuple[IntArray, IntArray]:
-        """CSR from owner node to the groups it owns."""
-        return _csr(self.n, self.group_owner, np.arange(self.group_owner.size, dtype=np.int64))
-
     def members_of(self, g: int) -> IntArray:
         return self.group_members[self.group_members_ptr[g] : self.group_members_ptr[g + 1]]
+
+    @cached_property
+    def member_nodes(self) -> IntArray:
+        """The node of each entry of ``member_groups`` (the CSR rows expanded)."""
+        return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.member_groups_ptr))
+
+    @cached_property
+    def requirement_edges(self) -> tuple[IntArray, IntArray]:
+        """Every hard edge as (required node, dependent node) arrays."""
+        return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.dependents_ptr)), self.dependents
 
     @cached_property
     def could_cascade(self) -> BoolArray:
@@ -380,8 +381,7 @@ class EstateGraph:
         tight_groups = self.group_slack[self.member_groups] <= 0
         in_tight_group = np.zeros(self.n, dtype=np.bool_)
         if tight_groups.any():
-            owners_of_entries = np.repeat(np.arange(self.n), np.diff(self.member_groups_ptr))
-            in_tight_group[owners_of_entries[tight_groups]] = True
+            in_tight_group[self.member_nodes[tight_groups]] = True
         result: BoolArray = has_dependents | in_tight_group
         return result
 

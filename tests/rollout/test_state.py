@@ -142,7 +142,8 @@ def test_resume_goes_back_where_it_paused() -> None:
     with pytest.raises(TransitionRejected) as caught:
         transition(paused, P.APPLYING, "resume", at=T0)
     assert str(caught.value) == (
-        "rollout r-12 cannot go from paused to applying: it paused while baking and resumes there (or is halted)"
+        "rollout r-12 cannot go from paused to applying: "
+        "it paused while baking and resumes there (or is halted)"
     )
     resumed, record = transition(paused, P.BAKING, "operator resumed", at=T0)
     assert (resumed.phase, resumed.paused_from) == (P.BAKING, None)

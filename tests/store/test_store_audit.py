@@ -152,9 +152,7 @@ def test_a_duplicated_entry_is_detected() -> None:
 def test_an_inserted_well_formed_entry_is_detected() -> None:
     # The forger chains a valid-looking entry onto entry 2 and slips it in before the real entry 3.
     chain = build_chain(5)
-    forged = chain_entry(
-        chain[1], at=T0, actor="mallory", action="rollout.approve", subject="rollout:r-1", detail={}
-    )
+    forged = chain_entry(chain[1], at=T0, actor="mallory", action="rollout.approve", subject="rollout:r-1", detail={})
     chain.insert(2, forged)
     report = verify_chain(chain)
     assert (report.ok, report.first_bad_seq) == (False, 3)
@@ -188,7 +186,8 @@ def test_a_cut_off_end_changes_the_last_hash() -> None:
     # A chain alone cannot show that its end was removed; the last hash, kept elsewhere, can.
     chain = build_chain(6)
     full, cut = verify_chain(chain), verify_chain(chain[:-1])
-    assert full.ok and cut.ok
+    assert full.ok
+    assert cut.ok
     assert full.last_hash != cut.last_hash
 
 
@@ -283,9 +282,7 @@ def test_a_row_changed_with_sql_is_detected(db_engine: Engine, column: str, sql_
 def test_a_changed_time_is_detected(db_engine: Engine) -> None:
     append_some(db_engine, 4)
     with session_scope(db_engine) as session:
-        session.execute(
-            sa.text("UPDATE audit_log SET at = :at WHERE seq = 2"), {"at": T0 + timedelta(microseconds=1)}
-        )
+        session.execute(sa.text("UPDATE audit_log SET at = :at WHERE seq = 2"), {"at": T0 + timedelta(microseconds=1)})
     with session_scope(db_engine, readonly=True) as session:
         assert repo.verify_audit(session).reason == "entry 2 was changed after it was written"
 

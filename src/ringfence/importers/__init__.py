@@ -69,9 +69,7 @@ def parse_software_text(text: str) -> tuple[list[dict[str, object]], list[str]]:
             continue
         product, at, version = item.rpartition("@")
         if not at or not product.strip() or not version.strip() or "/" not in product:
-            errors.append(
-                f"software '{item}' is not written VENDOR/NAME@VERSION (for example vmware/esxi@7.0.2)"
-            )
+            errors.append(f"software '{item}' is not written VENDOR/NAME@VERSION (for example vmware/esxi@7.0.2)")
             continue
         items.append({"product": product.strip(), "version": version.strip()})
     return items, errors

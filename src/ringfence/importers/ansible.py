@@ -151,9 +151,7 @@ def read_inventory(path: Path) -> list[InventoryHost]:
         for h in result["hosts"]
     ]
     if not hosts:
-        raise InputError(
-            [Problem("the inventory lists no hosts, so there is nothing to import", source=shown)]
-        )
+        raise InputError([Problem("the inventory lists no hosts, so there is nothing to import", source=shown)])
     return hosts
 
 
@@ -164,9 +162,7 @@ def asset_id_for_host(hostname: str) -> str:
     return _NOT_IN_ID.sub("-", hostname.lower()).strip("-")
 
 
-def estate_from_inventory_hosts(
-    hosts: Sequence[InventoryHost], *, estate_name: str, source: str
-) -> dict[str, object]:
+def estate_from_inventory_hosts(hosts: Sequence[InventoryHost], *, estate_name: str, source: str) -> dict[str, object]:
     """Map hosts to an estate document (the rules are in docs/importers.md); raise every problem at once."""
     problems: list[Problem] = []
     assets: list[dict[str, object]] = []
@@ -197,9 +193,7 @@ def estate_from_inventory_hosts(
 
     for found in check_asset_fields(assets):
         host_name = asset_hosts[found.index] if 0 <= found.index < len(asset_hosts) else "?"
-        problems.append(
-            Problem(f"host '{host_name}': {_variable_path(found.field)}: {found.message}", source=source)
-        )
+        problems.append(Problem(f"host '{host_name}': {_variable_path(found.field)}: {found.message}", source=source))
 
     if problems:
         raise InputError(capped(problems, source))
@@ -226,8 +220,7 @@ def _asset_from_host(host: InventoryHost, asset_id: str) -> tuple[dict[str, obje
         if name.startswith("ringfence_"):
             if name not in RINGFENCE_VARIABLES:
                 messages.append(
-                    f"variable '{name}' is not one ringfence reads; "
-                    f"ringfence reads {', '.join(RINGFENCE_VARIABLES)}"
+                    f"variable '{name}' is not one ringfence reads; ringfence reads {', '.join(RINGFENCE_VARIABLES)}"
                 )
             continue
         if _is_secret(name) or not _ATTR_NAME.match(name):
@@ -332,9 +325,7 @@ def _worker_environment(scratch: Path) -> dict[str, str]:
     """The child's environment: ours without any ANSIBLE_* setting, plus a configuration of our own."""
     config = scratch / "ansible.cfg"
     # An ANSIBLE_CONFIG that exists wins over ./ansible.cfg, ~/.ansible.cfg and /etc/ansible/ansible.cfg.
-    config.write_text(
-        "# ringfence reads inventories with Ansible's defaults and nothing else\n", encoding="utf-8"
-    )
+    config.write_text("# ringfence reads inventories with Ansible's defaults and nothing else\n", encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
     package_root = str(Path(ringfence.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
@@ -413,17 +404,11 @@ def _worker_read(source: str) -> dict[str, Any]:
             # merged by Ansible's own precedence, minus the magic variables Ansible adds itself.
             host_vars = variables.get_vars(host=host, include_hostvars=False, stage="all")
         except AnsibleError as exc:
-            return {
-                "problems": [
-                    _worker_problem(exc, f"ansible could not load the variables of host '{host.name}'")
-                ]
-            }
+            return {"problems": [_worker_problem(exc, f"ansible could not load the variables of host '{host.name}'")]}
         for internal in constants.INTERNAL_STATIC_VARS:
             host_vars.pop(internal, None)
         groups = sorted({g.name for g in host.get_groups()} - {"all", "ungrouped"})
-        hosts.append(
-            {"name": str(host.name), "groups": groups, "variables": _worker_plain_mapping(host_vars)}
-        )
+        hosts.append({"name": str(host.name), "groups": groups, "variables": _worker_plain_mapping(host_vars)})
     return {"hosts": hosts}
 
 

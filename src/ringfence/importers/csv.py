@@ -109,9 +109,7 @@ def _read_text(path: Path) -> str:
     except FileNotFoundError:
         raise InputError([Problem(f"CSV file '{source}' does not exist", source=source)]) from None
     except OSError as exc:
-        raise InputError(
-            [Problem(f"CSV file '{source}' cannot be read: {exc.strerror}", source=source)]
-        ) from None
+        raise InputError([Problem(f"CSV file '{source}' cannot be read: {exc.strerror}", source=source)]) from None
     try:
         # utf-8-sig drops the byte-order mark spreadsheet programs put at the start.
         return data.decode("utf-8-sig")
@@ -134,9 +132,7 @@ def _read_rows(text: str, source: str) -> tuple[list[_Row], list[Problem]]:
     try:
         header = next(reader, None)
     except csv.Error as exc:
-        raise InputError(
-            [Problem(f"the header row cannot be read as CSV: {exc}", source=source, line=1)]
-        ) from None
+        raise InputError([Problem(f"the header row cannot be read as CSV: {exc}", source=source, line=1)]) from None
     if header is None or not any(cell.strip() for cell in header):
         raise InputError(
             [
@@ -176,9 +172,7 @@ def _read_rows(text: str, source: str) -> tuple[list[_Row], list[Problem]]:
         columns.append(name)
     for required in REQUIRED_COLUMNS:
         if required not in seen:
-            problems.append(
-                _problem(f"the header has no '{required}' column, which is required", 1, required, source)
-            )
+            problems.append(_problem(f"the header has no '{required}' column, which is required", 1, required, source))
     if problems:
         raise InputError(problems)
 
@@ -215,8 +209,7 @@ def _read_rows(text: str, source: str) -> tuple[list[_Row], list[Problem]]:
             if column is None:
                 problems.append(
                     _problem(
-                        f"the row has a value '{value}' in column {position}, "
-                        "which has no name in the header",
+                        f"the row has a value '{value}' in column {position}, which has no name in the header",
                         line,
                         f"column {position}",
                         source,
@@ -239,9 +232,7 @@ def _asset_from_row(row: _Row) -> tuple[dict[str, object], list[tuple[str, str]]
     for column in ("id", "kind", "name", "site", "supplier"):
         if column in cells:
             asset[column] = cells[column]
-    attrs = {
-        match.group(1): value for column, value in cells.items() if (match := _ATTR_COLUMN.match(column))
-    }
+    attrs = {match.group(1): value for column, value in cells.items() if (match := _ATTR_COLUMN.match(column))}
     if attrs:
         asset["attrs"] = attrs
     if "software" in cells:

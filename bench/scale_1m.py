@@ -1,0 +1,192 @@
+"""A million assets: load and compile, one blast-radius query, a full SPOF scan, peak memory.
+
+Targets ([core] issue), for 1,000,000 assets:
+- load and compile ≤ 60 s (from JSON; from YAML is reported, for information);
+- one blast-radius query ≤ 50 ms after compiling: the median of many queries — random single assets and
+  a few supplier and site failures — each through `compute_blast_radius`, as `impact` runs it (resolve the
+  reference, propagate, list the ids down, sorted);
+- a full scan for single points of failure (`find_single_points_of_failure`) ≤ 60 s;
+- peak resident memory ≤ 4 GB.
+
+Load, compile, queries and scan run in ONE worker process, in that order, as a long-running user of the
+library would; its peak memory covers all of them. YAML is loaded and compiled in a second worker.
+
+    .venv/bin/python bench/scale_1m.py [--assets N] [--quick] [--queries N] [--skip-yaml] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import common
+
+NAME = "scale_1m"
+NOMINAL_ASSETS = 1_000_000
+TARGET_LOAD_COMPILE = 60.0
+TARGET_QUERY_MS = 50.0
+TARGET_SPOF = 60.0
+TARGET_PEAK_MB = 4000.0
+
+
+def group_failures(estate: Any) -> list[str]:
+    """The three suppliers that provide the most assets, the busiest site and the quietest one."""
+    provided: Counter[str] = Counter()
+    per_site: Counter[str] = Counter()
+    for asset in estate.assets:
+        for supplier in {asset.supplier, *(item.supplier_id for item in asset.software)} - {None}:
+            provided[supplier] += 1
+        if asset.site is not None:
+            per_site[asset.site] += 1
+    refs = [f"supplier:{s}" for s, _ in provided.most_common(3)]
+    sites = per_site.most_common()
+    if sites:
+        refs.append(f"site:{sites[0][0]}")
+        if len(sites) > 1:
+            refs.append(f"site:{sites[-1][0]}")
+    return refs
+
+
+def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
+    from ringfence.files import read_estate
+    from ringfence.graph import compile_estate
+    from ringfence.impact import compute_blast_radius, find_single_points_of_failure
+
+    estate, t_load = common.timed(lambda: read_estate(path))
+    graph, t_compile = common.timed(lambda: compile_estate(estate))
+    after_compile_mb = common.peak_rss_bytes() / 1e6
+
+    rng = random.Random(seed)
+    singles = [f"asset:{a.id}" for a in rng.sample(estate.assets, min(queries, len(estate.assets)))]
+    groups = group_failures(estate)
+    # The first query pays for lazily built indexes (supplier and software maps); time it apart.
+    _, t_first = common.timed(lambda: compute_blast_radius(graph, [groups[0]]))
+    timings: dict[str, list[float]] = {"single": [], "group": []}
+    sizes: dict[str, list[int]] = {"single": [], "group": []}
+    group_detail = []
+    for kind, refs in (("single", singles), ("group", groups)):
+        for ref in refs:
+            radius, seconds = common.timed(lambda ref=ref: compute_blast_radius(graph, [ref]))
+            timings[kind].append(seconds * 1000)
+            sizes[kind].append(len(radius.assets_down))
+            if kind == "group":
+                group_detail.append(
+                    {
+                        "ref": ref,
+                        "ms": seconds * 1000,
+                        "assets_down": len(radius.assets_down),
+                        "services_down": len(radius.services_down),
+                    }
+                )
+    after_queries_mb = common.peak_rss_bytes() / 1e6
+
+    start = time.perf_counter()
+    found = find_single_points_of_failure(graph)
+    spof = {"seconds": time.perf_counter() - start, "found": len(found)}
+    return {
+        "assets": len(estate.assets),
+        "services": len(estate.services),
+        "nodes": graph.n,
+        "groups": int(graph.group_owner.size),
+        "load": t_load,
+        "compile": t_compile,
+        "first_query_ms": t_first * 1000,
+        "query_ms": timings,
+        "assets_down": sizes,
+        "group_queries": group_detail,
+        "spof": spof,
+        "peak_mb_after_compile": after_compile_mb,
+        "peak_mb_after_queries": after_queries_mb,
+        "peak_mb": common.peak_rss_bytes() / 1e6,
+    }
+
+
+def worker_yaml(path: Path) -> dict[str, Any]:
+    from ringfence.files import read_estate
+    from ringfence.graph import compile_estate
+
+    estate, t_load = common.timed(lambda: read_estate(path))
+    _, t_compile = common.timed(lambda: compile_estate(estate))
+    return {"load": t_load, "compile": t_compile, "peak_mb": common.peak_rss_bytes() / 1e6}
+
+
+def run(args: argparse.Namespace) -> common.Report:
+    queries = args.queries or (40 if args.quick else 400)
+    report = common.Report(
+        NAME, f"Scale: {args.assets:,} assets, one process per input format", args.assets, NOMINAL_ASSETS, args.seed, args.quick
+    )
+    script = Path(__file__).resolve()
+    formats = ("json",) if args.skip_yaml else ("json", "yaml")
+    with common.work_directory(args.workdir) as workdir:
+        files = common.estate_files(args.assets, args.seed, workdir, formats, log=common.log)
+        common.log("JSON worker: load, compile, queries, SPOF scan…")
+        result = common.run_worker(script, ["json", str(files["json"]), str(queries), str(args.seed)])
+        yaml_result = None
+        if not args.skip_yaml:
+            common.log("YAML worker: load and compile…")
+            yaml_result = common.run_worker(script, ["yaml", str(files["yaml"])])
+        sizes = {fmt: path.stat().st_size / 1e6 for fmt, path in files.items()}
+
+    load_compile = result["load"] + result["compile"]
+    report.add("load (read, parse, validate) from JSON", result["load"], "s")
+    report.add("compile", result["compile"], "s", note=f"{result['nodes']:,} nodes, {result['groups']:,} any-groups")
+    report.add("load + compile from JSON", load_compile, "s", target=TARGET_LOAD_COMPILE)
+    if yaml_result is not None:
+        report.add(
+            "load + compile from YAML",
+            yaml_result["load"] + yaml_result["compile"],
+            "s",
+            note=f"information; load {yaml_result['load']:.1f} s; peak {yaml_result['peak_mb']:,.0f} MB",
+        )
+    single, group = result["query_ms"]["single"], result["query_ms"]["group"]
+    every = single + group
+    report.add(
+        "blast-radius query, median",
+        common.median(every),
+        "ms",
+        target=TARGET_QUERY_MS,
+        note=f"{len(single)} random single assets and {len(group)} supplier/site failures",
+    )
+    report.add("  single asset: median / p95", common.median(single), "ms", note=f"p95 {common.percentile(single, 0.95):.2f} ms")
+    for q in result["group_queries"]:
+        report.add(
+            f"  {q['ref']}",
+            q["ms"],
+            "ms",
+            note=f"down: {q['assets_down']:,} assets, {q['services_down']:,} services",
+        )
+    report.add("  first query (builds supplier/software indexes)", result["first_query_ms"], "ms")
+    report.add("full SPOF scan", result["spof"]["seconds"], "s", target=TARGET_SPOF, note=f"{result['spof']['found']:,} found")
+    report.add(
+        "peak memory (JSON worker, whole run)",
+        result["peak_mb"],
+        "MB",
+        target=TARGET_PEAK_MB,
+        note=f"after compile {result['peak_mb_after_compile']:,.0f} MB",
+    )
+    report.details = {"json_worker": result, "yaml_worker": yaml_result, "files_mb": sizes}
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.common_arguments(parser, NOMINAL_ASSETS)
+    parser.add_argument("--queries", type=int, default=0, help="random single-asset queries (default 400, 40 quick)")
+    parser.add_argument("--skip-yaml", action="store_true", help="do not write or load the YAML file")
+    args = parser.parse_args()
+    if args.worker:
+        kind, path, *rest = args.worker
+        if kind == "json":
+            common.emit(worker_json(Path(path), int(rest[0]), int(rest[1])))
+        else:
+            common.emit(worker_yaml(Path(path)))
+        return
+    common.finish(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""``ringfence recover``: what is down, which continuity plans to enact, what to restore first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ringfence.cli.analysis import EstateArg, FailOpt, JsonOpt, load
+from ringfence.cli.main import app
+from ringfence.cli.output import emit_json, out, tier_chip
+from ringfence.durations import humanize_duration, parse_duration
+from ringfence.errors import InputError, Problem
+
+
+def recovery_document(plan: object) -> dict[str, object]:
+    from ringfence.recovery import EVIDENCE_LABEL, RecoveryPlan
+
+    assert isinstance(plan, RecoveryPlan)
+    return {
+        "failed": list(plan.failed),
+        "steps": [{"step": s.step, "restore": list(s.restore)} for s in plan.steps],
+        "continuity": [
+            {"service": c.service, "tier": c.tier, "rto": c.rto, "plan": c.plan, "contacts": list(c.contacts)}
+            for c in plan.continuity
+        ],
+        "rto_at_risk": [
+            {"service": r.service, "tier": r.tier, "rto": r.rto, "restored_by": r.restored_by} for r in plan.rto_at_risk
+        ],
+        "notes": list(plan.notes),
+        "parallel": plan.parallel,
+        "step_seconds": plan.step_seconds,
+        "evidence": EVIDENCE_LABEL,
+    }
+
+
+def recovery_markdown(plan: object, estate_name: str) -> str:
+    """The restore order as a document for the incident file and the DSPT evidence folder."""
+    from ringfence.recovery import EVIDENCE_LABEL, RecoveryPlan
+
+    assert isinstance(plan, RecoveryPlan)
+    lines = [
+        f"# Recovery plan: {estate_name}",
+        "",
+        f"> {EVIDENCE_LABEL}",
+        "",
+        f"**Failed:** {', '.join(plan.failed)}",
+        "",
+        "## Continuity plans to enact, most critical first",
+        "",
+        "| service | tier | RTO | plan |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in plan.continuity:
+        rto = humanize_duration(c.rto) if c.rto is not None else "—"
+        lines.append(f"| {c.name} (`{c.service}`) | {c.tier} | {rto} | {c.plan or '**no plan recorded**'} |")
+    if plan.rto_at_risk:
+        lines += ["", "## RTOs at risk", ""]
+        for r in plan.rto_at_risk:
+            lines.append(
+                f"- `{r.service}` (tier {r.tier}): RTO {humanize_duration(r.rto)}, restored after about "
+                f"{humanize_duration(r.restored_by)} at {humanize_duration(plan.step_seconds)} a step"
+            )
+    lines += ["", "## Restore order", ""]
+    if plan.parallel:
+        lines.append(f"At most {plan.parallel} items a step, by clinical tier, then RTO.")
+        lines.append("")
+    for step in plan.steps:
+        lines.append(f"{step.step}. {', '.join(f'`{i}`' for i in step.restore)}")
+    for note in plan.notes:
+        lines += ["", f"*Note:* {note}"]
+    return "\n".join(lines) + "\n"
+
+
+@app.command(rich_help_panel="Recover")
+def recover(
+    estate_file: EstateArg,
+    fail: FailOpt,
+    parallel: Annotated[
+        int | None, typer.Option(min=1, help="At most N items restored at once; ordered by tier, then RTO.")
+    ] = None,
+    step_time: Annotated[str, typer.Option(help="How long one restore step takes, for RTO estimates.")] = "1h",
+    export: Annotated[
+        Path | None, typer.Option(help="Also write the plan as Markdown evidence (DSPT B5.a).", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore order, continuity plans to enact, and RTOs at risk after failures."""
+    from ringfence.files import write_text_atomic
+    from ringfence.recovery import EVIDENCE_LABEL, plan_recovery
+
+    if not fail:
+        raise InputError([Problem("say what failed with --fail REF (e.g. --fail supplier:advanced)", path=("--fail",))])
+    try:
+        step_seconds = parse_duration(step_time)
+    except ValueError as exc:
+        raise InputError([Problem(str(exc), path=("--step-time",))]) from None
+    estate, graph = load(estate_file, as_json)
+    plan = plan_recovery(graph, graph.resolve_failures(fail), parallel=parallel, step_seconds=step_seconds)
+    if export is not None:
+        write_text_atomic(export, recovery_markdown(plan, estate.name))
+    if as_json:
+        emit_json(recovery_document(plan))
+        return
+    out.print(f"[bold]Recovery after {', '.join(plan.failed)}[/]  [dim]{EVIDENCE_LABEL}[/]")
+    if not plan.continuity:
+        out.print("No service is down.")
+    else:
+        table = Table(title="Enact these continuity plans, most critical first", title_justify="left")
+        table.add_column("tier")
+        table.add_column("service")
+        table.add_column("RTO", justify="right")
+        table.add_column("continuity plan", overflow="fold")
+        at_risk = {r.service for r in plan.rto_at_risk}
+        for c in plan.continuity:
+            rto = Text(humanize_duration(c.rto) if c.rto is not None else "—")
+            if c.service in at_risk:
+                rto.stylize("bold red")
+                rto.append(" at risk")
+            table.add_row(tier_chip(c.tier), c.name, rto, c.plan or Text("no plan recorded", style="bold red"))
+        out.print(table)
+    steps = Table(title="Restore in this order", title_justify="left")
+    steps.add_column("step", justify="right")
+    steps.add_column("items", justify="right")
+    steps.add_column("restore", overflow="fold")
+    for step in plan.steps:
+        shown = ", ".join(step.restore[:12]) + (f" … +{len(step.restore) - 12}" if len(step.restore) > 12 else "")
+        steps.add_row(str(step.step), str(len(step.restore)), shown)
+    out.print(steps)
+    for note in plan.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    if export is not None:
+        out.print(f"Evidence written to {export}.")
