@@ -26,11 +26,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 # ----------------------------------------------------------------------------------- measurements
@@ -108,9 +109,10 @@ def stopwatch() -> Iterator[list[float]]:
         box.append(time.perf_counter() - start)
 
 
-def timed(fn: Callable[[], T]) -> tuple[T, float]:
+def timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float]:
+    """``fn(*args, **kwargs)`` and the wall-clock seconds it took."""
     start = time.perf_counter()
-    value = fn()
+    value = fn(*args, **kwargs)
     return value, time.perf_counter() - start
 
 
@@ -189,7 +191,7 @@ def estate_files(
     from ringfence.generate import generate_estate
 
     log(f"generating a {assets:,}-asset estate (seed {seed})…")
-    document, seconds = timed(lambda: generate_estate(assets, seed=seed))
+    document, seconds = timed(generate_estate, assets, seed=seed)
     log(f"  generated in {seconds:.1f} s")
     for fmt in missing:
         start = time.perf_counter()
@@ -220,9 +222,7 @@ def work_directory(given: Path | None) -> Iterator[Path]:
 
 def run_worker(script: Path, args: Sequence[str]) -> dict[str, Any]:
     """Run ``script --worker ARGS`` in a fresh interpreter and return the JSON document it prints last."""
-    done = subprocess.run(
-        [sys.executable, str(script), "--worker", *args], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([sys.executable, str(script), "--worker", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker {script.name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     lines = [line for line in done.stdout.splitlines() if line.strip()]

@@ -26,8 +26,7 @@ NAME = "impact_200k"
 NOMINAL_ASSETS = 200_000
 TARGET_RATIO = 2.0
 STARTUP_IMPORTS = (
-    "from ringfence.cli import main; main._register(); "
-    "import ringfence.files, ringfence.graph, ringfence.impact"
+    "from ringfence.cli import main; main._register(); import ringfence.files, ringfence.graph, ringfence.impact"
 )
 
 
@@ -55,21 +54,21 @@ def worker(path: Path) -> dict[str, Any]:
     from ringfence.impact import compute_blast_radius
 
     started = time.perf_counter()
-    text, t_read = common.timed(lambda: read_text(path))
-    data, t_parse = common.timed(lambda: load_document_text(text, str(path)))
-    estate, t_validate = common.timed(lambda: parse_estate_document(data, str(path)))
-    graph, t_compile = common.timed(lambda: compile_estate(estate))
+    text, t_read = common.timed(read_text, path)
+    data, t_parse = common.timed(load_document_text, text, str(path))
+    estate, t_validate = common.timed(parse_estate_document, data, str(path))
+    graph, t_compile = common.timed(compile_estate, estate)
     failures = pick_failures(estate)
     queries: dict[str, dict[str, Any]] = {}
     for label, ref in failures.items():
-        radius, t_query = common.timed(lambda ref=ref: compute_blast_radius(graph, [ref]))
+        radius, t_query = common.timed(compute_blast_radius, graph, [ref])
         document = {
             "failed": list(radius.failed),
             "services_down": [{"id": s.id, "tier": s.tier} for s in radius.services_down],
             "assets_down": list(radius.assets_down),
             "by_tier": {str(t): n for t, n in sorted(radius.by_tier.items())},
         }
-        _, t_json = common.timed(lambda document=document: json.dumps(document, separators=(",", ":")))
+        _, t_json = common.timed(json.dumps, document, separators=(",", ":"))
         queries[label] = {
             "ref": ref,
             "query": t_query,
@@ -123,7 +122,9 @@ def run(args: argparse.Namespace) -> common.Report:
         process_times: dict[str, Any] = {}
         for label, ref in failures.items():
             query = runs[0]["queries"][label]
-            seconds, all_times = common.time_process([*ringfence, "impact", str(json_file), "--fail", ref, "--json"], repeat)
+            seconds, all_times = common.time_process(
+                [*ringfence, "impact", str(json_file), "--fail", ref, "--json"], repeat
+            )
             process_times[label] = {"ref": ref, "best": seconds, "all": all_times}
             what = f"down: {query['assets_down']:,} assets, {query['services_down']:,} services"
             report.add(f"ringfence impact JSON --fail {ref}", seconds, "s", note=what)

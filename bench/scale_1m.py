@@ -56,21 +56,21 @@ def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
     from ringfence.graph import compile_estate
     from ringfence.impact import compute_blast_radius, find_single_points_of_failure
 
-    estate, t_load = common.timed(lambda: read_estate(path))
-    graph, t_compile = common.timed(lambda: compile_estate(estate))
+    estate, t_load = common.timed(read_estate, path)
+    graph, t_compile = common.timed(compile_estate, estate)
     after_compile_mb = common.peak_rss_bytes() / 1e6
 
     rng = random.Random(seed)
     singles = [f"asset:{a.id}" for a in rng.sample(estate.assets, min(queries, len(estate.assets)))]
     groups = group_failures(estate)
     # The first query pays for lazily built indexes (supplier and software maps); time it apart.
-    _, t_first = common.timed(lambda: compute_blast_radius(graph, [groups[0]]))
+    _, t_first = common.timed(compute_blast_radius, graph, [groups[0]])
     timings: dict[str, list[float]] = {"single": [], "group": []}
     sizes: dict[str, list[int]] = {"single": [], "group": []}
     group_detail = []
     for kind, refs in (("single", singles), ("group", groups)):
         for ref in refs:
-            radius, seconds = common.timed(lambda ref=ref: compute_blast_radius(graph, [ref]))
+            radius, seconds = common.timed(compute_blast_radius, graph, [ref])
             timings[kind].append(seconds * 1000)
             sizes[kind].append(len(radius.assets_down))
             if kind == "group":
@@ -109,15 +109,20 @@ def worker_yaml(path: Path) -> dict[str, Any]:
     from ringfence.files import read_estate
     from ringfence.graph import compile_estate
 
-    estate, t_load = common.timed(lambda: read_estate(path))
-    _, t_compile = common.timed(lambda: compile_estate(estate))
+    estate, t_load = common.timed(read_estate, path)
+    _, t_compile = common.timed(compile_estate, estate)
     return {"load": t_load, "compile": t_compile, "peak_mb": common.peak_rss_bytes() / 1e6}
 
 
 def run(args: argparse.Namespace) -> common.Report:
     queries = args.queries or (40 if args.quick else 400)
     report = common.Report(
-        NAME, f"Scale: {args.assets:,} assets, one process per input format", args.assets, NOMINAL_ASSETS, args.seed, args.quick
+        NAME,
+        f"Scale: {args.assets:,} assets, one process per input format",
+        args.assets,
+        NOMINAL_ASSETS,
+        args.seed,
+        args.quick,
     )
     script = Path(__file__).resolve()
     formats = ("json",) if args.skip_yaml else ("json", "yaml")
@@ -151,7 +156,12 @@ def run(args: argparse.Namespace) -> common.Report:
         target=TARGET_QUERY_MS,
         note=f"{len(single)} random single assets and {len(group)} supplier/site failures",
     )
-    report.add("  single asset: median / p95", common.median(single), "ms", note=f"p95 {common.percentile(single, 0.95):.2f} ms")
+    report.add(
+        "  single asset: median / p95",
+        common.median(single),
+        "ms",
+        note=f"p95 {common.percentile(single, 0.95):.2f} ms",
+    )
     for q in result["group_queries"]:
         report.add(
             f"  {q['ref']}",
@@ -160,7 +170,9 @@ def run(args: argparse.Namespace) -> common.Report:
             note=f"down: {q['assets_down']:,} assets, {q['services_down']:,} services",
         )
     report.add("  first query (builds supplier/software indexes)", result["first_query_ms"], "ms")
-    report.add("full SPOF scan", result["spof"]["seconds"], "s", target=TARGET_SPOF, note=f"{result['spof']['found']:,} found")
+    report.add(
+        "full SPOF scan", result["spof"]["seconds"], "s", target=TARGET_SPOF, note=f"{result['spof']['found']:,} found"
+    )
     report.add(
         "peak memory (JSON worker, whole run)",
         result["peak_mb"],

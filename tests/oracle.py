@@ -207,9 +207,7 @@ def single_points_of_failure(estate: Estate, max_tier: int | None = None) -> lis
     found = []
     for ref in refs:
         down = down_after(estate, [ref], rules)
-        taken = sorted(
-            s for s in up_at_start if s in down and (max_tier is None or tier[s] <= max_tier)
-        )
+        taken = sorted(s for s in up_at_start if s in down and (max_tier is None or tier[s] <= max_tier))
         if taken:
             found.append(Spof(ref, tuple(taken), min(tier[s] for s in taken)))
     return sorted(found, key=lambda f: (f.worst_tier, -len(f.services), f.ref))
@@ -218,9 +216,7 @@ def single_points_of_failure(estate: Estate, max_tier: int | None = None) -> lis
 def supplier_concentration(estate: Estate) -> dict[str, list[str]]:
     """For each supplier, the services down when ``supplier:ID`` fails."""
     rules = rules_of(estate)
-    return {
-        s: services_in(estate, down_after(estate, [f"supplier:{s}"], rules)) for s in sorted(all_suppliers(estate))
-    }
+    return {s: services_in(estate, down_after(estate, [f"supplier:{s}"], rules)) for s in sorted(all_suppliers(estate))}
 
 
 def share_by_tier(estate: Estate, services_down: list[str]) -> dict[int, float]:

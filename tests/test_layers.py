@@ -22,6 +22,7 @@ CORE = [
     "generate.py",
     "audit.py",
     "rollout/state.py",
+    "drivers/base.py",
     "rollout/reconcile.py",
     "rollout/strategy.py",
     "recovery.py",

@@ -209,8 +209,7 @@ def _plain_value(value: object, key: str) -> AuditValue:
     if isinstance(value, list | tuple):
         return [_plain_value(item, key) for item in value]
     raise InputError(
-        f"audit detail {key!r} is a {type(value).__name__}; "
-        "it may hold text, numbers, booleans, null and lists of them"
+        f"audit detail {key!r} is a {type(value).__name__}; it may hold text, numbers, booleans, null and lists of them"
     )
 
 

@@ -63,8 +63,14 @@ def dump_document(document: Any, path: Path | str | None = None, *, as_json: boo
         as_json = path is not None and Path(path).suffix.lower() == ".json"
     if as_json:
         return json.dumps(document, indent=None, separators=(",", ":")) + "\n"
-    dumper = yaml.CSafeDumper if hasattr(yaml, "CSafeDumper") else yaml.SafeDumper
-    return str(yaml.dump(document, Dumper=dumper, sort_keys=False, allow_unicode=True, width=120))
+    return str(yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=120))
+
+
+class _PlainDumper(yaml.CSafeDumper if hasattr(yaml, "CSafeDumper") else yaml.SafeDumper):  # type: ignore[misc]
+    """Writes shared sub-objects out in full: an estate file people read has no ``&id001`` anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:

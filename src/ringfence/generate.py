@@ -174,13 +174,12 @@ _OPENING: tuple[tuple[str, int], ...] = (("redundant", 1), ("single", 3), ("saas
 class _Cluster:
     name: str
     site: str
-    index: int
     requires: list[object] = field(default_factory=list)
     """The shared ``requires`` list of VMs on this cluster: K of its hosts."""
     attrs_by_os: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Counts:
     """How many of each part an estate of ``assets`` gets."""
 
@@ -299,7 +298,7 @@ class _EstateBuilder:
         for c in range(n):
             site = self.hospitals[c % len(self.hospitals)]
             number = len(self.clusters_at.get(site, ())) + 1
-            cluster = _Cluster(name=f"{site}-c{number}", site=site, index=c)
+            cluster = _Cluster(name=f"{site}-c{number}", site=site)
             hosts = base + (1 if c < extra else 0)
             # One array per cluster, dual-controller but one box: a single point of failure by design.
             array_supplier, model = ("dell", "PowerStore 5000T") if c % 2 == 0 else ("hpe", "Alletra 6030")

@@ -378,7 +378,11 @@ class EstateGraph:
         """Nodes whose loss alone can bring down another node: something hard-requires them, or they sit in a
         group with no slack. Any other node, lost alone, takes down nothing but itself."""
         has_dependents = np.diff(self.dependents_ptr) > 0
-        tight_groups = self.group_slack[self.member_groups] <= 0
+        # Slack left with nothing failed: members already down (behind a group that can never be met) count as lost.
+        lost_at_baseline = np.bincount(
+            self.member_groups[self.baseline[self.member_nodes]], minlength=self.group_owner.size
+        )
+        tight_groups = (self.group_slack - lost_at_baseline)[self.member_groups] <= 0
         in_tight_group = np.zeros(self.n, dtype=np.bool_)
         if tight_groups.any():
             in_tight_group[self.member_nodes[tight_groups]] = True

@@ -122,8 +122,7 @@ def test_a_rollout_starts_by_restore_points_or_ring_0() -> None:
     with pytest.raises(TransitionRejected) as caught:
         transition(reach(P.PENDING), P.BAKING, "skip ahead", at=T0)
     assert str(caught.value) == (
-        "rollout r-12 cannot go from pending to baking: "
-        "a rollout starts by taking restore points or applying ring 0"
+        "rollout r-12 cannot go from pending to baking: a rollout starts by taking restore points or applying ring 0"
     )
 
 
@@ -142,8 +141,7 @@ def test_resume_goes_back_where_it_paused() -> None:
     with pytest.raises(TransitionRejected) as caught:
         transition(paused, P.APPLYING, "resume", at=T0)
     assert str(caught.value) == (
-        "rollout r-12 cannot go from paused to applying: "
-        "it paused while baking and resumes there (or is halted)"
+        "rollout r-12 cannot go from paused to applying: it paused while baking and resumes there (or is halted)"
     )
     resumed, record = transition(paused, P.BAKING, "operator resumed", at=T0)
     assert (resumed.phase, resumed.paused_from) == (P.BAKING, None)

@@ -16,7 +16,9 @@ its output off the user's terminal — without touching our own process's enviro
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import os
 import re
 import subprocess
@@ -502,9 +504,6 @@ def _worker_plain(value: Any) -> Any:
     Vault-encrypted values (``EncryptedString``, ``AnsibleVaultEncryptedUnicode``) are neither str nor
     list, so they are left out here without ever being decrypted.
     """
-    import datetime
-    import math
-
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):

@@ -61,8 +61,6 @@ _RUNNING = frozenset(
         RolloutPhase.JUDGING,
     }
 )
-# A paused rollout resumes into the phase it paused from, so these are the phases a pause can come from.
-_RESUMABLE = _RUNNING
 
 _P = RolloutPhase
 ALLOWED: Mapping[RolloutPhase, frozenset[RolloutPhase]] = MappingProxyType(
@@ -93,9 +91,7 @@ _WHAT_COMES_NEXT: Mapping[RolloutPhase, str] = MappingProxyType(
         _P.TAKING_RESTORE_POINTS: "restore points are followed by applying the ring, or a pause or halt",
         _P.APPLYING: "an applied ring bakes next, or the rollout pauses or halts",
         _P.BAKING: "a ring is judged after its bake, or the rollout pauses or halts",
-        _P.JUDGING: (
-            "a verdict starts the next ring, completes the rollout, pauses it for a human or halts it"
-        ),
+        _P.JUDGING: ("a verdict starts the next ring, completes the rollout, pauses it for a human or halts it"),
         _P.PAUSED: "a paused rollout resumes where it paused or is halted",
         _P.HALTED: "a halted rollout is rolled back or closed as failed",
         _P.ROLLING_BACK: "a rollback ends rolled back or failed",
@@ -203,9 +199,7 @@ def transition(
 
     if state.phase is RolloutPhase.PAUSED and to is not RolloutPhase.HALTED and to is not state.paused_from:
         # Resuming anywhere else would skip or repeat work (e.g. apply a ring that was never judged).
-        raise TransitionRejected(
-            f"{prefix}: it paused while {state.paused_from} and resumes there (or is halted)"
-        )
+        raise TransitionRejected(f"{prefix}: it paused while {state.paused_from} and resumes there (or is halted)")
 
     new_ring = _ring_after(state, to, ring, prefix)
 

@@ -191,9 +191,7 @@ def advisory_lock(session: Session, namespace: int, key: int = 0) -> None:
     A PostgreSQL advisory lock; on SQLite the read-write transaction already serialises all writers.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"), {"namespace": namespace, "key": key}
-        )
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"), {"namespace": namespace, "key": key})
 
 
 def lock_key(name: str) -> int:

@@ -39,9 +39,7 @@ def run_offline() -> None:
 def run_online() -> None:
     connection = context.config.attributes.get("connection")
     if not isinstance(connection, Connection):
-        raise RuntimeError(
-            "ringfence migrates a connection it passes in; use ringfence.store.db.upgrade(engine)"
-        )
+        raise RuntimeError("ringfence migrates a connection it passes in; use ringfence.store.db.upgrade(engine)")
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()

@@ -74,9 +74,7 @@ def upgrade() -> None:
             name=op.f("fk_rollouts_estate_version_id_estate_versions"),
         ),
         sa.CheckConstraint(f"phase IN ({PHASES})", name=op.f("ck_rollouts_phase")),
-        sa.CheckConstraint(
-            f"paused_from IS NULL OR paused_from IN ({PHASES})", name=op.f("ck_rollouts_paused_from")
-        ),
+        sa.CheckConstraint(f"paused_from IS NULL OR paused_from IN ({PHASES})", name=op.f("ck_rollouts_paused_from")),
     )
     op.create_index(op.f("ix_rollouts_phase"), "rollouts", ["phase"])
 
@@ -91,9 +89,7 @@ def upgrade() -> None:
         sa.Column("restore_point_ref", sa.Text(), nullable=True),
         _when("updated_at"),
         sa.PrimaryKeyConstraint("rollout_id", "asset_id", name=op.f("pk_rollout_assets")),
-        sa.ForeignKeyConstraint(
-            ["rollout_id"], ["rollouts.id"], name=op.f("fk_rollout_assets_rollout_id_rollouts")
-        ),
+        sa.ForeignKeyConstraint(["rollout_id"], ["rollouts.id"], name=op.f("fk_rollout_assets_rollout_id_rollouts")),
         sa.CheckConstraint(f"state IN ({ASSET_STATES})", name=op.f("ck_rollout_assets_state")),
     )
 
@@ -107,9 +103,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(8), nullable=False),
         _when("done_at", nullable=True),
         sa.PrimaryKeyConstraint("rollout_id", "seq", name=op.f("pk_decisions")),
-        sa.ForeignKeyConstraint(
-            ["rollout_id"], ["rollouts.id"], name=op.f("fk_decisions_rollout_id_rollouts")
-        ),
+        sa.ForeignKeyConstraint(["rollout_id"], ["rollouts.id"], name=op.f("fk_decisions_rollout_id_rollouts")),
         sa.CheckConstraint("status IN ('pending', 'done')", name=op.f("ck_decisions_status")),
     )
 
@@ -129,9 +123,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_observations")),
-        sa.ForeignKeyConstraint(
-            ["rollout_id"], ["rollouts.id"], name=op.f("fk_observations_rollout_id_rollouts")
-        ),
+        sa.ForeignKeyConstraint(["rollout_id"], ["rollouts.id"], name=op.f("fk_observations_rollout_id_rollouts")),
         sa.CheckConstraint(f"kind IN ({OBSERVATION_KINDS})", name=op.f("ck_observations_kind")),
     )
     op.create_index(op.f("ix_observations_asset_id_at"), "observations", ["asset_id", "at"])
@@ -163,9 +155,7 @@ def upgrade() -> None:
         _when("revoked_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
-        sa.CheckConstraint(
-            "role IN ('viewer', 'operator', 'approver', 'admin')", name=op.f("ck_api_tokens_role")
-        ),
+        sa.CheckConstraint("role IN ('viewer', 'operator', 'approver', 'admin')", name=op.f("ck_api_tokens_role")),
     )
 
 

@@ -1,0 +1,140 @@
+"""``ringfence drill``: replay a faulty release against the estate, once per strategy, side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ringfence.cli.analysis import EstateArg, JsonOpt, load, working
+from ringfence.cli.main import app
+from ringfence.cli.output import emit_json, err, out, tier_chip, warn
+from ringfence.durations import humanize_duration
+
+if TYPE_CHECKING:
+    from ringfence.drills import DrillReport
+    from ringfence.graph import EstateGraph
+
+StrategyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--strategy",
+        "-s",
+        help="Strategies to compare (ringfence, all-at-once, batches); default: all three.",
+        show_default=False,
+    ),
+]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write a self-contained HTML report here.", show_default=False),
+]
+
+
+@app.command(rich_help_panel="Change safely")
+def drill(
+    estate_file: EstateArg,
+    scenario_file: Annotated[Path, typer.Argument(help="Drill scenario file (YAML or JSON).", show_default=False)],
+    as_json: JsonOpt = False,
+    report: ReportOpt = None,
+    strategy: StrategyOpt = None,
+) -> None:
+    """Replay a faulty release in simulated time with each strategy and compare what it would have cost."""
+    from ringfence.rollout.strategy import STRATEGIES
+
+    strategies = tuple(strategy) if strategy else STRATEGIES
+    _, graph = load(estate_file, as_json)
+    result = run_scenario(graph, scenario_file, strategies, quiet=as_json)
+    if report is not None:
+        write_report([result], report, quiet=as_json)
+    if as_json:
+        from ringfence.drills import drill_document
+
+        emit_json(drill_document(result))
+        return
+    print_drill(result)
+
+
+def run_scenario(graph: EstateGraph, scenario_file: Path, strategies: Sequence[str], *, quiet: bool) -> DrillReport:
+    from ringfence.drills import run_drill
+    from ringfence.files import read_with
+    from ringfence.update import parse_scenario_text
+
+    scenario = read_with(scenario_file, parse_scenario_text)
+    with working(f"Drilling {scenario.scenario}…", quiet):
+        return run_drill(graph, scenario, strategies)
+
+
+def write_report(reports: Sequence[DrillReport], path: Path, *, quiet: bool = False) -> None:
+    """Write the HTML report (``ringfence.report``), one drill or several."""
+    try:
+        from ringfence import report as html_report  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        warn(f"the HTML report is not available in this build; {path} was not written")
+        return
+    if len(reports) == 1:
+        html_report.write_drill_report(reports[0], path)
+    else:
+        html_report.write_drill_report(list(reports), path)
+    if not quiet:
+        err.print(f"Report written to {path}")
+
+
+def print_drill(result: DrillReport) -> None:
+    scenario = result.scenario
+    title = (
+        f"Drill {scenario.scenario}: {scenario.update.release} on {result.targets} targets, "
+        f"{result.affected} of them affected by the fault"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("strategy")
+    table.add_column("exposed", justify="right")
+    table.add_column("failed", justify="right")
+    table.add_column("services down")
+    table.add_column("stopped at", justify="right")
+    table.add_column("detected after", justify="right")
+    table.add_column("data lost", justify="right")
+    table.add_column("ended")
+    for r in result.results:
+        tiers: dict[int, int] = {}
+        for s in r.services_down:
+            tiers[s.tier] = tiers.get(s.tier, 0) + 1
+        down = Text(" ").join([tier_chip(t) + Text(f"×{n}") for t, n in sorted(tiers.items())]) or Text("none")
+        table.add_row(
+            Text(r.strategy, style="bold" if r.strategy == "ringfence" else ""),
+            str(len(r.exposed)),
+            Text(str(len(r.failed)), style="red" if r.failed else ""),
+            down,
+            "-" if r.halted_at_ring is None else f"ring {r.halted_at_ring}",
+            "-" if r.detected_after is None else humanize_duration(r.detected_after),
+            Text(str(len(r.data_lost)), style="bold red" if r.data_lost else ""),
+            r.outcome.replace("_", " "),
+        )
+    out.print(table)
+    if scenario.description:
+        out.print(Text(scenario.description.strip(), style="dim"))
+    for r in result.results:
+        if r.halt_reason:
+            out.print(Text(f"{r.strategy}: ", style="bold") + Text(_short(r.halt_reason)))
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def demo_drills(estate: Path, scenarios: Sequence[Path], report: Path) -> None:
+    """``ringfence demo``'s drill part: every bundled scenario, the comparison, and one report."""
+    from rich.rule import Rule
+
+    _, graph = load(estate, False)
+    results = []
+    for index, scenario_file in enumerate(scenarios, start=4):
+        result = run_scenario(graph, scenario_file, ("ringfence", "all-at-once", "batches"), quiet=False)
+        out.print(Rule(f"{index}. Drill: {result.scenario.scenario}"))
+        print_drill(result)
+        results.append(result)
+    if results:
+        write_report(results, report)

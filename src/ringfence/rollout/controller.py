@@ -1,0 +1,370 @@
+"""The rollout controller: reconcile, persist, act, record — one crash-safe step at a time.
+
+A step (:meth:`Controller.step`):
+
+1. In one transaction, holding the rollout's lock: load the view. If a decision is still pending (it was
+   persisted, but the process may have died before acting on it), take it again; otherwise compute
+   :func:`~ringfence.rollout.reconcile.reconcile`, apply its phase changes through
+   :func:`~ringfence.rollout.state.transition`, write its asset progress (e.g. assets to ``applying``
+   *before* any driver is called) and persist its actions as a pending decision. Commit.
+2. Act: hand each action to the driver. Drivers are idempotent per (rollout, operation, asset), so
+   acting twice on one decision starts nothing twice.
+3. Poll the operations in flight and observe health; in a second transaction record the results as
+   progress (only for assets still waiting on that operation) and health, and mark the decision done.
+
+A crash between any two points leaves either a pending decision (acted on again, harmlessly) or a done
+one; no asset is updated twice and nothing is lost.
+
+The controller talks to storage through :class:`RolloutRepository` (``ringfence.rollout.memory`` for
+drills, ``ringfence.service.rollouts`` for SQL) and to machines through a driver. The use cases that
+people start (start, pause, resume, abort, roll back) are here too, so both stores share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from ringfence.drivers.base import Batch, Driver, OperationKind, OperationResult
+from ringfence.errors import ConflictError
+from ringfence.gates import AssetHealth
+from ringfence.rollout.reconcile import (
+    ROLLBACK_FAILED,
+    Action,
+    AssetUpdate,
+    Decision,
+    RolloutView,
+    StartOperation,
+    first_phase,
+    reconcile,
+)
+from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, transition
+
+SETTLED_PHASES = frozenset(
+    {
+        RolloutPhase.PENDING,
+        RolloutPhase.AWAITING_APPROVAL,
+        RolloutPhase.PAUSED,
+        RolloutPhase.HALTED,
+        RolloutPhase.COMPLETED,
+        RolloutPhase.ROLLED_BACK,
+        RolloutPhase.FAILED,
+    }
+)
+"""Phases in which a rollout waits for a person (or is over): the controller loop stops there."""
+
+
+@dataclass(frozen=True)
+class PendingDecision:
+    seq: int
+    actions: tuple[Action, ...]
+
+
+class RolloutSession(Protocol):
+    """One transaction on one rollout, its lock held until the transaction ends."""
+
+    def view(self) -> RolloutView: ...
+
+    def pending_decision(self) -> PendingDecision | None: ...
+
+    def apply_transition(self, new_state: RolloutState, record: Transition, *, actor: str) -> None: ...
+
+    def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None: ...
+
+    def add_decision(self, decision: Decision, at: datetime) -> int: ...
+
+    def mark_decision_done(self, seq: int, at: datetime) -> None: ...
+
+    def record_results(self, kind: OperationKind, results: Sequence[OperationResult], at: datetime) -> None: ...
+
+    def record_health(self, health: Mapping[str, AssetHealth], at: datetime) -> None: ...
+
+
+class RolloutRepository(Protocol):
+    def session(self, rollout_id: str) -> AbstractContextManager[RolloutSession]: ...
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one step did."""
+
+    rollout_id: str
+    phase: RolloutPhase
+    ring: int
+    transitions: tuple[Transition, ...] = ()
+    started: tuple[StartOperation, ...] = ()
+    results: int = 0
+    health_changes: int = 0
+    reused_decision: bool = False
+    in_flight: int = 0
+    at: datetime | None = None
+
+    @property
+    def made_progress(self) -> bool:
+        return bool(self.transitions or self.started or self.results or self.health_changes)
+
+    @property
+    def is_settled(self) -> bool:
+        """Nothing will happen without a person: a waiting phase and nothing in flight."""
+        return self.phase in SETTLED_PHASES and self.in_flight == 0 and not self.made_progress
+
+
+@dataclass
+class Controller:
+    """Drives rollouts through ``driver``, persisting through ``repository``, in the time of ``clock``."""
+
+    repository: RolloutRepository
+    driver: Driver
+    clock: Callable[[], datetime]
+    actor: str = "controller"
+    _phase_deadline: datetime | None = field(default=None, init=False, repr=False)
+
+    def step(self, rollout_id: str) -> StepReport:
+        now = self.clock()
+        transitions: list[Transition] = []
+        reused = False
+        with self.repository.session(rollout_id) as session:
+            view = session.view()
+            pending = session.pending_decision()
+            if pending is not None:
+                reused = True
+            else:
+                decision = reconcile(view, now)
+                state = view.state
+                for change in decision.transitions:
+                    state, record = transition(state, change.to, change.reason, at=now, ring=change.ring)
+                    session.apply_transition(state, record, actor=self.actor)
+                    transitions.append(record)
+                if decision.asset_updates:
+                    session.update_assets(decision.asset_updates, now)
+                if decision.actions:
+                    pending = PendingDecision(session.add_decision(decision, now), decision.actions)
+                if not decision.is_empty:
+                    view = session.view()
+        update = view.update
+
+        def batch(kind: OperationKind, assets: tuple[str, ...]) -> Batch:
+            return Batch(rollout_id, kind, update.product, update.version, assets)
+
+        started: list[StartOperation] = []
+        for action in pending.actions if pending else ():
+            if isinstance(action, StartOperation):
+                self.driver.start(batch(action.kind, action.assets))
+                started.append(action)
+            else:
+                self.driver.cancel(batch(action.kind, action.assets))
+
+        in_flight: dict[OperationKind, list[str]] = {}
+        for a in view.assets:
+            kind = a.in_flight
+            if kind is not None:
+                in_flight.setdefault(kind, []).append(a.asset_id)
+        polled = {kind: self.driver.poll(batch(kind, tuple(ids))) for kind, ids in in_flight.items()}
+        health = self.driver.observe([a.asset_id for a in view.assets])
+
+        results = 0
+        with self.repository.session(rollout_id) as session:
+            before = session.view()
+            current = {a.asset_id: a for a in before.assets}
+            # A new reading is progress too: a canary that just crashed must be judged now, not after the bake.
+            health_changes = sum(1 for a, h in health.items() if before.health.get(a) != h)
+            updates: list[AssetUpdate] = []
+            for kind, found in polled.items():
+                final = [r for r in found if r.is_final]
+                # Only an asset still waiting on this operation takes its result: a person may have moved on.
+                final = [r for r in final if r.asset_id in current and current[r.asset_id].in_flight is kind]
+                if final:
+                    session.record_results(kind, final, now)
+                updates.extend(_progress(kind, r) for r in final)
+            if updates:
+                session.update_assets(updates, now)
+            session.record_health(health, now)
+            if pending is not None:
+                session.mark_decision_done(pending.seq, now)
+            results = len(updates)
+            view = session.view()
+        self._phase_deadline = (
+            view.phase_entered_at + timedelta(seconds=view.bake) if view.state.phase is RolloutPhase.BAKING else None
+        )
+        return StepReport(
+            rollout_id=rollout_id,
+            phase=view.state.phase,
+            ring=view.state.ring,
+            transitions=tuple(transitions),
+            started=tuple(started),
+            results=results,
+            health_changes=health_changes,
+            reused_decision=reused,
+            in_flight=sum(1 for a in view.assets if a.in_flight is not None),
+            at=now,
+        )
+
+    def wake_at(self) -> datetime | None:
+        """When waiting should end: the driver's next event or the end of the bake, whichever is first."""
+        times = [t for t in (self.driver.next_event_at(), self._phase_deadline) if t is not None]
+        return min(times) if times else None
+
+    def run_until_settled(
+        self,
+        rollout_id: str,
+        *,
+        wait_until: Callable[[datetime | None], None],
+        max_steps: int = 1_000_000,
+        on_step: Callable[[StepReport], None] | None = None,
+    ) -> StepReport:
+        """Step until the rollout waits for a person or is over.
+
+        Between steps that changed nothing, ``wait_until(self.wake_at())`` lets time pass: a simulated
+        clock jumps there, a real process sleeps (at most its poll interval when there is no known time).
+        """
+        report = self.step(rollout_id)
+        for _ in range(max_steps):
+            if on_step is not None:
+                on_step(report)
+            if report.is_settled:
+                return report
+            if not report.made_progress:
+                wait_until(self.wake_at())
+            report = self.step(rollout_id)
+        return report
+
+    def steps(self, rollout_id: str, *, wait_until: Callable[[datetime | None], None]) -> Iterator[StepReport]:
+        """Each step until settled (for callers that watch, like drills)."""
+        while True:
+            report = self.step(rollout_id)
+            yield report
+            if report.is_settled:
+                return
+            if not report.made_progress:
+                wait_until(self.wake_at())
+
+
+def _progress(kind: OperationKind, result: OperationResult) -> AssetUpdate:
+    ok = result.status == "succeeded"
+    detail = result.detail or None
+    if kind is OperationKind.restore_point:
+        if ok:
+            return AssetUpdate(result.asset_id, AssetState.RESTORE_POINT_TAKEN, detail, result.ref)
+        return AssetUpdate(result.asset_id, AssetState.RESTORE_POINT_FAILED, detail)
+    if kind is OperationKind.apply:
+        return AssetUpdate(result.asset_id, AssetState.APPLIED if ok else AssetState.FAILED, detail)
+    if ok:
+        return AssetUpdate(result.asset_id, AssetState.ROLLED_BACK, detail)
+    return AssetUpdate(result.asset_id, AssetState.FAILED, f"{ROLLBACK_FAILED}: {result.detail or 'no detail'}")
+
+
+# ------------------------------------------------------------------------------------------ use cases
+
+
+def start_rollout(repository: RolloutRepository, rollout_id: str, *, actor: str, at: datetime) -> RolloutState:
+    """Start a pending rollout (its first ring's restore points or installs). Already running: unchanged."""
+    with repository.session(rollout_id) as session:
+        view = session.view()
+        state = view.state
+        if state.phase is RolloutPhase.AWAITING_APPROVAL:
+            raise ConflictError(f"rollout {rollout_id} is awaiting approval; approve it before starting it")
+        if state.phase is not RolloutPhase.PENDING:
+            return state
+        ring0 = len(view.ring(0))
+        reason = (
+            f"started by {actor}: ring 0 of {view.ring_count} ({ring0} asset{'s' if ring0 != 1 else ''}), "
+            f"{len(view.assets)} targets in all"
+        )
+        new_state, record = transition(state, first_phase(view.update), reason, at=at)
+        session.apply_transition(new_state, record, actor=actor)
+        return new_state
+
+
+def change_phase(
+    repository: RolloutRepository,
+    rollout_id: str,
+    to: RolloutPhase,
+    reason: str,
+    *,
+    actor: str,
+    at: datetime,
+    allowed_from: frozenset[RolloutPhase] | None = None,
+    verb: str = "",
+) -> RolloutState:
+    """A person's move (pause, resume, abort, roll back) through the one door, with who and why."""
+    with repository.session(rollout_id) as session:
+        view = session.view()
+        state = view.state
+        if allowed_from is not None and state.phase not in allowed_from:
+            raise ConflictError(
+                f"rollout {rollout_id} is {state.phase}; it can only be {verb or to} when "
+                f"{' or '.join(sorted(p.value for p in allowed_from))}"
+            )
+        if to is RolloutPhase.ROLLING_BACK and view.update.rollback == "none":
+            raise ConflictError(
+                f"rollout {rollout_id} cannot be rolled back: update '{view.update.id}' says rollback: none"
+            )
+        new_state, record = transition(state, to, reason, at=at)
+        session.apply_transition(new_state, record, actor=actor)
+        return new_state
+
+
+def pause_rollout(
+    repository: RolloutRepository, rollout_id: str, *, actor: str, at: datetime, why: str = ""
+) -> RolloutState:
+    running = frozenset(p for p in RolloutPhase if p.is_running)
+    reason = f"paused by {actor}" + (f": {why}" if why else "")
+    return change_phase(
+        repository, rollout_id, RolloutPhase.PAUSED, reason, actor=actor, at=at, allowed_from=running, verb="paused"
+    )
+
+
+def resume_rollout(
+    repository: RolloutRepository, rollout_id: str, *, actor: str, at: datetime, why: str = ""
+) -> RolloutState:
+    with repository.session(rollout_id) as session:
+        state = session.view().state
+    if state.phase is not RolloutPhase.PAUSED or state.paused_from is None:
+        raise ConflictError(f"rollout {rollout_id} is {state.phase}; only a paused rollout can be resumed")
+    reason = f"resumed by {actor}" + (f": {why}" if why else "")
+    return change_phase(repository, rollout_id, state.paused_from, reason, actor=actor, at=at)
+
+
+def abort_rollout(
+    repository: RolloutRepository, rollout_id: str, *, actor: str, at: datetime, why: str = ""
+) -> RolloutState:
+    allowed = frozenset({*(p for p in RolloutPhase if p.is_running), RolloutPhase.PAUSED})
+    reason = f"aborted by {actor}" + (f": {why}" if why else "")
+    return change_phase(
+        repository, rollout_id, RolloutPhase.HALTED, reason, actor=actor, at=at, allowed_from=allowed, verb="aborted"
+    )
+
+
+def roll_back_rollout(
+    repository: RolloutRepository, rollout_id: str, *, actor: str, at: datetime, why: str = ""
+) -> RolloutState:
+    reason = f"rollback requested by {actor}" + (f": {why}" if why else "")
+    return change_phase(
+        repository,
+        rollout_id,
+        RolloutPhase.ROLLING_BACK,
+        reason,
+        actor=actor,
+        at=at,
+        allowed_from=frozenset({RolloutPhase.HALTED}),
+        verb="rolled back",
+    )
+
+
+__all__ = [
+    "SETTLED_PHASES",
+    "Controller",
+    "PendingDecision",
+    "RolloutRepository",
+    "RolloutSession",
+    "StepReport",
+    "abort_rollout",
+    "change_phase",
+    "pause_rollout",
+    "resume_rollout",
+    "roll_back_rollout",
+    "start_rollout",
+]

@@ -1,0 +1,505 @@
+"""Rollout use cases over SQL: create, approve, start, run, pause, resume, abort, roll back, status, log.
+
+Each use case is one transaction (``session_scope``); every phase change goes through
+``ringfence.rollout.state.transition`` and lands in the audit log in the same transaction (the store's
+``apply_transition`` writes both). :class:`SqlRolloutRepository` is the controller's repository on
+``ringfence.store``: one session per transaction, the rollout's lock taken first.
+
+How a rollout is stored
+    ``rollouts.update_doc`` the update as JSON; ``rollouts.plan`` the strategy (name, gate mode, bake,
+    whether it rolls back, the rings, the driver, plan warnings); ``rollout_assets`` each target's ring,
+    stratum (a JSON list) and progress; ``decisions`` the controller's decisions (actions as JSON);
+    ``observations`` operation results and health readings (a reading is written when it changes, or
+    when the last one predates the asset's install, so the latest reading is always the one to use).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from ringfence.audit import AuditEntry, AuditValue
+from ringfence.drivers.base import Driver, OperationKind, OperationResult
+from ringfence.errors import ConflictError, InputError, PermissionDeniedError
+from ringfence.estate import parse_estate_text
+from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
+from ringfence.graph import compile_estate
+from ringfence.planner import format_stratum
+from ringfence.rollout.controller import (
+    Controller,
+    PendingDecision,
+    StepReport,
+    abort_rollout,
+    pause_rollout,
+    resume_rollout,
+    roll_back_rollout,
+    start_rollout,
+)
+from ringfence.rollout.reconcile import AssetProgress, AssetUpdate, Decision, RolloutView, actions_from_document
+from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, transition
+from ringfence.rollout.strategy import GateMode, StrategyPlan, plan_strategy
+from ringfence.store import repo
+from ringfence.store.db import rollout_lock, session_scope
+from ringfence.store.records import (
+    DecisionStatus,
+    EstateFormat,
+    JSONValue,
+    Observation,
+    ObservationKind,
+    Rollout,
+    RolloutAsset,
+)
+from ringfence.update import Hold, HoldOverride, Update, check_holds, parse_update_text
+
+_SINCE_INSTALL = frozenset({AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK})
+_RESULT_KIND = {
+    OperationKind.restore_point: ObservationKind.RESTORE_POINT,
+    OperationKind.apply: ObservationKind.INSTALL_RESULT,
+    OperationKind.rollback: ObservationKind.ROLLBACK_RESULT,
+}
+
+
+# ------------------------------------------------------------------------------------------ repository
+
+
+class SqlRolloutRepository:
+    """The controller's repository on the SQL store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def session(self, rollout_id: str) -> Iterator[SqlRolloutSession]:
+        with session_scope(self.engine) as session:
+            rollout_lock(session, rollout_id)
+            yield SqlRolloutSession(session, rollout_id)
+
+
+class SqlRolloutSession:
+    def __init__(self, session: Session, rollout_id: str) -> None:
+        self.session = session
+        self.rollout_id = rollout_id
+
+    def _latest_health(self, created_at: datetime) -> dict[str, tuple[datetime, AssetHealth]]:
+        latest: dict[str, tuple[datetime, AssetHealth]] = {}
+        for obs in repo.list_observations(
+            self.session, since=created_at, rollout_id=self.rollout_id, kinds=[ObservationKind.HEALTH_CHECK]
+        ):
+            latest[obs.asset_id] = (obs.at, _health_of(obs))
+        return latest
+
+    def view(self) -> RolloutView:
+        rollout = repo.get_rollout(self.session, self.rollout_id)
+        plan = _plan_fields(rollout)
+        assets = tuple(_progress(a) for a in repo.list_rollout_assets(self.session, self.rollout_id))
+        by_id = {a.asset_id: a for a in assets}
+        health: dict[str, AssetHealth] = {}
+        for asset_id, (at, reading) in self._latest_health(rollout.created_at).items():
+            progress = by_id.get(asset_id)
+            # What an asset said before its install says nothing about the update.
+            if progress is not None and progress.state in _SINCE_INSTALL and at < progress.updated_at:
+                continue
+            health[asset_id] = reading
+        return RolloutView(
+            state=rollout.state,
+            update=Update.model_validate(rollout.update_doc),
+            gate_mode=GateMode(str(plan["gate_mode"])),
+            rolls_back_on_halt=bool(plan["rolls_back_on_halt"]),
+            bake=int(cast(int, plan["bake"])),
+            ring_count=len(cast(list[Any], plan["rings"])),
+            assets=assets,
+            health=health,
+        )
+
+    def pending_decision(self) -> PendingDecision | None:
+        pending = repo.list_decisions(self.session, self.rollout_id, status=DecisionStatus.PENDING)
+        if not pending:
+            return None
+        first = pending[0]
+        return PendingDecision(first.seq, actions_from_document(first.payload))
+
+    def apply_transition(self, new_state: RolloutState, record: Transition, *, actor: str) -> None:
+        repo.apply_transition(self.session, record, new_state, actor=actor)
+
+    def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None:
+        current = {a.asset_id: a for a in repo.list_rollout_assets(self.session, self.rollout_id)}
+        rows = []
+        for u in updates:
+            old = current[u.asset_id]
+            ref = u.restore_point_ref if u.restore_point_ref is not None else old.restore_point_ref
+            rows.append(
+                RolloutAsset(
+                    asset_id=u.asset_id,
+                    ring=old.ring,
+                    stratum=old.stratum,
+                    state=u.state,
+                    updated_at=at,
+                    detail=u.detail,
+                    restore_point_ref=ref,
+                )
+            )
+        repo.upsert_rollout_assets(self.session, self.rollout_id, rows)
+
+    def add_decision(self, decision: Decision, at: datetime) -> int:
+        payload: dict[str, JSONValue] = {
+            "actions": cast(JSONValue, decision.actions_document()),
+            "transitions": [{"to": t.to.value, "reason": t.reason} for t in decision.transitions],
+        }
+        return repo.add_decision(self.session, self.rollout_id, kind="reconcile", payload=payload, at=at).seq
+
+    def mark_decision_done(self, seq: int, at: datetime) -> None:
+        repo.mark_decision_done(self.session, self.rollout_id, seq, at=at)
+
+    def record_results(self, kind: OperationKind, results: Sequence[OperationResult], at: datetime) -> None:
+        repo.add_observations(
+            self.session,
+            [
+                Observation(
+                    asset_id=r.asset_id,
+                    at=at,
+                    kind=_RESULT_KIND[kind],
+                    status=r.status,
+                    detail={"detail": r.detail, "ref": r.ref},
+                    rollout_id=self.rollout_id,
+                )
+                for r in results
+            ],
+        )
+
+    def record_health(self, health: Mapping[str, AssetHealth], at: datetime) -> None:
+        rollout = repo.get_rollout(self.session, self.rollout_id)
+        latest = self._latest_health(rollout.created_at)
+        installed = {a.asset_id: a.updated_at for a in repo.list_rollout_assets(self.session, self.rollout_id)}
+        fresh = []
+        for asset_id, reading in health.items():
+            last = latest.get(asset_id)
+            stale = last is not None and asset_id in installed and last[0] < installed[asset_id]
+            if last is None or last[1] != reading or stale:
+                fresh.append(
+                    Observation(
+                        asset_id=asset_id,
+                        at=at,
+                        kind=ObservationKind.HEALTH_CHECK,
+                        status=reading.status.value,
+                        detail={
+                            "signal": reading.signal.value if reading.signal else None,
+                            "seconds_after_install": reading.seconds_after_install,
+                            "detail": reading.detail,
+                        },
+                        rollout_id=self.rollout_id,
+                    )
+                )
+        if fresh:
+            repo.add_observations(self.session, fresh)
+
+
+def _health_of(obs: Observation) -> AssetHealth:
+    detail = obs.detail
+    signal = detail.get("signal")
+    seconds = detail.get("seconds_after_install")
+    note = detail.get("detail")
+    return AssetHealth(
+        obs.asset_id,
+        AssetStatus(obs.status),
+        FailureSignal(str(signal)) if signal else None,
+        float(cast(float, seconds)) if seconds is not None else None,
+        str(note) if note is not None else None,
+    )
+
+
+def _progress(asset: RolloutAsset) -> AssetProgress:
+    return AssetProgress(
+        asset_id=asset.asset_id,
+        ring=asset.ring,
+        stratum=tuple(json.loads(asset.stratum)),
+        state=asset.state,
+        updated_at=asset.updated_at,
+        detail=asset.detail,
+        restore_point_ref=asset.restore_point_ref,
+    )
+
+
+def _plan_fields(rollout: Rollout) -> Mapping[str, Any]:
+    plan = rollout.plan
+    if not isinstance(plan, Mapping):
+        raise ConflictError(f"rollout {rollout.id} has no stored plan")
+    return plan
+
+
+# ------------------------------------------------------------------------------------------ use cases
+
+
+@dataclass(frozen=True)
+class CreatedRollout:
+    """A rollout created (``rollout`` None on a dry run) and the plan it follows."""
+
+    rollout: Rollout | None
+    strategy: StrategyPlan
+    update: Update
+    hold_override: HoldOverride | None
+
+
+def create_rollout(
+    engine: Engine | None,
+    *,
+    estate_text: str,
+    estate_source: str,
+    update_text: str,
+    update_source: str,
+    actor: str,
+    at: datetime,
+    holds: Sequence[Hold] = (),
+    override_hold: str | None = None,
+    driver: str = "simulated",
+    strategy: str = "ringfence",
+    require_approval: bool = False,
+    dry_run: bool = False,
+) -> CreatedRollout:
+    """Plan an update on an estate and store it as a new rollout (pending, or awaiting approval).
+
+    A release under a vendor hold is refused unless ``override_hold`` says why; an overridden hold
+    always needs someone else's approval before the rollout can start.
+    """
+    estate = parse_estate_text(estate_text, estate_source)
+    update = parse_update_text(update_text, update_source)
+    override = check_holds(update, holds, override_hold)
+    graph = compile_estate(estate)
+    planned = plan_strategy(strategy, graph, update, hold_override=override)
+    if dry_run or engine is None:
+        return CreatedRollout(None, planned, update, override)
+    needs_approval = require_approval or override is not None
+    plan_doc: dict[str, JSONValue] = {
+        "strategy": planned.strategy,
+        "gate_mode": planned.gate_mode.value,
+        "rolls_back_on_halt": planned.rolls_back_on_halt,
+        "bake": planned.bake,
+        "driver": driver,
+        "rings": [list(ring) for ring in planned.rings],
+        "warnings": [w.message for w in planned.plan.warnings] if planned.plan else [],
+        "hold_override": (
+            {"release": override.release, "reason": override.reason, "justification": override.justification}
+            if override
+            else None
+        ),
+    }
+    fmt = EstateFormat.JSON if estate_source.lower().endswith(".json") else EstateFormat.YAML
+    with session_scope(engine) as session:
+        version = repo.add_estate_version(
+            session,
+            name=estate.name,
+            content=estate_text,
+            format=fmt,
+            created_by=actor,
+            asset_count=len(estate.assets),
+            service_count=len(estate.services),
+            at=at,
+        )
+        rollout = repo.create_rollout(
+            session,
+            estate_version_id=version.id,
+            update_id=update.id,
+            update_doc=cast(JSONValue, planned.update.model_dump(mode="json")),
+            plan=plan_doc,
+            created_by=actor,
+            needs_approval=needs_approval,
+            at=at,
+        )
+        repo.upsert_rollout_assets(
+            session,
+            rollout.id,
+            [
+                RolloutAsset(
+                    asset_id=asset,
+                    ring=index,
+                    stratum=json.dumps(list(planned.strata.get(asset, ()))),
+                    state=AssetState.PENDING,
+                    updated_at=at,
+                )
+                for index, ring in enumerate(planned.rings)
+                for asset in ring
+            ],
+        )
+        if override is not None:
+            repo.append_audit(
+                session,
+                actor=actor,
+                action="rollout.hold_override",
+                subject=f"rollout:{rollout.id}",
+                detail={
+                    "release": override.release,
+                    "reason": override.reason,
+                    "justification": override.justification,
+                },
+                at=at,
+            )
+    return CreatedRollout(rollout, planned, update, override)
+
+
+def approve_rollout(engine: Engine, rollout_id: str, *, actor: str, at: datetime) -> RolloutState:
+    """Approve a rollout awaiting approval. The person who created it cannot approve it (four eyes)."""
+    with session_scope(engine) as session:
+        rollout_lock(session, rollout_id)
+        rollout = repo.get_rollout(session, rollout_id)
+        if rollout.state.phase is not RolloutPhase.AWAITING_APPROVAL:
+            raise ConflictError(f"rollout {rollout_id} is {rollout.state.phase}, not awaiting approval")
+        if rollout.created_by == actor:
+            raise PermissionDeniedError(
+                f"rollout {rollout_id} was created by {actor}, who cannot also approve it; ask someone else"
+            )
+        new_state, record = transition(rollout.state, RolloutPhase.PENDING, f"approved by {actor}", at=at)
+        repo.apply_transition(session, record, new_state, actor=actor, approved_by=actor)
+        return new_state
+
+
+def start(engine: Engine, rollout_id: str, *, actor: str, at: datetime) -> RolloutState:
+    return start_rollout(SqlRolloutRepository(engine), rollout_id, actor=actor, at=at)
+
+
+def pause(engine: Engine, rollout_id: str, *, actor: str, at: datetime, why: str = "") -> RolloutState:
+    return pause_rollout(SqlRolloutRepository(engine), rollout_id, actor=actor, at=at, why=why)
+
+
+def resume(engine: Engine, rollout_id: str, *, actor: str, at: datetime, why: str = "") -> RolloutState:
+    return resume_rollout(SqlRolloutRepository(engine), rollout_id, actor=actor, at=at, why=why)
+
+
+def abort(engine: Engine, rollout_id: str, *, actor: str, at: datetime, why: str = "") -> RolloutState:
+    return abort_rollout(SqlRolloutRepository(engine), rollout_id, actor=actor, at=at, why=why)
+
+
+def roll_back(engine: Engine, rollout_id: str, *, actor: str, at: datetime, why: str = "") -> RolloutState:
+    return roll_back_rollout(SqlRolloutRepository(engine), rollout_id, actor=actor, at=at, why=why)
+
+
+def controller(engine: Engine, driver: Driver, clock: Any, *, actor: str = "controller") -> Controller:
+    return Controller(SqlRolloutRepository(engine), driver, clock, actor=actor)
+
+
+def driver_name(engine: Engine, rollout_id: str) -> str:
+    with session_scope(engine, readonly=True) as session:
+        plan = _plan_fields(repo.get_rollout(session, rollout_id))
+    return str(plan.get("driver") or "simulated")
+
+
+@dataclass(frozen=True)
+class RingStatus:
+    index: int
+    assets: int
+    states: dict[str, int]
+    strata: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    rollout: Rollout
+    strategy: str
+    rings: tuple[RingStatus, ...]
+    assets: tuple[RolloutAsset, ...]
+    pending_decisions: int
+
+
+def status(engine: Engine, rollout_id: str) -> RolloutStatus:
+    with session_scope(engine, readonly=True) as session:
+        rollout = repo.get_rollout(session, rollout_id)
+        assets = tuple(repo.list_rollout_assets(session, rollout_id))
+        pending = len(repo.list_decisions(session, rollout_id, status=DecisionStatus.PENDING))
+    plan = _plan_fields(rollout)
+    rings = []
+    for index in range(len(plan["rings"])):
+        members = [a for a in assets if a.ring == index]
+        counts: dict[str, int] = {}
+        for a in members:
+            counts[a.state.value] = counts.get(a.state.value, 0) + 1
+        strata = sorted({format_stratum(tuple(json.loads(a.stratum))) for a in members if a.stratum != "[]"})
+        rings.append(RingStatus(index, len(members), counts, tuple(strata)))
+    return RolloutStatus(rollout, str(plan["strategy"]), tuple(rings), assets, pending)
+
+
+def status_document(found: RolloutStatus) -> dict[str, Any]:
+    r = found.rollout
+    return {
+        "id": r.id,
+        "update": r.update_id,
+        "strategy": found.strategy,
+        "phase": r.state.phase.value,
+        "ring": r.state.ring,
+        "paused_from": r.state.paused_from.value if r.state.paused_from else None,
+        "halt_reason": r.state.halt_reason,
+        "version": r.state.version,
+        "created_by": r.created_by,
+        "approved_by": r.approved_by,
+        "needs_approval": r.needs_approval,
+        "updated_at": r.state.updated_at.isoformat(),
+        "rings": [
+            {"index": ring.index, "assets": ring.assets, "states": ring.states, "strata": list(ring.strata)}
+            for ring in found.rings
+        ],
+        "assets": [
+            {"id": a.asset_id, "ring": a.ring, "state": a.state.value, "detail": a.detail}
+            for a in sorted(found.assets, key=lambda a: a.asset_id)
+        ],
+        "pending_decisions": found.pending_decisions,
+    }
+
+
+def log(engine: Engine, rollout_id: str) -> list[AuditEntry]:
+    with session_scope(engine, readonly=True) as session:
+        repo.get_rollout(session, rollout_id)
+        return repo.list_audit(session, subject=f"rollout:{rollout_id}")
+
+
+def log_document(entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    def plain(value: AuditValue) -> AuditValue:
+        return value
+
+    return [
+        {
+            "seq": e.seq,
+            "at": e.at.isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "detail": {k: plain(v) for k, v in e.detail.items()},
+            "hash": e.hash,
+        }
+        for e in entries
+    ]
+
+
+def parse_driver_options(pairs: Sequence[str]) -> dict[str, str]:
+    """``["world=w.json", "apply=1s"]`` → a dict; a pair without ``=`` is bad input."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--driver-option {pair!r} is not key=value")
+        options[key.strip()] = value.strip()
+    return options
+
+
+__all__ = [
+    "CreatedRollout",
+    "RolloutStatus",
+    "SqlRolloutRepository",
+    "StepReport",
+    "abort",
+    "approve_rollout",
+    "controller",
+    "create_rollout",
+    "driver_name",
+    "log",
+    "log_document",
+    "parse_driver_options",
+    "pause",
+    "resume",
+    "roll_back",
+    "start",
+    "status",
+    "status_document",
+]
