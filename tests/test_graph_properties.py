@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import oracle
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import oracle
 from ringfence.errors import InputError
 from ringfence.estate import Estate, parse_estate_document
 from ringfence.graph import AssetIndex, compile_estate
@@ -71,8 +71,10 @@ RAW_SELECTOR = st.lists(
     max_size=3,
 )
 RAW_GROUP = st.one_of(
-    st.tuples(st.just("of"), st.lists(st.integers(0, 63), min_size=1, max_size=4), st.integers(1, 4), st.booleans()),
-    st.tuples(st.just("where"), RAW_SELECTOR, st.integers(1, 3), st.booleans()),
+    # The third field is the slack (members that may be down), so both tight and tolerant groups are common.
+    st.tuples(st.just("of"), st.lists(st.integers(0, 63), min_size=1, max_size=4), st.integers(0, 3), st.booleans()),
+    # Mostly K=1 over a selector: with larger K most owners would be down from the start.
+    st.tuples(st.just("where"), RAW_SELECTOR, st.sampled_from((1, 1, 1, 2, 3)), st.booleans()),
 )
 RAW_NODE = st.tuples(
     st.integers(1, 4),  # tier, when a service
@@ -110,18 +112,19 @@ def selector_text(raw: list[tuple[str, str, list[int]]], ids: Sequence[str]) -> 
     return ",".join(terms)
 
 
-def requirements(raw: tuple[Any, ...], owner: str, ids: Sequence[str]) -> list[Any]:
+def requirements(raw: tuple[Any, ...], owner: str, ids: Sequence[str], max_hard: int) -> list[Any]:
     *_, hard_picks, raw_groups, groups_first = raw
     others = [i for i in ids if i != owner]
-    hard: list[Any] = unique([pick(others, i) for i in hard_picks])
+    hard: list[Any] = unique([pick(others, i) for i in hard_picks[:max_hard]])
     groups: list[Any] = []
-    for form, what, k, write_k in raw_groups:
+    for form, what, number, write_k in raw_groups:
         if form == "of":
             members = unique([pick(others, i) for i in what])
             group: dict[str, Any] = {"of": members}
-            k = min(k, len(members))
+            k = max(1, len(members) - number)
         else:
             group = {"where": selector_text(what, ids)}
+            k = number
         if k != 1 or write_k:  # K defaults to 1: sometimes leave it out
             group["any"] = k
         groups.append(group)
@@ -130,15 +133,17 @@ def requirements(raw: tuple[Any, ...], owner: str, ids: Sequence[str]) -> list[A
 
 @st.composite
 def estate_documents(draw: st.DrawFn) -> dict[str, Any]:
-    raw_nodes = draw(st.lists(RAW_NODE, min_size=2, max_size=40))
-    n = len(raw_nodes)
+    n = draw(st.integers(2, 40))
+    raw_nodes = draw(st.lists(RAW_NODE, min_size=n, max_size=n))
+    # Some estates have few or no hard edges, so that any-groups alone decide (and slack matters).
+    max_hard = draw(st.integers(0, 2))
     n_services = min(draw(st.integers(0, 12)), n)
     # Ids unrelated to position or kind, so sorting by id and by index disagree.
     ids = tuple(f"n{i}" for i in draw(st.permutations(range(n))))
     services = []
     for node_id, raw in zip(ids[:n_services], raw_nodes, strict=False):
         service: dict[str, Any] = {"id": node_id, "tier": raw[0]}
-        requires = requirements(raw, node_id, ids)
+        requires = requirements(raw, node_id, ids, max_hard)
         if requires:
             service["requires"] = requires
         services.append(service)
@@ -161,7 +166,7 @@ def estate_documents(draw: st.DrawFn) -> dict[str, Any]:
             items.append(item)
         if items:
             asset["software"] = items
-        requires = requirements(raw, node_id, ids)
+        requires = requirements(raw, node_id, ids, max_hard)
         if requires:
             asset["requires"] = requires
         assets.append(asset)

@@ -90,7 +90,7 @@ def print_drill(result: DrillReport) -> None:
         f"{result.affected} of them affected by the fault"
     )
     table = Table(title=title, title_justify="left")
-    table.add_column("strategy")
+    table.add_column("strategy", no_wrap=True, min_width=11)
     table.add_column("exposed", justify="right")
     table.add_column("failed", justify="right")
     table.add_column("services down")

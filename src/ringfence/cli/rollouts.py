@@ -10,6 +10,8 @@ from __future__ import annotations
 import getpass
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -63,12 +65,17 @@ def _actor(actor: str | None) -> str:
         return "cli"
 
 
-def _engine() -> Engine:
+@contextmanager
+def _database() -> Iterator[Engine]:
+    """The database, migrated to the newest schema; its connections are closed when the command ends."""
     from ringfence.store.db import make_engine, upgrade
 
     engine = make_engine()
-    upgrade(engine)
-    return engine
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @rollout_app.command("create")
@@ -100,21 +107,22 @@ def create(
 
         load_driver(driver)  # raises the sentence listing the installed drivers
     held = tuple(h for h in load_holds(holds) if isinstance(h, Hold))
-    created = rollouts.create_rollout(
-        None if dry_run else _engine(),
-        estate_text=read_text(estate_file),
-        estate_source=str(estate_file),
-        update_text=read_text(update_file),
-        update_source=str(update_file),
-        actor=_actor(actor),
-        at=_now(),
-        holds=held,
-        override_hold=override_hold,
-        driver=driver,
-        strategy=strategy,
-        require_approval=require_approval,
-        dry_run=dry_run,
-    )
+    with nullcontext(None) if dry_run else _database() as engine:
+        created = rollouts.create_rollout(
+            engine,
+            estate_text=read_text(estate_file),
+            estate_source=str(estate_file),
+            update_text=read_text(update_file),
+            update_source=str(update_file),
+            actor=_actor(actor),
+            at=_now(),
+            holds=held,
+            override_hold=override_hold,
+            driver=driver,
+            strategy=strategy,
+            require_approval=require_approval,
+            dry_run=dry_run,
+        )
     rings = created.strategy.rings
     if as_json:
         rollout = created.rollout
@@ -151,7 +159,8 @@ def approve(rollout_id: IdArg, actor: ActorOpt = None) -> None:
     """Approve a rollout awaiting approval (not by the person who created it)."""
     from ringfence.service import rollouts
 
-    state = rollouts.approve_rollout(_engine(), rollout_id, actor=_actor(actor), at=_now())
+    with _database() as engine:
+        state = rollouts.approve_rollout(engine, rollout_id, actor=_actor(actor), at=_now())
     out.print(f"Rollout {rollout_id} approved; it is {state.phase}.")
 
 
@@ -174,28 +183,28 @@ def start(
     from ringfence.rollout.state import RolloutPhase
     from ringfence.service import rollouts
 
-    engine = _engine()
-    who = _actor(actor)
-    options = rollouts.parse_driver_options(driver_option or [])
-    driver = load_driver(rollouts.driver_name(engine, rollout_id), **options)
-    rollouts.start(engine, rollout_id, actor=who, at=_now())
-    controller = rollouts.controller(engine, driver, _now, actor="controller")
+    with _database() as engine:
+        who = _actor(actor)
+        options = rollouts.parse_driver_options(driver_option or [])
+        driver = load_driver(rollouts.driver_name(engine, rollout_id), **options)
+        rollouts.start(engine, rollout_id, actor=who, at=_now())
+        controller = rollouts.controller(engine, driver, _now, actor="controller")
 
-    def show(report: StepReport) -> None:
-        if quiet:
-            return
-        for t in report.transitions:
-            out.print(Text(f"{t.at:%H:%M:%S} ring {t.ring} → {t.to_phase}: ", style="bold") + Text(t.reason))
+        def show(report: StepReport) -> None:
+            if quiet:
+                return
+            for t in report.transitions:
+                out.print(Text(f"{t.at:%H:%M:%S} ring {t.ring} → {t.to_phase}: ", style="bold") + Text(t.reason))
 
-    def wait_until(at: datetime | None) -> None:
-        delay = poll_interval if at is None else min(poll_interval, max(0.0, (at - _now()).total_seconds()))
-        time.sleep(delay)
+        def wait_until(at: datetime | None) -> None:
+            delay = poll_interval if at is None else min(poll_interval, max(0.0, (at - _now()).total_seconds()))
+            time.sleep(delay)
 
-    if once:
-        report = controller.step(rollout_id)
-        show(report)
-    else:
-        report = controller.run_until_settled(rollout_id, wait_until=wait_until, on_step=show)
+        if once:
+            report = controller.step(rollout_id)
+            show(report)
+        else:
+            report = controller.run_until_settled(rollout_id, wait_until=wait_until, on_step=show)
     phase = report.phase
     out.print(Text(f"Rollout {rollout_id} is {phase}.", style=_STYLE.get(phase.value, "")))
     if phase in (RolloutPhase.HALTED, RolloutPhase.FAILED, RolloutPhase.ROLLED_BACK):
@@ -207,7 +216,8 @@ def status(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
     """Where a rollout is: its phase and each ring's progress."""
     from ringfence.service import rollouts
 
-    found = rollouts.status(_engine(), rollout_id)
+    with _database() as engine:
+        found = rollouts.status(engine, rollout_id)
     if as_json:
         emit_json(rollouts.status_document(found))
         return
@@ -246,7 +256,8 @@ def _move(verb: str, rollout_id: str, actor: str | None, reason: str) -> None:
         "abort": rollouts.abort,
         "rollback": rollouts.roll_back,
     }[verb]
-    state = act(_engine(), rollout_id, actor=_actor(actor), at=_now(), why=reason)
+    with _database() as engine:
+        state = act(engine, rollout_id, actor=_actor(actor), at=_now(), why=reason)
     out.print(f"Rollout {rollout_id} is {state.phase}.")
     if verb in ("resume", "rollback"):
         err.print(f"Run `ringfence rollout start {rollout_id}` to drive it.")
@@ -281,7 +292,8 @@ def log(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
     """The rollout's audit log: every transition, who made it and why."""
     from ringfence.service import rollouts
 
-    entries = rollouts.log(_engine(), rollout_id)
+    with _database() as engine:
+        entries = rollouts.log(engine, rollout_id)
     if as_json:
         emit_json({"rollout": rollout_id, "entries": rollouts.log_document(entries)})
         return
