@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -116,24 +116,66 @@ def timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, flo
     return value, time.perf_counter() - start
 
 
-def time_process(argv: Sequence[str], repeat: int, *, stdout_to: Path | None = None) -> tuple[float, list[float]]:
-    """Best and all wall-clock times of running ``argv`` as a whole process, output discarded.
+def cpu_timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float, float]:
+    """``fn(*args, **kwargs)``, the wall-clock seconds and the CPU seconds of this process it took.
+
+    On a machine shared with other work, wall time grows with the load while CPU time barely does; both
+    are reported so that a reader can tell a slow program from a busy machine.
+    """
+    start, start_cpu = time.perf_counter(), time.process_time()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - start, time.process_time() - start_cpu
+
+
+@dataclass(frozen=True)
+class ProcessTimes:
+    """Wall-clock and CPU (user + system) seconds of each run of one command."""
+
+    wall: list[float]
+    cpu: list[float]
+
+    @property
+    def best(self) -> float:
+        return min(self.wall)
+
+    @property
+    def best_cpu(self) -> float:
+        return min(self.cpu)
+
+
+def time_processes(commands: Mapping[str, Sequence[str]], repeat: int) -> dict[str, ProcessTimes]:
+    """Time several commands, interleaved (A, B, C, A, B, C…), so that a change in the machine's load
+    during the run falls on all of them alike and their ratios stay fair."""
+    wall: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, argv in commands.items():
+            once = time_process(argv, 1)
+            wall[name] += once.wall
+            cpu[name] += once.cpu
+    return {name: ProcessTimes(wall[name], cpu[name]) for name in commands}
+
+
+def time_process(argv: Sequence[str], repeat: int) -> ProcessTimes:
+    """Time running ``argv`` as a whole process, ``repeat`` times, its output discarded.
 
     Best-of-N is the fairest figure on a shared machine: noise only ever adds time. A run that fails is an
     error here, because its time would measure the failure, not the work.
     """
-    times = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        with open(stdout_to or os.devnull, "wb") as sink:
-            start = time.perf_counter()
-            done = subprocess.run(list(argv), stdout=sink, stderr=subprocess.PIPE, check=False)
-            times.append(time.perf_counter() - start)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
         if done.returncode != 0:
             raise SystemExit(
                 f"benchmark command failed with status {done.returncode}: {' '.join(argv)}\n"
                 + done.stderr.decode(errors="replace")[-2000:]
             )
-    return min(times), times
+    return ProcessTimes(wall, cpu)
 
 
 def peak_rss_bytes() -> int:
@@ -265,6 +307,11 @@ def format_value(value: float | int | str, unit: str) -> str:
     if isinstance(value, float):
         return f"{value:,.3f}{(' ' + unit) if unit else ''}"
     return f"{value:,}{(' ' + unit) if unit else ''}"
+
+
+def cpu_text(seconds: float) -> str:
+    """A CPU time for a note: ``CPU 1.234 s``."""
+    return "CPU " + format_value(seconds, "s")
 
 
 def status_text(row: Row) -> str:

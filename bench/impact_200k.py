@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,41 +47,40 @@ def pick_failures(estate: Any) -> dict[str, str]:
 
 
 def worker(path: Path) -> dict[str, Any]:
-    """Every phase of the command in this one process, timed separately."""
+    """Every phase of the command in this one process, timed separately (wall clock and CPU)."""
     from ringfence.estate import load_document_text, parse_estate_document
     from ringfence.files import read_text
     from ringfence.graph import compile_estate
     from ringfence.impact import compute_blast_radius
 
-    started = time.perf_counter()
-    text, t_read = common.timed(read_text, path)
-    data, t_parse = common.timed(load_document_text, text, str(path))
-    estate, t_validate = common.timed(parse_estate_document, data, str(path))
-    graph, t_compile = common.timed(compile_estate, estate)
-    failures = pick_failures(estate)
+    phases: dict[str, dict[str, float]] = {}
+    text, wall, cpu = common.cpu_timed(read_text, path)
+    phases["read"] = {"wall": wall, "cpu": cpu}
+    data, wall, cpu = common.cpu_timed(load_document_text, text, str(path))
+    phases["parse"] = {"wall": wall, "cpu": cpu}
+    estate, wall, cpu = common.cpu_timed(parse_estate_document, data, str(path))
+    phases["validate"] = {"wall": wall, "cpu": cpu}
+    graph, wall, cpu = common.cpu_timed(compile_estate, estate)
+    phases["compile"] = {"wall": wall, "cpu": cpu}
     queries: dict[str, dict[str, Any]] = {}
-    for label, ref in failures.items():
-        radius, t_query = common.timed(compute_blast_radius, graph, [ref])
+    for label, ref in pick_failures(estate).items():
+        radius, wall, cpu = common.cpu_timed(compute_blast_radius, graph, [ref])
         document = {
             "failed": list(radius.failed),
             "services_down": [{"id": s.id, "tier": s.tier} for s in radius.services_down],
             "assets_down": list(radius.assets_down),
             "by_tier": {str(t): n for t, n in sorted(radius.by_tier.items())},
         }
-        _, t_json = common.timed(json.dumps, document, separators=(",", ":"))
+        _, json_wall, json_cpu = common.cpu_timed(json.dumps, document, separators=(",", ":"))
         queries[label] = {
             "ref": ref,
-            "query": t_query,
-            "json": t_json,
+            "query": {"wall": wall, "cpu": cpu},
+            "json": {"wall": json_wall, "cpu": json_cpu},
             "assets_down": len(radius.assets_down),
             "services_down": len(radius.services_down),
         }
     return {
-        "read": t_read,
-        "parse": t_parse,
-        "validate": t_validate,
-        "compile": t_compile,
-        "in_process_total": time.perf_counter() - started,
+        "phases": phases,
         "queries": queries,
         "assets": len(estate.assets),
         "services": len(estate.services),
@@ -90,11 +89,15 @@ def worker(path: Path) -> dict[str, Any]:
     }
 
 
+def cpu_note(times: common.ProcessTimes) -> str:
+    return common.cpu_text(times.best_cpu)
+
+
 def run(args: argparse.Namespace) -> common.Report:
     repeat = 1 if args.quick else 3
     report = common.Report(
         NAME,
-        f"ringfence impact --json, {args.assets:,} assets (best of {repeat}, wall clock, whole processes)",
+        f"ringfence impact --json, {args.assets:,} assets (whole processes, wall clock, best of {repeat})",
         args.assets,
         NOMINAL_ASSETS,
         args.seed,
@@ -107,64 +110,85 @@ def run(args: argparse.Namespace) -> common.Report:
 
         common.log("breaking the time down in-process…")
         runs = [common.run_worker(script, [str(json_file)]) for _ in range(repeat)]
-        best = {phase: min(r[phase] for r in runs) for phase in ("read", "parse", "validate", "compile")}
         failures = {label: q["ref"] for label, q in runs[0]["queries"].items()}
 
         common.log("timing whole processes…")
         ringfence = common.ringfence_command()
-        baseline, baseline_all = common.time_process(
-            [sys.executable, "-c", f"import json; json.load(open({str(json_file)!r}))"], repeat
+        commands: dict[str, list[str]] = {
+            "json.load": [sys.executable, "-c", f"import json; json.load(open({str(json_file)!r}))"],
+            # What every command pays before it reads a byte: the interpreter and the modules `impact` imports.
+            "start-up": [sys.executable, "-c", STARTUP_IMPORTS],
+        }
+        for label, ref in failures.items():
+            commands[label] = [*ringfence, "impact", str(json_file), "--fail", ref, "--json"]
+        times = common.time_processes(commands, repeat)
+        baseline = times["json.load"]
+        report.add(
+            "python: json.load of the JSON file",
+            baseline.best,
+            "s",
+            note=f"{runs[0]['file_mb']:,.0f} MB; {cpu_note(baseline)}",
         )
-        # What every command pays before it reads a byte: the interpreter and the modules `impact` imports.
-        startup, _ = common.time_process([sys.executable, "-c", STARTUP_IMPORTS], repeat)
-        report.add("python: json.load of the JSON file", baseline, "s", note=f"{runs[0]['file_mb']:,.0f} MB")
-        report.add("start-up: interpreter and imports", startup, "s", note="Typer, Rich, pydantic, numpy, ringfence")
-        process_times: dict[str, Any] = {}
+        report.add("start-up: interpreter and imports", times["start-up"].best, "s", note=cpu_note(times["start-up"]))
         for label, ref in failures.items():
             query = runs[0]["queries"][label]
-            seconds, all_times = common.time_process(
-                [*ringfence, "impact", str(json_file), "--fail", ref, "--json"], repeat
+            what = (
+                f"down: {query['assets_down']:,} assets, {query['services_down']:,} services; {cpu_note(times[label])}"
             )
-            process_times[label] = {"ref": ref, "best": seconds, "all": all_times}
-            what = f"down: {query['assets_down']:,} assets, {query['services_down']:,} services"
-            report.add(f"ringfence impact JSON --fail {ref}", seconds, "s", note=what)
-            report.add(f"  ratio to json.load ({label})", seconds / baseline, "×", target=TARGET_RATIO)
-        yaml_repeat = 1 if args.quick else min(repeat, 2)
-        yaml_seconds, yaml_all = common.time_process(
-            [*ringfence, "impact", str(yaml_file), "--fail", failures["host"], "--json"], yaml_repeat
-        )
-        yaml_baseline, _ = common.time_process(
-            [
-                sys.executable,
-                "-c",
-                f"import yaml; yaml.load(open({str(yaml_file)!r}), Loader=yaml.CSafeLoader)",
-            ],
-            yaml_repeat,
+            report.add(f"ringfence impact JSON --fail {ref}", times[label].best, "s", note=what)
+            report.add(
+                f"  ratio to json.load ({label})",
+                times[label].best / baseline.best,
+                "×",
+                target=TARGET_RATIO,
+                note=f"CPU-time ratio {times[label].best_cpu / baseline.best_cpu:.2f}×",
+            )
+
+        common.log("timing the YAML file (once: information only)…")
+        yaml_times = common.time_processes(
+            {
+                "yaml.load": [
+                    sys.executable,
+                    "-c",
+                    f"import yaml; yaml.load(open({str(yaml_file)!r}), Loader=yaml.CSafeLoader)",
+                ],
+                "impact": [*ringfence, "impact", str(yaml_file), "--fail", failures["host"], "--json"],
+            },
+            1,
         )
         yaml_mb = yaml_file.stat().st_size / 1e6
-        report.add("python: yaml.load (C loader) of the YAML file", yaml_baseline, "s", note=f"{yaml_mb:,.0f} MB")
+        report.add(
+            "python: yaml.load (C loader) of the YAML file",
+            yaml_times["yaml.load"].best,
+            "s",
+            note=f"{yaml_mb:,.0f} MB; {cpu_note(yaml_times['yaml.load'])}",
+        )
         report.add(
             f"ringfence impact YAML --fail {failures['host']}",
-            yaml_seconds,
+            yaml_times["impact"].best,
             "s",
-            note=f"information only; {yaml_seconds / baseline:.1f}× json.load of the JSON",
+            note=f"information; {yaml_times['impact'].best / baseline.best:.1f}× json.load of the JSON; "
+            + cpu_note(yaml_times["impact"]),
         )
 
-        # The in-process breakdown, best of the workers per phase.
+        # The in-process breakdown: per phase, the best of the workers.
+        def best(get: Any) -> tuple[float, float]:
+            return min(get(r)["wall"] for r in runs), min(get(r)["cpu"] for r in runs)
+
         for phase in ("read", "parse", "validate", "compile"):
-            report.add(f"in-process: {phase}", best[phase], "s")
+            wall, cpu = best(lambda r, phase=phase: r["phases"][phase])
+            report.add(f"in-process: {phase}", wall, "s", note=common.cpu_text(cpu))
         for label, ref in failures.items():
-            q = min((r["queries"][label] for r in runs), key=lambda q: q["query"])
-            report.add(f"in-process: query {ref}", q["query"], "s")
-            report.add(f"in-process: JSON of {label} answer", q["json"], "s")
+            wall, cpu = best(lambda r, label=label: r["queries"][label]["query"])
+            report.add(f"in-process: query {ref}", wall, "s", note=common.cpu_text(cpu))
+            wall, cpu = best(lambda r, label=label: r["queries"][label]["json"])
+            report.add(f"in-process: JSON of the {label} answer", wall, "s", note=common.cpu_text(cpu))
         report.add("peak memory (in-process worker)", max(r["peak_rss_mb"] for r in runs), "MB")
         report.details = {
-            "files": {"json_mb": runs[0]["file_mb"], "yaml_mb": yaml_mb},
-            "json_load": {"best": baseline, "all": baseline_all},
-            "startup": startup,
-            "impact_json": process_times,
-            "impact_yaml": {"ref": failures["host"], "best": yaml_seconds, "all": yaml_all},
-            "yaml_load": yaml_baseline,
+            "files_mb": {"json": runs[0]["file_mb"], "yaml": yaml_mb},
+            "processes": {name: asdict(t) for name, t in times.items()},
+            "yaml_processes": {name: asdict(t) for name, t in yaml_times.items()},
+            "failures": failures,
             "breakdown_runs": runs,
         }
     return report

@@ -44,8 +44,8 @@ def worker(path: Path, repeat: int) -> dict[str, Any]:
     from ringfence.planner import plan_rings
     from ringfence.update import parse_update_text
 
-    estate, t_load = common.timed(read_estate, path)
-    graph, t_compile = common.timed(compile_estate, estate)
+    estate, t_load, _ = common.cpu_timed(read_estate, path)
+    graph, t_compile, _ = common.cpu_timed(compile_estate, estate)
     product, version = agent_product(estate)
     update = parse_update_text(
         "apiVersion: ringfence/v1\n"
@@ -58,11 +58,12 @@ def worker(path: Path, repeat: int) -> dict[str, Any]:
         "  rollback: reinstall\n",
         "<bench update>",
     )
-    times = []
+    times, cpu = [], []
     plan = None
     for _ in range(repeat):
-        plan, seconds = common.timed(plan_rings, graph, update)
+        plan, seconds, cpu_seconds = common.cpu_timed(plan_rings, graph, update)
         times.append(seconds)
+        cpu.append(cpu_seconds)
     assert plan is not None
     return {
         "assets": len(estate.assets),
@@ -71,6 +72,7 @@ def worker(path: Path, repeat: int) -> dict[str, Any]:
         "update": update.release,
         "selector": update.target_selector,
         "plan_seconds": times,
+        "plan_cpu_seconds": cpu,
         "targets": plan.targets,
         "strata": len(plan.strata),
         "rings": [r.size for r in plan.rings],
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> common.Report:
         min(result["plan_seconds"]),
         "s",
         target=TARGET_PLAN,
-        note=f"{result['update']} → {result['selector']}",
+        note=f"{result['update']} → {result['selector']}; {common.cpu_text(min(result['plan_cpu_seconds']))}",
     )
     report.add("targets", result["targets"], note=f"{result['strata']:,} strata")
     report.add(

@@ -68,6 +68,7 @@ def summarise(names: list[str], durations: dict[str, float]) -> None:
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
     table.add_column("")
+    table.add_column("note", overflow="fold")
     missed = 0
     for name in names:
         document = json.loads((common.RESULTS_DIR / f"{name}.json").read_text())
@@ -83,6 +84,7 @@ def summarise(names: list[str], durations: dict[str, float]) -> None:
                 common.format_value(row.value, row.unit),
                 "≤ " + common.format_value(row.target, row.unit),
                 common.status_text(row),
+                row.note,
             )
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     console.print(table)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -56,8 +55,8 @@ def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
     from ringfence.graph import compile_estate
     from ringfence.impact import compute_blast_radius, find_single_points_of_failure
 
-    estate, t_load = common.timed(read_estate, path)
-    graph, t_compile = common.timed(compile_estate, estate)
+    estate, t_load, c_load = common.cpu_timed(read_estate, path)
+    graph, t_compile, c_compile = common.cpu_timed(compile_estate, estate)
     after_compile_mb = common.peak_rss_bytes() / 1e6
 
     rng = random.Random(seed)
@@ -66,12 +65,14 @@ def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
     # The first query pays for lazily built indexes (supplier and software maps); time it apart.
     _, t_first = common.timed(compute_blast_radius, graph, [groups[0]])
     timings: dict[str, list[float]] = {"single": [], "group": []}
+    cpu_ms: list[float] = []
     sizes: dict[str, list[int]] = {"single": [], "group": []}
     group_detail = []
     for kind, refs in (("single", singles), ("group", groups)):
         for ref in refs:
-            radius, seconds = common.timed(compute_blast_radius, graph, [ref])
+            radius, seconds, cpu = common.cpu_timed(compute_blast_radius, graph, [ref])
             timings[kind].append(seconds * 1000)
+            cpu_ms.append(cpu * 1000)
             sizes[kind].append(len(radius.assets_down))
             if kind == "group":
                 group_detail.append(
@@ -84,9 +85,8 @@ def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
                 )
     after_queries_mb = common.peak_rss_bytes() / 1e6
 
-    start = time.perf_counter()
-    found = find_single_points_of_failure(graph)
-    spof = {"seconds": time.perf_counter() - start, "found": len(found)}
+    found, t_spof, c_spof = common.cpu_timed(find_single_points_of_failure, graph)
+    spof = {"seconds": t_spof, "cpu": c_spof, "found": len(found)}
     return {
         "assets": len(estate.assets),
         "services": len(estate.services),
@@ -94,6 +94,7 @@ def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
         "groups": int(graph.group_owner.size),
         "load": t_load,
         "compile": t_compile,
+        "cpu": {"load": c_load, "compile": c_compile, "query_ms_median": common.median(cpu_ms)},
         "first_query_ms": t_first * 1000,
         "query_ms": timings,
         "assets_down": sizes,
@@ -109,9 +110,9 @@ def worker_yaml(path: Path) -> dict[str, Any]:
     from ringfence.files import read_estate
     from ringfence.graph import compile_estate
 
-    estate, t_load = common.timed(read_estate, path)
-    _, t_compile = common.timed(compile_estate, estate)
-    return {"load": t_load, "compile": t_compile, "peak_mb": common.peak_rss_bytes() / 1e6}
+    estate, t_load, c_load = common.cpu_timed(read_estate, path)
+    _, t_compile, c_compile = common.cpu_timed(compile_estate, estate)
+    return {"load": t_load, "compile": t_compile, "cpu": c_load + c_compile, "peak_mb": common.peak_rss_bytes() / 1e6}
 
 
 def run(args: argparse.Namespace) -> common.Report:
@@ -137,15 +138,28 @@ def run(args: argparse.Namespace) -> common.Report:
         sizes = {fmt: path.stat().st_size / 1e6 for fmt, path in files.items()}
 
     load_compile = result["load"] + result["compile"]
-    report.add("load (read, parse, validate) from JSON", result["load"], "s")
-    report.add("compile", result["compile"], "s", note=f"{result['nodes']:,} nodes, {result['groups']:,} any-groups")
-    report.add("load + compile from JSON", load_compile, "s", target=TARGET_LOAD_COMPILE)
+    cpu = result["cpu"]
+    report.add("load (read, parse, validate) from JSON", result["load"], "s", note=common.cpu_text(cpu["load"]))
+    report.add(
+        "compile",
+        result["compile"],
+        "s",
+        note=f"{result['nodes']:,} nodes, {result['groups']:,} any-groups; {common.cpu_text(cpu['compile'])}",
+    )
+    report.add(
+        "load + compile from JSON",
+        load_compile,
+        "s",
+        target=TARGET_LOAD_COMPILE,
+        note=common.cpu_text(cpu["load"] + cpu["compile"]),
+    )
     if yaml_result is not None:
         report.add(
             "load + compile from YAML",
             yaml_result["load"] + yaml_result["compile"],
             "s",
-            note=f"information; load {yaml_result['load']:.1f} s; peak {yaml_result['peak_mb']:,.0f} MB",
+            note=f"information; load {yaml_result['load']:.1f} s; {common.cpu_text(yaml_result['cpu'])}; "
+            f"peak {yaml_result['peak_mb']:,.0f} MB",
         )
     single, group = result["query_ms"]["single"], result["query_ms"]["group"]
     every = single + group
@@ -154,7 +168,8 @@ def run(args: argparse.Namespace) -> common.Report:
         common.median(every),
         "ms",
         target=TARGET_QUERY_MS,
-        note=f"{len(single)} random single assets and {len(group)} supplier/site failures",
+        note=f"{len(single)} random single assets and {len(group)} supplier/site failures; "
+        f"CPU {cpu['query_ms_median']:.2f} ms",
     )
     report.add(
         "  single asset: median / p95",
@@ -170,8 +185,13 @@ def run(args: argparse.Namespace) -> common.Report:
             note=f"down: {q['assets_down']:,} assets, {q['services_down']:,} services",
         )
     report.add("  first query (builds supplier/software indexes)", result["first_query_ms"], "ms")
+    spof = result["spof"]
     report.add(
-        "full SPOF scan", result["spof"]["seconds"], "s", target=TARGET_SPOF, note=f"{result['spof']['found']:,} found"
+        "full SPOF scan",
+        spof["seconds"],
+        "s",
+        target=TARGET_SPOF,
+        note=f"{spof['found']:,} found; {common.cpu_text(spof['cpu'])}",
     )
     report.add(
         "peak memory (JSON worker, whole run)",

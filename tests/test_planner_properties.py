@@ -190,10 +190,9 @@ class Group:
 
 
 def field_value(asset: Mapping[str, Any], key: str) -> str | None:
-    if key in ("id", "kind", "site"):
-        return asset.get(key)
-    assert key.startswith("attrs."), key
-    return asset.get("attrs", {}).get(key.removeprefix("attrs."))
+    value = asset.get(key) if key in ("id", "kind", "site") else asset.get("attrs", {}).get(key.removeprefix("attrs."))
+    assert value is None or isinstance(value, str), (key, value)
+    return value
 
 
 def runs(asset: Mapping[str, Any], ref: str) -> bool:
@@ -288,10 +287,8 @@ def step_boundaries(steps: Iterable[int | str], n: int) -> list[int]:
     ends = []
     reached = 0
     for step in steps:
-        if isinstance(step, str):
-            end = min(n, math.ceil(Fraction(step.removesuffix("%")) * n / 100))
-        else:
-            end = min(n, step)
+        wanted = math.ceil(Fraction(step.removesuffix("%")) * n / 100) if isinstance(step, str) else step
+        end = min(n, wanted)
         reached = max(reached, end)
         ends.append(reached)
     return sorted({*ends, n})
@@ -407,21 +404,21 @@ def check_plan(doc: dict[str, Any], update: Update, plan: Plan) -> None:
             assert listed, f"group {g} has no slack but is not warned about"
             assert g.owner in listed[0].owners
             event("no-slack group")
-        for i, ring in enumerate(ring_sets):
-            if len(g.members & ring) > g.slack:
+        for i, held in enumerate(ring_sets):
+            if len(g.members & held) > g.slack:
                 assert key in no_slack or (i == 0 and key in conflicts), (
-                    f"ring {i} holds {sorted(g.members & ring)}, more than {g.slack} of {g}"
+                    f"ring {i} holds {sorted(g.members & held)}, more than {g.slack} of {g}"
                 )
 
     # Rule 5, and no asset waits without a reason; rings never cross a step of `rings`.
     boundaries = [b for b in step_boundaries(update.rings, len(targets)) if b > len(canary)]
     done = len(canary)
     full = []
-    for ring in rings[1:]:
+    for members in rings[1:]:
         allowance = next(b for b in boundaries if b > done) - done
-        assert len(ring) <= allowance, f"a ring of {len(ring)} crosses a step ({allowance} left in it)"
-        full.append(len(ring) == allowance)
-        done += len(ring)
+        assert len(members) <= allowance, f"a ring of {len(members)} crosses a step ({allowance} left in it)"
+        full.append(len(members) == allowance)
+        done += len(members)
     anything_blocked = False
     for i in range(1, len(rings)):
         later = [b for r in rings[i + 1 :] for b in r]
@@ -453,7 +450,7 @@ def test_every_plan_holds_the_rules(doc: dict[str, Any], update_doc: dict[str, A
         check_plan(doc, update, plan)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(PROPERTY, max_examples=50)
 @given(doc=estate_documents(with_groups=False), update_doc=update_documents())
 def test_without_groups_rings_follow_the_steps(doc: dict[str, Any], update_doc: dict[str, Any]) -> None:
     """No any-group, nothing to defer: after the canary, ring sizes are exactly the cumulative steps."""
@@ -468,7 +465,7 @@ def test_without_groups_rings_follow_the_steps(doc: dict[str, Any], update_doc: 
     assert cumulative == [plan.rings[0].size, *boundaries]
 
 
-@PROPERTY
+@settings(PROPERTY, max_examples=100)
 @given(doc=estate_documents(), update_doc=update_documents())
 def test_coverage_conflicts_only_when_unavoidable(doc: dict[str, Any], update_doc: dict[str, Any]) -> None:
     """A coverage conflict overfills a group in ring 0; that is only allowed when every choice of one
@@ -492,7 +489,7 @@ def test_coverage_conflicts_only_when_unavoidable(doc: dict[str, Any], update_do
     )
 
 
-@PROPERTY
+@settings(PROPERTY, max_examples=40)
 @given(doc=estate_documents(), update_doc=update_documents())
 def test_same_input_same_plan(doc: dict[str, Any], update_doc: dict[str, Any]) -> None:
     _, first = planned(doc, update_doc)

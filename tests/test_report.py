@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -51,19 +52,20 @@ seed: 3
 class Element:
     tag: str
     attrs: dict[str, str]
-    children: list[Element] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
+    nodes: list[Element | str] = field(default_factory=list)
+    """Child elements and text, in document order."""
 
     def walk(self) -> Iterator[Element]:
         yield self
-        for child in self.children:
-            yield from child.walk()
+        for node in self.nodes:
+            if isinstance(node, Element):
+                yield from node.walk()
 
     def find_all(self, tag: str, **attrs: str) -> list[Element]:
         return [e for e in self.walk() if e.tag == tag and all(e.attrs.get(k) == v for k, v in attrs.items())]
 
     def all_text(self) -> str:
-        return "".join(self.text) + "".join(c.all_text() for c in self.children)
+        return "".join(n if isinstance(n, str) else n.all_text() for n in self.nodes)
 
 
 class TreeBuilder(HTMLParser):
@@ -80,19 +82,19 @@ class TreeBuilder(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         element = Element(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(element)
+        self.stack[-1].nodes.append(element)
         if tag not in VOID:
             self.stack.append(element)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.stack[-1].children.append(Element(tag, {k: v or "" for k, v in attrs}))
+        self.stack[-1].nodes.append(Element(tag, {k: v or "" for k, v in attrs}))
 
     def handle_endtag(self, tag: str) -> None:
         assert self.stack[-1].tag == tag, f"</{tag}> closes <{self.stack[-1].tag}>"
         self.stack.pop()
 
     def handle_data(self, data: str) -> None:
-        self.stack[-1].text.append(data)
+        self.stack[-1].nodes.append(data)
 
 
 def parse(html: str) -> Element:
@@ -244,7 +246,7 @@ def assert_line_draws(svg: Element, result: StrategyResult, series: str) -> None
     tolerance = plot.x_max / plot.width * 0.02  # a hundredth of a unit, the precision coordinates are written with
     count_tolerance = plot.y_max / plot.height * 0.02
     # Steps only: every segment is horizontal or vertical, and time never runs backwards.
-    for (t0, v0), (t1, v1) in zip(line, line[1:], strict=False):
+    for (t0, v0), (t1, v1) in pairwise(line):
         assert abs(t0 - t1) <= tolerance or abs(v0 - v1) <= count_tolerance
         assert t1 >= t0 - tolerance
     assert abs(line[0][0]) <= tolerance
@@ -255,7 +257,7 @@ def assert_line_draws(svg: Element, result: StrategyResult, series: str) -> None
         expected = last_at_moment.exposed if series == "exposed" else last_at_moment.failed
         assert round(value_after(line, point.at, tolerance)) == expected, (result.strategy, series, point)
     # Between changes the count holds: halfway to the next change it is still the earlier one.
-    for before, after in zip(result.timeline, result.timeline[1:], strict=False):
+    for before, after in pairwise(result.timeline):
         if after.at > before.at:
             expected = before.exposed if series == "exposed" else before.failed
             assert round(value_after(line, (before.at + after.at) / 2, 0.0)) == expected
@@ -374,7 +376,8 @@ def test_the_time_charts_draw_the_timelines(constructed: DrillReport, constructe
     for series in ("exposed", "failed"):
         (svg,) = charts(root, series)
         assert svg.attrs["role"] == "img"
-        assert svg.find_all("title") and svg.find_all("desc")
+        assert svg.find_all("title")
+        assert svg.find_all("desc")
         assert {p.attrs["data-strategy"] for p in svg.find_all("polyline")} == {r.strategy for r in constructed.results}
         for result in constructed.results:
             assert_line_draws(svg, result, series)
@@ -401,7 +404,9 @@ def test_the_services_chart_draws_each_tier(constructed: DrillReport, constructe
     for result in constructed.results:
         for tier in (1, 2, 3, 4):
             expected = sum(1 for s in result.services_down if s.tier == tier)
-            (bar,) = [b for b in bars if b.attrs["data-strategy"] == result.strategy and b.attrs["data-tier"] == str(tier)]
+            (bar,) = [
+                b for b in bars if b.attrs["data-strategy"] == result.strategy and b.attrs["data-tier"] == str(tier)
+            ]
             assert int(bar.attrs["data-count"]) == expected
             assert round(float(bar.attrs["height"]) / plot.height * plot.y_max) == expected
             assert bar.attrs["fill"].startswith("url(#"), "a pattern, not colour alone"

@@ -261,7 +261,7 @@ def outcome_phrase(result: StrategyResult) -> str:
     else:
         most = min(s.tier for s in down)
         worst_tier = sum(1 for s in down if s.tier == most)
-        name = TIER_NAMES.get(most, f"tier {most}")
+        name = _tier_name(most)
         if worst_tier == len(down):
             parts.append(f"{_count(len(down), f'{name} service')} down")
         else:
@@ -350,7 +350,9 @@ def _drill_view(index: int, report: DrillReport) -> DrillView:
         affected=report.affected,
         rows=tuple(_row(r, order) for r in report.results),
         ringfence_reason=_ringfence_reason(ringfence),
-        other_reasons=tuple(Fact(r.strategy, r.halt_reason) for r in report.results if r is not ringfence and r.halt_reason),
+        other_reasons=tuple(
+            Fact(r.strategy, r.halt_reason) for r in report.results if r is not ringfence and r.halt_reason
+        ),
         timeline_charts=(
             _timeline_chart(anchor, report, "exposed", end, order),
             _timeline_chart(anchor, report, "failed", end, order),
@@ -362,7 +364,7 @@ def _drill_view(index: int, report: DrillReport) -> DrillView:
 
 def _row(result: StrategyResult, order: Sequence[str]) -> StrategyRow:
     groups = tuple(
-        TierGroup(tier, TIER_NAMES.get(tier, f"tier {tier}"), tuple(s.id for s in result.services_down if s.tier == tier))
+        TierGroup(tier, _tier_name(tier), tuple(s.id for s in result.services_down if s.tier == tier))
         for tier in sorted({s.tier for s in result.services_down})
     )
     if result.halted_at_ring is not None:
@@ -497,7 +499,7 @@ def _time_axes(frame: Frame, y_title: str) -> list[str]:
     tick = 0.0
     while tick <= frame.y_max + 1e-9:
         y = frame.y(tick)
-        out.append(f'<line class="grid" x1="{_n(frame.left)}" y1="{_n(y)}" x2="{_n(frame.right)}" y2="{_n(y)}"/>')
+        out.append(_line("grid", frame.left, y, frame.right, y))
         out.append(_text(frame.left - 6, y + 4, f"{int(tick):,}", anchor="end"))
         tick += y_step
     x_step = next((s for s in _TIME_STEPS if frame.x_max / s <= 6), _TIME_STEPS[-1])
@@ -506,17 +508,13 @@ def _time_axes(frame: Frame, y_title: str) -> list[str]:
     tick = 0.0
     while tick <= frame.x_max + 1e-9:
         x = frame.x(tick)
-        out.append(f'<line class="tick" x1="{_n(x)}" y1="{_n(frame.bottom)}" x2="{_n(x)}" y2="{_n(frame.bottom + 5)}"/>')
+        out.append(_line("tick", x, frame.bottom, x, frame.bottom + 5))
         out.append(_text(x, frame.bottom + 18, _clock(tick), anchor="middle"))
         tick += x_step
-    out.append(
-        f'<line class="axis" x1="{_n(frame.left)}" y1="{_n(frame.bottom)}" '
-        f'x2="{_n(frame.right)}" y2="{_n(frame.bottom)}"/>'
-    )
-    out.append(f'<line class="axis" x1="{_n(frame.left)}" y1="{_n(frame.top)}" x2="{_n(frame.left)}" y2="{_n(frame.bottom)}"/>')
-    out.append(
-        _text(frame.left + frame.width / 2, frame.bottom + 38, "hours since the rollout started (h:mm)", anchor="middle")
-    )
+    out.append(_line("axis", frame.left, frame.bottom, frame.right, frame.bottom))
+    out.append(_line("axis", frame.left, frame.top, frame.left, frame.bottom))
+    x_title = "hours since the rollout started (h:mm)"
+    out.append(_text(frame.left + frame.width / 2, frame.bottom + 38, x_title, anchor="middle"))
     middle = frame.top + frame.height / 2
     out.append(
         f'<text class="axis-title" x="14" y="{_n(middle)}" text-anchor="middle" '
@@ -594,7 +592,7 @@ def _services_chart(anchor: str, report: DrillReport, order: Sequence[str]) -> C
     tick = 0.0
     while tick <= frame.y_max + 1e-9:
         y = frame.y(tick)
-        parts.append(f'<line class="grid" x1="{_n(frame.left)}" y1="{_n(y)}" x2="{_n(frame.right)}" y2="{_n(y)}"/>')
+        parts.append(_line("grid", frame.left, y, frame.right, y))
         parts.append(_text(frame.left - 6, y + 4, f"{int(tick):,}", anchor="end"))
         tick += y_step
     middle = frame.top + frame.height / 2
@@ -624,10 +622,7 @@ def _services_chart(anchor: str, report: DrillReport, order: Sequence[str]) -> C
         parts.append(
             _text(group_left + group_width / 2, frame.bottom + 34, result.strategy, anchor="middle", css="group-label")
         )
-    parts.append(
-        f'<line class="axis" x1="{_n(frame.left)}" y1="{_n(frame.bottom)}" '
-        f'x2="{_n(frame.right)}" y2="{_n(frame.bottom)}"/>'
-    )
+    parts.append(_line("axis", frame.left, frame.bottom, frame.right, frame.bottom))
     parts.append("</svg>")
     caption = (
         "Services down at some moment of the drill, counted per impact tier, for each strategy. "
@@ -651,6 +646,14 @@ def _tier_legend(chart_id: str) -> list[str]:
 
 
 # --- small helpers ------------------------------------------------------------------------------------------
+
+
+def _line(css: str, x1: float, y1: float, x2: float, y2: float) -> str:
+    return f'<line class="{css}" x1="{_n(x1)}" y1="{_n(y1)}" x2="{_n(x2)}" y2="{_n(y2)}"/>'
+
+
+def _tier_name(tier: int) -> str:
+    return TIER_NAMES.get(tier, f"tier {tier}")
 
 
 def _text(x: float, y: float, content: str, *, anchor: str = "start", css: str = "") -> str:

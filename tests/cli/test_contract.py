@@ -64,7 +64,8 @@ def json_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert isinstance(document, dict)
-    assert result.stdout.count("\n") == 1 and result.stdout.endswith("\n"), "one document, one line"
+    assert result.stdout.endswith("\n")
+    assert result.stdout.count("\n") == 1, "one document, on one line"
     return document
 
 
@@ -260,7 +261,11 @@ def test_concentration_tiny(cli: CliRunner, tiny: Path) -> None:
     document = json_of(cli("concentration", tiny, "--json"))
     assert document["suppliers"] == [
         {"id": "acme", "services_down": ["epr", "portal"], "share_by_tier": {"1": 1.0, "3": 1.0, "4": 0.0}},
-        {"id": "globex", "services_down": ["billing", "epr", "portal"], "share_by_tier": {"1": 1.0, "3": 1.0, "4": 1.0}},
+        {
+            "id": "globex",
+            "services_down": ["billing", "epr", "portal"],
+            "share_by_tier": {"1": 1.0, "3": 1.0, "4": 1.0},
+        },
     ]
 
 
@@ -340,7 +345,9 @@ def test_plan_tiny(cli: CliRunner, tiny: Path, tiny_graph: EstateGraph, tmp_path
     assert document["warnings"] == []
 
 
-def test_plan_tiny_coverage_conflict_is_a_warning(cli: CliRunner, tiny: Path, tiny_graph: EstateGraph, tmp_path: Path) -> None:
+def test_plan_tiny_coverage_conflict_is_a_warning(
+    cli: CliRunner, tiny: Path, tiny_graph: EstateGraph, tmp_path: Path
+) -> None:
     """With the default strata db1 (city) and db2 (north) are each the least critical of their stratum, so
     the canary holds both members of the pair: the plan says so under warnings."""
     path = tmp_path / "agent-3.yaml"

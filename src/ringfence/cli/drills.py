@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ringfence.cli.analysis import EstateArg, JsonOpt, load, working
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, err, out, tier_chip, warn
+from ringfence.cli.output import emit_json, err, out, tier_chip
 from ringfence.durations import humanize_duration
 
 if TYPE_CHECKING:
@@ -46,10 +46,10 @@ def drill(
     from ringfence.rollout.strategy import STRATEGIES
 
     strategies = tuple(strategy) if strategy else STRATEGIES
-    _, graph = load(estate_file, as_json)
+    estate, graph = load(estate_file, as_json)
     result = run_scenario(graph, scenario_file, strategies, quiet=as_json)
     if report is not None:
-        write_report([result], report, quiet=as_json)
+        write_report([result], report, estate_name=estate.name, quiet=as_json)
     if as_json:
         from ringfence.drills import drill_document
 
@@ -68,17 +68,11 @@ def run_scenario(graph: EstateGraph, scenario_file: Path, strategies: Sequence[s
         return run_drill(graph, scenario, strategies)
 
 
-def write_report(reports: Sequence[DrillReport], path: Path, *, quiet: bool = False) -> None:
-    """Write the HTML report (``ringfence.report``), one drill or several."""
-    try:
-        from ringfence import report as html_report  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        warn(f"the HTML report is not available in this build; {path} was not written")
-        return
-    if len(reports) == 1:
-        html_report.write_drill_report(reports[0], path)
-    else:
-        html_report.write_drill_report(list(reports), path)
+def write_report(reports: Sequence[DrillReport], path: Path, *, estate_name: str, quiet: bool = False) -> None:
+    """Write the self-contained HTML report (``ringfence.report``), one drill or several."""
+    from ringfence.report import write_drill_report
+
+    write_drill_report(list(reports), path, estate_name=estate_name)
     if not quiet:
         err.print(f"Report written to {path}")
 
@@ -129,7 +123,7 @@ def demo_drills(estate: Path, scenarios: Sequence[Path], report: Path) -> None:
     """``ringfence demo``'s drill part: every bundled scenario, the comparison, and one report."""
     from rich.rule import Rule
 
-    _, graph = load(estate, False)
+    loaded, graph = load(estate, False)
     results = []
     for index, scenario_file in enumerate(scenarios, start=4):
         result = run_scenario(graph, scenario_file, ("ringfence", "all-at-once", "batches"), quiet=False)
@@ -137,4 +131,4 @@ def demo_drills(estate: Path, scenarios: Sequence[Path], report: Path) -> None:
         print_drill(result)
         results.append(result)
     if results:
-        write_report(results, report)
+        write_report(results, report, estate_name=loaded.name)

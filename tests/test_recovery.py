@@ -1,0 +1,146 @@
+"""Restore order, continuity and RTOs at risk (``ringfence.recovery``): data-driven cases worked out by hand.
+
+Each file in tests/cases/recovery/ is one estate, one failure and the plan it must get:
+
+    description: why this case exists, with its steps worked out by hand
+    estate: {apiVersion: ringfence/v1, ...}    # an estate document; or
+    sample: city-general                       # a bundled example estate
+    fail: [REF, ...]                           # or
+    incident: advanced-2022                    # a bundled incident of that sample (its `fail` list)
+    parallel: 2                                # optional
+    step_time: 1h                              # optional, default 1h
+    expect:
+      steps: [[id, ...], ...]                  # step 1, step 2, …: the items of each, sorted
+      continuity: [service, ...]               # optional: the order of the continuity plans
+      rto_at_risk: [{service, restored_by}]    # optional
+      notes: [text, ...]                       # optional: exactly these notes
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ringfence.durations import parse_duration
+from ringfence.estate import Estate, parse_estate_document
+from ringfence.files import examples_dir, read_estate, read_text
+from ringfence.graph import compile_estate
+from ringfence.recovery import EVIDENCE_LABEL, RecoveryPlan, plan_recovery
+from ringfence.update import parse_incident_text
+
+CASES = Path(__file__).parent / "cases" / "recovery"
+CASE_FILES = sorted(CASES.glob("*.yaml"))
+
+
+def incident_path(sample: str, incident: str) -> Path:
+    return examples_dir() / sample / "incidents" / f"{incident}.yaml"
+
+
+def load_case(path: Path) -> tuple[Estate, list[str], dict[str, Any], dict[str, Any]]:
+    case = yaml.safe_load(path.read_text())
+    if "sample" in case:
+        estate = read_estate(examples_dir() / case["sample"] / "estate.yaml")
+    else:
+        estate = parse_estate_document(case["estate"], source=path.name)
+    if "incident" in case:
+        path = incident_path(case["sample"], case["incident"])
+        refs = list(parse_incident_text(read_text(path), str(path)).fail)
+    else:
+        refs = case["fail"]
+    options = {"parallel": case.get("parallel"), "step_seconds": parse_duration(case.get("step_time", "1h"))}
+    return estate, refs, options, case["expect"]
+
+
+def run_case(path: Path) -> tuple[RecoveryPlan, list[str], dict[str, Any]]:
+    estate, refs, options, expect = load_case(path)
+    graph = compile_estate(estate)
+    return plan_recovery(graph, graph.resolve_failures(refs), **options), refs, expect
+
+
+@pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
+def test_case(path: Path) -> None:
+    got, refs, expect = run_case(path)
+    assert [list(s.restore) for s in got.steps] == expect["steps"]
+    assert [s.step for s in got.steps] == list(range(1, len(expect["steps"]) + 1))
+    assert got.failed == tuple(sorted(refs))
+    if "continuity" in expect:
+        assert [c.service for c in got.continuity] == expect["continuity"]
+    if "rto_at_risk" in expect:
+        assert [{"service": r.service, "restored_by": r.restored_by} for r in got.rto_at_risk] == expect["rto_at_risk"]
+    if "notes" in expect:
+        assert list(got.notes) == expect["notes"]
+
+
+def test_there_are_cases() -> None:
+    assert len(CASE_FILES) >= 15
+    # Every case names its reason, so a failure says which rule broke.
+    for path in CASE_FILES:
+        assert yaml.safe_load(path.read_text())["description"].strip(), path.name
+
+
+# ------------------------------------------------------------------------------------------ the sample
+
+
+def test_bundled_incident_advanced_2022_loads() -> None:
+    path = incident_path("city-general", "advanced-2022")
+    incident = parse_incident_text(read_text(path), str(path))
+    assert incident.incident == "advanced-2022"
+    assert incident.fail == ("supplier:advanced",)
+    assert incident.description is not None
+    assert "111" in incident.description
+
+
+def test_advanced_2022_continuity_plans_are_the_sample_estates() -> None:
+    got, _, _ = run_case(CASES / "advanced-2022-on-the-sample-estate.yaml")
+    nhs111, community = got.continuity
+    assert (nhs111.service, nhs111.tier, nhs111.rto) == ("nhs111", 2, 7200)
+    assert nhs111.name == "NHS 111 and out-of-hours triage (Adastra)"
+    assert nhs111.plan is not None
+    assert nhs111.plan.startswith("Paper triage forms and a manual call log")
+    assert nhs111.contacts == ("Urgent care duty manager 01632 960020", "Advanced service desk")
+    assert (community.service, community.tier, community.rto) == ("community-records", 3, 86400)
+    assert community.plan is not None
+    assert community.plan.startswith("Paper caseload lists printed weekly")
+
+
+# ------------------------------------------------------------------------------------------ the API
+
+
+def small_graph() -> Any:
+    return compile_estate(
+        parse_estate_document(
+            {
+                "apiVersion": "ringfence/v1",
+                "estate": "small",
+                "services": [{"id": "web", "tier": 1, "rto": "1h", "requires": ["app"]}],
+                "assets": [{"id": "app", "kind": "vm"}],
+            }
+        )
+    )
+
+
+def test_no_failures_means_nothing_to_restore() -> None:
+    got = plan_recovery(small_graph(), [])
+    assert (got.failed, got.steps, got.continuity, got.rto_at_risk, got.notes) == ((), (), (), (), ())
+
+
+@pytest.mark.parametrize("parallel", [0, -1])
+def test_parallel_below_one_is_refused(parallel: int) -> None:
+    graph = small_graph()
+    with pytest.raises(ValueError, match="parallel"):
+        plan_recovery(graph, graph.resolve_failures(["app"]), parallel=parallel)
+
+
+def test_plan_records_its_options_and_maps_items_to_steps() -> None:
+    graph = small_graph()
+    got = plan_recovery(graph, graph.resolve_failures(["app"]), parallel=3, step_seconds=600)
+    assert (got.parallel, got.step_seconds) == (3, 600)
+    assert got.step_of() == {"app": 1, "web": 2}
+
+
+def test_evidence_label_names_the_dspt_assertion() -> None:
+    assert "DSPT B5.a" in EVIDENCE_LABEL
+    assert "restore order" in EVIDENCE_LABEL
