@@ -7,8 +7,6 @@ impact tier 5, no plan of the three bundled updates needs a warning) and the rul
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 

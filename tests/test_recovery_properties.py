@@ -90,11 +90,12 @@ def estate_documents(draw: st.DrawFn) -> dict[str, Any]:
     # The size drawn first: a bare list strategy stays mostly small, and big estates cascade further.
     n = draw(st.integers(2, 40))
     raw_nodes = draw(st.lists(RAW_NODE, min_size=n, max_size=n))
-    n_services = min(draw(st.integers(0, 10)), n - 1)
+    n_services = min(draw(st.integers(1, 10)), n - 1)
     # Ids unrelated to position, so that sorting by id and by position disagree.
     ids = tuple(f"n{i}" for i in draw(st.permutations(range(n))))
-    # Most estates point hard and `of` requirements only forward (a DAG); the rest anywhere (cycles).
-    forward_only = draw(st.integers(0, 3)) > 0
+    # Most estates point hard and `of` requirements only forward (a DAG); the rest anywhere (cycles, which
+    # the oracle mostly rejects, but loops through groups met by members that stayed up are kept).
+    forward_only = draw(st.sampled_from((True,) * 7 + (False,)))
 
     def requirements(position: int, raw: tuple[Any, ...]) -> list[Any]:
         *_, hard_picks, raw_groups = raw
@@ -396,11 +397,11 @@ def test_continuity_lists_the_down_services_most_critical_first_and_the_rtos_at_
 
 
 def test_the_generator_reaches_what_the_properties_are_about() -> None:
-    """Guard against a generator that never produces the interesting cases: many steps, groups met by
-    their K earliest members, full parallel steps, and estates the oracle must reject (cycles)."""
+    """Guard against a generator that never produces the interesting cases: several steps, services down,
+    groups with more down members than they need (only the K earliest count), and not too many rejects."""
     seen = {"deep": 0, "k_of_n": 0, "rejected": 0, "services_down": 0}
 
-    @settings(max_examples=150, deadline=None, database=None)
+    @settings(max_examples=60, deadline=None, database=None)
     @given(doc=estate_documents(), raws=RAW_FAILURES)
     def explore(doc: dict[str, Any], raws: list[tuple[str, int]]) -> None:
         estate, _, down = scenario(doc, raws)
@@ -411,14 +412,13 @@ def test_the_generator_reaches_what_the_properties_are_about() -> None:
             return
         seen["deep"] += max(steps.values(), default=0) >= 3
         seen["services_down"] += any(s.id in down for s in estate.services)
-        for x in down:
-            for g in rules.groups[x]:
-                restored = sorted(steps[m] for m in g.members if m in down)
-                if len(restored) > g.k - len(g.members - down) > 0:
-                    seen["k_of_n"] += 1  # some down members are not needed: only the K earliest count
+        # A down item with a group that has more down members than it still needs from them.
+        seen["k_of_n"] += any(
+            len(g.members & down) > g.k - len(g.members - down) > 0 for x in down for g in rules.groups[x]
+        )
 
     explore()
-    assert seen["deep"] >= 10, seen
-    assert seen["k_of_n"] >= 10, seen
-    assert seen["services_down"] >= 30, seen
-    assert seen["rejected"] < 75, seen
+    assert seen["deep"] >= 8, seen
+    assert seen["k_of_n"] >= 5, seen
+    assert seen["services_down"] >= 10, seen
+    assert seen["rejected"] <= 30, seen

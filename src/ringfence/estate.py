@@ -354,6 +354,9 @@ def _problems_from_validation(exc: ValidationError, data: Any, source: str) -> l
             message = f"required field '{path[-1]}' is missing"
         elif path and path[-1] == "apiVersion":
             message = f"apiVersion must be '{API_VERSION}'"
+        elif kind in ("enum", "literal_error"):
+            expected = error["msg"].removeprefix("Input should be ")
+            message = f"'{error['input']}' is not allowed here; use {expected}"
         else:
             message = error["msg"]
             message = message.removeprefix("Value error, ")

@@ -170,18 +170,12 @@ def plan_rings(graph: EstateGraph, update: Update, *, hold_override: HoldOverrid
 
     rings_members: list[list[int]] = [canary]
     done = len(canary)
-    ends = [_cumulative_end(step, n) for step in update.rings]
-    last_size = max(1, n - done)
-    for end in [*ends, n]:
+    # The steps, then n: a ring that redundancy kept short leaves its deferred assets for extra rings here.
+    for end in [*(_cumulative_end(step, n) for step in update.rings), n]:
         while done < end and queue:
-            size = end - done
-            members, queue = _fill(queue, size, groups, groups_of_target, exempt)
+            members, queue = _fill(queue, end - done, groups, groups_of_target, exempt)
             rings_members.append(members)
             done += len(members)
-            last_size = size
-    while queue:  # only reached when redundancy deferred assets past the final step
-        members, queue = _fill(queue, last_size, groups, groups_of_target, exempt)
-        rings_members.append(members)
 
     rings = tuple(
         _ring(i, members, graph, targets, stratum_of, tiers, update.bake) for i, members in enumerate(rings_members)

@@ -315,12 +315,17 @@ def test_bad_flags(cli: CliRunner, estate_file: Path, args: tuple[str, ...]) -> 
 # ----------------------------------------------------------------------------- commands that write
 
 
-def test_generate_writes_nothing_on_bad_input(cli: CliRunner, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("size", "phrase"),
+    [("0", "--assets"), ("5", "5 assets")],  # refused by the flag's bounds; too small for the generator's shape
+    ids=["zero", "too-small"],
+)
+def test_generate_writes_nothing_on_bad_input(cli: CliRunner, tmp_path: Path, size: str, phrase: str) -> None:
     out = tmp_path / "generated.yaml"
-    result = cli("generate", "--assets", "0", "--out", out)
-    assert result.returncode == 2
+    result = cli("generate", "--assets", size, "--out", out)
+    assert result.returncode == 2, result.stderr
     assert result.stdout == ""
-    assert "--assets" in result.stderr
+    assert says(result.stderr, phrase), result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -19,12 +19,26 @@ OutOpt = Annotated[
 ]
 
 
-def _write(document: object, out_path: Path | None) -> None:
+def _write(document: object, out_path: Path | None, *, source: Path | None = None, csv_rows: bool = False) -> None:
+    from dataclasses import replace
+
+    from ringfence.errors import EstateError
     from ringfence.estate import parse_estate_document
     from ringfence.files import dump_document, write_document
 
-    # Validate before writing: an importer must never produce a file `check` would refuse.
-    estate = parse_estate_document(document, source=str(out_path or "<stdout>"))
+    # Validate before writing: an importer must never produce a file `check` would refuse. Problems name the
+    # input (for a CSV, the row's line: assets[i] is line i + 2, after the header).
+    try:
+        estate = parse_estate_document(document, source=str(source or out_path or "<generated>"))
+    except EstateError as exc:
+        if not csv_rows:
+            raise
+        raise EstateError(
+            [
+                replace(p, line=p.path[1] + 2) if len(p.path) > 1 and isinstance(p.path[1], int) else p
+                for p in exc.problems
+            ]
+        ) from None
     if out_path is None:
         out.file.write(dump_document(document))
         return
@@ -53,7 +67,7 @@ def import_ansible(
     """Assets from an Ansible inventory: groups and host vars become attrs."""
     from ringfence.importers.ansible import import_ansible_inventory
 
-    _write(import_ansible_inventory(inventory, estate_name=name), out_path)
+    _write(import_ansible_inventory(inventory, estate_name=name), out_path, source=inventory)
 
 
 @import_app.command("csv")
@@ -65,4 +79,4 @@ def import_csv(
     """Assets from a CSV file, one a row."""
     from ringfence.importers.csv import import_csv as read_csv
 
-    _write(read_csv(csv_file, estate_name=name), out_path)
+    _write(read_csv(csv_file, estate_name=name), out_path, source=csv_file, csv_rows=True)

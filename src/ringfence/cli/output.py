@@ -14,7 +14,8 @@ from ringfence.estate import TIER_NAMES
 TIER_STYLE = {1: "bold white on red", 2: "bold red", 3: "yellow", 4: "cyan", 5: "dim"}
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# Messages on stderr never wrap: tools (and editors) read `file:line: field: sentence` one per line.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def emit_json(document: Any) -> None:

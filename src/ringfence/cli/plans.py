@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -78,6 +81,19 @@ def plan_document(plan: object) -> dict[str, object]:
     }
 
 
+@contextmanager
+def located_in(path: Path, text: str) -> Iterator[None]:
+    """Problems the planner finds with an update's fields are reported against the update file's lines."""
+    from ringfence.errors import InputError
+    from ringfence.estate import locate_problems
+
+    try:
+        yield
+    except InputError as exc:
+        problems = [replace(p, source=p.source or str(path)) for p in exc.problems]
+        raise InputError(locate_problems(problems, text)) from None
+
+
 def load_holds(path: Path | None) -> tuple[object, ...]:
     from ringfence.files import examples_dir, read_with
     from ringfence.update import parse_holds_text
@@ -97,15 +113,16 @@ def plan(
     override_hold: OverrideOpt = None,
 ) -> None:
     """Plan the rings of an update: canaries first, redundancy kept, criticality last."""
-    from ringfence.files import read_with
+    from ringfence.files import read_text
     from ringfence.planner import format_stratum, plan_rings
     from ringfence.update import Hold, check_holds, parse_update_text
 
-    update = read_with(update_file, parse_update_text)
+    update_text = read_text(update_file)
+    update = parse_update_text(update_text, str(update_file))
     held = tuple(h for h in load_holds(holds) if isinstance(h, Hold))
     override = check_holds(update, held, override_hold)
     _, graph = load(estate_file, as_json)
-    with working("Planning rings…", as_json):
+    with working("Planning rings…", as_json), located_in(update_file, update_text):
         result = plan_rings(graph, update, hold_override=override)
     if as_json:
         emit_json(plan_document(result))

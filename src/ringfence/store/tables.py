@@ -32,7 +32,7 @@ NAMING = {
 ESTATE_FORMATS = ("yaml", "json")
 DECISION_STATUSES = ("pending", "done")
 OBSERVATION_KINDS = ("heartbeat", "install_result", "health_check", "rollback_result", "restore_point")
-TOKEN_ROLES = ("viewer", "operator", "approver", "admin")
+TOKEN_ROLES = ("viewer", "operator", "approver", "admin", "agent")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

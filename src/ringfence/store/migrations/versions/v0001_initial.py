@@ -155,7 +155,9 @@ def upgrade() -> None:
         _when("revoked_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
-        sa.CheckConstraint("role IN ('viewer', 'operator', 'approver', 'admin')", name=op.f("ck_api_tokens_role")),
+        sa.CheckConstraint(
+            "role IN ('viewer', 'operator', 'approver', 'admin', 'agent')", name=op.f("ck_api_tokens_role")
+        ),
     )
 
 

@@ -1,0 +1,82 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), mapped in one place.
+
+Every ringfence error becomes a problem with a status; input problems carry their field paths in ``errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ringfence.errors import (
+    ConflictError,
+    DriverError,
+    InputError,
+    NotFoundError,
+    PermissionDeniedError,
+    Problem,
+    RingfenceError,
+    format_path,
+)
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS: list[tuple[type[Exception], int, str]] = [
+    (InputError, 422, "Invalid input"),
+    (NotFoundError, 404, "Not found"),
+    (PermissionDeniedError, 403, "Forbidden"),
+    (ConflictError, 409, "Conflict"),
+    (DriverError, 502, "Driver failed"),
+    (RingfenceError, 400, "Refused"),
+]
+
+
+def problem_response(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _problem_entries(problems: tuple[Problem, ...]) -> list[dict[str, Any]]:
+    return [
+        {"field": p.field or None, "line": p.line, "source": p.source, "message": p.message, "detail": str(p)}
+        for p in problems
+    ]
+
+
+class UnauthenticatedError(RingfenceError):
+    """No bearer token, or one the server does not know: HTTP 401."""
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def ringfence_error(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, UnauthenticatedError):
+            return problem_response(401, "UnauthenticatedError", str(exc))
+        for kind, status, title in STATUS:
+            if isinstance(exc, kind):
+                errors = _problem_entries(exc.problems) if isinstance(exc, InputError) else None
+                return problem_response(status, title, str(exc), errors)
+        return problem_response(500, "Internal error", "unexpected error")
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = []
+        for error in exc.errors():
+            path = tuple(part for part in error["loc"] if part != "body")
+            errors.append({"field": format_path(path) or None, "message": error["msg"], "type": error["type"]})
+        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        return problem_response(422, "Invalid input", detail, errors)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem_response(exc.status_code, str(exc.detail), str(exc.detail))
+
+    app.add_exception_handler(RingfenceError, ringfence_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,0 +1,19 @@
+"""The app as uvicorn starts it in each worker: settings from the environment ``ringfence serve`` set."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from ringfence.api.app import Settings, create_app
+
+
+def app_from_environment() -> FastAPI:
+    return create_app(
+        Settings(
+            database_url=os.environ.get("RINGFENCE_DATABASE_URL") or None,
+            sample_estate=os.environ.get("RINGFENCE_SERVE_SAMPLE") == "1",
+            controller=os.environ.get("RINGFENCE_SERVE_CONTROLLER", "1") == "1",
+        )
+    )
