@@ -28,6 +28,9 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+serve: $(STAMP)
+	$(BIN)/ringfence serve --sample
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
