@@ -1,4 +1,4 @@
-"""A brute-force reference for the estate graph, written straight from docs/spec "estate-format.md".
+"""A brute-force reference for the estate graph, written straight from the estate format spec (estate-format.md).
 
 It shares no code with ``ringfence.graph`` or ``ringfence.impact``: everything here is ids and Python sets,
 and the down set is found by the slowest obvious method (apply every rule to every node until nothing

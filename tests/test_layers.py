@@ -29,6 +29,8 @@ CORE = [
     "rollout/reconcile.py",
     "rollout/strategy.py",
     "recovery.py",
+    "incident.py",
+    "documents.py",
     "drills.py",
 ]
 FORBIDDEN = {

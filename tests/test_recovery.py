@@ -65,7 +65,7 @@ def test_case(path: Path) -> None:
     got, refs, expect = run_case(path)
     assert [list(s.restore) for s in got.steps] == expect["steps"]
     assert [s.step for s in got.steps] == list(range(1, len(expect["steps"]) + 1))
-    assert got.failed == tuple(sorted(refs))
+    assert got.failed == tuple(sorted(set(refs)))  # the same failure named twice is one failure
     if "continuity" in expect:
         assert [c.service for c in got.continuity] == expect["continuity"]
     if "rto_at_risk" in expect:

@@ -282,7 +282,7 @@ def test_every_item_restored_at_the_earliest_step_its_requirements_allow(
     got = plan(estate, refs)
     assert got.step_of() == expected
     assert_partition(got, down)
-    assert got.failed == tuple(sorted(refs))
+    assert got.failed == tuple(sorted(set(refs)))  # the same failure named twice is one failure
     assert got.notes == (), "the plain rule decided everything: nothing to note"
     assert got.parallel is None
 

@@ -57,7 +57,7 @@ def blast_radius(graph: EstateGraph, failures: Sequence[Failure]) -> BlastRadius
 
 def describe(down: DownSet) -> BlastRadius:
     return BlastRadius(
-        failed=tuple(sorted(f.ref for f in down.failed)),
+        failed=tuple(sorted({f.ref for f in down.failed})),
         services_down=services_of(down.graph, down.service_indices),
         assets_down=tuple(down.asset_ids),
     )

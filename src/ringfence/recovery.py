@@ -104,7 +104,7 @@ def plan_recovery(
         if a.rto is not None and int(step_of[graph.index[a.service]]) * step_seconds > a.rto
     )
     return RecoveryPlan(
-        failed=tuple(sorted(f.ref for f in failures)),
+        failed=tuple(sorted({f.ref for f in failures})),
         steps=ordered,
         continuity=continuity,
         rto_at_risk=at_risk,
@@ -127,21 +127,29 @@ def _restore_steps(graph: EstateGraph, down: np.ndarray, parallel: int | None) -
     short = np.maximum(graph.group_k - members_up, 0)
     waiting_groups = np.bincount(graph.group_owner[short > 0], minlength=n).astype(np.int64)
 
-    priority_tier, priority_rto = _priorities(graph, down)
+    priority = _priorities(graph, down)
+    id_rank = _id_rank(graph) if parallel is not None else None
     pending = down.copy()
     ready = np.flatnonzero(pending & (waiting_hard == 0) & (waiting_groups == 0))
+    # A sub-graph of a graph without cycles has none: look for them only when the down items have some.
+    has_cycles = _blocked_components(graph, pending, short)[1]
     current = 0
     while pending.any():
+        if has_cycles:
+            ready = np.union1d(ready, _unblocked_cycles(graph, pending, short, notes))
         if ready.size == 0:
-            ready = _unblock(graph, pending, waiting_hard, waiting_groups, short, notes)
+            ready = _unmeetable(graph, pending, notes)
         current += 1
         if parallel is not None and ready.size > parallel:
-            order = np.lexsort((ready, priority_rto[ready], priority_tier[ready]))
+            assert id_rank is not None
+            order = np.lexsort((id_rank[ready], priority[ready]))
             taken, ready = ready[order[:parallel]], ready[order[parallel:]]
         else:
             taken, ready = ready, ready[:0]
         step[taken] = current
         pending[taken] = False
+        waiting_hard[taken] = 0
+        waiting_groups[taken] = 0
         # Restoring `taken` releases what waited on them.
         dependents = gather(graph.dependents_ptr, graph.dependents, taken)
         dependents = dependents[pending[dependents]]
@@ -161,24 +169,11 @@ def _restore_steps(graph: EstateGraph, down: np.ndarray, parallel: int | None) -
     return step, notes
 
 
-def _unblock(
-    graph: EstateGraph,
-    pending: np.ndarray,
-    waiting_hard: IntArray,
-    waiting_groups: IntArray,
-    short: IntArray,
-    notes: list[str],
-) -> IntArray:
-    """Nothing is ready but something is pending: release the pending items that wait only on each other.
-
-    Among the pending items, a strongly connected component with no pending requirement outside itself can
-    only come back as a whole: it is restored together. An item whose group can never be met (fewer members
-    than K in the whole estate) is released last, on its own.
-    """
+def _blocked_components(graph: EstateGraph, pending: np.ndarray, short: IntArray) -> tuple[_Components, bool]:
+    """Strongly connected components of the pending items under "waits for" edges, and whether any is a cycle."""
     nodes = np.flatnonzero(pending)
     local = np.full(graph.n, -1, dtype=np.int64)
     local[nodes] = np.arange(nodes.size)
-    # Edges requirement → dependent among pending nodes (hard edges and group membership → owner).
     req_h, dep_h = graph.requirement_edges
     keep = pending[req_h] & pending[dep_h]
     member = graph.member_nodes
@@ -187,35 +182,67 @@ def _unblock(
     src = np.concatenate((local[req_h[keep]], local[member[keep_g]]))
     dst = np.concatenate((local[dep_h[keep]], local[owner[keep_g]]))
     adjacency = csr_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(nodes.size, nodes.size))
-    _, component = connected_components(adjacency, directed=True, connection="strong")
-    # A component is a source when no edge enters it from another pending component.
-    crossing = component[src] != component[dst]
-    blocked = np.zeros(component.max() + 1, dtype=np.bool_)
-    blocked[component[dst[crossing]]] = True
-    sources = np.flatnonzero(~blocked)
-    released = nodes[np.isin(component, sources)]
-    sizes = np.bincount(component[np.isin(component, sources)])
-    together = [graph.ids[i] for i in released.tolist() if sizes[component[local[i]]] > 1]
-    if together:
-        shown = ", ".join(sorted(together)[:8]) + (" …" if len(together) > 8 else "")
-        notes.append(f"restored together because they need each other: {shown}")
-    lonely = [graph.ids[i] for i in released.tolist() if sizes[component[local[i]]] == 1]
-    if lonely:
-        shown = ", ".join(sorted(lonely)[:8]) + (" …" if len(lonely) > 8 else "")
-        notes.append(f"cannot be met by restoring anything (a group needs more members than exist): {shown}")
-    waiting_hard[released] = 0
-    waiting_groups[released] = 0
+    count, component = connected_components(adjacency, directed=True, connection="strong")
+    sizes = np.bincount(component, minlength=count)
+    return _Components(nodes, component, sizes, src, dst), bool((sizes > 1).any())
+
+
+@dataclass(frozen=True)
+class _Components:
+    nodes: IntArray
+    component: IntArray
+    sizes: IntArray
+    src: IntArray
+    dst: IntArray
+
+    def sources(self) -> IntArray:
+        """Components no other pending component's item waits on: nothing outside them holds them back."""
+        crossing = self.component[self.src] != self.component[self.dst]
+        blocked = np.zeros(self.sizes.size, dtype=np.bool_)
+        blocked[self.component[self.dst[crossing]]] = True
+        return np.flatnonzero(~blocked)
+
+
+def _unblocked_cycles(graph: EstateGraph, pending: np.ndarray, short: IntArray, notes: list[str]) -> IntArray:
+    """Items that need each other come back together as soon as nothing outside their cycle holds them back."""
+    # Items ready but not yet restored still hold back what needs them: they stay in the graph (as singletons).
+    found, _ = _blocked_components(graph, pending, short)
+    cycles = found.sources()
+    cycles = cycles[found.sizes[cycles] > 1]
+    if cycles.size == 0:
+        return found.nodes[:0]
+    released = found.nodes[np.isin(found.component, cycles)]
+    shown = ", ".join(sorted(graph.ids[i] for i in released.tolist())[:8]) + (" …" if released.size > 8 else "")
+    notes.append(f"restored together because they need each other: {shown}")
     return released
 
 
-def _priorities(graph: EstateGraph, down: np.ndarray) -> tuple[IntArray, IntArray]:
-    """Per node: the most critical tier and the shortest RTO among the down services that need it."""
-    tier = np.full(graph.n, NO_SERVICE_TIER, dtype=np.int64)
-    rto = np.full(graph.n, _NO_RTO, dtype=np.int64)
+def _unmeetable(graph: EstateGraph, pending: np.ndarray, notes: list[str]) -> IntArray:
+    """Nothing can progress: what is left waits on a group that needs more members than exist. Last, on its own."""
+    found, _ = _blocked_components(graph, pending, np.zeros(graph.group_owner.size, dtype=np.int64))
+    released = found.nodes[np.isin(found.component, found.sources())]
+    shown = ", ".join(sorted(graph.ids[i] for i in released.tolist())[:8]) + (" …" if released.size > 8 else "")
+    notes.append(f"cannot be met by restoring anything (a group needs more members than exist): {shown}")
+    return released
+
+
+def _id_rank(graph: EstateGraph) -> IntArray:
+    order = np.argsort(np.asarray(graph.ids, dtype=object), kind="stable")
+    rank = np.empty(graph.n, dtype=np.int64)
+    rank[order] = np.arange(graph.n)
+    return rank
+
+
+def _priorities(graph: EstateGraph, down: np.ndarray) -> IntArray:
+    """Per node, the (tier, RTO) of the most critical down service that needs it, as one sortable key.
+
+    The pair is taken from one service, never mixed: a tier-4 service's short RTO does not lift an item above
+    one a tier-2 service needs. No RTO sorts after every RTO; no service after every tier.
+    """
+    key = np.full(graph.n, _key(NO_SERVICE_TIER, None), dtype=np.int64)
     services = np.flatnonzero(down[: graph.n_services])
-    tier[services] = graph.service_tier[services]
-    rto[services] = [graph.estate.services[i].rto or _NO_RTO for i in services.tolist()]
-    # Pass priority from each down node to what it requires, until nothing changes (a few rounds: graph depth).
+    key[services] = [_key(graph.estate.services[i].tier, graph.estate.services[i].rto) for i in services.tolist()]
+    # Pass each key from a down node to what it requires, until nothing changes (a few rounds: the graph's depth).
     req_h, dep_h = graph.requirement_edges
     member = graph.member_nodes
     owner = graph.group_owner[graph.member_groups]
@@ -224,10 +251,16 @@ def _priorities(graph: EstateGraph, down: np.ndarray) -> tuple[IntArray, IntArra
     keep = down[needs] & down[needed]
     needs, needed = needs[keep], needed[keep]
     while needs.size:
-        new_tier, new_rto = tier.copy(), rto.copy()
-        np.minimum.at(new_tier, needed, tier[needs])
-        np.minimum.at(new_rto, needed, rto[needs])
-        if np.array_equal(new_tier, tier) and np.array_equal(new_rto, rto):
+        updated = key.copy()
+        np.minimum.at(updated, needed, key[needs])
+        if np.array_equal(updated, key):
             break
-        tier, rto = new_tier, new_rto
-    return tier, rto
+        key = updated
+    return key
+
+
+_RTO_LIMIT = 1 << 40  # seconds: some 35,000 years, well past any RTO
+
+
+def _key(tier: int, rto: int | None) -> int:
+    return tier * _RTO_LIMIT + (min(rto, _RTO_LIMIT - 2) if rto is not None else _RTO_LIMIT - 1)

@@ -198,7 +198,7 @@ def render_drill_reports(reports: Sequence[DrillReport], *, estate_name: str, ge
     """One HTML document for one or more drills, in the order given. ``estate_name`` may be empty."""
     if not reports:
         raise InputError("a drill report needs at least one drill, and none was given")
-    drills = tuple(_drill_view(index, report) for index, report in enumerate(reports))
+    drills = tuple(drill_view(index, report) for index, report in enumerate(reports))
     strategies: list[str] = []
     for report in reports:
         strategies.extend(r.strategy for r in report.results if r.strategy not in strategies)
@@ -312,7 +312,7 @@ def _timestamp(when: datetime) -> str:
     return f"{text} {zone}" if zone else text
 
 
-def _drill_view(index: int, report: DrillReport) -> DrillView:
+def drill_view(index: int, report: DrillReport) -> DrillView:
     scenario = report.scenario
     update = scenario.update
     fault = scenario.fault

@@ -100,7 +100,7 @@ def test_migrations_bring_an_empty_database_to_head(db_url: str) -> None:
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0001_initial"
+        assert current_revision(engine) == head_revision() is not None
         upgrade(engine)  # nothing left to do
         assert current_revision(engine) == head_revision()
         tables = set(sa.inspect(engine).get_table_names())

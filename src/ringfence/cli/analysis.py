@@ -12,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ringfence.cli.main import app
-from ringfence.cli.output import by_tier_json, emit_json, err, out, tier_chip, tier_label, warn
+from ringfence.cli.output import emit_json, err, out, tier_chip, tier_label, warn
+from ringfence.documents import check_document, concentration_document, impact_document, spof_document
 from ringfence.estate import TIER_NAMES, Estate
 from ringfence.files import read_estate
 from ringfence.graph import EstateGraph, compile_estate
@@ -65,16 +66,7 @@ def check(
     warnings = [*estate.warnings, *locate_problems(graph.warnings, text)]
     ok = not (strict and warnings)
     if as_json:
-        emit_json(
-            {
-                "ok": ok,
-                "assets": len(estate.assets),
-                "services": len(estate.services),
-                "suppliers": estate.declared_suppliers,
-                "estate": estate.name,
-                "warnings": [str(w) for w in warnings],
-            }
-        )
+        emit_json(check_document(estate, warnings, ok=ok))
     else:
         for w in warnings:
             warn(str(w))
@@ -111,14 +103,7 @@ def impact(estate_file: EstateArg, fail: FailOpt, as_json: JsonOpt = False) -> N
     _, graph = load(estate_file, as_json)
     radius = compute_blast_radius(graph, fail)
     if as_json:
-        emit_json(
-            {
-                "failed": list(radius.failed),
-                "services_down": [{"id": s.id, "tier": s.tier} for s in radius.services_down],
-                "assets_down": list(radius.assets_down),
-                "by_tier": by_tier_json(radius.by_tier),
-            }
-        )
+        emit_json(impact_document(radius))
         return
     out.print(f"[bold]If {', '.join(radius.failed)} fails:[/]")
     if not radius.services_down:
@@ -158,13 +143,7 @@ def spof(
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     if as_json:
-        emit_json(
-            {
-                "spofs": [
-                    {"ref": s.ref, "services": [x.id for x in s.services], "worst_tier": s.worst_tier} for s in spofs
-                ]
-            }
-        )
+        emit_json(spof_document(spofs))
         return
     if not spofs:
         out.print("No single point of failure found.")
@@ -190,18 +169,7 @@ def concentration(estate_file: EstateArg, as_json: JsonOpt = False) -> None:
     _, graph = load(estate_file, as_json)
     rows = supplier_concentration(graph)
     if as_json:
-        emit_json(
-            {
-                "suppliers": [
-                    {
-                        "id": r.id,
-                        "services_down": [s.id for s in r.services_down],
-                        "share_by_tier": by_tier_json(r.share_by_tier),
-                    }
-                    for r in rows
-                ]
-            }
-        )
+        emit_json(concentration_document(rows))
         return
     tiers = sorted({t for r in rows for t in r.share_by_tier})
     table = Table(title="Supplier concentration: services lost if the supplier fails", title_justify="left")

@@ -30,6 +30,10 @@ def demo(
     out.print(Rule("3. Supplier concentration"))
     analysis.concentration(estate, as_json=False)
     _drills(estate, report)
+    out.print(Rule("7. Incident: advanced-2022 — a supplier behind NHS 111 and care records is lost"))
+    from ringfence.cli.incidents import demo_incident
+
+    demo_incident(estate, estate.parent / "incidents" / "advanced-2022.yaml")
 
 
 def _drills(estate: Path, report: Path) -> None:

@@ -24,7 +24,19 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command module adds its commands to `app`; heavy imports stay inside the commands.
-    from ringfence.cli import analysis, demo, drills, estates, plans, recover, rollouts, service  # noqa: F401
+    from ringfence.cli import (  # noqa: F401
+        agent,
+        analysis,
+        continuity,
+        demo,
+        drills,
+        estates,
+        incidents,
+        plans,
+        recover,
+        rollouts,
+        service,
+    )
 
 
 def main() -> None:

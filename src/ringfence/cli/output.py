@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from ringfence.documents import by_tier_json  # noqa: F401 - re-exported for the CLI's modules
 from ringfence.estate import TIER_NAMES
 
 TIER_STYLE = {1: "bold white on red", 2: "bold red", 3: "yellow", 4: "cyan", 5: "dim"}
@@ -31,10 +32,6 @@ def tier_label(tier: int) -> Text:
 
 def tier_chip(tier: int) -> Text:
     return Text(f" T{tier} ", style=TIER_STYLE.get(tier, ""))
-
-
-def by_tier_json(counts: dict[int, int] | dict[int, float]) -> dict[str, Any]:
-    return {str(tier): value for tier, value in sorted(counts.items())}
 
 
 def warn(message: str) -> None:

@@ -15,6 +15,7 @@ from rich.text import Text
 from ringfence.cli.analysis import EstateArg, JsonOpt, load, working
 from ringfence.cli.main import app
 from ringfence.cli.output import emit_json, err, out, tier_chip, warn
+from ringfence.documents import plan_document
 from ringfence.durations import humanize_duration
 
 HoldsOpt = Annotated[
@@ -33,52 +34,6 @@ OverrideOpt = Annotated[
         show_default=False,
     ),
 ]
-
-
-def plan_document(plan: object) -> dict[str, object]:
-    """The plan as the CLI contract's JSON (plus the extra keys people and dashboards use)."""
-    from ringfence.planner import Plan, format_stratum
-
-    assert isinstance(plan, Plan)
-    return {
-        "update": plan.update.id,
-        "release": plan.update.release,
-        "targets": plan.targets,
-        "strata_keys": list(plan.strata_keys),
-        "rings": [
-            {
-                "index": ring.index,
-                "name": ring.name,
-                "assets": list(ring.assets),
-                "bake": ring.bake,
-                "size": ring.size,
-                "strata": sorted({format_stratum(plan.strata[s]) for s in ring.strata}),
-                "tiers": {str(t): n for t, n in ring.tier_counts().items()},
-            }
-            for ring in plan.rings
-        ],
-        "warnings": [
-            {
-                "kind": w.kind,
-                "owners": list(w.owners),
-                "members": list(w.members),
-                "k": w.k,
-                "message": w.message,
-            }
-            for w in plan.warnings
-        ],
-        "minimum_duration": plan.minimum_duration,
-        "worst_case_rollback": plan.worst_case_rollback,
-        "hold_override": (
-            {
-                "release": plan.hold_override.release,
-                "reason": plan.hold_override.reason,
-                "justification": plan.hold_override.justification,
-            }
-            if plan.hold_override
-            else None
-        ),
-    }
 
 
 @contextmanager

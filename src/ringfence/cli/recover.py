@@ -12,29 +12,9 @@ from rich.text import Text
 from ringfence.cli.analysis import EstateArg, FailOpt, JsonOpt, load
 from ringfence.cli.main import app
 from ringfence.cli.output import emit_json, out, tier_chip
+from ringfence.documents import recovery_document
 from ringfence.durations import humanize_duration, parse_duration
 from ringfence.errors import InputError, Problem
-
-
-def recovery_document(plan: object) -> dict[str, object]:
-    from ringfence.recovery import EVIDENCE_LABEL, RecoveryPlan
-
-    assert isinstance(plan, RecoveryPlan)
-    return {
-        "failed": list(plan.failed),
-        "steps": [{"step": s.step, "restore": list(s.restore)} for s in plan.steps],
-        "continuity": [
-            {"service": c.service, "tier": c.tier, "rto": c.rto, "plan": c.plan, "contacts": list(c.contacts)}
-            for c in plan.continuity
-        ],
-        "rto_at_risk": [
-            {"service": r.service, "tier": r.tier, "rto": r.rto, "restored_by": r.restored_by} for r in plan.rto_at_risk
-        ],
-        "notes": list(plan.notes),
-        "parallel": plan.parallel,
-        "step_seconds": plan.step_seconds,
-        "evidence": EVIDENCE_LABEL,
-    }
 
 
 def recovery_markdown(plan: object, estate_name: str) -> str:

@@ -127,6 +127,11 @@ class SqlRolloutSession:
 
     def apply_transition(self, new_state: RolloutState, record: Transition, *, actor: str) -> None:
         repo.apply_transition(self.session, record, new_state, actor=actor)
+        if record.to_phase is RolloutPhase.HALTED:
+            # A halt that left assets failed is an incident: declared in the same transaction as the halt.
+            from ringfence.service.incidents import declare_for_halted_rollout
+
+            declare_for_halted_rollout(self.session, self.rollout_id, at=record.at)
 
     def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None:
         current = {a.asset_id: a for a in repo.list_rollout_assets(self.session, self.rollout_id)}

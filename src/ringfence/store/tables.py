@@ -220,3 +220,45 @@ __all__ = [
     "UTCDateTime",
     "metadata",
 ]
+
+
+class IncidentRow(Base):
+    """An incident and the snapshot it was declared with (``ringfence.incident``); its events say the rest.
+
+    ``snapshot`` holds the down items in restore order with what each waits for, and the continuity plans:
+    an incident never changes because the estate file did. One rollout causes at most one incident.
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("status", ("open", "closed")), name="status"),
+        sa.UniqueConstraint("rollout_id"),
+        sa.Index(None, "status"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.Text)
+    estate_version_id: Mapped[int] = mapped_column(sa.ForeignKey("estate_versions.id"))
+    rollout_id: Mapped[str | None] = mapped_column(sa.ForeignKey("rollouts.id"))
+    failed: Mapped[Any] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(8))
+    step_seconds: Mapped[int] = mapped_column(sa.Integer)
+    snapshot: Mapped[Any] = mapped_column(sa.JSON)
+    declared_at: Mapped[datetime]
+    declared_by: Mapped[str] = mapped_column(sa.String(200))
+    closed_at: Mapped[datetime | None]
+
+
+class IncidentEventRow(Base):
+    """One event of an incident's timeline, numbered in the order written; rows are only ever appended."""
+
+    __tablename__ = "incident_events"
+    __table_args__ = (sa.CheckConstraint(_one_of("kind", ("declared", "restored", "note", "closed")), name="kind"),)
+
+    incident_id: Mapped[str] = mapped_column(sa.ForeignKey("incidents.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    text: Mapped[str] = mapped_column(sa.Text)
+    items: Mapped[Any] = mapped_column(sa.JSON)

@@ -1,0 +1,272 @@
+"""The agent gate: ``GET /v1/agents/{asset}/directive`` and ``POST /v1/heartbeats``.
+
+The directive endpoint is the hottest path of the service (every agent asks every few seconds). The token
+is looked up in a per-worker table and the answer comes from the worker's snapshot of the agent rollouts
+(``ringfence.service.agents``), both kept fresh by a background thread while the server runs; such a
+request is answered by :class:`DirectiveFastLane` before routing. Only a token issued since the last
+look, a refusal, or a snapshot that fell behind goes through the route, and reads the database there (in
+the thread pool) when it must.
+
+``setup`` also registers the ``agent`` driver with the server's controller loop, built on the app's own
+engine (timeouts from ``RINGFENCE_AGENT_HEARTBEAT_TIMEOUT`` / ``RINGFENCE_AGENT_INSTALL_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ringfence.api.problems import UnauthenticatedError
+from ringfence.drivers.base import Driver
+from ringfence.errors import PermissionDeniedError
+from ringfence.gates import FailureSignal
+from ringfence.service import agents
+from ringfence.service.tokens import Caller
+from ringfence.update import Update
+
+router = APIRouter(prefix="/v1", tags=["agents"])
+
+MAX_BATCH = 5000
+"""Heartbeats in one request; a proxy with more sends several."""
+
+
+class DirectiveOut(BaseModel):
+    """What an asset should do now. ``retry_after``: seconds until it is worth asking again."""
+
+    action: Literal["install", "rollback", "wait"]
+    asset: str
+    reason: str
+    retry_after: int
+    rollout: str | None = None
+    product: str | None = None
+    version: str | None = None
+    ring: int | None = None
+
+
+class ResultIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operation: Literal["install", "rollback"]
+    status: Literal["succeeded", "failed"]
+    detail: Annotated[str, Field(max_length=4000)] = ""
+
+
+class HeartbeatIn(BaseModel):
+    """One heartbeat; ``at`` defaults to when the server received it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    asset: Annotated[str, Field(min_length=1, max_length=200)]
+    at: AwareDatetime | None = None
+    status: Literal["ok", "failed"]
+    signal: Literal["crashed", "heartbeat_lost", "reboot_loop", "service_check_failed", "install_failed"] | None = None
+    detail: Annotated[str, Field(max_length=4000)] | None = None
+    rollout: Annotated[str, Field(max_length=64)] | None = None
+    result: ResultIn | None = None
+
+
+class HeartbeatReceiptOut(BaseModel):
+    heartbeats: int
+    results: int
+
+
+def setup(app: FastAPI) -> None:
+    engine: Engine = app.state.engine
+    board = agents.DirectiveBoard(engine)
+    tokens = agents.TokenCache(engine)
+    refresher = agents.Refresher(board, tokens)
+    app.state.directive_board = board
+    app.state.agent_tokens = tokens
+
+    async def start_refresher(app: FastAPI) -> None:
+        refresher.start()
+
+    async def stop_refresher(app: FastAPI) -> None:
+        await asyncio.to_thread(refresher.stop)
+
+    app.state.startup_hooks.append(start_refresher)
+    app.state.shutdown_hooks.append(stop_refresher)
+    app.add_middleware(DirectiveFastLane, board=board, tokens=tokens)
+    _register_driver()
+
+
+def _register_driver() -> None:
+    try:
+        from ringfence.service.runner import register_in_process_driver
+    except ModuleNotFoundError:  # a build without the in-server controller loop
+        return
+
+    def build(engine: Engine, _update: Update) -> Driver:
+        from ringfence.drivers.agent import HEARTBEAT_TIMEOUT_ENV, INSTALL_TIMEOUT_ENV, AgentDriver
+
+        return AgentDriver(
+            engine=engine,
+            heartbeat_timeout=os.environ.get(HEARTBEAT_TIMEOUT_ENV, "2m"),
+            install_timeout=os.environ.get(INSTALL_TIMEOUT_ENV, "1h"),
+        )
+
+    register_in_process_driver(agents.AGENT_DRIVER, build)
+
+
+async def agent_caller(request: Request) -> Caller:
+    """The caller behind the bearer token, remembered a few seconds per worker (``agents.TokenCache``)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if not token:
+        token = request.cookies.get("ringfence_token", "")
+    if not token:
+        raise UnauthenticatedError(
+            "send a token: Authorization: Bearer <token> (create one with `ringfence token create`)"
+        )
+    cache: agents.TokenCache = request.app.state.agent_tokens
+    caller = cache.cached(token)
+    if caller is not None:
+        return caller
+    try:
+        return await run_in_threadpool(cache.authenticate, token)
+    except PermissionDeniedError as exc:
+        raise UnauthenticatedError(str(exc)) from None
+
+
+AgentCaller = Annotated[Caller, Depends(agent_caller)]
+
+
+@router.get(
+    "/agents/{asset}/directive",
+    response_model=DirectiveOut,
+    responses={200: {"description": "What the asset should do now", "model": DirectiveOut}},
+)
+async def get_directive(asset: str, request: Request) -> Response:
+    """Whether ``asset`` may install which update now (its ring is open), must roll back, or waits.
+
+    An agent token may ask only for its own asset; an operator (a proxy in front of a vendor's agents)
+    may ask for any. ``Cache-Control`` and ``Retry-After`` say how long the answer holds.
+    """
+    # Called here rather than as a dependency: this is the hottest path, and a dependency costs more.
+    caller = await agent_caller(request)
+    caller.require_asset(asset)
+    board: agents.DirectiveBoard = request.app.state.directive_board
+    now = agents.utc_now()
+    found = board.answer_from_snapshot(asset, now)
+    if found is None:
+        found = await run_in_threadpool(board.directive, asset, now)
+    body, headers = _directive_body(found)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _directive_body(found: agents.Directive) -> tuple[bytes, dict[str, str]]:
+    body = DirectiveOut(
+        action=found.action.value,
+        asset=found.asset_id,
+        reason=found.reason,
+        retry_after=found.retry_after,
+        rollout=found.rollout,
+        product=found.product,
+        version=found.version,
+        ring=found.ring,
+    )
+    # An order to act is for now only; a wait may be reused until it is worth asking again.
+    cache = "no-store" if found.is_actionable else f"private, max-age={found.retry_after}"
+    return body.model_dump_json(exclude_none=True).encode(), {
+        "Cache-Control": cache,
+        "Retry-After": str(found.retry_after),
+    }
+
+
+_DIRECTIVE_PREFIX = "/v1/agents/"
+_DIRECTIVE_SUFFIX = "/directive"
+
+
+class DirectiveFastLane:
+    """ASGI middleware answering ``GET /v1/agents/{asset}/directive`` from memory, before routing.
+
+    Why: routing a request through every router and FastAPI's dependency machinery costs more than the
+    answer itself, and thousands of agents ask every few seconds. It answers only what needs nothing but
+    memory: a bearer token the worker's token table knows, allowed to ask for that asset, and a directive
+    the snapshot can give. Anything else (no token, a refusal, a snapshot too old, a cookie) goes on to the
+    route above, which gives the same answers and every error, so there is one behaviour, served two ways.
+    """
+
+    def __init__(self, app: ASGIApp, *, board: agents.DirectiveBoard, tokens: agents.TokenCache) -> None:
+        self.app = app
+        self.board = board
+        self.tokens = tokens
+        # Named for the metrics middleware, which labels requests by their route's template.
+        self.route = next(r for r in router.routes if getattr(r, "endpoint", None) is get_directive)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(_DIRECTIVE_PREFIX) and path.endswith(_DIRECTIVE_SUFFIX):
+                found = self._answer(scope, path[len(_DIRECTIVE_PREFIX) : -len(_DIRECTIVE_SUFFIX)])
+                if found is not None:
+                    scope["route"] = self.route
+                    body, headers = _directive_body(found)
+                    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+                    await send({"type": "http.response.start", "status": 200, "headers": raw})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+    def _answer(self, scope: Scope, asset: str) -> agents.Directive | None:
+        if not asset or "/" in asset:
+            return None
+        token = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                token = token.strip() if scheme.lower() == "bearer" else ""
+                break
+        caller = self.tokens.cached(token) if token else None
+        if caller is None:
+            return None
+        try:
+            caller.require_asset(asset)
+        except PermissionDeniedError:
+            return None  # the route refuses it, as a problem document
+        return self.board.answer_from_snapshot(asset, agents.utc_now())
+
+
+@router.post("/heartbeats", response_model=HeartbeatReceiptOut)
+def post_heartbeats(
+    request: Request,
+    caller: AgentCaller,
+    batch: Annotated[list[HeartbeatIn], Body(max_length=MAX_BATCH)],
+) -> HeartbeatReceiptOut:
+    """Store a batch of heartbeats and install/rollback results.
+
+    An agent token reports only for its own asset: a batch naming another asset is refused whole (403);
+    a batch with an invalid item is refused whole (422, with the item's index in the field path);
+    either way nothing of it is stored. Operators (a proxy) may report for any asset.
+    """
+    heartbeats = [_heartbeat(item) for item in batch]
+    receipt = agents.record_heartbeats(request.app.state.engine, caller, heartbeats, agents.utc_now())
+    return HeartbeatReceiptOut(heartbeats=receipt.heartbeats, results=receipt.results)
+
+
+def _heartbeat(item: HeartbeatIn) -> agents.Heartbeat:
+    result = None
+    if item.result is not None:
+        result = agents.ReportedResult(
+            agents.ReportedOperation(item.result.operation), item.result.status == "succeeded", item.result.detail
+        )
+    at: datetime | None = item.at
+    return agents.Heartbeat(
+        asset_id=item.asset,
+        status=agents.HeartbeatStatus(item.status),
+        at=at,
+        signal=FailureSignal(item.signal) if item.signal else None,
+        detail=item.detail,
+        rollout_id=item.rollout,
+        result=result,
+    )

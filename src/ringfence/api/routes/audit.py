@@ -1,0 +1,62 @@
+"""``/v1/audit``: the hash-chained audit log, page by page, and a check of the whole chain."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ringfence.api.deps import EngineDep, Viewer
+from ringfence.api.schemas import AuditEntryOut, AuditPage, AuditVerification
+from ringfence.audit import AuditEntry
+from ringfence.store import repo
+from ringfence.store.db import session_scope
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+MAX_PAGE = 1000
+
+
+def audit_out(entry: AuditEntry) -> AuditEntryOut:
+    return AuditEntryOut(
+        seq=entry.seq,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        subject=entry.subject,
+        detail=dict(entry.detail),
+        prev_hash=entry.prev_hash,
+        hash=entry.hash,
+    )
+
+
+def audit_page(entries: list[AuditEntry], after: int) -> AuditPage:
+    return AuditPage(entries=[audit_out(e) for e in entries], last_seq=entries[-1].seq if entries else after)
+
+
+@router.get("", response_model=AuditPage, summary="Audit entries in the order written")
+def list_audit(
+    caller: Viewer,
+    engine: EngineDep,
+    after: Annotated[int, Query(ge=0, description="Only entries after this sequence number.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="At most this many entries.")] = 100,
+) -> AuditPage:
+    """Entries after ``after``, oldest first; poll with ``after=last_seq`` for what was written since."""
+    with session_scope(engine, readonly=True) as session:
+        entries = repo.list_audit(session, after_seq=after, limit=limit)
+    return audit_page(entries, after)
+
+
+@router.get("/verify", response_model=AuditVerification, summary="Check the audit log's hash chain")
+def verify_audit(caller: Viewer, engine: EngineDep) -> AuditVerification:
+    """``ok`` false, with the first bad entry and why, when any entry was changed, removed or inserted
+    (``ringfence audit verify --json``)."""
+    with session_scope(engine, readonly=True) as session:
+        report = repo.verify_audit(session)
+    return AuditVerification(
+        ok=report.ok,
+        entries=report.count,
+        first_bad_seq=report.first_bad_seq,
+        reason=report.reason,
+        last_hash=report.last_hash,
+    )

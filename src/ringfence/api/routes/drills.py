@@ -1,0 +1,71 @@
+"""``/v1/drills``: replay a faulty release on a stored estate, once per strategy, in simulated time.
+
+Nothing is stored and nothing real is touched: a drill is the same controller on the simulated driver.
+The answer is the ``ringfence drill --json`` document.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi import APIRouter
+
+from ringfence.api.deps import EngineDep, Viewer
+from ringfence.api.routes.estates import Compiled
+from ringfence.api.schemas import BundledScenario, DrillDocument, DrillRequest, ScenarioList
+from ringfence.errors import NotFoundError
+from ringfence.files import examples_dir, read_text
+from ringfence.update import DrillScenario, parse_scenario_text
+
+router = APIRouter(prefix="/v1/drills", tags=["drills"])
+
+SCENARIO_SOURCE = "scenario"
+"""How a scenario sent as text is named in problems (``scenario:7: fault.after: …``)."""
+
+
+@lru_cache(maxsize=1)
+def bundled_scenarios() -> tuple[tuple[Path, str, DrillScenario], ...]:
+    """The drill scenarios shipped with ringfence (``examples/*/scenarios/*.yaml``), by scenario id."""
+    found = []
+    for path in sorted(examples_dir().glob("*/scenarios/*.yaml")):
+        text = read_text(path)
+        found.append((path, text, parse_scenario_text(text, str(path))))
+    return tuple(sorted(found, key=lambda item: item[2].scenario))
+
+
+@router.get("/scenarios", response_model=ScenarioList, summary="The bundled drill scenarios")
+def list_scenarios(caller: Viewer) -> ScenarioList:
+    root = examples_dir()
+    return ScenarioList(
+        scenarios=[
+            BundledScenario(
+                id=scenario.scenario,
+                file=path.relative_to(root).as_posix(),
+                description=scenario.description.strip() if scenario.description else None,
+                release=scenario.update.release,
+                content=text,
+            )
+            for path, text, scenario in bundled_scenarios()
+        ]
+    )
+
+
+@router.post("", response_model=DrillDocument, summary="Run a drill")
+def run_drill(body: DrillRequest, caller: Viewer, engine: EngineDep, cache: Compiled) -> DrillDocument:
+    """Play the scenario (its text, or a bundled one by id) with each strategy and compare what it would cost."""
+    from ringfence.drills import drill_document
+    from ringfence.drills import run_drill as play
+    from ringfence.rollout.strategy import STRATEGIES
+
+    if body.scenario is not None:
+        scenario = parse_scenario_text(body.scenario, SCENARIO_SOURCE)
+    else:
+        by_id = {s.scenario: s for _, _, s in bundled_scenarios()}
+        if body.bundled not in by_id:
+            known = ", ".join(sorted(by_id)) or "none"
+            raise NotFoundError(f"there is no bundled scenario {body.bundled!r}; the bundled ones are: {known}")
+        scenario = by_id[body.bundled]
+    graph = cache.get(engine, body.estate, body.version).graph
+    strategies = tuple(body.strategies) if body.strategies else STRATEGIES
+    return DrillDocument.model_validate(drill_document(play(graph, scenario, strategies)))

@@ -1,0 +1,135 @@
+"""Incidents: ``/v1/incidents`` — declare, list, get, restore, note, close, review (HTML or Markdown).
+
+Reads need a viewer token, writes an operator's; every write is audited with the token's name as the
+actor. A refused move (an item whose requirements are still down, closing with items down and no reason,
+anything on a closed incident) answers 409 with the reason as the problem's detail.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ringfence.api.deps import EngineDep, Operator, Viewer
+from ringfence.incident import DEFAULT_STEP_SECONDS, IncidentStatus
+from ringfence.service import incidents
+from ringfence.service.incidents import IncidentListOut, IncidentOut
+
+router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IncidentDeclare(_In):
+    estate: str = Field(description="Estate name (as uploaded).")
+    version: int | None = Field(default=None, description="Estate version id; default: the current one.")
+    fail: Annotated[
+        list[str],
+        Field(min_length=1, description="What failed: asset:ID, service:ID, supplier:ID, software:P[@V], site:N…"),
+    ]
+    title: Annotated[str | None, Field(max_length=500, description="A title people will recognise.")] = None
+    step_seconds: Annotated[
+        int, Field(ge=1, description="How long one restore step takes, for RTO estimates (seconds).")
+    ] = DEFAULT_STEP_SECONDS
+
+
+class IncidentRestore(_In):
+    items: Annotated[list[str], Field(min_length=1, description="Items back up; restored together.")]
+
+
+class IncidentNote(_In):
+    text: Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+class IncidentClose(_In):
+    reason: Annotated[
+        str | None, Field(max_length=2000, description="Why it closes; needed while items are still down.")
+    ] = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@router.post("", response_model=IncidentOut, status_code=201, summary="Declare an incident")
+def declare(body: IncidentDeclare, caller: Operator, engine: EngineDep) -> IncidentOut:
+    """Snapshot what the failures take down on the estate: impact, continuity plans, restore order, RTO clocks."""
+    now = _now()
+    found = incidents.declare(
+        engine,
+        fail=body.fail,
+        actor=caller.name,
+        at=now,
+        title=body.title,
+        estate_name=body.estate,
+        estate_version=body.version,
+        step_seconds=body.step_seconds,
+    )
+    return incidents.incident_document(found, now)
+
+
+@router.get("", response_model=IncidentListOut, summary="Incidents, by id")
+def list_incidents(
+    caller: Viewer,
+    engine: EngineDep,
+    status: Annotated[IncidentStatus | None, Query(description="Only open or only closed incidents.")] = None,
+) -> IncidentListOut:
+    now = _now()
+    return IncidentListOut(
+        incidents=[incidents.incident_summary(i, now) for i in incidents.list_incidents(engine, status=status)]
+    )
+
+
+@router.get("/{incident_id}", response_model=IncidentOut, summary="An incident, with its RTO clocks now")
+def get_incident(incident_id: str, caller: Viewer, engine: EngineDep) -> IncidentOut:
+    return incidents.incident_document(incidents.get(engine, incident_id), _now())
+
+
+@router.post("/{incident_id}/restore", response_model=IncidentOut, summary="Mark items restored")
+def restore(incident_id: str, body: IncidentRestore, caller: Operator, engine: EngineDep) -> IncidentOut:
+    """409, with the reason, while an item's requirements are still down."""
+    now = _now()
+    return incidents.incident_document(
+        incidents.restore(engine, incident_id, body.items, actor=caller.name, at=now), now
+    )
+
+
+@router.post("/{incident_id}/notes", response_model=IncidentOut, summary="Add a note to the timeline")
+def add_note(incident_id: str, body: IncidentNote, caller: Operator, engine: EngineDep) -> IncidentOut:
+    now = _now()
+    return incidents.incident_document(incidents.note(engine, incident_id, body.text, actor=caller.name, at=now), now)
+
+
+@router.post("/{incident_id}/close", response_model=IncidentOut, summary="Close an incident")
+def close(incident_id: str, caller: Operator, engine: EngineDep, body: IncidentClose | None = None) -> IncidentOut:
+    """Everything restored, or a reason: 409 otherwise."""
+    now = _now()
+    reason = body.reason if body is not None else None
+    return incidents.incident_document(
+        incidents.close(engine, incident_id, actor=caller.name, at=now, reason=reason), now
+    )
+
+
+@router.get(
+    "/{incident_id}/review",
+    summary="The post-incident review",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}, "text/markdown": {}}}},
+)
+def review(
+    incident_id: str,
+    caller: Viewer,
+    engine: EngineDep,
+    format: Annotated[Literal["html", "markdown"], Query(description="html (a page) or markdown.")] = "html",
+) -> Response:
+    """Timeline, impact by tier, time to restore per service against its RTO, the rollout that caused it."""
+    found = incidents.review(engine, incident_id, _now())
+    if format == "markdown":
+        return PlainTextResponse(incidents.render_review_markdown(found), media_type="text/markdown; charset=utf-8")
+    return HTMLResponse(incidents.render_review_html(found))

@@ -1,0 +1,209 @@
+"""``GET /metrics``: Prometheus text, no token needed (scrapers on the management network read it).
+
+What is shared by every worker is read from the database at scrape time, so any worker answers the same:
+
+- ``ringfence_rollouts{phase}``: rollouts in each phase (gauge);
+- ``ringfence_gate_verdicts_total{outcome}``: health-gate verdicts on rings — passed, failed, inconclusive,
+  error — counted from the audit log's transitions out of ``judging`` (the controller records each verdict
+  as the transition it causes, with the verdict's sentence as the reason);
+- ``ringfence_heartbeat_lag_seconds``: seconds since the newest heartbeat from any asset;
+- ``ringfence_rollout_heartbeat_lag_max_seconds``: over the assets of active rollouts that have sent a
+  heartbeat, the longest time since an asset's latest one (the silent agent a gate is about to miss).
+
+What each worker saw itself: ``ringfence_http_requests_total{method,route,status}`` and
+``ringfence_http_request_duration_seconds{method,route}``, labelled by route template, never by raw path.
+Every app has its own registry, so two apps in one process (tests) never share a metric.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ringfence.gates import GateOutcome
+from ringfence.rollout.state import RolloutPhase
+from ringfence.service.runner import DRIVEN_PHASES
+from ringfence.store.db import session_scope
+from ringfence.store.records import ObservationKind
+from ringfence.store.tables import AuditRow, ObservationRow, RolloutAssetRow, RolloutRow
+
+router = APIRouter(tags=["service"])
+
+# The verdict's own sentence starts "ring 2 passed: …" (or "batch 1 failed: …" for fixed batches).
+_VERDICT = re.compile(r"^(?:ring|batch) \d+ (passed|failed|inconclusive|error)\b")
+# A person's pause or abort while a ring is being judged is not a verdict.
+_BY_A_PERSON = ("paused by ", "aborted by ")
+# Where a verdict without a recognisable sentence sent the rollout, and what that says the verdict was.
+_OUTCOME_BY_TARGET = {
+    RolloutPhase.COMPLETED.value: GateOutcome.passed,
+    RolloutPhase.APPLYING.value: GateOutcome.passed,
+    RolloutPhase.TAKING_RESTORE_POINTS.value: GateOutcome.passed,
+    RolloutPhase.HALTED.value: GateOutcome.failed,
+    RolloutPhase.PAUSED.value: GateOutcome.inconclusive,
+}
+
+
+def verdict_of(detail: Mapping[str, Any]) -> GateOutcome | None:
+    """The gate verdict an audited transition records, or None when it records none."""
+    if detail.get("from") != RolloutPhase.JUDGING.value:
+        return None
+    reason = str(detail.get("reason") or "")
+    if reason.startswith(_BY_A_PERSON):
+        return None
+    found = _VERDICT.match(reason)
+    if found:
+        return GateOutcome(found.group(1))
+    return _OUTCOME_BY_TARGET.get(str(detail.get("to")))
+
+
+class StateCollector(Collector):
+    """The metrics read from the database when scraped (see the module docstring)."""
+
+    def __init__(self, engine: Engine, clock: Any = None) -> None:
+        self.engine = engine
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._verdicts = dict.fromkeys(GateOutcome, 0)
+        self._counted_to = 0  # audit seq up to which verdicts are counted; the log is append-only
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterable[Metric]:
+        now = self.clock()
+        with self._lock, session_scope(self.engine, readonly=True) as session:
+            counts = session.execute(sa.select(RolloutRow.phase, sa.func.count()).group_by(RolloutRow.phase))
+            phases = {str(phase): int(count) for phase, count in counts}
+            self._count_verdicts(session)
+            verdicts = dict(self._verdicts)
+            newest = session.scalar(
+                sa.select(sa.func.max(ObservationRow.at)).where(ObservationRow.kind == ObservationKind.HEARTBEAT.value)
+            )
+            oldest_latest = session.scalar(_oldest_latest_heartbeat_of_active_rollouts())
+
+        rollouts = GaugeMetricFamily("ringfence_rollouts", "Rollouts by phase.", labels=["phase"])
+        for phase in RolloutPhase:
+            rollouts.add_metric([phase.value], float(phases.get(phase.value, 0)))
+        yield rollouts
+
+        counted = CounterMetricFamily(
+            "ringfence_gate_verdicts", "Health-gate verdicts on rings, by outcome.", labels=["outcome"]
+        )
+        for outcome in GateOutcome:
+            counted.add_metric([outcome.value], float(verdicts[outcome]))
+        yield counted
+
+        lag = GaugeMetricFamily("ringfence_heartbeat_lag_seconds", "Seconds since the newest heartbeat of any asset.")
+        if newest is not None:
+            lag.add_metric([], max(0.0, (now - newest).total_seconds()))
+        yield lag
+
+        worst = GaugeMetricFamily(
+            "ringfence_rollout_heartbeat_lag_max_seconds",
+            "Over assets of active rollouts that sent a heartbeat: the longest time since one's latest.",
+        )
+        if oldest_latest is not None:
+            worst.add_metric([], max(0.0, (now - oldest_latest).total_seconds()))
+        yield worst
+
+    def _count_verdicts(self, session: Any) -> None:
+        rows = session.execute(
+            sa.select(AuditRow.seq, AuditRow.detail)
+            .where(AuditRow.seq > self._counted_to, AuditRow.action == "rollout.transition")
+            .order_by(AuditRow.seq)
+        )
+        for seq, detail in rows:
+            outcome = verdict_of(detail) if isinstance(detail, Mapping) else None
+            if outcome is not None:
+                self._verdicts[outcome] += 1
+            self._counted_to = seq
+
+
+def _oldest_latest_heartbeat_of_active_rollouts() -> sa.Select[Any]:
+    active_assets = (
+        sa.select(RolloutAssetRow.asset_id)
+        .join(RolloutRow, RolloutRow.id == RolloutAssetRow.rollout_id)
+        .where(RolloutRow.phase.in_([p.value for p in DRIVEN_PHASES]))
+    )
+    latest = (
+        sa.select(ObservationRow.asset_id, sa.func.max(ObservationRow.at).label("latest"))
+        .where(ObservationRow.kind == ObservationKind.HEARTBEAT.value, ObservationRow.asset_id.in_(active_assets))
+        .group_by(ObservationRow.asset_id)
+        .subquery()
+    )
+    return sa.select(sa.func.min(latest.c.latest))
+
+
+class RequestMetrics:
+    """ASGI middleware counting requests by method, route template and status, and timing them."""
+
+    def __init__(self, app: ASGIApp, *, requests: Counter, durations: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.durations = durations
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            # The router leaves the matched route in the scope; a path nothing matched is one label.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = str(scope.get("method", ""))
+            self.requests.labels(method, route, str(status)).inc()
+            self.durations.labels(method, route).observe(time.perf_counter() - started)
+
+
+def metrics_registry(app: FastAPI) -> CollectorRegistry:
+    registry: CollectorRegistry = app.state.metrics_registry
+    return registry
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics (no token needed)",
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(metrics_registry(request.app)), media_type=CONTENT_TYPE_LATEST)
+
+
+def setup(app: FastAPI) -> None:
+    registry = CollectorRegistry()
+    registry.register(StateCollector(app.state.engine))
+    requests = Counter(
+        "ringfence_http_requests",
+        "HTTP requests answered, by method, route template and status.",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    durations = Histogram(
+        "ringfence_http_request_duration_seconds",
+        "Time to answer an HTTP request, by method and route template.",
+        ["method", "route"],
+        registry=registry,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+    )
+    app.state.metrics_registry = registry
+    app.add_middleware(RequestMetrics, requests=requests, durations=durations)

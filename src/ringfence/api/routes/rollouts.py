@@ -1,0 +1,282 @@
+"""Plans and rollouts: ``/v1/plans`` (nothing stored) and ``/v1/rollouts`` (create, approve, start, pause,
+resume, abort, roll back, status, events).
+
+Two-person rule: a rollout whose targets include an asset of impact tier 1 or 2, or that overrides a vendor
+hold, is created awaiting approval, and the person who created it cannot approve it. Every move is audited
+with the token's name as the actor. The server's controller loop (``ringfence.service.runner``, started
+here when ``Settings.controller`` is on) drives started rollouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import APIRouter, Body, FastAPI, Query, Request
+from sqlalchemy.engine import Engine
+
+from ringfence.api.deps import Approver, EngineDep, Operator, Viewer
+from ringfence.api.routes.audit import audit_page
+from ringfence.api.routes.estates import Compiled
+from ringfence.api.schemas import (
+    AuditPage,
+    PlanDocument,
+    PlanRequest,
+    RolloutAction,
+    RolloutCreate,
+    RolloutList,
+    RolloutStatusDocument,
+    RolloutSummary,
+)
+from ringfence.documents import plan_document
+from ringfence.errors import InputError, Problem
+from ringfence.estate import locate_problems
+from ringfence.planner import Plan, plan_rings
+from ringfence.rollout.state import RolloutPhase
+from ringfence.service import rollouts
+from ringfence.service.estates import LoadedEstate
+from ringfence.service.runner import ControllerLoop
+from ringfence.store import repo
+from ringfence.store.db import session_scope
+from ringfence.store.records import EstateFormat
+from ringfence.update import Hold, Update, check_holds, parse_holds_text, parse_update_text
+
+router = APIRouter(prefix="/v1", tags=["rollouts"])
+
+UPDATE_SOURCE = "update"
+"""How the update text of a request is named in problems (``update:4: update.rings: …``)."""
+
+APPROVAL_TIER = 2
+"""Targets of this impact tier or more critical need a second person's approval."""
+
+ActionBody = Annotated[RolloutAction | None, Body(description="Why (optional).")]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@lru_cache(maxsize=1)
+def bundled_holds() -> tuple[Hold, ...]:
+    """The vendor holds shipped with ringfence (withdrawn releases), as ``ringfence plan`` uses by default."""
+    from ringfence.files import examples_dir, read_with
+
+    path = examples_dir() / "holds.yaml"
+    return read_with(path, parse_holds_text) if path.exists() else ()
+
+
+@contextmanager
+def located_in(text: str) -> Iterator[None]:
+    """Problems the planner finds with an update's fields are reported against the update text's lines."""
+    try:
+        yield
+    except InputError as exc:
+        # Only the update's own problems are located in its text; anything else keeps its own source.
+        mine = [replace(p, source=UPDATE_SOURCE) for p in exc.problems if p.source in (None, UPDATE_SOURCE)]
+        others = [p for p in exc.problems if p.source not in (None, UPDATE_SOURCE)]
+        raise InputError([*locate_problems(mine, text), *others]) from None
+
+
+def _plan(loaded: LoadedEstate, update: Update, update_text: str, override_hold: str | None) -> Plan:
+    override = check_holds(update, bundled_holds(), override_hold)
+    with located_in(update_text):
+        return plan_rings(loaded.graph, update, hold_override=override)
+
+
+def controller_loop(request: Request) -> ControllerLoop | None:
+    loop: ControllerLoop | None = getattr(request.app.state, "controller_loop", None)
+    return loop
+
+
+def _status(engine: Engine, rollout_id: str) -> RolloutStatusDocument:
+    return RolloutStatusDocument.model_validate(rollouts.status_document(rollouts.status(engine, rollout_id)))
+
+
+# ------------------------------------------------------------------------------------------------ plans
+
+
+@router.post("/plans", response_model=PlanDocument, tags=["plans"], summary="Plan an update's rings (nothing stored)")
+def plan(body: PlanRequest, caller: Viewer, engine: EngineDep, cache: Compiled) -> PlanDocument:
+    """The rings an update would go through on the estate (``ringfence plan --json``). A release under a
+    vendor hold answers 409 unless ``override_hold`` says why."""
+    loaded = cache.get(engine, body.estate, body.version)
+    update = parse_update_text(body.update, UPDATE_SOURCE)
+    return PlanDocument.model_validate(plan_document(_plan(loaded, update, body.update, body.override_hold)))
+
+
+# --------------------------------------------------------------------------------------------- rollouts
+
+
+@router.post("/rollouts", response_model=RolloutStatusDocument, status_code=201, summary="Create a rollout")
+def create_rollout(body: RolloutCreate, caller: Operator, engine: EngineDep, cache: Compiled) -> RolloutStatusDocument:
+    """Plan the update on the estate and store it as a rollout: ``pending`` (start it), or
+    ``awaiting_approval`` when a target has impact tier 1 or 2 or a vendor hold was overridden."""
+    from ringfence.drivers.base import available_drivers
+
+    loaded = cache.get(engine, body.estate, body.version)
+    update = parse_update_text(body.update, UPDATE_SOURCE)
+    if body.driver not in available_drivers():
+        installed = ", ".join(available_drivers()) or "none"
+        raise InputError(
+            [Problem(f"there is no driver '{body.driver}'; the installed drivers are: {installed}", path=("driver",))]
+        )
+    planned = _plan(loaded, update, body.update, body.override_hold)
+    # Four eyes where it matters: an asset whose loss alone takes down a tier 1 or 2 service.
+    critical = any(tier <= APPROVAL_TIER for ring in planned.rings for tier in ring.tiers)
+    version = loaded.version
+    suffix = "json" if version.format is EstateFormat.JSON else "yaml"
+    with located_in(body.update):
+        created = rollouts.create_rollout(
+            engine,
+            estate_text=version.content,
+            estate_source=f"{version.name}@{version.id}.{suffix}",
+            update_text=body.update,
+            update_source=UPDATE_SOURCE,
+            actor=caller.name,
+            at=_now(),
+            holds=bundled_holds(),
+            override_hold=body.override_hold,
+            driver=body.driver,
+            strategy=body.strategy,
+            require_approval=critical,
+        )
+    assert created.rollout is not None  # not a dry run
+    return _status(engine, created.rollout.id)
+
+
+@router.get("/rollouts", response_model=RolloutList, summary="Rollouts, oldest first")
+def list_rollouts(
+    caller: Viewer,
+    engine: EngineDep,
+    phase: Annotated[list[RolloutPhase] | None, Query(description="Only rollouts in these phases.")] = None,
+) -> RolloutList:
+    with session_scope(engine, readonly=True) as session:
+        found = repo.list_rollouts(session, phases=phase)
+    return RolloutList(
+        rollouts=[
+            RolloutSummary(
+                id=r.id,
+                update=r.update_id,
+                estate_version=r.estate_version_id,
+                phase=r.state.phase.value,
+                ring=r.state.ring,
+                halt_reason=r.state.halt_reason,
+                created_by=r.created_by,
+                approved_by=r.approved_by,
+                needs_approval=r.needs_approval,
+                created_at=r.created_at,
+                updated_at=r.state.updated_at,
+            )
+            for r in found
+        ]
+    )
+
+
+@router.get("/rollouts/{rollout_id}", response_model=RolloutStatusDocument, summary="A rollout's status")
+def get_rollout(rollout_id: str, caller: Viewer, engine: EngineDep) -> RolloutStatusDocument:
+    """Phase, rings and each target's progress (``ringfence rollout status --json``)."""
+    return _status(engine, rollout_id)
+
+
+@router.get("/rollouts/{rollout_id}/events", response_model=AuditPage, summary="A rollout's audit entries")
+def rollout_events(
+    rollout_id: str,
+    caller: Viewer,
+    engine: EngineDep,
+    after: Annotated[int, Query(ge=0, description="Only entries after this sequence number (for polling).")] = 0,
+) -> AuditPage:
+    """Its creation, every transition (who, why) and any hold override, oldest first."""
+    with session_scope(engine, readonly=True) as session:
+        repo.get_rollout(session, rollout_id)
+        entries = repo.list_audit(session, after_seq=after, subject=f"rollout:{rollout_id}")
+    return audit_page(entries, after)
+
+
+@router.post("/rollouts/{rollout_id}/approve", response_model=RolloutStatusDocument, summary="Approve a rollout")
+def approve(rollout_id: str, caller: Approver, engine: EngineDep, body: ActionBody = None) -> RolloutStatusDocument:
+    """Approve a rollout awaiting approval. Not by the person who created it (403); 409 unless awaiting."""
+    rollouts.approve_rollout(engine, rollout_id, actor=caller.name, at=_now())
+    return _status(engine, rollout_id)
+
+
+def _wake_controller(request: Request) -> None:
+    loop = controller_loop(request)
+    if loop is not None:
+        loop.wake()  # drive it now rather than at the next interval
+
+
+def _why(body: RolloutAction | None) -> str:
+    return body.reason if body else ""
+
+
+@router.post("/rollouts/{rollout_id}/start", response_model=RolloutStatusDocument, summary="Start a rollout")
+def start(
+    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+) -> RolloutStatusDocument:
+    """Start a pending rollout (409 while it awaits approval); the server's controller loop drives it."""
+    rollouts.start(engine, rollout_id, actor=caller.name, at=_now())
+    _wake_controller(request)
+    return _status(engine, rollout_id)
+
+
+@router.post("/rollouts/{rollout_id}/pause", response_model=RolloutStatusDocument, summary="Pause a rollout")
+def pause(
+    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+) -> RolloutStatusDocument:
+    """Pause a running rollout where it is (409 when it is not running)."""
+    rollouts.pause(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
+    _wake_controller(request)
+    return _status(engine, rollout_id)
+
+
+@router.post("/rollouts/{rollout_id}/resume", response_model=RolloutStatusDocument, summary="Resume a rollout")
+def resume(
+    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+) -> RolloutStatusDocument:
+    """Resume a paused rollout where it paused (409 when it is not paused)."""
+    rollouts.resume(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
+    _wake_controller(request)
+    return _status(engine, rollout_id)
+
+
+@router.post("/rollouts/{rollout_id}/abort", response_model=RolloutStatusDocument, summary="Abort a rollout")
+def abort(
+    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+) -> RolloutStatusDocument:
+    """Halt a running or paused rollout now; nothing more is updated (roll it back with ``/rollback``)."""
+    rollouts.abort(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
+    _wake_controller(request)
+    return _status(engine, rollout_id)
+
+
+@router.post("/rollouts/{rollout_id}/rollback", response_model=RolloutStatusDocument, summary="Roll a rollout back")
+def rollback(
+    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+) -> RolloutStatusDocument:
+    """Roll back every asset a halted rollout updated (409 unless halted, or when the update has no rollback)."""
+    rollouts.roll_back(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
+    _wake_controller(request)
+    return _status(engine, rollout_id)
+
+
+def setup(app: FastAPI) -> None:
+    """Run the controller loop in this server while it is up, unless the settings turn it off."""
+    settings = app.state.settings
+    if not settings.controller:
+        return
+    loop = ControllerLoop(app.state.engine, interval=settings.controller_interval)
+    app.state.controller_loop = loop
+
+    async def start_loop(app: FastAPI) -> None:
+        loop.start()
+
+    async def stop_loop(app: FastAPI) -> None:
+        await asyncio.to_thread(loop.stop)
+
+    app.state.startup_hooks.append(start_loop)
+    app.state.shutdown_hooks.append(stop_loop)

@@ -1,0 +1,725 @@
+"""Incident use cases over SQL: declare (by hand, or when a rollout halts), restore, note, close, review.
+
+Each use case is one transaction (``session_scope``) and lands in the audit log in that transaction
+(subject ``incident:ID``, actor the person or token acting). The rules live in :mod:`ringfence.incident`;
+this module loads an incident, lets the domain decide, and stores what it decided.
+
+How an incident is stored
+    ``incidents`` one row per incident: the failures, the estate version it was declared on (an estate
+    given as text is stored as a version first, like a rollout's), the rollout that caused it, and
+    ``snapshot`` — the down items in restore order with what each waits for, and the continuity plans —
+    so an incident never changes because the estate did. ``incident_events`` the timeline, appended to
+    only: declared, restored (with the items), note, closed. Restored marks and the closing are read
+    back from the events; ``status`` and ``closed_at`` on the row are kept for listing.
+
+Writers of one incident take turns on its row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's single
+writer), so two people marking items restored at once each see the other's marks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from ringfence.durations import humanize_duration
+from ringfence.errors import InputError, NotFoundError, Problem
+from ringfence.estate import TIER_NAMES, parse_estate_text
+from ringfence.graph import EstateGraph, compile_estate
+from ringfence.incident import (
+    DEFAULT_STEP_SECONDS,
+    DownItem,
+    EventKind,
+    GroupNeed,
+    Incident,
+    IncidentEvent,
+    IncidentReview,
+    IncidentStatus,
+    ItemKind,
+    RolloutCause,
+    add_note,
+    close_incident,
+    declare_incident,
+    mark_restored,
+    review_incident,
+    rto_clocks,
+    timeline,
+    waiting_for,
+)
+from ringfence.recovery import ContinuityAction
+from ringfence.store import repo
+from ringfence.store.db import advisory_lock, session_scope
+from ringfence.store.records import EstateFormat, JSONValue
+from ringfence.store.tables import IncidentEventRow, IncidentRow
+
+LOCK_NAMESPACE_INCIDENT_IDS = 0x52460010
+"""Advisory-lock namespace for numbering incidents (beside the store's own namespaces, never equal to one)."""
+
+REVIEW_HTML_TEMPLATE = "incident_review.html.j2"
+REVIEW_MARKDOWN_TEMPLATE = "incident_review.md.j2"
+
+# ------------------------------------------------------------------------------------------ use cases
+
+
+def declare(
+    engine: Engine,
+    *,
+    fail: Sequence[str],
+    actor: str,
+    at: datetime,
+    title: str | None = None,
+    estate_text: str | None = None,
+    estate_source: str = "<estate>",
+    estate_name: str | None = None,
+    estate_version: int | None = None,
+    step_seconds: int = DEFAULT_STEP_SECONDS,
+) -> Incident:
+    """Declare an incident on an estate given as text (stored as a version), or stored by name or version id."""
+    if (estate_text is None) == (estate_name is None and estate_version is None):
+        raise InputError([Problem("say which estate: its text, or the name (or version) of one stored", ("estate",))])
+    if not fail:
+        raise InputError([Problem("say what failed (e.g. supplier:advanced) to declare an incident", ("fail",))])
+    graph = compile_estate(parse_estate_text(estate_text, estate_source)) if estate_text is not None else None
+    with session_scope(engine) as session:
+        if graph is not None:
+            assert estate_text is not None
+            estate = graph.estate
+            version = repo.add_estate_version(
+                session,
+                name=estate.name,
+                content=estate_text,
+                format=EstateFormat.JSON if estate_source.lower().endswith(".json") else EstateFormat.YAML,
+                created_by=actor,
+                asset_count=len(estate.assets),
+                service_count=len(estate.services),
+                at=at,
+            )
+            version_id = version.id
+        else:
+            stored = (
+                repo.get_estate_version(session, estate_version)
+                if estate_version is not None
+                else repo.latest_estate_version(session, cast(str, estate_name))
+            )
+            if estate_name is not None and stored.name != estate_name:
+                raise InputError(
+                    [Problem(f"estate version {stored.id} is of '{stored.name}', not '{estate_name}'", ("estate",))]
+                )
+            graph = _stored_graph(stored.content, stored.name, stored.id)
+            version_id = stored.id
+        return _declare_in(
+            session,
+            graph,
+            fail,
+            version_id=version_id,
+            actor=actor,
+            at=at,
+            title=title,
+            step_seconds=step_seconds,
+        )
+
+
+def declare_from_rollout(
+    engine: Engine, rollout_id: str, at: datetime, *, actor: str = "controller"
+) -> Incident | None:
+    """Declare the incident a halted rollout left behind (see :func:`declare_for_halted_rollout`)."""
+    with session_scope(engine) as session:
+        return declare_for_halted_rollout(session, rollout_id, at=at, actor=actor)
+
+
+def declare_for_halted_rollout(
+    session: Session, rollout_id: str, *, at: datetime, actor: str = "controller"
+) -> Incident | None:
+    """In the caller's transaction: declare an incident from the assets ``rollout_id`` left failed.
+
+    Failed means install failed, or the latest health reading since the install says failed. The failures
+    are ``asset:ID``; the incident links the rollout and quotes its halt reason. Idempotent: a rollout has at
+    most one incident, and asking again returns it. None when the rollout left nothing failed (a person
+    aborted a healthy rollout): there is nothing down to recover.
+    """
+    # Declarers take turns here, so two halts of one rollout never both find no incident and declare.
+    advisory_lock(session, LOCK_NAMESPACE_INCIDENT_IDS)
+    existing = session.scalar(sa.select(IncidentRow.id).where(IncidentRow.rollout_id == rollout_id))
+    if existing is not None:
+        return _load(session, existing)
+    # Imported here: the rollout service calls this module from its halt path.
+    from ringfence.gates import AssetStatus
+    from ringfence.rollout.state import AssetState
+    from ringfence.service.rollouts import SqlRolloutSession
+
+    view = SqlRolloutSession(session, rollout_id).view()
+    failed = sorted(
+        a.asset_id
+        for a in view.assets
+        if a.state is AssetState.FAILED
+        or (a.asset_id in view.health and view.health[a.asset_id].status is AssetStatus.failed)
+    )
+    if not failed:
+        return None
+    rollout = repo.get_rollout(session, rollout_id)
+    version = repo.get_estate_version(session, rollout.estate_version_id)
+    graph = _stored_graph(version.content, version.name, version.id)
+    refs = [f"asset:{a}" for a in failed if a in graph.estate.asset_by_id]
+    if not refs:
+        return None
+    title = (
+        f"Rollout {rollout_id} of {rollout.update_id} halted: {len(refs)} asset{'s' if len(refs) != 1 else ''} failed"
+    )
+    return _declare_in(
+        session,
+        graph,
+        refs,
+        version_id=version.id,
+        actor=actor,
+        at=at,
+        title=title,
+        rollout_id=rollout_id,
+        note=rollout.state.halt_reason,
+    )
+
+
+def get(engine: Engine, incident_id: str) -> Incident:
+    with session_scope(engine, readonly=True) as session:
+        return _load(session, incident_id)
+
+
+def list_incidents(engine: Engine, *, status: IncidentStatus | str | None = None) -> list[Incident]:
+    """Incidents (open or closed only, when asked), by id."""
+    stmt = sa.select(IncidentRow.id).order_by(IncidentRow.id)
+    if status is not None:
+        try:
+            wanted = IncidentStatus(status)
+        except ValueError:
+            raise InputError(
+                [Problem(f"'{status}' is not an incident status; use open or closed", ("status",))]
+            ) from None
+        stmt = stmt.where(IncidentRow.status == wanted.value)
+    with session_scope(engine, readonly=True) as session:
+        return [_load(session, incident_id) for incident_id in session.scalars(stmt).all()]
+
+
+def restore(engine: Engine, incident_id: str, items: Sequence[str], *, actor: str, at: datetime) -> Incident:
+    """Mark items restored; refused with the reason while what they need is still down."""
+    with session_scope(engine) as session:
+        incident = _load(session, incident_id, for_update=True)
+        changed = mark_restored(incident, items, at, actor=actor)
+        event = changed.events[-1]
+        _append_event(session, incident_id, len(changed.events), event)
+        repo.append_audit(
+            session,
+            actor=event.actor,
+            action="incident.restore",
+            subject=f"incident:{incident_id}",
+            detail={"items": list(event.items), "still_down": len(changed.still_down)},
+            at=at,
+        )
+        return changed
+
+
+def note(engine: Engine, incident_id: str, text: str, *, actor: str, at: datetime) -> Incident:
+    with session_scope(engine) as session:
+        incident = _load(session, incident_id, for_update=True)
+        changed = add_note(incident, text, at, actor=actor)
+        event = changed.events[-1]
+        _append_event(session, incident_id, len(changed.events), event)
+        repo.append_audit(
+            session,
+            actor=event.actor,
+            action="incident.note",
+            subject=f"incident:{incident_id}",
+            detail={"text": event.text},
+            at=at,
+        )
+        return changed
+
+
+def close(engine: Engine, incident_id: str, *, actor: str, at: datetime, reason: str | None = None) -> Incident:
+    """Close an incident: everything restored, or a reason for closing with items still down."""
+    with session_scope(engine) as session:
+        incident = _load(session, incident_id, for_update=True)
+        changed = close_incident(incident, at, actor=actor, reason=reason)
+        event = changed.events[-1]
+        _append_event(session, incident_id, len(changed.events), event)
+        session.execute(
+            sa.update(IncidentRow)
+            .where(IncidentRow.id == incident_id)
+            .values(status=IncidentStatus.CLOSED.value, closed_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        repo.append_audit(
+            session,
+            actor=event.actor,
+            action="incident.close",
+            subject=f"incident:{incident_id}",
+            detail={"reason": (reason or "").strip() or None, "still_down": list(event.items)},
+            at=at,
+        )
+        return changed
+
+
+def review(engine: Engine, incident_id: str, now: datetime) -> IncidentReview:
+    """The post-incident review, with the rollout that caused it (its update, release and halt reason)."""
+    with session_scope(engine, readonly=True) as session:
+        incident = _load(session, incident_id)
+        cause = None
+        if incident.rollout_id is not None:
+            rollout = repo.get_rollout(session, incident.rollout_id)
+            doc = rollout.update_doc
+            release = None
+            if isinstance(doc, Mapping) and "product" in doc and "version" in doc:
+                release = f"{doc['product']}@{doc['version']}"
+            cause = RolloutCause(rollout.id, rollout.update_id, release, rollout.state.halt_reason)
+    return review_incident(incident, now, cause=cause)
+
+
+# ------------------------------------------------------------------------------------------ storing
+
+
+def _declare_in(
+    session: Session,
+    graph: EstateGraph,
+    fail: Sequence[str],
+    *,
+    version_id: int,
+    actor: str,
+    at: datetime,
+    title: str | None,
+    step_seconds: int = DEFAULT_STEP_SECONDS,
+    rollout_id: str | None = None,
+    note: str | None = None,
+) -> Incident:
+    failures = graph.resolve_failures(fail)
+    incident = declare_incident(
+        graph,
+        failures,
+        incident_id=_next_incident_id(session),
+        at=at,
+        actor=actor,
+        title=title,
+        step_seconds=step_seconds,
+        rollout_id=rollout_id,
+        estate_version_id=version_id,
+        note=note,
+    )
+    session.add(
+        IncidentRow(
+            id=incident.id,
+            title=incident.title,
+            estate_version_id=version_id,
+            rollout_id=rollout_id,
+            failed=list(incident.failed),
+            status=IncidentStatus.OPEN.value,
+            step_seconds=incident.step_seconds,
+            snapshot=_snapshot_document(incident),
+            declared_at=at,
+            declared_by=incident.declared_by,
+            closed_at=None,
+        )
+    )
+    session.flush()
+    _append_event(session, incident.id, 1, incident.events[0])
+    repo.append_audit(
+        session,
+        actor=incident.declared_by,
+        action="incident.declare",
+        subject=f"incident:{incident.id}",
+        detail={
+            "title": incident.title,
+            "estate": incident.estate,
+            "estate_version": version_id,
+            "failed": list(incident.failed),
+            "services_down": [s.id for s in incident.services],
+            "items_down": len(incident.items),
+            "rollout": rollout_id,
+        },
+        at=at,
+    )
+    return incident
+
+
+def _next_incident_id(session: Session) -> str:
+    # Declarers take turns (PostgreSQL advisory lock; SQLite's single writer) so two never pick one id.
+    advisory_lock(session, LOCK_NAMESPACE_INCIDENT_IDS)
+    number = session.scalar(sa.select(sa.func.count()).select_from(IncidentRow)) or 0
+    while True:
+        number += 1
+        candidate = f"inc-{number:06d}"
+        if session.get(IncidentRow, candidate) is None:
+            return candidate
+
+
+def _append_event(session: Session, incident_id: str, seq: int, event: IncidentEvent) -> None:
+    session.add(
+        IncidentEventRow(
+            incident_id=incident_id,
+            seq=seq,
+            at=event.at,
+            kind=event.kind.value,
+            actor=event.actor,
+            text=event.text,
+            items=list(event.items),
+        )
+    )
+    session.flush()
+
+
+def _load(session: Session, incident_id: str, *, for_update: bool = False) -> Incident:
+    row = session.get(IncidentRow, incident_id, populate_existing=True, with_for_update=for_update)
+    if row is None:
+        raise NotFoundError(f"incident {incident_id} does not exist")
+    events = session.scalars(
+        sa.select(IncidentEventRow)
+        .where(IncidentEventRow.incident_id == incident_id)
+        .order_by(IncidentEventRow.seq)
+        .execution_options(populate_existing=True)
+    ).all()
+    snapshot = cast(Mapping[str, Any], row.snapshot)
+    return Incident(
+        id=row.id,
+        title=row.title,
+        estate=str(snapshot["estate"]),
+        failed=tuple(row.failed),
+        declared_at=row.declared_at,
+        declared_by=row.declared_by,
+        items=tuple(_item(i) for i in snapshot["items"]),
+        continuity=tuple(_continuity(c) for c in snapshot["continuity"]),
+        events=tuple(
+            IncidentEvent(e.at, EventKind(e.kind), e.actor, e.text, tuple(cast(list[str], e.items))) for e in events
+        ),
+        step_seconds=row.step_seconds,
+        rollout_id=row.rollout_id,
+        estate_version_id=row.estate_version_id,
+    )
+
+
+def _stored_graph(content: str, name: str, version_id: int) -> EstateGraph:
+    return compile_estate(parse_estate_text(content, f"estate '{name}' version {version_id}"))
+
+
+def _snapshot_document(incident: Incident) -> dict[str, JSONValue]:
+    return {
+        "estate": incident.estate,
+        "items": [
+            {
+                "id": i.id,
+                "kind": i.kind.value,
+                "name": i.name,
+                "step": i.step,
+                "tier": i.tier,
+                "rto": i.rto,
+                "needs": list(i.needs),
+                "groups": [{"k": g.k, "up": g.up, "members": list(g.members), "text": g.text} for g in i.groups],
+            }
+            for i in incident.items
+        ],
+        "continuity": [
+            {
+                "service": c.service,
+                "name": c.name,
+                "tier": c.tier,
+                "rto": c.rto,
+                "plan": c.plan,
+                "contacts": list(c.contacts),
+            }
+            for c in incident.continuity
+        ],
+    }
+
+
+def _item(doc: Mapping[str, Any]) -> DownItem:
+    return DownItem(
+        id=doc["id"],
+        kind=ItemKind(doc["kind"]),
+        name=doc["name"],
+        step=int(doc["step"]),
+        tier=doc["tier"],
+        rto=doc["rto"],
+        needs=tuple(doc["needs"]),
+        groups=tuple(GroupNeed(int(g["k"]), int(g["up"]), tuple(g["members"]), g["text"]) for g in doc["groups"]),
+    )
+
+
+def _continuity(doc: Mapping[str, Any]) -> ContinuityAction:
+    return ContinuityAction(
+        doc["service"], doc["name"], int(doc["tier"]), doc["rto"], doc["plan"], tuple(doc["contacts"])
+    )
+
+
+# ------------------------------------------------------------------------------------------ documents
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ServiceDownOut(_Out):
+    id: str
+    tier: int
+
+
+class ImpactOut(_Out):
+    services_down: list[ServiceDownOut]
+    assets_down: list[str]
+    by_tier: dict[str, int]
+
+
+class ContinuityOut(_Out):
+    service: str
+    name: str
+    tier: int
+    rto: int | None
+    plan: str | None
+    contacts: list[str]
+
+
+class StepOut(_Out):
+    step: int
+    restore: list[str]
+    restored: list[str]
+
+
+class ItemOut(_Out):
+    id: str
+    kind: str
+    name: str
+    step: int
+    tier: int | None
+    restored_at: datetime | None
+    waiting_for: list[str]
+    """Why it cannot be restored yet; empty when it can (or is restored)."""
+
+
+class ClockOut(_Out):
+    service: str
+    name: str
+    tier: int
+    rto: int | None
+    status: str
+    deadline: datetime | None
+    remaining: int | None
+    estimated: int | None
+    restored_at: datetime | None
+    time_to_restore: int | None
+    warning: str | None
+
+
+class EventOut(_Out):
+    at: datetime
+    kind: str
+    actor: str
+    text: str
+    items: list[str]
+
+
+class IncidentOut(_Out):
+    """An incident as the API and ``ringfence incident show --json`` give it. Durations are seconds."""
+
+    id: str
+    title: str
+    status: str
+    estate: str
+    estate_version: int | None
+    failed: list[str]
+    rollout: str | None
+    declared_at: datetime
+    declared_by: str
+    closed_at: datetime | None
+    as_of: datetime
+    step_seconds: int
+    impact: ImpactOut
+    continuity: list[ContinuityOut]
+    """Most critical first."""
+    steps: list[StepOut]
+    """In restore order."""
+    clocks: list[ClockOut]
+    """Most critical first."""
+    warnings: list[str]
+    items: list[ItemOut]
+    """In restore order."""
+    timeline: list[EventOut]
+    """In time order, RTO breaches included."""
+
+
+class IncidentSummaryOut(_Out):
+    id: str
+    title: str
+    status: str
+    estate: str
+    rollout: str | None
+    declared_at: datetime
+    closed_at: datetime | None
+    worst_tier: int | None
+    services_down: int
+    items_down: int
+    items_restored: int
+    at_risk: list[str]
+    breached: list[str]
+
+
+class IncidentListOut(_Out):
+    incidents: list[IncidentSummaryOut]
+
+
+def incident_document(incident: Incident, now: datetime) -> IncidentOut:
+    clocks = rto_clocks(incident, now)
+    as_of = clocks[0].as_of if clocks else (min(now, incident.closed_at) if incident.closed_at else now)
+    restored = incident.restored
+    return IncidentOut(
+        id=incident.id,
+        title=incident.title,
+        status=incident.status.value,
+        estate=incident.estate,
+        estate_version=incident.estate_version_id,
+        failed=list(incident.failed),
+        rollout=incident.rollout_id,
+        declared_at=incident.declared_at,
+        declared_by=incident.declared_by,
+        closed_at=incident.closed_at,
+        as_of=as_of,
+        step_seconds=incident.step_seconds,
+        impact=ImpactOut(
+            services_down=[
+                ServiceDownOut(id=s.id, tier=cast(int, s.tier)) for s in sorted(incident.services, key=lambda s: s.id)
+            ],
+            assets_down=sorted(i.id for i in incident.items if i.kind is ItemKind.ASSET),
+            by_tier={str(t): n for t, n in sorted(incident.by_tier.items())},
+        ),
+        continuity=[
+            ContinuityOut(
+                service=c.service, name=c.name, tier=c.tier, rto=c.rto, plan=c.plan, contacts=list(c.contacts)
+            )
+            for c in incident.continuity
+        ],
+        steps=[
+            StepOut(step=step, restore=[i.id for i in items], restored=[i.id for i in items if i.id in restored])
+            for step, items in incident.steps
+        ],
+        clocks=[
+            ClockOut(
+                service=c.service,
+                name=c.name,
+                tier=c.tier,
+                rto=c.rto,
+                status=c.status.value,
+                deadline=c.deadline,
+                remaining=c.remaining,
+                estimated=c.estimated,
+                restored_at=c.restored_at,
+                time_to_restore=c.time_to_restore,
+                warning=c.warning,
+            )
+            for c in clocks
+        ],
+        warnings=[c.warning for c in clocks if c.warning is not None],
+        items=[
+            ItemOut(
+                id=i.id,
+                kind=i.kind.value,
+                name=i.name,
+                step=i.step,
+                tier=i.tier,
+                restored_at=restored.get(i.id),
+                waiting_for=[] if i.id in restored else list(waiting_for(incident, i.id)),
+            )
+            for i in incident.items
+        ],
+        timeline=[
+            EventOut(at=e.at, kind=e.kind.value, actor=e.actor, text=e.text, items=list(e.items))
+            for e in timeline(incident, as_of)
+        ],
+    )
+
+
+def incident_summary(incident: Incident, now: datetime) -> IncidentSummaryOut:
+    clocks = rto_clocks(incident, now)
+    return IncidentSummaryOut(
+        id=incident.id,
+        title=incident.title,
+        status=incident.status.value,
+        estate=incident.estate,
+        rollout=incident.rollout_id,
+        declared_at=incident.declared_at,
+        closed_at=incident.closed_at,
+        worst_tier=incident.worst_tier,
+        services_down=len(incident.services),
+        items_down=len(incident.items),
+        items_restored=len(incident.restored),
+        at_risk=[c.service for c in clocks if c.status.value == "at_risk"],
+        breached=[c.service for c in clocks if c.status.value in ("breached", "missed")],
+    )
+
+
+# ------------------------------------------------------------------------------------------ the review
+
+
+def render_review_html(review: IncidentReview) -> str:
+    """The post-incident review as one self-contained HTML page (inline CSS, nothing fetched, prints on A4)."""
+    return _environment(html=True).get_template(REVIEW_HTML_TEMPLATE).render(**_review_context(review))
+
+
+def render_review_markdown(review: IncidentReview) -> str:
+    """The post-incident review as Markdown, for the incident file or a ticket."""
+    return _environment(html=False).get_template(REVIEW_MARKDOWN_TEMPLATE).render(**_review_context(review))
+
+
+def _review_context(review: IncidentReview) -> dict[str, object]:
+    return {
+        "review": review,
+        "incident": review.incident,
+        "tier_names": TIER_NAMES,
+    }
+
+
+def _environment(*, html: bool) -> Environment:
+    env = Environment(
+        loader=PackageLoader("ringfence", "templates"),
+        autoescape=html,  # HTML: every value is text, never markup. Markdown: cells are escaped by `md`.
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["duration"] = lambda seconds: "—" if seconds is None else humanize_duration(seconds)
+    env.filters["when"] = _when
+    env.filters["md"] = _markdown_cell
+    return env
+
+
+def _when(at: datetime | None) -> str:
+    if at is None:
+        return "—"
+    return at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _markdown_cell(value: object) -> str:
+    """Text safe inside a Markdown table cell: no line breaks, pipes and markup characters escaped."""
+    text = " ".join(str(value).split())
+    for char in ("\\", "|", "*", "_", "`", "<", ">", "[", "]"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+__all__ = [
+    "IncidentListOut",
+    "IncidentOut",
+    "IncidentSummaryOut",
+    "close",
+    "declare",
+    "declare_for_halted_rollout",
+    "declare_from_rollout",
+    "get",
+    "incident_document",
+    "incident_summary",
+    "list_incidents",
+    "note",
+    "render_review_html",
+    "render_review_markdown",
+    "restore",
+    "review",
+]

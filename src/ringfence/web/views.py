@@ -1,0 +1,658 @@
+"""What each dashboard page shows, built from the service layer: frozen view models, no HTML.
+
+The route handlers call these; the templates only lay the models out. Every number and sentence here comes
+from the same use cases the JSON API and the CLI call (rollout status and log, the audit chain, the impact
+analyses, the drill runner), so the dashboard can never tell a different story from ``ringfence rollout
+status``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from markupsafe import Markup
+from sqlalchemy.engine import Engine
+
+from ringfence.api.routes.drills import bundled_scenarios
+from ringfence.audit import AuditEntry, ChainReport
+from ringfence.drills import DrillReport, run_drill
+from ringfence.durations import humanize_duration
+from ringfence.errors import NotFoundError
+from ringfence.estate import TIER_NAMES, Estate
+from ringfence.gates import AssetHealth, AssetStatus, RingVerdict, format_stratum
+from ringfence.graph import EstateGraph
+from ringfence.impact import (
+    TIERS,
+    ServiceDown,
+    SinglePointOfFailure,
+    SupplierConcentration,
+    advice_for,
+    find_single_points_of_failure,
+    supplier_concentration,
+)
+from ringfence.report import DrillView, drill_view
+from ringfence.rollout.reconcile import RolloutView, judge
+from ringfence.rollout.state import AssetState, RolloutPhase
+from ringfence.service import estates as estates_service
+from ringfence.service import rollouts as rollout_service
+from ringfence.service.estates import CompiledEstates, LoadedEstate
+from ringfence.service.tokens import Caller, Role
+from ringfence.store import repo
+from ringfence.store.db import session_scope
+from ringfence.store.records import Rollout
+from ringfence.web.charts import concentration_svg, harm_order, tier_counts
+from ringfence.web.security import may
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+AUDIT_PAGE = 100
+"""Audit entries per page, newest first."""
+
+
+def when(at: datetime) -> str:
+    """A timestamp as people on a ward read it: ``2024-07-19 04:09:12 UTC``."""
+    return at.strftime("%Y-%m-%d %H:%M:%S ") + (at.tzname() or "UTC")
+
+
+@dataclass(frozen=True)
+class Tier:
+    """An impact tier as shown: ``T1`` and its name, never its colour alone."""
+
+    number: int
+    name: str
+
+    @property
+    def chip(self) -> str:
+        return f"T{self.number}"
+
+
+def tier(number: int) -> Tier:
+    return Tier(number, TIER_NAMES.get(number, f"tier {number}"))
+
+
+# ------------------------------------------------------------------------------------------ the estate
+
+
+@dataclass(frozen=True)
+class EstateChoice:
+    name: str
+    version: int
+    created_at: str
+    created_by: str
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    id: str
+    name: str
+    rto: str
+    rpo: str
+    continuity: str
+    spofs: int
+    """How many single points of failure take this service down."""
+
+
+@dataclass(frozen=True)
+class TierSection:
+    tier: Tier
+    services: tuple[ServiceRow, ...]
+
+
+@dataclass(frozen=True)
+class SpofRow:
+    ref: str
+    form: str
+    """asset, supplier, software or site."""
+    name: str
+    worst: Tier
+    services: tuple[tuple[Tier, tuple[str, ...]], ...]
+    """The services it takes down, grouped by tier, worst tier first."""
+    advice: str
+
+
+@dataclass(frozen=True)
+class SupplierRow:
+    id: str
+    name: str
+    counts: tuple[tuple[Tier, int], ...]
+    total: int
+    services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EstateOverview:
+    name: str
+    version: int
+    uploaded: str
+    uploaded_by: str
+    assets: int
+    services: int
+    sites: tuple[str, ...]
+    tiers: tuple[TierSection, ...]
+    spofs: tuple[SpofRow, ...]
+    concentration_chart: Markup
+    suppliers: tuple[SupplierRow, ...]
+    warnings: tuple[str, ...]
+
+
+class Recent(Generic[K, V]):
+    """The last few results of a pure computation, by key. Thread-safe (handlers run on a thread pool);
+    two threads asking for one key at once may both compute it, and the answer is the same."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._found: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, compute: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._found:
+                self._found.move_to_end(key)
+                return self._found[key]
+        value = compute()
+        with self._lock:
+            self._found[key] = value
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True)
+class Analyses:
+    """What the overview shows of one estate version (versions never change, so neither do these)."""
+
+    spofs: tuple[SinglePointOfFailure, ...]
+    concentration: tuple[SupplierConcentration, ...]
+
+
+# Keyed by the estate text's SHA-256: the analyses are a function of the text alone, whichever database
+# (or version number) it came from.
+_ANALYSES: Recent[str, Analyses] = Recent(4)
+
+
+def estate_choices(engine: Engine) -> list[EstateChoice]:
+    """Each stored estate's newest version, most recently uploaded first."""
+    found = sorted(estates_service.list_estates(engine), key=lambda e: e.latest.id, reverse=True)
+    return [EstateChoice(e.name, e.latest.id, when(e.latest.created_at), e.latest.created_by) for e in found]
+
+
+def current_estate(engine: Engine, cache: CompiledEstates, name: str | None) -> LoadedEstate | None:
+    """Estate ``name`` (default: the most recently uploaded one) at its newest version, compiled."""
+    if name is None:
+        choices = estate_choices(engine)
+        if not choices:
+            return None
+        name = choices[0].name
+    return cache.get(engine, name)
+
+
+def estate_overview(loaded: LoadedEstate) -> EstateOverview:
+    estate, graph, version = loaded.estate, loaded.graph, loaded.version
+    analysed = _ANALYSES.get(
+        version.sha256,
+        lambda: Analyses(tuple(find_single_points_of_failure(graph)), tuple(supplier_concentration(graph))),
+    )
+    exposure: dict[str, int] = {}
+    for spof in analysed.spofs:
+        for service in spof.services:
+            exposure[service.id] = exposure.get(service.id, 0) + 1
+    sections = []
+    for number in TIERS:
+        rows = tuple(
+            ServiceRow(
+                id=s.id,
+                name=s.label,
+                rto=humanize_duration(s.rto) if s.rto is not None else "not set",
+                rpo=humanize_duration(s.rpo) if s.rpo is not None else "not set",
+                continuity=s.continuity or "",
+                spofs=exposure.get(s.id, 0),
+            )
+            for s in sorted(estate.services, key=lambda s: s.id)
+            if s.tier == number
+        )
+        if rows:
+            sections.append(TierSection(tier(number), rows))
+    spofs = tuple(_spof_row(graph, spof) for spof in analysed.spofs)
+    suppliers = tuple(
+        SupplierRow(
+            id=s.id,
+            name=_supplier_name(estate, s.id),
+            counts=tuple((tier(t), n) for t, n in tier_counts(s).items() if n),
+            total=len(s.services_down),
+            services=tuple(d.id for d in s.services_down),
+        )
+        for s in harm_order(analysed.concentration)
+    )
+    return EstateOverview(
+        name=estate.name,
+        version=version.id,
+        uploaded=when(version.created_at),
+        uploaded_by=version.created_by,
+        assets=len(estate.assets),
+        services=len(estate.services),
+        sites=estate.sites,
+        tiers=tuple(sections),
+        spofs=spofs,
+        concentration_chart=concentration_svg(analysed.concentration),
+        suppliers=suppliers,
+        warnings=tuple(str(w) for w in loaded.checked.warnings),
+    )
+
+
+def _spof_row(graph: EstateGraph, spof: SinglePointOfFailure) -> SpofRow:
+    form, _, name = spof.ref.partition(":")
+    return SpofRow(
+        ref=spof.ref,
+        form=form,
+        name=name,
+        worst=tier(spof.worst_tier),
+        services=tuple(
+            (tier(t), tuple(sorted(s.id for s in spof.services if s.tier == t)))
+            for t in sorted({s.tier for s in spof.services})
+        ),
+        advice=advice_for(graph, spof),
+    )
+
+
+def _supplier_name(estate: Estate, supplier_id: str) -> str:
+    supplier = estate.supplier_by_id.get(supplier_id)
+    return supplier.label if supplier is not None else supplier_id
+
+
+# ------------------------------------------------------------------------------------------ rollouts
+
+
+@dataclass(frozen=True)
+class RolloutRow:
+    id: str
+    update: str
+    phase: str
+    ring: int
+    rings: int
+    created_by: str
+    approved_by: str
+    created_at: str
+    updated_at: str
+    halt_reason: str
+
+
+def rollout_rows(engine: Engine) -> list[RolloutRow]:
+    """Every rollout, newest first."""
+    with session_scope(engine, readonly=True) as session:
+        found = repo.list_rollouts(session)
+    return [_rollout_row(r) for r in reversed(found)]
+
+
+def _rollout_row(r: Rollout) -> RolloutRow:
+    plan = r.plan if isinstance(r.plan, dict) else {}
+    rings = plan.get("rings")
+    return RolloutRow(
+        id=r.id,
+        update=r.update_id,
+        phase=r.state.phase.value,
+        ring=r.state.ring,
+        rings=len(rings) if isinstance(rings, list) else 0,
+        created_by=r.created_by,
+        approved_by=r.approved_by or ("awaiting approval" if r.needs_approval else "not needed"),
+        created_at=when(r.created_at),
+        updated_at=when(r.state.updated_at),
+        halt_reason=r.state.halt_reason or "",
+    )
+
+
+@dataclass(frozen=True)
+class RingRow:
+    index: int
+    assets: int
+    updated: int
+    """Targets the update reached: installed (healthy or not), being rolled back, or rolled back."""
+    states: tuple[tuple[str, int], ...]
+    strata: tuple[str, ...]
+    is_current: bool
+
+
+@dataclass(frozen=True)
+class StratumRow:
+    stratum: str
+    targets: int
+    updated: int
+    healthy: int
+    failed: int
+    unknown: int
+    outcome: str
+    """The gate's outcome on the current ring for this stratum ('' when it has nothing to judge)."""
+    sentence: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A phase change and the sentence that explains it (the gate's verdict, or who did what and why)."""
+
+    at: str
+    actor: str
+    from_phase: str
+    to_phase: str
+    ring: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    confirm: str
+    """The question asked before acting ('' for none)."""
+    is_danger: bool
+
+
+@dataclass(frozen=True)
+class RolloutPage:
+    id: str
+    update: str
+    product: str
+    version: str
+    strategy: str
+    phase: str
+    is_terminal: bool
+    ring: int
+    ring_count: int
+    paused_from: str
+    halt_reason: str
+    created_by: str
+    created_at: str
+    approved_by: str
+    needs_approval: bool
+    updated_at: str
+    rings: tuple[RingRow, ...]
+    strata: tuple[StratumRow, ...]
+    gate_sentence: str
+    verdicts: tuple[Verdict, ...]
+    actions: tuple[Action, ...]
+    approval_note: str
+    """Why an approver sees no approve button (they created the rollout), or ''."""
+    warnings: tuple[str, ...]
+
+
+_REACHED = frozenset({AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK, AssetState.ROLLED_BACK})
+_INSTALLED = frozenset({AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK})
+
+
+def rollout_page(engine: Engine, rollout_id: str, caller: Caller) -> RolloutPage:
+    found = rollout_service.status(engine, rollout_id)
+    entries = rollout_service.log(engine, rollout_id)
+    view = _view(engine, rollout_id)
+    r = found.rollout
+    plan = r.plan if isinstance(r.plan, dict) else {}
+    state = r.state
+    update = view.update
+    counts_by_ring: dict[int, int] = {}
+    for a in found.assets:
+        if a.state in _REACHED:
+            counts_by_ring[a.ring] = counts_by_ring.get(a.ring, 0) + 1
+    rings = tuple(
+        RingRow(
+            index=ring.index,
+            assets=ring.assets,
+            updated=counts_by_ring.get(ring.index, 0),
+            states=tuple(sorted(ring.states.items(), key=lambda item: _STATE_ORDER.get(item[0], 99))),
+            strata=ring.strata,
+            is_current=ring.index == state.ring and (state.phase.is_running or state.phase is RolloutPhase.PAUSED),
+        )
+        for ring in found.rings
+    )
+    verdict = _live_verdict(view)
+    strata = _strata(view, verdict)
+    warnings = plan.get("warnings")
+    return RolloutPage(
+        id=r.id,
+        update=r.update_id,
+        product=update.product,
+        version=update.version,
+        strategy=found.strategy,
+        phase=state.phase.value,
+        is_terminal=state.phase.is_terminal,
+        ring=state.ring,
+        ring_count=len(found.rings),
+        paused_from=state.paused_from.value if state.paused_from else "",
+        halt_reason=state.halt_reason or "",
+        created_by=r.created_by,
+        created_at=when(r.created_at),
+        approved_by=r.approved_by or "",
+        needs_approval=r.needs_approval,
+        updated_at=when(state.updated_at),
+        rings=rings,
+        strata=strata,
+        gate_sentence=verdict.sentence if verdict is not None else "",
+        verdicts=tuple(_verdicts(entries)),
+        actions=tuple(_actions(r, update.rollback, caller)),
+        approval_note=_approval_note(r, caller),
+        warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
+    )
+
+
+_STATE_ORDER = {s.value: i for i, s in enumerate(AssetState)}
+
+
+def _view(engine: Engine, rollout_id: str) -> RolloutView:
+    # A read-only transaction: the page must never wait for (or hold up) the controller's lock.
+    with session_scope(engine, readonly=True) as session:
+        return rollout_service.SqlRolloutSession(session, rollout_id).view()
+
+
+def _live_verdict(view: RolloutView) -> RingVerdict | None:
+    """What the gate would say about the current ring now, once something in it is installed.
+
+    Only while the rollout runs or is paused: once it has halted, the assets it never reached are skipped
+    and no longer a control group, so judging again would contradict the verdict that halted it (which
+    the page shows as the halt reason).
+    """
+    phase = view.state.phase
+    if not (phase.is_running or phase is RolloutPhase.PAUSED):
+        return None
+    if not any(a.state in _INSTALLED for a in view.ring(view.state.ring)):
+        return None
+    return judge(view)
+
+
+def _strata(view: RolloutView, verdict: RingVerdict | None) -> tuple[StratumRow, ...]:
+    by_stratum = {format_stratum(v.stratum): v for v in verdict.strata} if verdict is not None else {}
+    groups: dict[str, list[str]] = {}
+    states: dict[str, AssetState] = {}
+    for a in view.assets:
+        groups.setdefault(format_stratum(a.stratum), []).append(a.asset_id)
+        states[a.asset_id] = a.state
+    rows = []
+    for name in sorted(groups):
+        members = groups[name]
+        installed = [m for m in members if states[m] in _INSTALLED]
+        health = [view.health.get(m) for m in installed]
+        healthy = sum(1 for h in health if h is not None and h.status is AssetStatus.healthy)
+        failed = sum(1 for m, h in zip(installed, health, strict=True) if _is_failed(states[m], h))
+        judged = by_stratum.get(name)
+        rows.append(
+            StratumRow(
+                stratum=name,
+                targets=len(members),
+                updated=len(installed),
+                healthy=healthy,
+                failed=failed,
+                unknown=len(installed) - healthy - failed,
+                outcome=judged.outcome.value if judged is not None else "",
+                sentence=judged.sentence if judged is not None else "",
+            )
+        )
+    return tuple(rows)
+
+
+def _is_failed(state: AssetState, health: AssetHealth | None) -> bool:
+    return state is AssetState.FAILED or (health is not None and health.status is AssetStatus.failed)
+
+
+def _verdicts(entries: Sequence[AuditEntry]) -> list[Verdict]:
+    """The rollout's phase changes with their sentences, newest first."""
+    out = []
+    for e in entries:
+        if e.action != "rollout.transition":
+            continue
+        detail = e.detail
+        ring = detail.get("ring")
+        out.append(
+            Verdict(
+                at=when(e.at),
+                actor=e.actor,
+                from_phase=str(detail.get("from", "")),
+                to_phase=str(detail.get("to", "")),
+                ring="" if ring is None else str(ring),
+                reason=str(detail.get("reason", "")),
+            )
+        )
+    return list(reversed(out))
+
+
+def _actions(r: Rollout, rollback: str, caller: Caller) -> list[Action]:
+    """The buttons this caller may press now. The service layer checks again; this only hides the rest."""
+    phase = r.state.phase
+    found: list[Action] = []
+    if phase is RolloutPhase.AWAITING_APPROVAL and may(caller, Role.APPROVER) and caller.name != r.created_by:
+        found.append(Action("approve", "Approve", f"Approve rollout {r.id} as {caller.name}?", False))
+    if not may(caller, Role.OPERATOR):
+        return found
+    if phase is RolloutPhase.PENDING:
+        found.append(Action("start", "Start", f"Start rollout {r.id}?", False))
+    if phase.is_running:
+        found.append(Action("pause", "Pause", "", False))
+    if phase is RolloutPhase.PAUSED:
+        found.append(Action("resume", "Resume", f"Resume rollout {r.id}?", False))
+    if phase.is_running or phase is RolloutPhase.PAUSED:
+        found.append(Action("abort", "Abort", f"Abort rollout {r.id}? It halts at once.", True))
+    if phase is RolloutPhase.HALTED and rollback != "none":
+        found.append(Action("rollback", "Roll back", f"Roll back every updated asset of {r.id}?", True))
+    return found
+
+
+def _approval_note(r: Rollout, caller: Caller) -> str:
+    if r.state.phase is not RolloutPhase.AWAITING_APPROVAL:
+        return ""
+    if caller.name == r.created_by:
+        return f"You created {r.id}, so someone else with the approver role must approve it."
+    if not may(caller, Role.APPROVER):
+        return f"{r.id} is waiting for a person with the approver role who did not create it."
+    return ""
+
+
+# ------------------------------------------------------------------------------------------ drills
+
+
+def scenario_ids() -> tuple[str, ...]:
+    """The bundled drill scenarios (the same ones ``/v1/drills/scenarios`` lists), by id."""
+    return tuple(scenario.scenario for _, _, scenario in bundled_scenarios())
+
+
+@dataclass(frozen=True)
+class DrillPage:
+    estate: str
+    estate_version: int
+    view: DrillView
+    tiers: tuple[Tier, ...]
+
+
+_DRILLS: Recent[tuple[str, str], DrillReport] = Recent(8)
+
+
+def drill_page(loaded: LoadedEstate, scenario_id: str) -> DrillPage:
+    """Replay bundled scenario ``scenario_id`` on the estate, laid out with the drill report's own pieces."""
+    by_id = {scenario.scenario: scenario for _, _, scenario in bundled_scenarios()}
+    if scenario_id not in by_id:
+        known = ", ".join(sorted(by_id)) or "none"
+        raise NotFoundError(f"there is no bundled drill scenario {scenario_id!r}; the bundled ones are: {known}")
+    # A drill is a simulation with a fixed seed: one estate version and one scenario always give one report.
+    report = _DRILLS.get((loaded.version.sha256, scenario_id), lambda: run_drill(loaded.graph, by_id[scenario_id]))
+    return DrillPage(loaded.version.name, loaded.version.id, drill_view(0, report), tuple(tier(t) for t in TIERS))
+
+
+# ------------------------------------------------------------------------------------------ audit log
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    at: str
+    actor: str
+    action: str
+    subject: str
+    detail: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    chain: ChainReport
+    rows: tuple[AuditRow, ...]
+    page: int
+    pages: int
+    subject: str
+
+
+def audit_page(engine: Engine, *, page: int, subject: str | None) -> AuditPage:
+    """One page of the audit log, newest first, and whether the whole chain still verifies."""
+    with session_scope(engine, readonly=True) as session:
+        chain = repo.verify_audit(session)
+        if subject:
+            entries = repo.list_audit(session, subject=subject)
+            total = len(entries)
+            high = total - AUDIT_PAGE * (page - 1)
+            shown = entries[max(0, high - AUDIT_PAGE) : max(0, high)]
+        else:
+            # Entries are numbered 1, 2, 3… while the chain holds; past a break, read on to the real last one.
+            newest = chain.count
+            if not chain.ok:
+                tail = repo.list_audit(session, after_seq=chain.count)
+                newest = tail[-1].seq if tail else chain.count
+            total = newest
+            high = newest - AUDIT_PAGE * (page - 1)
+            low = max(0, high - AUDIT_PAGE)
+            shown = repo.list_audit(session, after_seq=low, limit=max(0, high - low))
+    rows = tuple(
+        AuditRow(
+            seq=e.seq,
+            at=when(e.at),
+            actor=e.actor,
+            action=e.action,
+            subject=e.subject,
+            detail=json.dumps(dict(e.detail), sort_keys=True, ensure_ascii=False),
+            hash=e.hash,
+        )
+        for e in reversed(shown)
+    )
+    pages = max(1, -(-total // AUDIT_PAGE))
+    return AuditPage(chain, rows, page, pages, subject or "")
+
+
+__all__ = [
+    "Action",
+    "AuditPage",
+    "DrillPage",
+    "EstateChoice",
+    "EstateOverview",
+    "RolloutPage",
+    "RolloutRow",
+    "ServiceDown",
+    "Tier",
+    "audit_page",
+    "current_estate",
+    "drill_page",
+    "estate_choices",
+    "estate_overview",
+    "rollout_page",
+    "rollout_rows",
+    "scenario_ids",
+    "tier",
+    "when",
+]
