@@ -223,7 +223,8 @@ def test_a_halted_rollout_declares_the_incident_it_left(db_engine: Engine) -> No
     assert review.cause == RolloutCause(rollout_id, "sql-patch", "ms/sql@2022", review.cause.halt_reason)
     # The halt itself declared the incident (same transaction), so its clocks started then, not at `at`.
     clock = review.clocks[0]
-    assert clock.remaining is not None and clock.estimated is not None
+    assert clock.remaining is not None
+    assert clock.estimated is not None
     assert clock.status is (ClockStatus.AT_RISK if clock.remaining < clock.estimated else ClockStatus.ON_TRACK)
 
 
