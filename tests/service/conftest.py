@@ -13,11 +13,9 @@ first admin token cannot come from the API.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,17 +23,13 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 import uvicorn
-from sqlalchemy.pool import NullPool
 
+from pg_schemas import isolated_postgres_schema, postgres_base_url
 from ringfence.api.app import Settings, create_app
 from ringfence.service.tokens import Role, issue_token
-from ringfence.store.db import make_engine, normalise_url
+from ringfence.store.db import make_engine
 
-# The same variables as tests/conftest.py (whose helpers cannot be imported from a nested conftest).
-POSTGRES_URL_ENV = "RINGFENCE_TEST_POSTGRES_URL"
-REQUIRE_SERVICES_ENV = "RINGFENCE_REQUIRE_SERVICES"
 CONTROLLER_INTERVAL = 0.1
 
 
@@ -108,32 +102,6 @@ def make_tokens(database_url: str) -> Tokens:
     return tokens
 
 
-def _postgres_base_url() -> str:
-    url = os.environ.get(POSTGRES_URL_ENV, "").strip()
-    if url:
-        return url
-    message = f"{POSTGRES_URL_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-    if os.environ.get(REQUIRE_SERVICES_ENV) == "1":
-        pytest.fail(f"{message}, and {REQUIRE_SERVICES_ENV}=1 says PostgreSQL tests must run")
-    pytest.skip(message)
-
-
-@contextmanager
-def _postgres_schema(base_url: str) -> Iterator[str]:
-    """A URL whose connections live in a new, empty schema, dropped with everything in it afterwards."""
-    schema = f"rf_api_{uuid.uuid4().hex[:16]}"
-    base = normalise_url(base_url)
-    admin = sa.create_engine(base, poolclass=NullPool)
-    try:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-
-
 # ---------------------------------------------------------------------------------------- one per test
 
 
@@ -159,7 +127,7 @@ def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('api-db') / 'ringfence.db'}"
         return
-    with _postgres_schema(_postgres_base_url()) as url:
+    with isolated_postgres_schema(postgres_base_url()) as url:
         yield url
 
 

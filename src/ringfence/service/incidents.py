@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from ringfence.audit import AuditValue
 from ringfence.durations import humanize_duration
 from ringfence.errors import InputError, NotFoundError, Problem
 from ringfence.estate import TIER_NAMES, parse_estate_text
@@ -210,14 +211,8 @@ def restore(engine: Engine, incident_id: str, items: Sequence[str], *, actor: st
         incident = _load(session, incident_id, for_update=True)
         changed = mark_restored(incident, items, at, actor=actor)
         event = changed.events[-1]
-        _append_event(session, incident_id, len(changed.events), event)
-        repo.append_audit(
-            session,
-            actor=event.actor,
-            action="incident.restore",
-            subject=f"incident:{incident_id}",
-            detail={"items": list(event.items), "still_down": len(changed.still_down)},
-            at=at,
+        _record_change(
+            session, changed, "incident.restore", {"items": list(event.items), "still_down": len(changed.still_down)}
         )
         return changed
 
@@ -226,16 +221,7 @@ def note(engine: Engine, incident_id: str, text: str, *, actor: str, at: datetim
     with session_scope(engine) as session:
         incident = _load(session, incident_id, for_update=True)
         changed = add_note(incident, text, at, actor=actor)
-        event = changed.events[-1]
-        _append_event(session, incident_id, len(changed.events), event)
-        repo.append_audit(
-            session,
-            actor=event.actor,
-            action="incident.note",
-            subject=f"incident:{incident_id}",
-            detail={"text": event.text},
-            at=at,
-        )
+        _record_change(session, changed, "incident.note", {"text": changed.events[-1].text})
         return changed
 
 
@@ -244,21 +230,15 @@ def close(engine: Engine, incident_id: str, *, actor: str, at: datetime, reason:
     with session_scope(engine) as session:
         incident = _load(session, incident_id, for_update=True)
         changed = close_incident(incident, at, actor=actor, reason=reason)
-        event = changed.events[-1]
-        _append_event(session, incident_id, len(changed.events), event)
+        still_down = list(changed.events[-1].items)
+        _record_change(
+            session, changed, "incident.close", {"reason": (reason or "").strip() or None, "still_down": still_down}
+        )
         session.execute(
             sa.update(IncidentRow)
             .where(IncidentRow.id == incident_id)
             .values(status=IncidentStatus.CLOSED.value, closed_at=at)
             .execution_options(synchronize_session=False)
-        )
-        repo.append_audit(
-            session,
-            actor=event.actor,
-            action="incident.close",
-            subject=f"incident:{incident_id}",
-            detail={"reason": (reason or "").strip() or None, "still_down": list(event.items)},
-            at=at,
         )
         return changed
 
@@ -352,6 +332,15 @@ def _next_incident_id(session: Session) -> str:
         candidate = f"inc-{number:06d}"
         if session.get(IncidentRow, candidate) is None:
             return candidate
+
+
+def _record_change(session: Session, changed: Incident, action: str, detail: Mapping[str, AuditValue]) -> None:
+    """Store the newest event of a changed incident, and the audit entry that says who did it."""
+    event = changed.events[-1]
+    _append_event(session, changed.id, len(changed.events), event)
+    repo.append_audit(
+        session, actor=event.actor, action=action, subject=f"incident:{changed.id}", detail=detail, at=event.at
+    )
 
 
 def _append_event(session: Session, incident_id: str, seq: int, event: IncidentEvent) -> None:

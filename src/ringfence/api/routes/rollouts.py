@@ -210,6 +210,12 @@ def _wake_controller(request: Request) -> None:
         loop.wake()  # drive it now rather than at the next interval
 
 
+def _acted(request: Request, engine: Engine, rollout_id: str) -> RolloutStatusDocument:
+    """After a person's action: let the controller act on it now, and answer with the rollout's status."""
+    _wake_controller(request)
+    return _status(engine, rollout_id)
+
+
 def _why(body: RolloutAction | None) -> str:
     return body.reason if body else ""
 
@@ -220,8 +226,7 @@ def start(
 ) -> RolloutStatusDocument:
     """Start a pending rollout (409 while it awaits approval); the server's controller loop drives it."""
     rollouts.start(engine, rollout_id, actor=caller.name, at=_now())
-    _wake_controller(request)
-    return _status(engine, rollout_id)
+    return _acted(request, engine, rollout_id)
 
 
 @router.post("/rollouts/{rollout_id}/pause", response_model=RolloutStatusDocument, summary="Pause a rollout")
@@ -230,8 +235,7 @@ def pause(
 ) -> RolloutStatusDocument:
     """Pause a running rollout where it is (409 when it is not running)."""
     rollouts.pause(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
-    _wake_controller(request)
-    return _status(engine, rollout_id)
+    return _acted(request, engine, rollout_id)
 
 
 @router.post("/rollouts/{rollout_id}/resume", response_model=RolloutStatusDocument, summary="Resume a rollout")
@@ -240,8 +244,7 @@ def resume(
 ) -> RolloutStatusDocument:
     """Resume a paused rollout where it paused (409 when it is not paused)."""
     rollouts.resume(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
-    _wake_controller(request)
-    return _status(engine, rollout_id)
+    return _acted(request, engine, rollout_id)
 
 
 @router.post("/rollouts/{rollout_id}/abort", response_model=RolloutStatusDocument, summary="Abort a rollout")
@@ -250,8 +253,7 @@ def abort(
 ) -> RolloutStatusDocument:
     """Halt a running or paused rollout now; nothing more is updated (roll it back with ``/rollback``)."""
     rollouts.abort(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
-    _wake_controller(request)
-    return _status(engine, rollout_id)
+    return _acted(request, engine, rollout_id)
 
 
 @router.post("/rollouts/{rollout_id}/rollback", response_model=RolloutStatusDocument, summary="Roll a rollout back")
@@ -260,8 +262,7 @@ def rollback(
 ) -> RolloutStatusDocument:
     """Roll back every asset a halted rollout updated (409 unless halted, or when the update has no rollback)."""
     rollouts.roll_back(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
-    _wake_controller(request)
-    return _status(engine, rollout_id)
+    return _acted(request, engine, rollout_id)
 
 
 def setup(app: FastAPI) -> None:
