@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
@@ -535,8 +535,3 @@ def _line_of(root: yaml.Node | None, path: Iterable[str | int]) -> int | None:
         else:
             return line
     return line
-
-
-def iter_nodes(estate: Estate) -> Iterator[Service | Asset]:
-    yield from estate.services
-    yield from estate.assets

@@ -352,9 +352,6 @@ class EstateGraph:
     def is_service(self, i: int) -> bool:
         return i < self.n_services
 
-    def asset_node(self, asset_position: int) -> int:
-        return asset_position + self.n_services
-
     def hard_requirements_of(self, i: int) -> list[int]:
         """Nodes that ``i`` hard-requires (forward edges, derived from the estate, for recovery and display)."""
         node = self.estate.services[i] if i < self.n_services else self.estate.assets[i - self.n_services]

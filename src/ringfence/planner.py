@@ -338,12 +338,4 @@ def _conflict_warning(graph: EstateGraph, group: _Group) -> PlanWarning:
     )
 
 
-def plan_summary_tiers(plan: Plan) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for ring in plan.rings:
-        for tier, count in ring.tier_counts().items():
-            counts[tier] = counts.get(tier, 0) + count
-    return counts
-
-
 __all__ = ["NO_SERVICE_TIER", "Plan", "PlanWarning", "Ring", "Stratum", "format_stratum", "plan_rings"]

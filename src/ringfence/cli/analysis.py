@@ -94,12 +94,6 @@ def impact(estate_file: EstateArg, fail: FailOpt, as_json: JsonOpt = False) -> N
     """Blast radius: what goes down when something fails."""
     from ringfence.impact import compute_blast_radius
 
-    if not fail:
-        from ringfence.errors import InputError, Problem
-
-        raise InputError(
-            [Problem("say what fails with --fail REF (e.g. --fail supplier:crowdstrike)", path=("--fail",))]
-        )
     _, graph = load(estate_file, as_json)
     radius = compute_blast_radius(graph, fail)
     if as_json:

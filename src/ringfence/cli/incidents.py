@@ -68,8 +68,6 @@ def declare(
     from ringfence.files import read_text
     from ringfence.service import incidents
 
-    if not fail:
-        raise InputError([Problem("say what failed with --fail REF (e.g. --fail supplier:advanced)", ("--fail",))])
     try:
         step_seconds = parse_duration(step_time)
     except ValueError as exc:

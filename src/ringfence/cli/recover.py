@@ -72,8 +72,6 @@ def recover(
     from ringfence.files import write_text_atomic
     from ringfence.recovery import EVIDENCE_LABEL, plan_recovery
 
-    if not fail:
-        raise InputError([Problem("say what failed with --fail REF (e.g. --fail supplier:advanced)", path=("--fail",))])
     try:
         step_seconds = parse_duration(step_time)
     except ValueError as exc:
