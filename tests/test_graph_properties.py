@@ -119,13 +119,19 @@ def selector_text(raw: list[tuple[str, str, list[int]]], ids: Sequence[str]) -> 
     return ",".join(terms)
 
 
-def requirements(raw: tuple[Any, ...], owner: str, ids: Sequence[str], density: tuple[int, int]) -> list[Any]:
+def requirements(
+    raw: tuple[Any, ...], owner: str, ids: Sequence[str], density: tuple[int, int], shared: list[Any]
+) -> list[Any]:
     *_, hard_picks, raw_groups, groups_first = raw
     others = [i for i in ids if i != owner]
     max_hard, max_groups = density
     hard: list[Any] = unique([pick(others, i) for i in hard_picks[:max_hard]])
     groups: list[Any] = []
-    for form, what, number, write_k in raw_groups[:max_groups]:
+    for form, drawn, number, write_k in raw_groups[:max_groups]:
+        # In some estates every group draws its selector or list from a small shared pool, as in real estates
+        # where many owners name the same selector: the graph stores each distinct set once and must still
+        # count each group (and leave a where-group's own owner out of it) on its own.
+        what = shared[number % len(shared)][1 if form == "where" else 0] if shared else drawn
         if form == "of":
             members = unique([pick(others, i) for i in what])
             group: dict[str, Any] = {"of": members}
@@ -147,12 +153,20 @@ def estate_documents(draw: st.DrawFn) -> dict[str, Any]:
     # some have only groups (so slack alone decides), some are dense and full of cycles.
     density = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     n_services = min(draw(st.integers(0, 12)), n)
+    shared = draw(
+        st.one_of(
+            st.just([]),
+            st.lists(
+                st.tuples(st.lists(st.integers(0, 63), min_size=1, max_size=4), RAW_WHERE), min_size=1, max_size=3
+            ),
+        )
+    )
     # Ids unrelated to position or kind, so sorting by id and by index disagree.
     ids = tuple(f"n{i}" for i in draw(st.permutations(range(n))))
     services = []
     for node_id, raw in zip(ids[:n_services], raw_nodes, strict=False):
         service: dict[str, Any] = {"id": node_id, "tier": raw[0]}
-        requires = requirements(raw, node_id, ids, density)
+        requires = requirements(raw, node_id, ids, density, shared)
         if requires:
             service["requires"] = requires
         services.append(service)
@@ -175,7 +189,7 @@ def estate_documents(draw: st.DrawFn) -> dict[str, Any]:
             items.append(item)
         if items:
             asset["software"] = items
-        requires = requirements(raw, node_id, ids, density)
+        requires = requirements(raw, node_id, ids, density, shared)
         if requires:
             asset["requires"] = requires
         assets.append(asset)

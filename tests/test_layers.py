@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ringfence"
 
 CORE = [
     "errors.py",
+    "allocation.py",
     "durations.py",
     "selectors.py",
     "estate.py",

@@ -29,12 +29,13 @@ from pydantic import (
     Discriminator,
     Field,
     PlainSerializer,
+    StringConstraints,
     Tag,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
+from ringfence.allocation import bulk_allocation
 from ringfence.durations import format_duration, parse_duration
 from ringfence.errors import EstateError, Problem
 from ringfence.selectors import Selector, parse_selector
@@ -69,16 +70,28 @@ def _duration(value: object) -> int:
     return parse_duration(value)
 
 
-def _attr_value(value: object) -> object:
-    # YAML turns `yes`/`true` into booleans; attrs are strings so that selectors compare like with like.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
+def _with_text_attrs(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with boolean attrs written as text, copying only what changes.
+
+    YAML turns ``yes``/``true`` into booleans, and importers pass them through; attrs are text so that
+    selectors compare like with like. Done here, once, rather than by a validator called for every asset,
+    so the JSON fast path (which rejects a boolean attr and falls back to this path) stays lean."""
+    assets = data.get("assets")
+    if not isinstance(assets, list):
+        return data
+    changed: list[Any] | None = None
+    for i, asset in enumerate(assets):
+        attrs = asset.get("attrs") if isinstance(asset, Mapping) else None
+        if isinstance(attrs, Mapping) and any(v is True or v is False for v in attrs.values()):
+            changed = changed if changed is not None else list(assets)
+            text = {k: ("true" if v else "false") if v is True or v is False else v for k, v in attrs.items()}
+            changed[i] = {**asset, "attrs": text}
+    return data if changed is None else {**data, "assets": changed}
 
 
 Duration = Annotated[int, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)]
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
-AttrValue = Annotated[str, BeforeValidator(_attr_value)]
+Attrs = dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], str]
 
 
 class _Model(BaseModel):
@@ -189,15 +202,11 @@ class Service(_Node):
 class Asset(_Node):
     kind: AssetKind
     name: str | None = None
-    site: Annotated[str, Field(pattern=r"^[^,|=!\s][^,|=!]*$")] | None = None
+    # Trimmed, then checked: a site is a selector value, so it cannot hold , | = or !.
+    site: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^,|=!]+$")] | None = None
     supplier: Id | None = None
-    attrs: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], AttrValue] = Field(default_factory=dict)
+    attrs: Attrs = Field(default_factory=dict)
     software: tuple[Software, ...] = ()
-
-    @field_validator("site")
-    @classmethod
-    def _site_trimmed(cls, value: str | None) -> str | None:
-        return value.strip() if value is not None else None
 
 
 class EstateDocument(_Model):
@@ -311,14 +320,36 @@ def load_document_text(text: str, source: str) -> Any:
 
 def parse_estate_text(text: str, source: str = "<estate>") -> Estate:
     """Parse and validate estate file text. Raises :class:`EstateError` naming file, line and field."""
-    data = load_document_text(text, source)
     try:
-        estate = parse_estate_document(data, source=source)
+        with bulk_allocation():
+            estate = _parse_estate_json(text, source) if _looks_like_json(text) else None
+            if estate is None:
+                estate = parse_estate_document(load_document_text(text, source), source=source)
     except EstateError as exc:
         raise EstateError(locate_problems(exc.problems, text)) from None
     if estate.warnings:
         estate = replace(estate, warnings=tuple(locate_problems(estate.warnings, text)))
     return estate
+
+
+def _looks_like_json(text: str) -> bool:
+    return text.lstrip()[:1] in ("{", "[")
+
+
+def _parse_estate_json(text: str, source: str) -> Estate | None:
+    """The fast path for JSON: pydantic parses and validates the text in one pass, without building the plain
+    dicts and lists first (half the memory, and repeated strings such as sites and versions are shared).
+    Returns None when the text is not a valid estate document, so the plain path can say why, line by line."""
+    try:
+        document = EstateDocument.model_validate_json(text)
+    except ValidationError:
+        return None
+    return build_estate(document, source)
+
+
+def validate_document(data: Mapping[str, Any]) -> EstateDocument:
+    """Validate plain data field by field (boolean attrs become text); raises pydantic's ValidationError."""
+    return EstateDocument.model_validate(_with_text_attrs(data))
 
 
 def parse_estate_document(data: Any, source: str = "<estate>") -> Estate:
@@ -337,7 +368,7 @@ def parse_estate_document(data: Any, source: str = "<estate>") -> Estate:
             ]
         )
     try:
-        document = EstateDocument.model_validate(data)
+        document = validate_document(data)
     except ValidationError as exc:
         raise EstateError(_problems_from_validation(exc, data, source)) from None
     return build_estate(document, source)
@@ -402,24 +433,29 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
             )
         supplier_ids.setdefault(supplier.id, i)
 
-    node_where: dict[str, tuple[str, int]] = {}
-    for section, items in (("services", document.services), ("assets", document.assets)):
-        for i, item in enumerate(items):
-            if item.id in node_where:
-                first_section, first_index = node_where[item.id]
-                problem(
-                    f"id '{item.id}' is already used by {first_section}[{first_index}]; "
-                    "assets and services share one namespace",
-                    section,
-                    i,
-                    "id",
-                )
-            else:
-                node_where[item.id] = (section, i)
+    node_ids = [s.id for s in document.services] + [a.id for a in document.assets]
+    node_id_set = set(node_ids)
+    if len(node_id_set) != len(node_ids):
+        node_where: dict[str, tuple[str, int]] = {}
+        for section, items in (("services", document.services), ("assets", document.assets)):
+            for i, item in enumerate(items):
+                if item.id in node_where:
+                    first_section, first_index = node_where[item.id]
+                    problem(
+                        f"id '{item.id}' is already used by {first_section}[{first_index}]; "
+                        "assets and services share one namespace",
+                        section,
+                        i,
+                        "id",
+                    )
+                else:
+                    node_where[item.id] = (section, i)
 
     noun = {"services": "service", "assets": "asset"}
     for section, items in (("services", document.services), ("assets", document.assets)):
         for i, item in enumerate(items):
+            if not item.requires:
+                continue
             owner = f"{noun[section]} '{item.id}'"
             seen_hard: set[str] = set()
             for j, req in enumerate(item.requires):
@@ -428,7 +464,7 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
                         problem(f"{owner} requires itself", section, i, "requires", j)
                     elif req in seen_hard:
                         problem(f"{owner} lists '{req}' twice in its requires", section, i, "requires", j)
-                    elif req not in node_where:
+                    elif req not in node_id_set:
                         problem(f"{owner} requires '{req}', which is not defined", section, i, "requires", j)
                     seen_hard.add(req)
                     continue
@@ -440,7 +476,7 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
                             problem(f"{owner} lists itself in its own any-group", *at)
                         elif member in seen_member:
                             problem(f"{owner} lists '{member}' twice in one any-group", *at)
-                        elif member not in node_where:
+                        elif member not in node_id_set:
                             problem(f"{owner} requires any of '{member}', which is not defined", *at)
                         seen_member.add(member)
 
@@ -448,14 +484,21 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
         raise EstateError(problems)
 
     # Suppliers named but not declared still exist (a `supplier:` failure must work); `check` says so.
+    # A million assets name a few dozen suppliers: find the undeclared ones from the distinct names first, and
+    # walk the assets for where each is first named only when there are any.
     declared = {s.id for s in document.suppliers}
+    product_suppliers = {(item.product, item.supplier) for a in document.assets for item in a.software}
+    named = {a.supplier for a in document.assets if a.supplier} | {
+        supplier or product.split("/", 1)[0] for product, supplier in product_suppliers
+    }
     implicit: dict[str, tuple[str | int, ...]] = {}
-    for i, asset in enumerate(document.assets):
-        if asset.supplier and asset.supplier not in declared:
-            implicit.setdefault(asset.supplier, ("assets", i, "supplier"))
-        for k, software in enumerate(asset.software):
-            if software.supplier_id not in declared:
-                implicit.setdefault(software.supplier_id, ("assets", i, "software", k))
+    if not named <= declared:
+        for i, asset in enumerate(document.assets):
+            if asset.supplier and asset.supplier not in declared:
+                implicit.setdefault(asset.supplier, ("assets", i, "supplier"))
+            for k, software in enumerate(asset.software):
+                if software.supplier_id not in declared:
+                    implicit.setdefault(software.supplier_id, ("assets", i, "software", k))
     for supplier_id, path in sorted(implicit.items()):
         warnings.append(
             Problem(
@@ -467,16 +510,15 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
         )
     suppliers = document.suppliers + tuple(Supplier(id=s) for s in sorted(implicit))
 
-    for section, items in (("services", document.services), ("assets", document.assets)):
-        for i, item in enumerate(items):
-            if not item.requires and section == "services":
-                warnings.append(
-                    Problem(
-                        f"service '{item.id}' requires nothing, so nothing can take it down",
-                        path=(section, i),
-                        source=source,
-                    )
+    for i, service in enumerate(document.services):
+        if not service.requires:
+            warnings.append(
+                Problem(
+                    f"service '{service.id}' requires nothing, so nothing can take it down",
+                    path=("services", i),
+                    source=source,
                 )
+            )
 
     for i, service in enumerate(document.services):
         if service.rto is None or service.continuity is None:

@@ -207,33 +207,59 @@ def _strata(graph: EstateGraph, targets: IntArray, keys: Sequence[str]) -> tuple
 
 
 def _groups(graph: EstateGraph, targets: IntArray) -> tuple[list[_Group], dict[int, list[int]]]:
-    """Distinct any-groups with at least one target among their members, and each target's groups."""
+    """Distinct any-groups with at least one target among their members, and each target's groups.
+
+    Worked out once per member *set* of the graph, not per member: a set that thousands of owners share (the
+    workstations of a practice) is visited once, and each of its members gets the same list of groups — less
+    any group it owns itself (a where-group never counts its own owner)."""
     nodes = targets + graph.n_services
-    starts = graph.member_groups_ptr[nodes]
-    ends = graph.member_groups_ptr[nodes + 1]
-    has_groups = np.flatnonzero(ends > starts)
-    canonical: dict[tuple[int, bytes], int] = {}
+    starts = graph.member_sets_ptr[nodes]
+    ends = graph.member_sets_ptr[nodes + 1]
+    canonical: dict[tuple[bytes, int, int], int] = {}
     groups: list[_Group] = []
-    groups_of_target: dict[int, list[int]] = {}
     by_group: dict[int, int] = {}
-    for t in has_groups.tolist():
-        mine: list[int] = []
-        for g in graph.member_groups[starts[t] : ends[t]].tolist():
-            found = by_group.get(g)
+    content_of: dict[int, bytes] = {}
+
+    def canonical_group(g: int) -> int:
+        """The planner's group for graph group ``g``: identical members and K are one group (same capacity)."""
+        found = by_group.get(g)
+        if found is None:
+            s = int(graph.group_set[g])
+            content = content_of.get(s)
+            if content is None:
+                members = graph.set_members[graph.set_members_ptr[s] : graph.set_members_ptr[s + 1]]
+                content = content_of[s] = np.sort(members).tobytes()
+            k = int(graph.group_k[g])
+            excluded = int(graph.group_owner[g]) if graph.group_size[g] < np.diff(graph.set_members_ptr)[s] else -1
+            found = canonical.get((content, k, excluded))
             if found is None:
+                found = canonical[(content, k, excluded)] = len(groups)
                 members = graph.members_of(g)
-                k = int(graph.group_k[g])
-                key = (k, np.sort(members).tobytes())
-                found = canonical.get(key)
-                if found is None:
-                    found = len(groups)
-                    canonical[key] = found
-                    groups.append(_Group(int(members.size) - k, [], members, k))
-                groups[found].owners.append(int(graph.group_owner[g]))
-                by_group[g] = found
-            if found not in mine:
-                mine.append(found)
-        groups_of_target[t] = mine
+                groups.append(_Group(int(members.size) - k, [], members, k))
+            groups[found].owners.append(int(graph.group_owner[g]))
+            by_group[g] = found
+        return found
+
+    # Per set: the groups every member is in, and those owned by a member (which leave their owner out).
+    per_set: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+    groups_of_target: dict[int, list[int]] = {}
+    for t in np.flatnonzero(ends > starts).tolist():
+        node = int(nodes[t])
+        mine: list[int] = []
+        for s in graph.member_sets[starts[t] : ends[t]].tolist():
+            split = per_set.get(s)
+            if split is None:
+                size = graph.set_members_ptr[s + 1] - graph.set_members_ptr[s]
+                on_set = graph.set_groups[graph.set_groups_ptr[s] : graph.set_groups_ptr[s + 1]].tolist()
+                split = per_set[s] = (
+                    [canonical_group(g) for g in on_set if graph.group_size[g] == size],
+                    [(int(graph.group_owner[g]), g) for g in on_set if graph.group_size[g] < size],
+                )
+            common, own = split
+            mine.extend(common)
+            mine.extend(canonical_group(g) for owner, g in own if owner != node)
+        if mine:
+            groups_of_target[t] = list(dict.fromkeys(mine))
     return groups, groups_of_target
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, err, out, tier_chip, tier_label, warn
+from ringfence.cli.output import emit_json, err, hold_until_exit, out, tier_chip, tier_label, warn
 from ringfence.documents import check_document, concentration_document, impact_document, spof_document
 from ringfence.estate import TIER_NAMES, Estate
 from ringfence.files import read_estate
@@ -45,6 +45,7 @@ def load(path: Path, quiet: bool) -> tuple[Estate, EstateGraph]:
     with working(f"Loading {path}…", quiet):
         estate = read_estate(path)
         graph = compile_estate(estate)
+    hold_until_exit(estate, graph)
     return estate, graph
 
 

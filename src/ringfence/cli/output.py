@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.text import Text
@@ -17,6 +18,31 @@ TIER_STYLE = {1: "bold white on red", 2: "bold red", 3: "yellow", 4: "cyan", 5: 
 out = Console(highlight=False, soft_wrap=False)
 # Messages on stderr never wrap: tools (and editors) read `file:line: field: sentence` one per line.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+_held: list[object] = []
+
+
+def hold_until_exit(*loaded: object) -> None:
+    """Keep what a command loaded alive until the process ends, so that :func:`end_process` can end it at once.
+
+    A command that loaded a large estate is done once it has printed. Freeing millions of objects one by one,
+    only to exit, cost a sixth of the run of `ringfence impact` on 200,000 assets; the kernel frees them at once.
+    """
+    _held.extend(loaded)
+
+
+def end_process(code: int | str | None) -> NoReturn:
+    """Exit with ``code`` (as ``sys.exit`` takes it): at once when a command holds a large estate, after flushing
+    what it printed; through the interpreter's usual shut-down otherwise."""
+    if not _held:
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):
+        err.print(str(code), highlight=False, markup=False)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 def emit_json(document: Any) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from ringfence.errors import Problem
-from ringfence.estate import API_VERSION, ID_PATTERN, MAX_PROBLEMS, EstateDocument
+from ringfence.estate import API_VERSION, ID_PATTERN, MAX_PROBLEMS, validate_document
 
 __all__ = [
     "FieldProblem",
@@ -163,7 +163,7 @@ def check_asset_fields(assets: Sequence[Mapping[str, object]]) -> list[FieldProb
     """
     document = {"apiVersion": API_VERSION, "estate": "import", "assets": list(assets)}
     try:
-        EstateDocument.model_validate(document)
+        validate_document(document)
     except ValidationError as exc:
         return [_field_problem(error) for error in exc.errors(include_url=False)]
     return []
