@@ -26,7 +26,7 @@ from ringfence.service.agents import (
 )
 from ringfence.service.tokens import Caller, Role, issue_token, revoke_token
 from ringfence.store import repo
-from ringfence.store.db import session_scope
+from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import ObservationKind
 
 from .conftest import asset_ids, create_agent_rollout
@@ -289,7 +289,7 @@ def test_heartbeat_batches_are_checked_whole(db_engine: Engine) -> None:
     assert stored[0].detail == {"signal": "service_check_failed"}
 
 
-def test_a_remembered_token_stops_working_soon_after_it_is_revoked(db_engine: Engine) -> None:
+def test_a_remembered_token_stops_working_soon_after_it_is_revoked(db_engine: Engine, db_url: str) -> None:
     ticks = [0.0]
     cache = TokenCache(db_engine, check=2, monotonic=lambda: ticks[0])
     issued = issue_token(db_engine, name="agent-lat-01", role="agent", asset_id="lat-01")
@@ -301,7 +301,10 @@ def test_a_remembered_token_stops_working_soon_after_it_is_revoked(db_engine: En
     found = cache.cached(other.secret)  # read with the table: no database read of its own
     assert found is not None
     assert found.name == "agent-lat-02"
-    revoke_token(db_engine, issued.id)
+    # Revoked by another worker (its own engine): this cache learns of it at its next look at the table.
+    other_worker = make_engine(db_url)
+    revoke_token(other_worker, issued.id)
+    other_worker.dispose()
     ticks[0] = 1.5
     assert cache.cached(issued.secret) is not None  # until the next look at the table…
     ticks[0] = 2.5

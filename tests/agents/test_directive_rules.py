@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ringfence.rollout.reconcile import RESTORE_POINT_REQUESTED, ROLLBACK_FAILED
 from ringfence.rollout.state import AssetState, RolloutPhase
 from ringfence.service.agents import (
     POLL_IDLE,
@@ -61,6 +60,8 @@ P, A = RolloutPhase, AssetState
         (P.ROLLING_BACK, 1, A.FAILED, DirectiveAction.rollback),
         (P.ROLLING_BACK, 1, A.APPLYING, DirectiveAction.wait),
         (P.ROLLING_BACK, 1, A.ROLLED_BACK, DirectiveAction.wait),
+        (P.ROLLING_BACK, 1, A.ROLLBACK_FAILED, DirectiveAction.wait),
+        (P.ROLLING_BACK, 1, A.RESTORE_POINT_REQUESTED, DirectiveAction.wait),
         (P.ROLLING_BACK, 2, A.SKIPPED, DirectiveAction.wait),
         (P.ROLLING_BACK, 2, A.PENDING, DirectiveAction.wait),
     ],
@@ -108,15 +109,37 @@ def test_an_asset_of_the_open_ring_waits_until_the_controller_starts_its_install
     assert decide_directive("ws-1", snapshot, AssetTarget(1, A.APPLYING), NOW).action == "install"
     failed = decide_directive("ws-1", snapshot, AssetTarget(1, A.RESTORE_POINT_FAILED), NOW)
     assert failed.reason == "no verified restore point here, so rollout r-000001 will not install acme/agent 2.0"
-    asked = decide_directive("ws-1", ROLLOUT, AssetTarget(1, A.PENDING, RESTORE_POINT_REQUESTED), NOW)
+    asked = decide_directive("ws-1", snapshot, AssetTarget(1, A.RESTORE_POINT_REQUESTED), NOW)
+    assert asked.action == "wait"
     assert asked.reason.endswith("this asset is not ready to install acme/agent 2.0 yet")
 
 
 def test_a_failed_rollback_is_not_retried_by_the_agent() -> None:
     rolling = replace(ROLLOUT, phase=P.ROLLING_BACK)
-    found = decide_directive("ws-1", rolling, AssetTarget(1, A.FAILED, f"{ROLLBACK_FAILED}: disk full"), NOW)
-    assert found.action == "wait"
-    assert "a person must look at this asset" in found.reason
+    found = decide_directive("ws-1", rolling, AssetTarget(1, A.ROLLBACK_FAILED), NOW)
+    assert (found.action, found.retry_after) == ("wait", POLL_LATER)
+    assert found.reason == "rolling back acme/agent 2.0 failed here; a person must look at this asset"
+
+
+@pytest.mark.parametrize("phase", list(RolloutPhase))
+@pytest.mark.parametrize("state", list(AssetState))
+@pytest.mark.parametrize("asset_ring", [0, 1, 2])
+def test_only_a_started_install_or_a_rollback_is_ever_ordered(
+    phase: RolloutPhase, state: AssetState, asset_ring: int
+) -> None:
+    # The whole matrix of rollout phase x asset state: an agent acts only on what the controller recorded
+    # as started (an install) or decided (a rollback of what was installed); every other pair waits.
+    for by_snapshot in (False, True):
+        rollout = replace(ROLLOUT, phase=phase, by_snapshot=by_snapshot)
+        found = decide_directive("ws-1", rollout, AssetTarget(asset_ring, state), NOW)
+        if phase is P.APPLYING and asset_ring == ROLLOUT.ring and state is A.APPLYING:
+            assert found.action == "install"
+        elif phase is P.ROLLING_BACK and state in (A.APPLIED, A.FAILED, A.ROLLING_BACK):
+            assert found.action == "rollback"
+        else:
+            assert found.action == "wait"
+            assert found.retry_after > 0
+        assert found.reason
 
 
 def test_the_most_urgent_rollout_wins() -> None:

@@ -9,8 +9,6 @@ import pytest
 from ringfence.drivers.base import OperationKind
 from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
 from ringfence.rollout.reconcile import (
-    RESTORE_POINT_REQUESTED,
-    ROLLBACK_FAILED,
     AssetProgress,
     AssetUpdate,
     Decision,
@@ -19,7 +17,14 @@ from ringfence.rollout.reconcile import (
     actions_from_document,
     reconcile,
 )
-from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, new_rollout_state, transition
+from ringfence.rollout.state import (
+    ASSET_MOVES,
+    AssetState,
+    RolloutPhase,
+    RolloutState,
+    new_rollout_state,
+    transition,
+)
 from ringfence.rollout.strategy import GateMode
 from ringfence.update import Update
 
@@ -106,13 +111,16 @@ def crashed(asset_id: str, after: float = 60) -> AssetHealth:
 
 
 def decide(v: RolloutView, now: datetime = T0) -> Decision:
-    """reconcile, checked to be idempotent and to decide only moves the state machine allows."""
+    """reconcile, checked to be idempotent and to decide only moves the state machines allow."""
     decision = reconcile(v, now)
     assert reconcile(v, now) == decision
     state = v.state
     for change in decision.transitions:
         assert change.reason.strip()
         state, _ = transition(state, change.to, change.reason, at=now, ring=change.ring)
+    was = {a.asset_id: a.state for a in v.assets}
+    for update in decision.asset_updates:
+        assert update.state in ASSET_MOVES[was[update.asset_id]], (was[update.asset_id], update)
     return decision
 
 
@@ -130,12 +138,12 @@ def test_restore_points_are_asked_for_on_the_current_ring_only_and_only_once() -
     decision = decide(v)
     assert decision.actions == (StartOperation(OperationKind.restore_point, ("a", "b")),)
     assert decision.asset_updates == (
-        AssetUpdate("a", S.PENDING, RESTORE_POINT_REQUESTED),
-        AssetUpdate("b", S.PENDING, RESTORE_POINT_REQUESTED),
+        AssetUpdate("a", S.RESTORE_POINT_REQUESTED),
+        AssetUpdate("b", S.RESTORE_POINT_REQUESTED),
     )
     asked = view(
         P.TAKING_RESTORE_POINTS,
-        [asset("a", 0, detail=RESTORE_POINT_REQUESTED), asset("b", 0, S.RESTORE_POINT_TAKEN), asset("c", 1)],
+        [asset("a", 0, S.RESTORE_POINT_REQUESTED), asset("b", 0, S.RESTORE_POINT_TAKEN), asset("c", 1)],
     )
     assert decide(asked).is_empty  # still being taken: do nothing
 
@@ -305,7 +313,7 @@ def test_rolling_back_ends_rolled_back_or_failed_naming_the_assets() -> None:
     assert decision.transitions[0].reason == "all 2 updated assets rolled back"
     broken = view(
         P.ROLLING_BACK,
-        [asset("a", 0, S.ROLLED_BACK), asset("b", 0, S.FAILED, detail=f"{ROLLBACK_FAILED}: disk gone")],
+        [asset("a", 0, S.ROLLED_BACK), asset("b", 0, S.ROLLBACK_FAILED, detail="disk gone")],
     )
     decision = decide(broken)
     assert phases(decision) == [P.FAILED]
@@ -336,3 +344,57 @@ def test_strata_are_judged_apart() -> None:
 def test_actions_round_trip_through_their_document() -> None:
     decision = decide(view(P.TAKING_RESTORE_POINTS, [asset("a", 0), asset("b", 0)]))
     assert actions_from_document(decision.actions_document()) == decision.actions
+
+
+# ------------------------------------------------------------------------------------------ asset states
+
+
+@pytest.mark.parametrize("phase", [p for p in RolloutPhase if p is not P.AWAITING_APPROVAL])
+@pytest.mark.parametrize("state", list(AssetState))
+@pytest.mark.parametrize("rollback", ["snapshot", "reinstall"])
+def test_every_asset_move_reconcile_decides_is_in_the_table(
+    phase: RolloutPhase, state: AssetState, rollback: str
+) -> None:
+    # The whole matrix: one asset in each state, in the current ring, the next and an earlier one, beside
+    # healthy neighbours, in every phase. `decide` checks each asset update against ASSET_MOVES.
+    placements = [(0, 0), (1, 0)]  # (the asset's ring, the rollout's): current ring, the next
+    if phase not in (P.PENDING, P.TAKING_RESTORE_POINTS):
+        placements.append((0, 1))  # a ring already passed
+    for ring, of in placements:
+        assets = [asset("x", ring, state), asset("n0", 0, S.APPLIED), asset("n1", 1), asset("n2", 1, S.APPLIED)]
+        v = view(phase, assets, ring=of, rollback=rollback, health=healthy("n0", "n2"), rings=2)
+        decision = decide(v, T0 + timedelta(hours=2))
+        moved = {u.asset_id: u.state for u in decision.asset_updates}
+        # An operation under way ends with its result, which the controller records: reconcile only
+        # abandons a restore point still being taken when the rollout stops.
+        if state in (S.APPLYING, S.ROLLING_BACK):
+            assert "x" not in moved
+        if state is S.RESTORE_POINT_REQUESTED:
+            assert moved.get("x") in (None, S.SKIPPED)
+
+
+def test_the_asset_table_has_one_start_and_reaches_every_state() -> None:
+    reached = {S.PENDING}
+    frontier = [S.PENDING]
+    while frontier:
+        for nxt in ASSET_MOVES[frontier.pop()]:
+            if nxt not in reached:
+                reached.add(nxt)
+                frontier.append(nxt)
+    assert reached == set(AssetState)
+    assert set(ASSET_MOVES) == set(AssetState)
+    done = {s for s, moves in ASSET_MOVES.items() if not moves}
+    assert done == {S.RESTORE_POINT_FAILED, S.ROLLED_BACK, S.ROLLBACK_FAILED, S.SKIPPED}
+
+
+@pytest.mark.parametrize("kind", list(OperationKind))
+@pytest.mark.parametrize("status", ["succeeded", "failed"])
+def test_every_result_the_controller_records_is_a_move_in_the_table(kind: OperationKind, status: str) -> None:
+    from ringfence.drivers.base import OperationResult
+    from ringfence.rollout.controller import _progress
+
+    waiting = next(s for s in AssetState if asset("x", 0, s).in_flight is kind)
+    update = _progress(kind, OperationResult("x", status, "disk gone"))
+    assert update.state in ASSET_MOVES[waiting]
+    if kind is OperationKind.rollback and status == "failed":
+        assert (update.state, update.detail) == (S.ROLLBACK_FAILED, "disk gone")

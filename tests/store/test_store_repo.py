@@ -11,6 +11,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ringfence.errors import ConflictError, InputError, NotFoundError
+from ringfence.estate import parse_estate_text
+from ringfence.graph import compile_estate
+from ringfence.incident import (
+    EventKind,
+    Incident,
+    IncidentStatus,
+    add_note,
+    close_incident,
+    declare_incident,
+    mark_restored,
+)
 from ringfence.rollout.state import AssetState, RolloutPhase, TransitionRejected, transition
 from ringfence.store import repo
 from ringfence.store.db import session_scope
@@ -481,3 +492,94 @@ def test_observations_are_stored_and_found_by_time_asset_and_kind(db_engine: Eng
     assert all(o.id is not None for o in since_2)
     assert len({o.id for o in since_2}) == 5
     assert all(o.at.tzinfo is UTC for o in since_2)
+
+
+# ------------------------------------------------------------------------------------------ incidents
+
+WARD = """\
+apiVersion: ringfence/v1
+estate: ward
+services:
+  - {id: epr, name: Patient record, tier: 1, rto: 4h, continuity: Paper notes, contacts: [ext 4000],
+     requires: [{any: 1, of: [epr-app-1, epr-app-2]}]}
+  - {id: rota, name: Staff rota, tier: 4, requires: [rota-app]}
+assets:
+  - {id: sql-epr-1, kind: vm}
+  - {id: epr-app-1, kind: vm, requires: [sql-epr-1]}
+  - {id: epr-app-2, kind: vm, requires: [sql-epr-1]}
+  - {id: rota-app, kind: vm}
+"""
+
+
+def declared(session: Session, *refs: str, rollout_id: str | None = None) -> Incident:
+    graph = compile_estate(parse_estate_text(WARD, "ward.yaml"))
+    version = add_estate(session, WARD, "ward")
+    return declare_incident(
+        graph,
+        graph.resolve_failures(refs),
+        incident_id=repo.next_incident_id(session),
+        at=T0,
+        actor="alice",
+        rollout_id=rollout_id,
+        estate_version_id=version,
+    )
+
+
+def test_an_incident_comes_back_as_declared_with_its_events_in_order(db_engine: Engine) -> None:
+    with session_scope(db_engine) as session:
+        incident = declared(session, "sql-epr-1")
+        assert incident.id == "inc-000001"
+        repo.add_incident(session, incident)
+    with session_scope(db_engine) as session:
+        stored = repo.get_incident(session, "inc-000001", for_update=True)
+        assert stored == incident  # items, groups, continuity and events, field for field
+        restored = mark_restored(stored, ["sql-epr-1"], T0 + timedelta(minutes=20), actor="bob")
+        assert repo.add_incident_event(session, stored.id, restored.events[-1]) == 2
+        noted = add_note(restored, "app servers rebooting", T0 + timedelta(minutes=25), actor="bob")
+        assert repo.add_incident_event(session, stored.id, noted.events[-1]) == 3
+    with session_scope(db_engine, readonly=True) as session:
+        again = repo.get_incident(session, "inc-000001")
+        assert again == noted
+        assert [e.kind for e in again.events] == [EventKind.DECLARED, EventKind.RESTORED, EventKind.NOTE]
+
+
+def test_incidents_are_numbered_listed_by_status_and_found_by_their_rollout(db_engine: Engine) -> None:
+    with session_scope(db_engine) as session:
+        rollout_id = add_rollout(session)
+        first = declared(session, "rota-app")
+        repo.add_incident(session, first)
+        second = declared(session, "sql-epr-1", rollout_id=rollout_id)
+        assert second.id == "inc-000002"
+        repo.add_incident(session, second)
+        closed = close_incident(first, T0 + timedelta(hours=1), actor="alice", reason="rota back on paper")
+        repo.add_incident_event(session, first.id, closed.events[-1])
+        repo.mark_incident_closed(session, first.id, at=T0 + timedelta(hours=1))
+    with session_scope(db_engine, readonly=True) as session:
+        assert [i.id for i in repo.list_incidents(session)] == ["inc-000001", "inc-000002"]
+        assert [i.id for i in repo.list_incidents(session, status=IncidentStatus.OPEN)] == ["inc-000002"]
+        (done,) = repo.list_incidents(session, status=IncidentStatus.CLOSED)
+        assert done == closed
+        assert done.closed_at == T0 + timedelta(hours=1)
+        assert repo.incident_of_rollout(session, rollout_id) == second
+        assert repo.incident_of_rollout(session, "r-999999") is None
+
+
+def test_a_missing_incident_and_one_without_its_estate_are_refused(db_engine: Engine) -> None:
+    with session_scope(db_engine) as session:
+        with pytest.raises(NotFoundError, match="incident inc-000404 does not exist"):
+            repo.get_incident(session, "inc-000404")
+        unanchored = dataclasses.replace(declared(session, "rota-app"), estate_version_id=None)
+        with pytest.raises(InputError, match="names no estate version"):
+            repo.add_incident(session, unanchored)
+
+
+def test_every_asset_state_is_stored_and_read_back(db_engine: Engine) -> None:
+    # The CHECK on rollout_assets.state (migration 0003) takes each state the state machine has.
+    with session_scope(db_engine) as session:
+        rollout_id = add_rollout(session)
+        repo.upsert_rollout_assets(
+            session, rollout_id, [RolloutAsset(f"a-{s.value}", 0, "[]", s, T0, detail=None) for s in AssetState]
+        )
+    with session_scope(db_engine, readonly=True) as session:
+        stored = {a.asset_id: a.state for a in repo.list_rollout_assets(session, rollout_id)}
+    assert stored == {f"a-{s.value}": s for s in AssetState}

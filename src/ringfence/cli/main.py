@@ -6,7 +6,10 @@ about (a failed check, a refused transition); 2 bad input, with a message on std
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import typer
 
@@ -22,44 +25,95 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    # Each command module adds its commands to `app`; heavy imports stay inside the commands.
-    from ringfence.cli import (  # noqa: F401
-        agent,
-        analysis,
-        continuity,
-        demo,
-        drills,
-        estates,
-        incidents,
-        plans,
-        recover,
-        rollouts,
-        service,
-    )
+COMMAND_MODULES: Mapping[str, str] = MappingProxyType(
+    {
+        "agent": "agent",
+        "check": "analysis",
+        "impact": "analysis",
+        "spof": "analysis",
+        "concentration": "analysis",
+        "continuity": "continuity",
+        "demo": "demo",
+        "drill": "drills",
+        "generate": "estates",
+        "import": "estates",
+        "incident": "incidents",
+        "plan": "plans",
+        "recover": "recover",
+        "rollout": "rollouts",
+        "serve": "service",
+        "db": "service",
+        "token": "service",
+        "audit": "service",
+    }
+)
+"""Each top-level command and the module of ``ringfence.cli`` that adds it to ``app``."""
+
+# Registration order is the order `ringfence --help` lists its panels and commands in.
+_MODULES = (
+    "agent",
+    "analysis",
+    "continuity",
+    "demo",
+    "drills",
+    "estates",
+    "incidents",
+    "plans",
+    "recover",
+    "rollouts",
+    "service",
+)
+
+
+@app.callback()
+def _root() -> None:
+    # A callback keeps `app` a group even when one command is registered: Typer would otherwise run that
+    # lone command as the whole program, and `ringfence agent ...` would read "agent" as its argument.
+    pass
+
+
+def _register(argv: Sequence[str] | None = None) -> None:
+    """Add commands to ``app``: only the module of the command ``argv`` names, or every module.
+
+    Each module imports what its commands need at its top (``analysis`` pulls in numpy and pydantic), so
+    importing all of them costs every command their start-up. ``ringfence agent`` runs on thousands of
+    machines and restarts with them: it should load the agent and nothing else. Help, no command, and an
+    unknown command (Typer suggests the near ones) need every command, so all are registered then
+    (``ringfence --help agent`` too: help comes first).
+    """
+    # The root takes no option but --help, so a command, when there is one, comes first.
+    module = COMMAND_MODULES.get(argv[0]) if argv else None
+    for name in (module,) if module is not None else _MODULES:
+        importlib.import_module(f"ringfence.cli.{name}")
 
 
 def main() -> None:
-    _register()
+    from ringfence.cli.output import end_process
+
+    _register(sys.argv[1:])
+    code: int | str | None = 0
     try:
         app()
+    except SystemExit as exc:
+        code = exc.code
     except InputError as exc:
-        _fail(str(exc), 2)
+        code = _fail(str(exc), 2)
     except (NotFoundError, PermissionDeniedError) as exc:
-        _fail(str(exc), 2)
+        code = _fail(str(exc), 2)
     except ConflictError as exc:
-        _fail(str(exc), 1)
+        code = _fail(str(exc), 1)
     except RingfenceError as exc:
-        _fail(str(exc), 1)
+        code = _fail(str(exc), 1)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        code = _fail("interrupted", 130)
+    end_process(code)
 
 
-def _fail(message: str, status: int) -> None:
+def _fail(message: str, status: int) -> int:
     from rich.markup import escape
 
     from ringfence.cli.output import err
 
     for line in message.splitlines() or [message]:
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, markup=True)
-    sys.exit(status)
+    return status

@@ -235,7 +235,7 @@ def status(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
     table.add_column("progress", width=24)
     table.add_column("done", justify="right")
     table.add_column("states")
-    finished = {"applied", "rolled_back", "skipped", "restore_point_failed", "failed"}
+    finished = {"applied", "rolled_back", "rollback_failed", "skipped", "restore_point_failed", "failed"}
     for ring in found.rings:
         done = sum(n for s, n in ring.states.items() if s in finished)
         bar = ProgressBar(total=max(ring.assets, 1), completed=done, width=22)

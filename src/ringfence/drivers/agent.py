@@ -42,7 +42,7 @@ from ringfence.drivers.base import Batch, OperationKind, OperationResult
 from ringfence.durations import humanize_duration, parse_duration
 from ringfence.errors import DriverError, InputError, Problem
 from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
-from ringfence.rollout.state import RolloutPhase
+from ringfence.rollout.state import AssetState, RolloutPhase
 from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import ObservationKind
 from ringfence.store.tables import ObservationRow, RolloutAssetRow, RolloutRow
@@ -54,7 +54,7 @@ _RESULT_KIND = {
     OperationKind.apply: ObservationKind.INSTALL_RESULT,
     OperationKind.rollback: ObservationKind.ROLLBACK_RESULT,
 }
-_IN_FLIGHT = {OperationKind.apply: "applying", OperationKind.rollback: "rolling_back"}
+_IN_FLIGHT = {OperationKind.apply: AssetState.APPLYING.value, OperationKind.rollback: AssetState.ROLLING_BACK.value}
 _CHUNK = 1000  # asset ids per IN (…) list: well under SQLite's limit on bound parameters
 _ACTIVE_PHASES = tuple(p.value for p in RolloutPhase if not p.is_terminal)
 

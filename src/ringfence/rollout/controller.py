@@ -32,7 +32,6 @@ from ringfence.drivers.base import Batch, Driver, OperationKind, OperationResult
 from ringfence.errors import ConflictError
 from ringfence.gates import AssetHealth
 from ringfence.rollout.reconcile import (
-    ROLLBACK_FAILED,
     Action,
     AssetUpdate,
     Decision,
@@ -251,9 +250,7 @@ def _progress(kind: OperationKind, result: OperationResult) -> AssetUpdate:
         return AssetUpdate(result.asset_id, AssetState.RESTORE_POINT_FAILED, detail)
     if kind is OperationKind.apply:
         return AssetUpdate(result.asset_id, AssetState.APPLIED if ok else AssetState.FAILED, detail)
-    if ok:
-        return AssetUpdate(result.asset_id, AssetState.ROLLED_BACK, detail)
-    return AssetUpdate(result.asset_id, AssetState.FAILED, f"{ROLLBACK_FAILED}: {result.detail or 'no detail'}")
+    return AssetUpdate(result.asset_id, AssetState.ROLLED_BACK if ok else AssetState.ROLLBACK_FAILED, detail)
 
 
 # ------------------------------------------------------------------------------------------ use cases

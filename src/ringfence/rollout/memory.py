@@ -17,12 +17,17 @@ from ringfence.drivers.base import OperationKind, OperationResult
 from ringfence.errors import ConflictError, NotFoundError
 from ringfence.gates import AssetHealth
 from ringfence.rollout.controller import PendingDecision
-from ringfence.rollout.reconcile import AssetProgress, AssetUpdate, Decision, RolloutView, actions_from_document
+from ringfence.rollout.reconcile import (
+    SINCE_INSTALL,
+    AssetProgress,
+    AssetUpdate,
+    Decision,
+    RolloutView,
+    actions_from_document,
+)
 from ringfence.rollout.state import AssetState, RolloutState, Transition, new_rollout_state
 from ringfence.rollout.strategy import StrategyPlan
 from ringfence.update import Update
-
-_SINCE_INSTALL = frozenset({AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK})
 
 
 @dataclass
@@ -109,7 +114,7 @@ class _MemorySession:
         health: dict[str, AssetHealth] = {}
         for asset_id, (at, reading) in r.health.items():
             progress = r.assets.get(asset_id)
-            if progress is not None and progress.state in _SINCE_INSTALL and at < progress.updated_at:
+            if progress is not None and progress.state in SINCE_INSTALL and at < progress.updated_at:
                 continue
             health[asset_id] = reading
         return RolloutView(

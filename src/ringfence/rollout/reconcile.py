@@ -48,13 +48,13 @@ from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState
 from ringfence.rollout.strategy import GateMode
 from ringfence.update import Update
 
-RESTORE_POINT_REQUESTED = "taking a restore point"
-"""The detail of a pending asset whose restore point was asked for (the asset states have no word for it)."""
-ROLLBACK_FAILED = "rollback failed"
-"""How the detail of a failed asset whose rollback failed begins: it is not rolled back again."""
-
 _UPDATED = frozenset({AssetState.APPLIED, AssetState.FAILED})
-_NOT_YET_UPDATED = frozenset({AssetState.PENDING, AssetState.RESTORE_POINT_TAKEN})
+_NOT_YET_UPDATED = frozenset({AssetState.PENDING, AssetState.RESTORE_POINT_REQUESTED, AssetState.RESTORE_POINT_TAKEN})
+# Never reached: skipped once the rollout stops (a restore point still being taken is abandoned with them).
+_UNREACHED = frozenset({AssetState.PENDING, AssetState.RESTORE_POINT_REQUESTED})
+
+SINCE_INSTALL = frozenset({AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK, AssetState.ROLLBACK_FAILED})
+"""States entered at or after the asset's install: only health reported since then counts for it."""
 
 
 @dataclass(frozen=True)
@@ -70,23 +70,16 @@ class AssetProgress:
     restore_point_ref: str | None = None
 
     @property
-    def is_taking_restore_point(self) -> bool:
-        return self.state is AssetState.PENDING and self.detail == RESTORE_POINT_REQUESTED
-
-    @property
-    def is_rollback_failed(self) -> bool:
-        return self.state is AssetState.FAILED and (self.detail or "").startswith(ROLLBACK_FAILED)
-
-    @property
     def in_flight(self) -> OperationKind | None:
         """The operation started on this asset and not finished, if any."""
-        if self.state is AssetState.APPLYING:
-            return OperationKind.apply
-        if self.state is AssetState.ROLLING_BACK:
-            return OperationKind.rollback
-        if self.is_taking_restore_point:
-            return OperationKind.restore_point
-        return None
+        return _IN_FLIGHT.get(self.state)
+
+
+_IN_FLIGHT = {
+    AssetState.RESTORE_POINT_REQUESTED: OperationKind.restore_point,
+    AssetState.APPLYING: OperationKind.apply,
+    AssetState.ROLLING_BACK: OperationKind.rollback,
+}
 
 
 @dataclass(frozen=True)
@@ -210,13 +203,13 @@ def reconcile(view: RolloutView, now: datetime) -> Decision:
 def _taking_restore_points(view: RolloutView) -> Decision:
     r = view.state.ring
     ring = view.ring(r)
-    to_ask = tuple(a.asset_id for a in ring if a.state is AssetState.PENDING and not a.is_taking_restore_point)
+    to_ask = tuple(a.asset_id for a in ring if a.state is AssetState.PENDING)
     if to_ask:
         return Decision(
             actions=(StartOperation(OperationKind.restore_point, to_ask),),
-            asset_updates=tuple(AssetUpdate(a, AssetState.PENDING, RESTORE_POINT_REQUESTED) for a in to_ask),
+            asset_updates=tuple(AssetUpdate(a, AssetState.RESTORE_POINT_REQUESTED) for a in to_ask),
         )
-    if any(a.state is AssetState.PENDING for a in ring):
+    if any(a.state is AssetState.RESTORE_POINT_REQUESTED for a in ring):
         return Decision()  # restore points still being taken
     taken = [a for a in ring if a.state is AssetState.RESTORE_POINT_TAKEN]
     failed = [a.asset_id for a in ring if a.state is AssetState.RESTORE_POINT_FAILED]
@@ -238,7 +231,7 @@ def _applying(view: RolloutView) -> Decision:
         # No asset is ever updated without a verified restore point when the update rolls back by snapshot.
         if by_snapshot:
             return a.state is AssetState.RESTORE_POINT_TAKEN
-        return a.state is AssetState.PENDING and not a.is_taking_restore_point
+        return a.state is AssetState.PENDING
 
     to_apply = tuple(a.asset_id for a in ring if eligible(a))
     if to_apply:
@@ -246,7 +239,7 @@ def _applying(view: RolloutView) -> Decision:
             actions=(StartOperation(OperationKind.apply, to_apply),),
             asset_updates=tuple(AssetUpdate(a, AssetState.APPLYING) for a in to_apply),
         )
-    if any(a.state is AssetState.APPLYING or a.is_taking_restore_point for a in ring):
+    if any(a.state in (AssetState.APPLYING, AssetState.RESTORE_POINT_REQUESTED) for a in ring):
         return Decision()  # installs still running
     stragglers = [a.asset_id for a in ring if a.state is AssetState.PENDING]
     applied = sum(1 for a in ring if a.state is AssetState.APPLIED)
@@ -315,11 +308,7 @@ def _judging(view: RolloutView) -> Decision:
 
 
 def _rolling_back(view: RolloutView) -> Decision:
-    to_roll = tuple(
-        a.asset_id
-        for a in view.assets
-        if a.state is AssetState.APPLIED or (a.state is AssetState.FAILED and not a.is_rollback_failed)
-    )
+    to_roll = tuple(a.asset_id for a in view.assets if a.state in (AssetState.APPLIED, AssetState.FAILED))
     skip = _skip_unreached(view)
     if to_roll:
         return Decision(
@@ -330,7 +319,7 @@ def _rolling_back(view: RolloutView) -> Decision:
     if any(a.state in (AssetState.APPLYING, AssetState.ROLLING_BACK) for a in view.assets):
         return Decision(asset_updates=skip)
     rolled = sum(1 for a in view.assets if a.state is AssetState.ROLLED_BACK)
-    failed = [a.asset_id for a in view.assets if a.is_rollback_failed]
+    failed = [a.asset_id for a in view.assets if a.state is AssetState.ROLLBACK_FAILED]
     if failed:
         reason = f"{len(failed)} of {len(failed) + rolled} rollbacks failed ({_names(failed)}); they need a person"
         return Decision(transitions=(PhaseChange(RolloutPhase.FAILED, reason),), asset_updates=skip)
@@ -342,7 +331,7 @@ def _rolling_back(view: RolloutView) -> Decision:
 
 def _skip_unreached(view: RolloutView) -> tuple[AssetUpdate, ...]:
     why = f"never updated: the rollout stopped at ring {view.state.ring}"
-    return tuple(AssetUpdate(a.asset_id, AssetState.SKIPPED, why) for a in view.assets if a.state is AssetState.PENDING)
+    return tuple(AssetUpdate(a.asset_id, AssetState.SKIPPED, why) for a in view.assets if a.state in _UNREACHED)
 
 
 # ------------------------------------------------------------------------------------------ the gate
@@ -422,8 +411,7 @@ def _names(ids: Sequence[str], limit: int = 5) -> str:
 
 
 __all__ = [
-    "RESTORE_POINT_REQUESTED",
-    "ROLLBACK_FAILED",
+    "SINCE_INSTALL",
     "Action",
     "AssetProgress",
     "AssetUpdate",

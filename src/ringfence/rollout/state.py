@@ -103,9 +103,17 @@ _NEXT_RING_TARGETS = frozenset({_P.TAKING_RESTORE_POINTS, _P.APPLYING})
 
 
 class AssetState(StrEnum):
-    """Where one target asset is within a rollout."""
+    """Where one target asset is within a rollout.
+
+    ``pending`` → (``restore_point_requested`` → ``restore_point_taken`` | ``restore_point_failed``) →
+    ``applying`` → ``applied`` | ``failed`` → ``rolling_back`` → ``rolled_back`` | ``rollback_failed``;
+    an asset the rollout never reached ends ``skipped``. Reconcile (``ringfence.rollout.reconcile``)
+    decides each move; ``detail`` only says more, it never carries a state.
+    """
 
     PENDING = "pending"
+    # A restore point was asked for and is being taken: the driver owes its result.
+    RESTORE_POINT_REQUESTED = "restore_point_requested"
     RESTORE_POINT_TAKEN = "restore_point_taken"
     # Never updated afterwards: an asset whose restore point failed is skipped and reported.
     RESTORE_POINT_FAILED = "restore_point_failed"
@@ -114,7 +122,31 @@ class AssetState(StrEnum):
     FAILED = "failed"
     ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
+    # Never rolled back again by the controller: a person must look at the asset.
+    ROLLBACK_FAILED = "rollback_failed"
     SKIPPED = "skipped"
+
+
+_A = AssetState
+ASSET_MOVES: Mapping[AssetState, frozenset[AssetState]] = MappingProxyType(
+    {
+        # Asked for a restore point (rollback by snapshot), installed at once, or never reached.
+        _A.PENDING: frozenset({_A.RESTORE_POINT_REQUESTED, _A.APPLYING, _A.SKIPPED}),
+        _A.RESTORE_POINT_REQUESTED: frozenset({_A.RESTORE_POINT_TAKEN, _A.RESTORE_POINT_FAILED, _A.SKIPPED}),
+        _A.RESTORE_POINT_TAKEN: frozenset({_A.APPLYING}),
+        _A.RESTORE_POINT_FAILED: frozenset(),
+        _A.APPLYING: frozenset({_A.APPLIED, _A.FAILED}),
+        # A failed install is rolled back with the rest: it may have left half the update behind.
+        _A.APPLIED: frozenset({_A.ROLLING_BACK}),
+        _A.FAILED: frozenset({_A.ROLLING_BACK}),
+        _A.ROLLING_BACK: frozenset({_A.ROLLED_BACK, _A.ROLLBACK_FAILED}),
+        _A.ROLLED_BACK: frozenset(),
+        _A.ROLLBACK_FAILED: frozenset(),
+        _A.SKIPPED: frozenset(),
+    }
+)
+"""Every move of an asset's state that reconcile and the controller make; tests hold them to it over the
+whole matrix of rollout phases and asset states. An asset with no move left is done with this rollout."""
 
 
 class TransitionRejected(ConflictError):  # noqa: N818 - the name the rest of ringfence knows it by
@@ -252,6 +284,7 @@ def _utc(at: datetime, rollout_id: str) -> datetime:
 
 __all__ = [
     "ALLOWED",
+    "ASSET_MOVES",
     "AssetState",
     "RolloutPhase",
     "RolloutState",

@@ -39,8 +39,9 @@ Heartbeats
     rollout per batch, actor = the token's name); plain heartbeats are telemetry and are not.
 
 Tokens
-    :class:`TokenCache` remembers who a token is, so the directive endpoint does not read ``api_tokens`` on
-    every request; a revoked token stops working within two seconds all the same (it watches revocations).
+    The server's :class:`~ringfence.service.tokens.TokenCache` (one per worker, shared with every other
+    route) remembers who a token is, so the directive endpoint does not read ``api_tokens`` on every
+    request; a revoked token stops working within two seconds all the same (it watches revocations).
 """
 
 from __future__ import annotations
@@ -62,13 +63,12 @@ from sqlalchemy.orm import Session
 from ringfence.durations import humanize_duration
 from ringfence.errors import InputError, PermissionDeniedError, Problem
 from ringfence.gates import FailureSignal
-from ringfence.rollout.reconcile import RESTORE_POINT_REQUESTED, ROLLBACK_FAILED
 from ringfence.rollout.state import AssetState, RolloutPhase
-from ringfence.service.tokens import Caller, Role, authenticate, hash_token
+from ringfence.service.tokens import Caller, Role, TokenCache
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.store.records import JSONValue, Observation, ObservationKind
-from ringfence.store.tables import ApiTokenRow, DecisionRow, ObservationRow, RolloutAssetRow, RolloutRow
+from ringfence.store.tables import DecisionRow, ObservationRow, RolloutAssetRow, RolloutRow
 
 log = logging.getLogger("ringfence.agents")
 
@@ -140,7 +140,6 @@ class AssetTarget:
 
     ring: int
     state: AssetState
-    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,12 +171,12 @@ def decide_directive(asset_id: str, rollout: AgentRollout, target: AssetTarget, 
     def wait(reason: str, retry_after: int = POLL_SOON) -> Directive:
         return Directive(asset_id, DirectiveAction.wait, reason, retry_after, rollout.id, ring=target.ring)
 
+    if state is AssetState.ROLLBACK_FAILED:
+        # Whatever the rollout does next, the controller never rolls this asset back again.
+        return wait(f"rolling back {release} failed here; a person must look at this asset", POLL_LATER)
     if phase is RolloutPhase.ROLLING_BACK:
         if state is AssetState.ROLLED_BACK:
             return wait(f"{release} was rolled back here; rollout {rollout.id} is rolling back the rest")
-        rollback_failed = state is AssetState.FAILED and (target.detail or "").startswith(ROLLBACK_FAILED)
-        if rollback_failed:
-            return wait(f"rolling back {release} failed here; a person must look at this asset", POLL_LATER)
         if state in (AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK):
             why = f"rollout {rollout.id} is rolling back {release}"
             if rollout.halt_reason:
@@ -199,7 +198,7 @@ def decide_directive(asset_id: str, rollout: AgentRollout, target: AssetTarget, 
         # then is one the controller waits for and can roll back, even if the rollout halts meanwhile.
         if state is AssetState.APPLYING:
             return act(DirectiveAction.install, f"ring {r} of rollout {rollout.id} is open: install {release}")
-        if state in (AssetState.PENDING, AssetState.RESTORE_POINT_TAKEN) and target.detail != RESTORE_POINT_REQUESTED:
+        if state in (AssetState.PENDING, AssetState.RESTORE_POINT_TAKEN):
             return wait(f"ring {r} of rollout {rollout.id} is open; the controller is about to start this asset")
 
     if state in (AssetState.APPLIED, AssetState.FAILED, AssetState.APPLYING):
@@ -388,99 +387,14 @@ class DirectiveBoard:
                 )
             )
             rows = session.execute(
-                sa.select(
-                    RolloutAssetRow.asset_id, RolloutAssetRow.ring, RolloutAssetRow.state, RolloutAssetRow.detail
-                ).where(RolloutAssetRow.rollout_id == found.id)
+                sa.select(RolloutAssetRow.asset_id, RolloutAssetRow.ring, RolloutAssetRow.state).where(
+                    RolloutAssetRow.rollout_id == found.id
+                )
             )
-            for asset_id, ring, state, detail in rows:
-                targets.setdefault(asset_id, []).append((index, AssetTarget(ring, AssetState(state), detail)))
+            for asset_id, ring, state in rows:
+                targets.setdefault(asset_id, []).append((index, AssetTarget(ring, AssetState(state))))
         frozen = {asset_id: tuple(entries) for asset_id, entries in targets.items()}
         return _Snapshot(tuple(rollouts), frozen, versions, now, now)
-
-
-# ------------------------------------------------------------------------------------------ tokens
-
-
-@dataclass(frozen=True)
-class _TokenTable:
-    callers: Mapping[str, Caller]
-    """Token hash → caller, for every token not revoked."""
-    mark: tuple[int, int, int, datetime | None]
-    """(tokens, highest id, revoked, latest revocation): when it changes, the table is read again."""
-    checked_at: float
-
-
-class TokenCache:
-    """Who each token is, kept per process, so the agent endpoints do not read ``api_tokens`` per request.
-
-    The first request reads every token that is not revoked (their hashes, never secrets, as stored).
-    At most every ``check`` seconds (default 2) the first request to come along reads how many tokens
-    there are, the highest id and the revocations, and reads the table again when any of them changed:
-    so a revoked token stops working within ``check`` seconds. A token issued since the last read is
-    looked up on its own, so it works at once.
-    """
-
-    def __init__(self, engine: Engine, *, check: float = 2.0, monotonic: Callable[[], float] = time.monotonic):
-        self.engine = engine
-        self.check = check
-        self.monotonic = monotonic
-        self._table: _TokenTable | None = None
-        self._extra: dict[str, Caller] = {}
-        self._lock = threading.Lock()
-        self.reads = 0
-
-    def cached(self, secret: str) -> Caller | None:
-        """The caller when the table is fresh and knows the token; None when the database must be asked."""
-        table = self._table
-        if table is None or self.monotonic() - table.checked_at > self.check:
-            return None
-        digest = hash_token(secret)
-        return table.callers.get(digest) or self._extra.get(digest)
-
-    def authenticate(self, secret: str) -> Caller:
-        """The caller for ``secret`` (PermissionDeniedError for unknown or revoked), from the database if need be."""
-        table = self._fresh_table()
-        digest = hash_token(secret)
-        found = table.callers.get(digest) or self._extra.get(digest)
-        if found is not None:
-            return found
-        caller = authenticate(self.engine, secret)  # issued since the table was read, or unknown: raises
-        self._extra[digest] = caller
-        return caller
-
-    def refresh(self) -> None:
-        """Look at the table if ``check`` seconds have passed: what a :class:`Refresher` calls."""
-        self._fresh_table()
-
-    def _fresh_table(self) -> _TokenTable:
-        with self._lock:
-            table = self._table
-            now = self.monotonic()
-            if table is not None and now - table.checked_at <= self.check:
-                return table
-            with session_scope(self.engine, readonly=True) as session:
-                count, highest, revoked, latest = session.execute(
-                    sa.select(
-                        sa.func.count(),
-                        sa.func.max(ApiTokenRow.id),
-                        sa.func.count(ApiTokenRow.revoked_at),
-                        sa.func.max(ApiTokenRow.revoked_at),
-                    )
-                ).one()
-                mark = (int(count), int(highest or 0), int(revoked), latest)
-                if table is not None and table.mark == mark:
-                    self._table = _TokenTable(table.callers, mark, now)
-                    return self._table
-                self.reads += 1
-                rows = session.execute(
-                    sa.select(
-                        ApiTokenRow.id, ApiTokenRow.name, ApiTokenRow.role, ApiTokenRow.asset_id, ApiTokenRow.token_hash
-                    ).where(ApiTokenRow.revoked_at.is_(None))
-                )
-                callers = {row.token_hash: Caller(row.id, row.name, Role(row.role), row.asset_id) for row in rows}
-            self._extra = {}
-            self._table = _TokenTable(callers, mark, now)
-            return self._table
 
 
 class Refresher:

@@ -4,13 +4,8 @@ Each use case is one transaction (``session_scope``) and lands in the audit log 
 (subject ``incident:ID``, actor the person or token acting). The rules live in :mod:`ringfence.incident`;
 this module loads an incident, lets the domain decide, and stores what it decided.
 
-How an incident is stored
-    ``incidents`` one row per incident: the failures, the estate version it was declared on (an estate
-    given as text is stored as a version first, like a rollout's), the rollout that caused it, and
-    ``snapshot`` — the down items in restore order with what each waits for, and the continuity plans —
-    so an incident never changes because the estate did. ``incident_events`` the timeline, appended to
-    only: declared, restored (with the items), note, closed. Restored marks and the closing are read
-    back from the events; ``status`` and ``closed_at`` on the row are kept for listing.
+How an incident is stored: see :mod:`ringfence.store.repo` (its row with the snapshot it was declared
+on, and its timeline of events, appended to only).
 
 Writers of one incident take turns on its row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's single
 writer), so two people marking items restored at once each see the other's marks.
@@ -20,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-import sqlalchemy as sa
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
@@ -30,16 +24,12 @@ from sqlalchemy.orm import Session
 
 from ringfence.audit import AuditValue
 from ringfence.durations import humanize_duration
-from ringfence.errors import InputError, NotFoundError, Problem
+from ringfence.errors import InputError, Problem
 from ringfence.estate import TIER_NAMES, parse_estate_text
 from ringfence.graph import EstateGraph, compile_estate
 from ringfence.incident import (
     DEFAULT_STEP_SECONDS,
-    DownItem,
-    EventKind,
-    GroupNeed,
     Incident,
-    IncidentEvent,
     IncidentReview,
     IncidentStatus,
     ItemKind,
@@ -53,14 +43,9 @@ from ringfence.incident import (
     timeline,
     waiting_for,
 )
-from ringfence.recovery import ContinuityAction
 from ringfence.store import repo
-from ringfence.store.db import advisory_lock, session_scope
-from ringfence.store.records import EstateFormat, JSONValue
-from ringfence.store.tables import IncidentEventRow, IncidentRow
-
-LOCK_NAMESPACE_INCIDENT_IDS = 0x52460010
-"""Advisory-lock namespace for numbering incidents (beside the store's own namespaces, never equal to one)."""
+from ringfence.store.db import LOCK_NAMESPACE_INCIDENT_IDS, advisory_lock, session_scope
+from ringfence.store.records import EstateFormat
 
 REVIEW_HTML_TEMPLATE = "incident_review.html.j2"
 REVIEW_MARKDOWN_TEMPLATE = "incident_review.md.j2"
@@ -146,9 +131,9 @@ def declare_for_halted_rollout(
     """
     # Declarers take turns here, so two halts of one rollout never both find no incident and declare.
     advisory_lock(session, LOCK_NAMESPACE_INCIDENT_IDS)
-    existing = session.scalar(sa.select(IncidentRow.id).where(IncidentRow.rollout_id == rollout_id))
+    existing = repo.incident_of_rollout(session, rollout_id)
     if existing is not None:
-        return _load(session, existing)
+        return existing
     # Imported here: the rollout service calls this module from its halt path.
     from ringfence.gates import AssetStatus
     from ringfence.rollout.state import AssetState
@@ -158,7 +143,7 @@ def declare_for_halted_rollout(
     failed = sorted(
         a.asset_id
         for a in view.assets
-        if a.state is AssetState.FAILED
+        if a.state in (AssetState.FAILED, AssetState.ROLLBACK_FAILED)
         or (a.asset_id in view.health and view.health[a.asset_id].status is AssetStatus.failed)
     )
     if not failed:
@@ -187,12 +172,12 @@ def declare_for_halted_rollout(
 
 def get(engine: Engine, incident_id: str) -> Incident:
     with session_scope(engine, readonly=True) as session:
-        return _load(session, incident_id)
+        return repo.get_incident(session, incident_id)
 
 
 def list_incidents(engine: Engine, *, status: IncidentStatus | str | None = None) -> list[Incident]:
     """Incidents (open or closed only, when asked), by id."""
-    stmt = sa.select(IncidentRow.id).order_by(IncidentRow.id)
+    wanted = None
     if status is not None:
         try:
             wanted = IncidentStatus(status)
@@ -200,15 +185,14 @@ def list_incidents(engine: Engine, *, status: IncidentStatus | str | None = None
             raise InputError(
                 [Problem(f"'{status}' is not an incident status; use open or closed", ("status",))]
             ) from None
-        stmt = stmt.where(IncidentRow.status == wanted.value)
     with session_scope(engine, readonly=True) as session:
-        return [_load(session, incident_id) for incident_id in session.scalars(stmt).all()]
+        return repo.list_incidents(session, status=wanted)
 
 
 def restore(engine: Engine, incident_id: str, items: Sequence[str], *, actor: str, at: datetime) -> Incident:
     """Mark items restored; refused with the reason while what they need is still down."""
     with session_scope(engine) as session:
-        incident = _load(session, incident_id, for_update=True)
+        incident = repo.get_incident(session, incident_id, for_update=True)
         changed = mark_restored(incident, items, at, actor=actor)
         event = changed.events[-1]
         _record_change(
@@ -219,7 +203,7 @@ def restore(engine: Engine, incident_id: str, items: Sequence[str], *, actor: st
 
 def note(engine: Engine, incident_id: str, text: str, *, actor: str, at: datetime) -> Incident:
     with session_scope(engine) as session:
-        incident = _load(session, incident_id, for_update=True)
+        incident = repo.get_incident(session, incident_id, for_update=True)
         changed = add_note(incident, text, at, actor=actor)
         _record_change(session, changed, "incident.note", {"text": changed.events[-1].text})
         return changed
@@ -228,25 +212,20 @@ def note(engine: Engine, incident_id: str, text: str, *, actor: str, at: datetim
 def close(engine: Engine, incident_id: str, *, actor: str, at: datetime, reason: str | None = None) -> Incident:
     """Close an incident: everything restored, or a reason for closing with items still down."""
     with session_scope(engine) as session:
-        incident = _load(session, incident_id, for_update=True)
+        incident = repo.get_incident(session, incident_id, for_update=True)
         changed = close_incident(incident, at, actor=actor, reason=reason)
         still_down = list(changed.events[-1].items)
         _record_change(
             session, changed, "incident.close", {"reason": (reason or "").strip() or None, "still_down": still_down}
         )
-        session.execute(
-            sa.update(IncidentRow)
-            .where(IncidentRow.id == incident_id)
-            .values(status=IncidentStatus.CLOSED.value, closed_at=at)
-            .execution_options(synchronize_session=False)
-        )
+        repo.mark_incident_closed(session, incident_id, at=at)
         return changed
 
 
 def review(engine: Engine, incident_id: str, now: datetime) -> IncidentReview:
     """The post-incident review, with the rollout that caused it (its update, release and halt reason)."""
     with session_scope(engine, readonly=True) as session:
-        incident = _load(session, incident_id)
+        incident = repo.get_incident(session, incident_id)
         cause = None
         if incident.rollout_id is not None:
             rollout = repo.get_rollout(session, incident.rollout_id)
@@ -258,7 +237,7 @@ def review(engine: Engine, incident_id: str, now: datetime) -> IncidentReview:
     return review_incident(incident, now, cause=cause)
 
 
-# ------------------------------------------------------------------------------------------ storing
+# ------------------------------------------------------------------------------------------ declaring
 
 
 def _declare_in(
@@ -278,7 +257,7 @@ def _declare_in(
     incident = declare_incident(
         graph,
         failures,
-        incident_id=_next_incident_id(session),
+        incident_id=repo.next_incident_id(session),
         at=at,
         actor=actor,
         title=title,
@@ -287,23 +266,7 @@ def _declare_in(
         estate_version_id=version_id,
         note=note,
     )
-    session.add(
-        IncidentRow(
-            id=incident.id,
-            title=incident.title,
-            estate_version_id=version_id,
-            rollout_id=rollout_id,
-            failed=list(incident.failed),
-            status=IncidentStatus.OPEN.value,
-            step_seconds=incident.step_seconds,
-            snapshot=_snapshot_document(incident),
-            declared_at=at,
-            declared_by=incident.declared_by,
-            closed_at=None,
-        )
-    )
-    session.flush()
-    _append_event(session, incident.id, 1, incident.events[0])
+    repo.add_incident(session, incident)
     repo.append_audit(
         session,
         actor=incident.declared_by,
@@ -323,121 +286,17 @@ def _declare_in(
     return incident
 
 
-def _next_incident_id(session: Session) -> str:
-    # Declarers take turns (PostgreSQL advisory lock; SQLite's single writer) so two never pick one id.
-    advisory_lock(session, LOCK_NAMESPACE_INCIDENT_IDS)
-    number = session.scalar(sa.select(sa.func.count()).select_from(IncidentRow)) or 0
-    while True:
-        number += 1
-        candidate = f"inc-{number:06d}"
-        if session.get(IncidentRow, candidate) is None:
-            return candidate
-
-
 def _record_change(session: Session, changed: Incident, action: str, detail: Mapping[str, AuditValue]) -> None:
     """Store the newest event of a changed incident, and the audit entry that says who did it."""
     event = changed.events[-1]
-    _append_event(session, changed.id, len(changed.events), event)
+    repo.add_incident_event(session, changed.id, event)
     repo.append_audit(
         session, actor=event.actor, action=action, subject=f"incident:{changed.id}", detail=detail, at=event.at
     )
 
 
-def _append_event(session: Session, incident_id: str, seq: int, event: IncidentEvent) -> None:
-    session.add(
-        IncidentEventRow(
-            incident_id=incident_id,
-            seq=seq,
-            at=event.at,
-            kind=event.kind.value,
-            actor=event.actor,
-            text=event.text,
-            items=list(event.items),
-        )
-    )
-    session.flush()
-
-
-def _load(session: Session, incident_id: str, *, for_update: bool = False) -> Incident:
-    row = session.get(IncidentRow, incident_id, populate_existing=True, with_for_update=for_update)
-    if row is None:
-        raise NotFoundError(f"incident {incident_id} does not exist")
-    events = session.scalars(
-        sa.select(IncidentEventRow)
-        .where(IncidentEventRow.incident_id == incident_id)
-        .order_by(IncidentEventRow.seq)
-        .execution_options(populate_existing=True)
-    ).all()
-    snapshot = cast(Mapping[str, Any], row.snapshot)
-    return Incident(
-        id=row.id,
-        title=row.title,
-        estate=str(snapshot["estate"]),
-        failed=tuple(row.failed),
-        declared_at=row.declared_at,
-        declared_by=row.declared_by,
-        items=tuple(_item(i) for i in snapshot["items"]),
-        continuity=tuple(_continuity(c) for c in snapshot["continuity"]),
-        events=tuple(
-            IncidentEvent(e.at, EventKind(e.kind), e.actor, e.text, tuple(cast(list[str], e.items))) for e in events
-        ),
-        step_seconds=row.step_seconds,
-        rollout_id=row.rollout_id,
-        estate_version_id=row.estate_version_id,
-    )
-
-
 def _stored_graph(content: str, name: str, version_id: int) -> EstateGraph:
     return compile_estate(parse_estate_text(content, f"estate '{name}' version {version_id}"))
-
-
-def _snapshot_document(incident: Incident) -> dict[str, JSONValue]:
-    return {
-        "estate": incident.estate,
-        "items": [
-            {
-                "id": i.id,
-                "kind": i.kind.value,
-                "name": i.name,
-                "step": i.step,
-                "tier": i.tier,
-                "rto": i.rto,
-                "needs": list(i.needs),
-                "groups": [{"k": g.k, "up": g.up, "members": list(g.members), "text": g.text} for g in i.groups],
-            }
-            for i in incident.items
-        ],
-        "continuity": [
-            {
-                "service": c.service,
-                "name": c.name,
-                "tier": c.tier,
-                "rto": c.rto,
-                "plan": c.plan,
-                "contacts": list(c.contacts),
-            }
-            for c in incident.continuity
-        ],
-    }
-
-
-def _item(doc: Mapping[str, Any]) -> DownItem:
-    return DownItem(
-        id=doc["id"],
-        kind=ItemKind(doc["kind"]),
-        name=doc["name"],
-        step=int(doc["step"]),
-        tier=doc["tier"],
-        rto=doc["rto"],
-        needs=tuple(doc["needs"]),
-        groups=tuple(GroupNeed(int(g["k"]), int(g["up"]), tuple(g["members"]), g["text"]) for g in doc["groups"]),
-    )
-
-
-def _continuity(doc: Mapping[str, Any]) -> ContinuityAction:
-    return ContinuityAction(
-        doc["service"], doc["name"], int(doc["tier"]), doc["rto"], doc["plan"], tuple(doc["contacts"])
-    )
 
 
 # ------------------------------------------------------------------------------------------ documents

@@ -42,7 +42,14 @@ from ringfence.rollout.controller import (
     roll_back_rollout,
     start_rollout,
 )
-from ringfence.rollout.reconcile import AssetProgress, AssetUpdate, Decision, RolloutView, actions_from_document
+from ringfence.rollout.reconcile import (
+    SINCE_INSTALL,
+    AssetProgress,
+    AssetUpdate,
+    Decision,
+    RolloutView,
+    actions_from_document,
+)
 from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, transition
 from ringfence.rollout.strategy import GateMode, StrategyPlan, plan_strategy
 from ringfence.store import repo
@@ -58,7 +65,6 @@ from ringfence.store.records import (
 )
 from ringfence.update import Hold, HoldOverride, Update, check_holds, parse_update_text
 
-_SINCE_INSTALL = frozenset({AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK})
 _RESULT_KIND = {
     OperationKind.restore_point: ObservationKind.RESTORE_POINT,
     OperationKind.apply: ObservationKind.INSTALL_RESULT,
@@ -104,7 +110,7 @@ class SqlRolloutSession:
         for asset_id, (at, reading) in self._latest_health(rollout.created_at).items():
             progress = by_id.get(asset_id)
             # What an asset said before its install says nothing about the update.
-            if progress is not None and progress.state in _SINCE_INSTALL and at < progress.updated_at:
+            if progress is not None and progress.state in SINCE_INSTALL and at < progress.updated_at:
                 continue
             health[asset_id] = reading
         return RolloutView(

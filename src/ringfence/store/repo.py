@@ -12,26 +12,39 @@ Locks, when two writers meet (PostgreSQL; on SQLite every read-write transaction
   one chains onto the entry really before it;
 - a rollout's phase: optimistic — :func:`apply_transition` writes only if the row is still at the version
   the caller read, and refuses with :class:`~ringfence.errors.ConflictError` otherwise;
-- a rollout's reconciliation: :func:`ringfence.store.db.rollout_lock`, taken first in the transaction.
+- a rollout's reconciliation: :func:`ringfence.store.db.rollout_lock`, taken first in the transaction;
+- numbering rollouts and incidents: an advisory lock per kind, so two creators never pick one id;
+- an incident's events: :func:`get_incident` with ``for_update`` (``SELECT … FOR UPDATE``), so writers of
+  one incident take turns and each sees the other's marks.
+
+How an incident is stored: ``incidents`` one row per incident, with ``snapshot`` — the down items in restore
+order with what each waits for, and the continuity plans — so an incident never changes because the estate
+did; ``incident_events`` its timeline, appended to only. Restored marks and the closing are read back from
+the events; ``status`` and ``closed_at`` on the row are kept for listing.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ringfence.audit import AuditEntry, AuditValue, ChainReport, chain_entry, verify_chain
 from ringfence.errors import ConflictError, InputError, NotFoundError
 from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, new_rollout_state
-from ringfence.store.db import LOCK_NAMESPACE_AUDIT, LOCK_NAMESPACE_ROLLOUT_IDS, advisory_lock
+from ringfence.store.db import (
+    LOCK_NAMESPACE_AUDIT,
+    LOCK_NAMESPACE_INCIDENT_IDS,
+    LOCK_NAMESPACE_ROLLOUT_IDS,
+    advisory_lock,
+)
 from ringfence.store.records import (
     Decision,
     DecisionStatus,
@@ -47,10 +60,16 @@ from ringfence.store.tables import (
     AuditRow,
     DecisionRow,
     EstateVersionRow,
+    IncidentEventRow,
+    IncidentRow,
     ObservationRow,
     RolloutAssetRow,
     RolloutRow,
 )
+
+if TYPE_CHECKING:
+    from ringfence.incident import DownItem, Incident, IncidentEvent, IncidentStatus
+    from ringfence.recovery import ContinuityAction
 
 # Rows per executemany batch (psycopg pipelines them). Measured faster than one multi-row VALUES
 # statement, whose compilation dominates at this size.
@@ -180,7 +199,7 @@ def create_rollout(
     """Store a new rollout, pending (or awaiting approval), with the next free id (``r-000001``, …)."""
     get_estate_version(session, estate_version_id)
     if rollout_id is None:
-        rollout_id = _next_rollout_id(session)
+        rollout_id = _next_id(session, RolloutRow, "r", LOCK_NAMESPACE_ROLLOUT_IDS)
     elif session.get(RolloutRow, rollout_id) is not None:
         raise ConflictError(f"rollout {rollout_id} already exists")
     state = new_rollout_state(rollout_id, at=at, needs_approval=needs_approval)
@@ -219,15 +238,24 @@ def create_rollout(
     return _rollout(row)
 
 
-def _next_rollout_id(session: Session) -> str:
+def _next_id(session: Session, row: type[RolloutRow] | type[IncidentRow], prefix: str, namespace: int) -> str:
+    """The next free id of ``row``'s table: ``r-000001``, ``inc-000001``, …"""
     # Creators take turns (PostgreSQL advisory lock; SQLite's single writer) so two never pick one id.
-    advisory_lock(session, LOCK_NAMESPACE_ROLLOUT_IDS)
-    number = session.scalar(sa.select(sa.func.count()).select_from(RolloutRow)) or 0
+    advisory_lock(session, namespace)
+    number = session.scalar(sa.select(sa.func.count()).select_from(row)) or 0
     while True:
         number += 1
-        candidate = f"r-{number:06d}"
-        if session.get(RolloutRow, candidate) is None:
+        candidate = f"{prefix}-{number:06d}"
+        if session.get(row, candidate) is None:
             return candidate
+
+
+def _next_seq(
+    session: Session, seq: InstrumentedAttribute[int], owner: InstrumentedAttribute[str], owner_id: str
+) -> int:
+    """The number after the last one ``owner_id`` has in the ``seq`` column (1 for the first)."""
+    last = session.scalar(sa.select(sa.func.max(seq)).where(owner == owner_id))
+    return (last or 0) + 1
 
 
 def get_rollout(session: Session, rollout_id: str) -> Rollout:
@@ -436,10 +464,9 @@ def add_decision(session: Session, rollout_id: str, *, kind: str, payload: JSONV
     _require_rollout(session, rollout_id)
     if not kind.strip():
         raise InputError(f"a decision of rollout {rollout_id} needs a kind")
-    last = session.scalar(sa.select(sa.func.max(DecisionRow.seq)).where(DecisionRow.rollout_id == rollout_id))
     row = DecisionRow(
         rollout_id=rollout_id,
-        seq=(last or 0) + 1,
+        seq=_next_seq(session, DecisionRow.seq, DecisionRow.rollout_id, rollout_id),
         created_at=at,
         kind=kind,
         payload=payload,
@@ -544,6 +571,185 @@ def _observation(row: ObservationRow) -> Observation:
     )
 
 
+# -------------------------------------------------------------------------------------------- incidents
+#
+# The incident model (``ringfence.incident``) is imported where it is used: it brings numpy and scipy, which
+# the commands that only touch tokens, migrations or the audit log should not load.
+
+
+def next_incident_id(session: Session) -> str:
+    """The id for an incident about to be declared (``inc-000001``, …); the lock is held to the end."""
+    return _next_id(session, IncidentRow, "inc", LOCK_NAMESPACE_INCIDENT_IDS)
+
+
+def add_incident(session: Session, incident: Incident) -> None:
+    """Store a newly declared incident: its row, with the snapshot it was declared on, and its events."""
+    if incident.estate_version_id is None:
+        raise InputError(f"incident {incident.id} names no estate version: it is stored with the estate declared on")
+    session.add(
+        IncidentRow(
+            id=incident.id,
+            title=incident.title,
+            estate_version_id=incident.estate_version_id,
+            rollout_id=incident.rollout_id,
+            failed=list(incident.failed),
+            status=incident.status.value,
+            step_seconds=incident.step_seconds,
+            snapshot=_snapshot_document(incident),
+            declared_at=incident.declared_at,
+            declared_by=incident.declared_by,
+            closed_at=incident.closed_at,
+        )
+    )
+    session.flush()
+    for event in incident.events:
+        add_incident_event(session, incident.id, event)
+
+
+def add_incident_event(session: Session, incident_id: str, event: IncidentEvent) -> int:
+    """Append ``event`` to the incident's timeline, numbered after its last one; returns its number."""
+    seq = _next_seq(session, IncidentEventRow.seq, IncidentEventRow.incident_id, incident_id)
+    session.add(
+        IncidentEventRow(
+            incident_id=incident_id,
+            seq=seq,
+            at=event.at,
+            kind=event.kind.value,
+            actor=event.actor,
+            text=event.text,
+            items=list(event.items),
+        )
+    )
+    session.flush()
+    return seq
+
+
+def mark_incident_closed(session: Session, incident_id: str, *, at: datetime) -> None:
+    """Record on the row (for listing) what the incident's closing event says."""
+    from ringfence.incident import IncidentStatus
+
+    session.execute(
+        sa.update(IncidentRow)
+        .where(IncidentRow.id == incident_id)
+        .values(status=IncidentStatus.CLOSED.value, closed_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def get_incident(session: Session, incident_id: str, *, for_update: bool = False) -> Incident:
+    """The incident as stored now; ``for_update`` holds its row until the transaction ends (PostgreSQL)."""
+    row = session.get(IncidentRow, incident_id, populate_existing=True, with_for_update=for_update)
+    if row is None:
+        raise NotFoundError(f"incident {incident_id} does not exist")
+    return _incident(row, _incident_events(session, [incident_id]).get(incident_id, []))
+
+
+def incident_of_rollout(session: Session, rollout_id: str) -> Incident | None:
+    """The incident ``rollout_id`` caused, if any (a rollout causes at most one)."""
+    found = session.scalar(sa.select(IncidentRow.id).where(IncidentRow.rollout_id == rollout_id))
+    return None if found is None else get_incident(session, found)
+
+
+def list_incidents(session: Session, *, status: IncidentStatus | None = None) -> list[Incident]:
+    """Incidents (open or closed only, when asked), by id."""
+    stmt = sa.select(IncidentRow).order_by(IncidentRow.id).execution_options(populate_existing=True)
+    if status is not None:
+        stmt = stmt.where(IncidentRow.status == status.value)
+    rows = session.scalars(stmt).all()
+    events = _incident_events(session, [row.id for row in rows])
+    return [_incident(row, events.get(row.id, [])) for row in rows]
+
+
+def _incident_events(session: Session, incident_ids: Sequence[str]) -> dict[str, list[IncidentEventRow]]:
+    found: dict[str, list[IncidentEventRow]] = {}
+    for start in range(0, len(incident_ids), _CHUNK):
+        stmt = (
+            sa.select(IncidentEventRow)
+            .where(IncidentEventRow.incident_id.in_(incident_ids[start : start + _CHUNK]))
+            .order_by(IncidentEventRow.incident_id, IncidentEventRow.seq)
+            .execution_options(populate_existing=True)
+        )
+        for row in session.scalars(stmt):
+            found.setdefault(row.incident_id, []).append(row)
+    return found
+
+
+def _incident(row: IncidentRow, events: Sequence[IncidentEventRow]) -> Incident:
+    from ringfence.incident import EventKind, Incident, IncidentEvent
+
+    snapshot = cast(Mapping[str, Any], row.snapshot)
+    return Incident(
+        id=row.id,
+        title=row.title,
+        estate=str(snapshot["estate"]),
+        failed=tuple(row.failed),
+        declared_at=row.declared_at,
+        declared_by=row.declared_by,
+        items=tuple(_down_item(i) for i in snapshot["items"]),
+        continuity=tuple(_continuity_action(c) for c in snapshot["continuity"]),
+        events=tuple(
+            IncidentEvent(e.at, EventKind(e.kind), e.actor, e.text, tuple(cast(list[str], e.items))) for e in events
+        ),
+        step_seconds=row.step_seconds,
+        rollout_id=row.rollout_id,
+        estate_version_id=row.estate_version_id,
+    )
+
+
+def _snapshot_document(incident: Incident) -> dict[str, JSONValue]:
+    """What an incident was declared with, as the JSON of ``incidents.snapshot`` (read by :func:`_incident`)."""
+    return {
+        "estate": incident.estate,
+        "items": [
+            {
+                "id": i.id,
+                "kind": i.kind.value,
+                "name": i.name,
+                "step": i.step,
+                "tier": i.tier,
+                "rto": i.rto,
+                "needs": list(i.needs),
+                "groups": [{"k": g.k, "up": g.up, "members": list(g.members), "text": g.text} for g in i.groups],
+            }
+            for i in incident.items
+        ],
+        "continuity": [
+            {
+                "service": c.service,
+                "name": c.name,
+                "tier": c.tier,
+                "rto": c.rto,
+                "plan": c.plan,
+                "contacts": list(c.contacts),
+            }
+            for c in incident.continuity
+        ],
+    }
+
+
+def _down_item(doc: Mapping[str, Any]) -> DownItem:
+    from ringfence.incident import DownItem, GroupNeed, ItemKind
+
+    return DownItem(
+        id=doc["id"],
+        kind=ItemKind(doc["kind"]),
+        name=doc["name"],
+        step=int(doc["step"]),
+        tier=doc["tier"],
+        rto=doc["rto"],
+        needs=tuple(doc["needs"]),
+        groups=tuple(GroupNeed(int(g["k"]), int(g["up"]), tuple(g["members"]), g["text"]) for g in doc["groups"]),
+    )
+
+
+def _continuity_action(doc: Mapping[str, Any]) -> ContinuityAction:
+    from ringfence.recovery import ContinuityAction
+
+    return ContinuityAction(
+        doc["service"], doc["name"], int(doc["tier"]), doc["rto"], doc["plan"], tuple(doc["contacts"])
+    )
+
+
 # -------------------------------------------------------------------------------------------- audit log
 
 
@@ -612,26 +818,13 @@ def verify_audit(session: Session) -> ChainReport:
     stmt = sa.select(AuditRow.__table__).order_by(AuditRow.seq).execution_options(yield_per=_CHUNK)
     result = session.execute(stmt)
     try:
-        return verify_chain(_audit_entries(result))
+        return verify_chain(_audit_entry(row) for row in result)
     finally:
         result.close()
 
 
-def _audit_entries(rows: Iterable[sa.Row[Any]]) -> Iterator[AuditEntry]:
-    for row in rows:
-        yield AuditEntry(
-            seq=row.seq,
-            at=row.at,
-            actor=row.actor,
-            action=row.action,
-            subject=row.subject,
-            detail=row.detail,
-            prev_hash=row.prev_hash,
-            hash=row.hash,
-        )
-
-
-def _audit_entry(row: AuditRow) -> AuditEntry:
+def _audit_entry(row: AuditRow | sa.Row[Any]) -> AuditEntry:
+    """An entry from its ORM row, or from the plain columns of one (what :func:`verify_audit` streams)."""
     return AuditEntry(
         seq=row.seq,
         at=row.at,
@@ -652,20 +845,27 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 __all__ = [
     "add_decision",
     "add_estate_version",
+    "add_incident",
+    "add_incident_event",
     "add_observations",
     "append_audit",
     "apply_transition",
     "create_rollout",
     "get_estate_version",
+    "get_incident",
     "get_rollout",
+    "incident_of_rollout",
     "latest_estate_version",
     "list_audit",
     "list_decisions",
     "list_estate_versions",
+    "list_incidents",
     "list_observations",
     "list_rollout_assets",
     "list_rollouts",
     "mark_decision_done",
+    "mark_incident_closed",
+    "next_incident_id",
     "upsert_rollout_assets",
     "verify_audit",
 ]

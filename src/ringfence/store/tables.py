@@ -164,6 +164,8 @@ class ObservationRow(Base):
         sa.CheckConstraint(_one_of("kind", OBSERVATION_KINDS), name="kind"),
         sa.Index(None, "asset_id", "at"),
         sa.Index(None, "rollout_id", "at"),
+        # /metrics: the newest heartbeat of any asset, read from the end of the index, not the whole table.
+        sa.Index(None, "kind", "at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

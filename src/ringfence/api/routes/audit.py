@@ -18,16 +18,8 @@ MAX_PAGE = 1000
 
 
 def audit_out(entry: AuditEntry) -> AuditEntryOut:
-    return AuditEntryOut(
-        seq=entry.seq,
-        at=entry.at,
-        actor=entry.actor,
-        action=entry.action,
-        subject=entry.subject,
-        detail=dict(entry.detail),
-        prev_hash=entry.prev_hash,
-        hash=entry.hash,
-    )
+    # The schema's fields are the entry's attributes, name for name: one mapping, kept by pydantic.
+    return AuditEntryOut.model_validate(entry, from_attributes=True)
 
 
 def audit_page(entries: list[AuditEntry], after: int) -> AuditPage:
