@@ -129,18 +129,23 @@ class StateCollector(Collector):
 
 
 def _oldest_latest_heartbeat_of_active_rollouts() -> sa.Select[Any]:
-    active_assets = (
-        sa.select(RolloutAssetRow.asset_id)
+    # One index probe per asset of an active rollout (the newest heartbeat, from the end of its (asset_id, at)
+    # entries), not a grouping of every heartbeat those assets ever sent: the table grows without bound.
+    latest = (
+        sa.select(sa.func.max(ObservationRow.at))
+        .where(
+            ObservationRow.asset_id == RolloutAssetRow.asset_id,
+            ObservationRow.kind == ObservationKind.HEARTBEAT.value,
+        )
+        .correlate(RolloutAssetRow)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(sa.func.min(latest))
+        .select_from(RolloutAssetRow)
         .join(RolloutRow, RolloutRow.id == RolloutAssetRow.rollout_id)
         .where(RolloutRow.phase.in_([p.value for p in DRIVEN_PHASES]))
     )
-    latest = (
-        sa.select(ObservationRow.asset_id, sa.func.max(ObservationRow.at).label("latest"))
-        .where(ObservationRow.kind == ObservationKind.HEARTBEAT.value, ObservationRow.asset_id.in_(active_assets))
-        .group_by(ObservationRow.asset_id)
-        .subquery()
-    )
-    return sa.select(sa.func.min(latest.c.latest))
 
 
 class RequestMetrics:
