@@ -95,6 +95,8 @@ def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
         "services": len(estate.services),
         "nodes": graph.n,
         "groups": int(graph.group_owner.size),
+        "member_sets": int(graph.set_members_ptr.size - 1),
+        "member_entries": int(graph.set_members.size),
         "load": t_load,
         "compile": t_compile,
         "cpu": {"load": c_load, "compile": c_compile, "query_ms_median": common.median(cpu_ms)},
@@ -150,7 +152,10 @@ def run(args: argparse.Namespace) -> common.Report:
         "compile",
         result["compile"],
         "s",
-        note=f"{result['nodes']:,} nodes, {result['groups']:,} any-groups; {common.cpu_text(cpu['compile'])}",
+        note=(
+            f"{result['nodes']:,} nodes, {result['groups']:,} any-groups over {result['member_sets']:,} distinct "
+            f"member sets ({result['member_entries']:,} entries); {common.cpu_text(cpu['compile'])}"
+        ),
     )
     report.add(
         "load + compile from JSON",
