@@ -18,6 +18,7 @@ Each file in tests/cases/recovery/ is one estate, one failure and the plan it mu
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from ringfence.durations import parse_duration
 from ringfence.estate import Estate, parse_estate_document
 from ringfence.files import examples_dir, read_estate, read_text
 from ringfence.graph import compile_estate
-from ringfence.recovery import EVIDENCE_LABEL, RecoveryPlan, plan_recovery
+from ringfence.incident import ClockStatus, declare_incident, rto_clocks
+from ringfence.recovery import EVIDENCE_LABEL, RecoveryPlan, is_rto_at_risk, plan_recovery
+from ringfence.service.incidents import incident_document, incident_summary
 from ringfence.update import parse_incident_text
 
 CASES = Path(__file__).parent / "cases" / "recovery"
@@ -144,3 +147,49 @@ def test_plan_records_its_options_and_maps_items_to_steps() -> None:
 def test_evidence_label_names_the_dspt_assertion() -> None:
     assert "DSPT B5.a" in EVIDENCE_LABEL
     assert "restore order" in EVIDENCE_LABEL
+
+
+# ------------------------------------------------------------------------------------------ RTO at risk
+
+T0 = datetime(2022, 8, 4, 7, 0, tzinfo=UTC)
+CHAIN = {
+    "apiVersion": "ringfence/v1",
+    "estate": "chain",
+    "services": [{"id": "epr", "tier": 1, "rto": "2h", "requires": ["app"]}],
+    "assets": [{"id": "db", "kind": "vm"}, {"id": "app", "kind": "vm", "requires": ["db"]}],
+}
+"""db ← app ← epr: failing db puts epr at step 3; at 40 min a step that is exactly its RTO of 2h."""
+
+
+@pytest.mark.parametrize(
+    ("remaining", "estimated", "at_risk"),
+    [(3600, 3600, False), (3599, 3600, True), (3601, 3600, False), (0, 1, True), (0, 0, False), (-5, 1, True)],
+)
+def test_at_risk_only_with_less_time_left_than_needed(remaining: int, estimated: int, at_risk: bool) -> None:
+    assert is_rto_at_risk(remaining, estimated) is at_risk
+
+
+@pytest.mark.parametrize(("step_seconds", "at_risk"), [(2400, False), (2401, True), (2399, False)])
+def test_recover_declare_and_list_agree_at_the_boundary(step_seconds: int, at_risk: bool) -> None:
+    """`ringfence recover`, `incident declare` (the incident's document at declaration) and `incident list`
+    (the summary) answer "at risk" by one rule: with exactly enough time (3 steps × 40 min = the 2h RTO), no."""
+    graph = compile_estate(parse_estate_document(CHAIN, source="chain.yaml"))
+    failures = graph.resolve_failures(["asset:db"])
+    plan = plan_recovery(graph, failures, step_seconds=step_seconds)
+    assert plan.step_of()["epr"] == 3
+    assert [r.service for r in plan.rto_at_risk] == (["epr"] if at_risk else [])
+
+    incident = declare_incident(
+        graph, failures, incident_id="inc-000001", at=T0, actor="olga", step_seconds=step_seconds
+    )
+    (clock,) = rto_clocks(incident, T0)
+    assert (clock.remaining, clock.estimated) == (7200, 3 * step_seconds)
+    assert clock.status is (ClockStatus.AT_RISK if at_risk else ClockStatus.ON_TRACK)
+    declared = incident_document(incident, T0)
+    assert [c.status for c in declared.clocks] == [clock.status.value]
+    assert incident_summary(incident, T0).at_risk == (["epr"] if at_risk else [])
+    # A second later, exactly enough has become too little: at 40 min a step, every view now says at risk.
+    later = T0 + timedelta(seconds=1)
+    expected_later = ["epr"] if step_seconds >= 2400 else []
+    assert incident_summary(incident, later).at_risk == expected_later
+    assert [c.service for c in incident_document(incident, later).clocks if c.status == "at_risk"] == expected_later

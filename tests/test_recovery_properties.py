@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -26,6 +27,7 @@ import oracle
 from ringfence.durations import parse_duration
 from ringfence.estate import Estate, parse_estate_document
 from ringfence.graph import compile_estate
+from ringfence.incident import ClockStatus, declare_incident, rto_clocks
 from ringfence.recovery import RecoveryPlan, plan_recovery
 
 # Not derandomized: CI should meet fresh examples; hypothesis prints the failing one.
@@ -422,3 +424,25 @@ def test_the_generator_reaches_what_the_properties_are_about() -> None:
     assert seen["k_of_n"] >= 5, seen
     assert seen["services_down"] >= 10, seen
     assert seen["rejected"] <= 30, seen
+
+
+@PROPERTY
+@given(doc=estate_documents(), raws=RAW_FAILURES, step_time=st.sampled_from(STEP_TIMES))
+def test_an_incident_declared_now_puts_at_risk_what_the_recovery_plan_does(
+    doc: dict[str, Any], raws: list[tuple[str, int]], step_time: str
+) -> None:
+    """`ringfence recover` and an incident's clocks at its declaration name the same RTOs at risk — the step
+    times are whole divisors of the RTOs, so "exactly enough time" comes up often."""
+    estate, refs, down = scenario(doc, raws)
+    assume(oracle_steps(down, oracle.rules_of(estate)) is not None)
+    graph = compile_estate(estate)
+    failures = graph.resolve_failures(refs)
+    step_seconds = parse_duration(step_time)
+    got = plan_recovery(graph, failures, step_seconds=step_seconds)
+    assume(got.steps)
+    declared_at = datetime(2022, 8, 4, 7, 0, tzinfo=UTC)
+    incident = declare_incident(
+        graph, failures, incident_id="inc-1", at=declared_at, actor="olga", step_seconds=step_seconds
+    )
+    clocks = rto_clocks(incident, declared_at)
+    assert [c.service for c in clocks if c.status is ClockStatus.AT_RISK] == [r.service for r in got.rto_at_risk]

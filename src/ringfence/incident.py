@@ -15,7 +15,8 @@ derived from the snapshot, the events and the time asked about:
   whole estate) does not hold anything up: nothing could ever satisfy it;
 * every down service with an RTO has a clock started at declaration. It is **at risk** while the time
   left is less than the estimated time to restore (its step in a restore plan of what is still down,
-  times the time a step takes), **breached** once past its RTO, and **met** or **missed** once restored;
+  times the time a step takes; :func:`ringfence.recovery.is_rto_at_risk`, the rule ``ringfence recover``
+  uses too), **breached** once past its RTO, and **met** or **missed** once restored;
 * closing needs every item restored, or a reason written down.
 
 Pure: standard library, numpy and the core only; no I/O. Functions return new values and never change
@@ -36,7 +37,7 @@ from ringfence.durations import humanize_duration
 from ringfence.errors import ConflictError, InputError, Problem
 from ringfence.graph import EstateGraph, Failure
 from ringfence.impact import TIERS
-from ringfence.recovery import ContinuityAction, plan_recovery
+from ringfence.recovery import ContinuityAction, is_rto_at_risk, plan_recovery
 
 DEFAULT_STEP_SECONDS = 3600
 """How long one restore step is assumed to take when estimating time to restore (as ``ringfence recover``)."""
@@ -634,7 +635,7 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
         remaining = _seconds(deadline - as_of)
         if as_of > deadline:
             status = ClockStatus.BREACHED
-        elif remaining < estimated:
+        elif is_rto_at_risk(remaining, estimated):
             status = ClockStatus.AT_RISK
         else:
             status = ClockStatus.ON_TRACK

@@ -13,10 +13,19 @@ Two things the simple rule cannot order are handled explicitly, and said in ``no
 
 With ``parallel=N`` a step holds at most N items; ready items are taken by clinical priority — the most
 critical tier among the down services that need them, then the shortest RTO, then id — and the rest wait.
+Items that need each other are one unit that is never split (restoring part of a cycle restores nothing):
+a cycle that does not fit in the room a step has left waits for a later step, and a cycle larger than N
+is restored alone in a step of its own, which then holds more than N items — said in ``notes``.
+
+An RTO is **at risk** when the time left is less than the estimated time to restore
+(:func:`is_rto_at_risk`): exactly enough time is not at risk, since a service restored at its deadline
+meets its RTO. The same function decides it here (at declaration, the time left is the whole RTO) and on an
+incident's clocks (:mod:`ringfence.incident`).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,10 +107,11 @@ def plan_recovery(
         ContinuityAction(s.id, s.label, s.tier, s.rto, s.continuity, s.contacts)
         for s in sorted(down_services, key=lambda s: (s.tier, s.rto if s.rto is not None else _NO_RTO, s.id))
     )
+    # Seen from the moment of the failure, the time left is the whole RTO.
     at_risk = tuple(
         RtoRisk(a.service, a.tier, a.rto, int(step_of[graph.index[a.service]]) * step_seconds)
         for a in continuity
-        if a.rto is not None and int(step_of[graph.index[a.service]]) * step_seconds > a.rto
+        if a.rto is not None and is_rto_at_risk(a.rto, int(step_of[graph.index[a.service]]) * step_seconds)
     )
     return RecoveryPlan(
         failed=tuple(sorted({f.ref for f in failures})),
@@ -112,6 +122,17 @@ def plan_recovery(
         step_seconds=step_seconds,
         parallel=parallel,
     )
+
+
+def is_rto_at_risk(remaining: int, estimated: int) -> bool:
+    """Whether a service still down is at risk of missing its RTO: ``remaining`` seconds left until the
+    deadline, ``estimated`` seconds until it is restored.
+
+    At risk only when the time left is *less* than the time needed: with exactly enough time it would be
+    restored at its deadline, and restored at the deadline meets an RTO. The one rule for ``ringfence
+    recover``, ``ringfence incident declare``/``list``/``show``, the API and the dashboard.
+    """
+    return remaining < estimated
 
 
 def _restore_steps(graph: EstateGraph, down: np.ndarray, parallel: int | None) -> tuple[IntArray, list[str]]:
@@ -127,27 +148,50 @@ def _restore_steps(graph: EstateGraph, down: np.ndarray, parallel: int | None) -
     short = np.maximum(graph.group_k - members_up, 0)
     waiting_groups = np.bincount(graph.group_owner[short > 0], minlength=n).astype(np.int64)
 
-    priority = _priorities(graph, down)
-    id_rank = _id_rank(graph) if parallel is not None else None
+    # With a cap, ready units wait in a queue, most critical first: a step costs what it takes, not what waits.
+    queue = _ReadyQueue(graph, _priorities(graph, down), down) if parallel is not None else None
     pending = down.copy()
+    left = int(np.count_nonzero(down))
     ready = np.flatnonzero(pending & (waiting_hard == 0) & (waiting_groups == 0))
+    is_ready = np.zeros(n, dtype=np.bool_)  # ready (or released with its cycle) and not yet restored
+    is_ready[ready] = True
     # A sub-graph of a graph without cycles has none: look for them only when the down items have some.
     has_cycles = _blocked_components(graph, pending, short)[1]
     current = 0
-    while pending.any():
-        if has_cycles:
-            ready = np.union1d(ready, _unblocked_cycles(graph, pending, short, notes))
-        if ready.size == 0:
-            ready = _unmeetable(graph, pending, notes)
-        current += 1
-        if parallel is not None and ready.size > parallel:
-            assert id_rank is not None
-            order = np.lexsort((id_rank[ready], priority[ready]))
-            taken, ready = ready[order[:parallel]], ready[order[parallel:]]
+    while left:
+        cycles, cycle_unit = (
+            _unblocked_cycles(graph, pending, short, is_ready, notes) if has_cycles else (ready[:0], ready[:0])
+        )
+        is_ready[cycles] = True
+        if queue is not None:
+            queue.add(ready)
+            queue.add_units(cycles, cycle_unit)
+            ready = ready[:0]
         else:
-            taken, ready = ready, ready[:0]
+            ready = np.union1d(ready, cycles)
+        if ready.size == 0 and not queue:
+            released = _unmeetable(graph, pending, notes)
+            is_ready[released] = True
+            if queue is not None:
+                queue.add(released)
+            else:
+                ready = released
+        current += 1
+        if queue is not None:
+            assert parallel is not None
+            taken = queue.take(parallel)
+            if taken.size > parallel:
+                shown = ", ".join(sorted(graph.ids[i] for i in taken.tolist())[:8]) + (" …" if taken.size > 8 else "")
+                notes.append(
+                    f"step {current} restores {taken.size} items, more than the {parallel} a step allows: they "
+                    f"need each other, so they come back together or not at all: {shown}"
+                )
+        else:
+            taken = ready
+        left -= taken.size
         step[taken] = current
         pending[taken] = False
+        is_ready[taken] = False
         waiting_hard[taken] = 0
         waiting_groups[taken] = 0
         # Restoring `taken` releases what waited on them.
@@ -164,9 +208,59 @@ def _restore_steps(graph: EstateGraph, down: np.ndarray, parallel: int | None) -
         owners = owners[pending[owners]]
         np.subtract.at(waiting_groups, owners, 1)
         touched = np.unique(np.concatenate((dependents, owners)))
-        newly = touched[(waiting_hard[touched] == 0) & (waiting_groups[touched] == 0) & pending[touched]]
-        ready = np.union1d(ready, newly)
+        # Items already queued with their cycle are not queued again when their own waits run out.
+        ready = touched[
+            (waiting_hard[touched] == 0) & (waiting_groups[touched] == 0) & pending[touched] & ~is_ready[touched]
+        ]
+        is_ready[ready] = True
     return step, notes
+
+
+class _ReadyQueue:
+    """Units ready to be restored, most critical first (:func:`_priorities`, then id): a heap.
+
+    A unit is one item, or items that need each other (a cycle), which are never split. ``take`` fills one
+    step: the most critical unit always goes (alone, when it is a cycle larger than the step); then each
+    next unit that fits in the room left. A unit that does not fit waits for the next step, so no room is
+    left idle that a ready unit could use.
+    """
+
+    def __init__(self, graph: EstateGraph, priority: IntArray, down: np.ndarray) -> None:
+        self.priority = priority
+        self.rank = _id_rank(graph, down)
+        self.heap: list[tuple[int, int, int]] = []
+        self.cycles: dict[int, IntArray] = {}
+        """A cycle's items, by the node that names it in the heap (its lowest)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.heap)
+
+    def add(self, nodes: IntArray) -> None:
+        for entry in zip(self.priority[nodes].tolist(), self.rank[nodes].tolist(), nodes.tolist(), strict=True):
+            heapq.heappush(self.heap, entry)
+
+    def add_units(self, nodes: IntArray, unit: IntArray) -> None:
+        for name in np.unique(unit).tolist():
+            items = nodes[unit == name]
+            self.cycles[name] = items
+            heapq.heappush(self.heap, (int(self.priority[items].min()), int(self.rank[items].min()), name))
+
+    def take(self, parallel: int) -> IntArray:
+        taken: list[IntArray] = []
+        waiting: list[tuple[int, int, int]] = []
+        room = parallel
+        while self.heap and room > 0:
+            entry = heapq.heappop(self.heap)
+            items = self.cycles.get(entry[2])
+            size = 1 if items is None else items.size
+            if size <= room or not taken:
+                taken.append(np.array([entry[2]], dtype=np.int64) if items is None else self.cycles.pop(entry[2]))
+                room -= size
+            else:
+                waiting.append(entry)
+        for entry in waiting:
+            heapq.heappush(self.heap, entry)
+        return np.sort(np.concatenate(taken)) if taken else np.zeros(0, dtype=np.int64)
 
 
 def _blocked_components(graph: EstateGraph, pending: np.ndarray, short: IntArray) -> tuple[_Components, bool]:
@@ -203,18 +297,24 @@ class _Components:
         return np.flatnonzero(~blocked)
 
 
-def _unblocked_cycles(graph: EstateGraph, pending: np.ndarray, short: IntArray, notes: list[str]) -> IntArray:
-    """Items that need each other come back together as soon as nothing outside their cycle holds them back."""
+def _unblocked_cycles(
+    graph: EstateGraph, pending: np.ndarray, short: IntArray, is_ready: np.ndarray, notes: list[str]
+) -> tuple[IntArray, IntArray]:
+    """Items that need each other come back together as soon as nothing outside their cycle holds them back:
+    the items, and the unit of each (its cycle, named by its lowest node)."""
     # Items ready but not yet restored still hold back what needs them: they stay in the graph (as singletons).
     found, _ = _blocked_components(graph, pending, short)
     cycles = found.sources()
     cycles = cycles[found.sizes[cycles] > 1]
-    if cycles.size == 0:
-        return found.nodes[:0]
-    released = found.nodes[np.isin(found.component, cycles)]
+    in_cycle = np.isin(found.component, cycles) & ~is_ready[found.nodes]  # a cycle left waiting is known
+    if not in_cycle.any():
+        return found.nodes[:0], found.nodes[:0]
+    released = found.nodes[in_cycle]
+    lowest = np.full(found.sizes.size, graph.n, dtype=np.int64)
+    np.minimum.at(lowest, found.component[in_cycle], released)
     shown = ", ".join(sorted(graph.ids[i] for i in released.tolist())[:8]) + (" …" if released.size > 8 else "")
     notes.append(f"restored together because they need each other: {shown}")
-    return released
+    return released, lowest[found.component[in_cycle]]
 
 
 def _unmeetable(graph: EstateGraph, pending: np.ndarray, notes: list[str]) -> IntArray:
@@ -226,10 +326,12 @@ def _unmeetable(graph: EstateGraph, pending: np.ndarray, notes: list[str]) -> In
     return released
 
 
-def _id_rank(graph: EstateGraph) -> IntArray:
-    order = np.argsort(np.asarray(graph.ids, dtype=object), kind="stable")
-    rank = np.empty(graph.n, dtype=np.int64)
-    rank[order] = np.arange(graph.n)
+def _id_rank(graph: EstateGraph, down: np.ndarray) -> IntArray:
+    """Each down node's place among the down nodes sorted by id (what ties are broken by)."""
+    nodes = np.flatnonzero(down)
+    order = np.argsort(np.asarray([graph.ids[i] for i in nodes.tolist()], dtype=object), kind="stable")
+    rank = np.zeros(graph.n, dtype=np.int64)
+    rank[nodes[order]] = np.arange(nodes.size)
     return rank
 
 

@@ -10,7 +10,6 @@ Failing ``asset:sql-epr-1`` takes down 5 items in 4 steps: sql-epr-1; epr-app-1,
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,10 +17,10 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from live_server import Tokens, make_tokens, running_server
 from ringfence.estate import parse_estate_text
 from ringfence.graph import EstateGraph, compile_estate
 
@@ -115,29 +114,15 @@ def run_cli(
 # --------------------------------------------------------------------------------------------- server
 
 
-def _service_fixtures() -> ModuleType:
-    """The service tests' server helpers (tests/service/conftest.py), loaded under a name of our own."""
-    path = Path(__file__).resolve().parents[1] / "service" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("ringfence_tests_service_fixtures", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def live_server(db_url: str) -> Iterator[str]:
-    """A real uvicorn server on a fresh ``db_url`` database, from the service tests' ``running_server``
-    (the controller loop off: these tests drive no rollout)."""
-    with _service_fixtures().running_server(db_url, controller=False) as server:
+    """A real uvicorn server on a fresh ``db_url`` database (the controller loop off: these tests drive no
+    rollout)."""
+    with running_server(db_url, controller=False) as server:
         yield server.url
 
 
 @pytest.fixture
-def tokens(db_url: str, live_server: str) -> object:
-    """Tokens of each role on the live server's database (``Tokens`` of tests/service/conftest.py)."""
-    return _service_fixtures().make_tokens(db_url)
+def tokens(db_url: str, live_server: str) -> Tokens:
+    """Tokens of each role on the live server's database."""
+    return make_tokens(db_url)

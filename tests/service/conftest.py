@@ -5,102 +5,22 @@
   each other (they use their own estate names and rollouts); ``module_tokens`` and ``client`` go with it;
 - ``tokens``: a token of each role (two approvers, for the two-person rule) on ``live_server``'s database.
 
-The server runs in a thread of the test process on a socket bound to a free port of 127.0.0.1, with the
-controller loop on (every 0.1 s) unless a test says otherwise. Tests speak HTTP to it (httpx), never to
-its objects. Tokens are created the way ``ringfence token create`` does, straight in the database: the
-first admin token cannot come from the API.
+The server and the tokens come from ``tests/live_server.py`` (shared with tests/incidents and tests/web):
+a real uvicorn server in a thread of the test process, the controller loop on (every 0.1 s) unless a test
+says otherwise. Tests speak HTTP to it (httpx), never to its objects.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+from live_server import LiveServer, Tokens, make_tokens, running_server
 from pg_schemas import isolated_postgres_schema, postgres_base_url
-from ringfence.api.app import Settings, create_app
-from ringfence.service.tokens import Role, issue_token
-from ringfence.store.db import make_engine
-
-CONTROLLER_INTERVAL = 0.1
-
-
-@dataclass(frozen=True)
-class LiveServer:
-    url: str
-    database_url: str
-
-
-@contextmanager
-def running_server(database_url: str, **settings: Any) -> Iterator[LiveServer]:
-    """A real uvicorn server over ``database_url`` (migrated on start), for as long as the block runs."""
-    options: dict[str, Any] = {"controller_interval": CONTROLLER_INTERVAL, **settings}
-    app = create_app(Settings(database_url=database_url, **options))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # bound here and handed over: no other process can take the port meanwhile
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn-test")
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError(f"the test server on {database_url} did not start")
-        time.sleep(0.02)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", database_url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-        app.state.engine.dispose()
-
-
-@dataclass
-class Tokens:
-    """Secrets of tokens of each role on one database; ``issue`` makes more (agents, a second admin…)."""
-
-    database_url: str
-    viewer: str = ""
-    operator: str = ""
-    approver: str = ""
-    second_approver: str = ""
-    admin: str = ""
-    names: dict[str, str] = field(default_factory=dict)
-
-    def issue(self, name: str, role: Role | str, asset: str | None = None) -> str:
-        engine = make_engine(self.database_url)
-        try:
-            issued = issue_token(engine, name=name, role=role, asset_id=asset)
-        finally:
-            engine.dispose()
-        self.names[issued.secret] = issued.name
-        return issued.secret
-
-    def headers(self, secret: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {secret}"}
-
-
-def make_tokens(database_url: str) -> Tokens:
-    tokens = Tokens(database_url)
-    tokens.viewer = tokens.issue("vic-viewer", Role.VIEWER)
-    tokens.operator = tokens.issue("olga-operator", Role.OPERATOR)
-    tokens.approver = tokens.issue("ada-approver", Role.APPROVER)
-    tokens.second_approver = tokens.issue("bo-approver", Role.APPROVER)
-    tokens.admin = tokens.issue("ann-admin", Role.ADMIN)
-    return tokens
-
 
 # ---------------------------------------------------------------------------------------- one per test
 

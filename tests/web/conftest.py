@@ -3,7 +3,7 @@
 Chromium is Debian's (``/usr/bin/chromium``); Playwright's own browser downloads are never used. Without it
 the browser tests skip, unless ``RINGFENCE_REQUIRE_SERVICES=1`` (as in CI), where they fail.
 
-The server runs in a thread of the test process on a socket bound to a free port, with the rollout
+The server is ``tests/live_server.py``'s (shared with tests/service and tests/incidents), with the rollout
 controller switched off: the tests move rollouts themselves, through the same service use cases (and the
 simulated driver), so what the page shows is decided by the test, not by timing.
 """
@@ -11,9 +11,7 @@ simulated driver), so what the page shows is decided by the test, not by timing.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,15 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page
 from sqlalchemy.engine import Engine
 
-from ringfence.api.app import Settings, create_app
+from live_server import LiveServer, running_server
 from ringfence.files import sample_estate_path
 from ringfence.service.estates import upload_estate
 from ringfence.service.tokens import issue_token
-from ringfence.store.db import make_engine, upgrade
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,46 +39,18 @@ CHROMIUM_ARGS = [
 REQUIRE_SERVICES_ENV = "RINGFENCE_REQUIRE_SERVICES"
 
 
-@dataclass(frozen=True)
-class LiveServer:
-    url: str
-    engine: Engine
-    database_url: str
-
-
-@contextmanager
-def serve(database_url: str) -> Iterator[LiveServer]:
-    """A real uvicorn server on 127.0.0.1 (a free port) over ``database_url``, migrated, controller off."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    app = create_app(Settings(database_url=database_url, controller=False), engine=engine)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", engine, database_url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-        engine.dispose()
-
-
 def upload_sample_estate(engine: Engine) -> str:
     """Store the bundled sample estate (City General) the way the API does; returns its name."""
     path = sample_estate_path()
     stored = upload_estate(engine, path.read_text(encoding="utf-8"), actor="estate-team", at=datetime.now(UTC))
     return stored.version.name
+
+
+@contextmanager
+def serve(database_url: str) -> Iterator[LiveServer]:
+    """The dashboard's server over ``database_url``: migrated, the controller off."""
+    with running_server(database_url, controller=False) as server:
+        yield server
 
 
 @dataclass(frozen=True)
@@ -148,3 +116,55 @@ def browser(chromium_executable: str) -> Iterator[Browser]:
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the tests save what each page looked like (under pytest's tmp dir; never committed)."""
     return tmp_path_factory.mktemp("screenshots")
+
+
+# ------------------------------------------------------------------------------------------ browsing
+
+
+class Visitors:
+    """Fresh browser contexts, each signed in with a token, and every URL any of them requested."""
+
+    def __init__(self, browser: Browser, site: Site) -> None:
+        self.browser = browser
+        self.site = site
+        self.contexts: list[BrowserContext] = []
+        self.requested: list[str] = []
+
+    def sign_in(self, token: str, *, javascript: bool = True) -> Page:
+        context = self.browser.new_context(
+            base_url=self.site.server.url, viewport={"width": 1280, "height": 900}, java_script_enabled=javascript
+        )
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("request", lambda request: self.requested.append(request.url))
+        page.goto("/login")
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(re.compile(r"/$"))
+        return page
+
+
+@pytest.fixture
+def visitors(browser: Browser, site: Site) -> Iterator[Visitors]:
+    found = Visitors(browser, site)
+    yield found
+    for context in found.contexts:
+        context.close()
+    # Nothing the dashboard shows comes from anywhere but this server: no CDN, no font service.
+    foreign = [url for url in found.requested if not url.startswith(site.server.url)]
+    assert not foreign, f"the dashboard loaded {foreign}"
+
+
+def shot(page: Page, screenshots: Path, name: str) -> Path:
+    path = screenshots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000, f"{name}.png looks empty"
+    return path
+
+
+def accept_dialogs(page: Page, questions: list[str]) -> None:
+    def accept(dialog: Dialog) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
+from playwright.sync_api import Browser, expect
 
 from ringfence.drills import run_drill
 from ringfence.drivers.simulated import SimulatedDriver
@@ -28,7 +27,7 @@ from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.update import parse_scenario_text
 
-from .conftest import Site, issue_people, serve
+from .conftest import Site, Visitors, accept_dialogs, issue_people, serve, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -86,55 +85,6 @@ def run_until_settled(site: Site, rollout_id: str, *, fail: str, silent: str = "
 
 def phase_of(site: Site, rollout_id: str) -> str:
     return rollout_service.status(site.server.engine, rollout_id).rollout.state.phase.value
-
-
-class Visitors:
-    """Fresh browser contexts, each signed in with a token, and every URL any of them requested."""
-
-    def __init__(self, browser: Browser, site: Site) -> None:
-        self.browser = browser
-        self.site = site
-        self.contexts: list[BrowserContext] = []
-        self.requested: list[str] = []
-
-    def sign_in(self, token: str, *, javascript: bool = True) -> Page:
-        context = self.browser.new_context(
-            base_url=self.site.server.url, viewport={"width": 1280, "height": 900}, java_script_enabled=javascript
-        )
-        self.contexts.append(context)
-        page = context.new_page()
-        page.on("request", lambda request: self.requested.append(request.url))
-        page.goto("/login")
-        page.get_by_label("API token").fill(token)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(re.compile(r"/$"))
-        return page
-
-
-@pytest.fixture
-def visitors(browser: Browser, site: Site) -> Iterator[Visitors]:
-    found = Visitors(browser, site)
-    yield found
-    for context in found.contexts:
-        context.close()
-    # Nothing the dashboard shows comes from anywhere but this server: no CDN, no font service.
-    foreign = [url for url in found.requested if not url.startswith(site.server.url)]
-    assert not foreign, f"the dashboard loaded {foreign}"
-
-
-def shot(page: Page, screenshots: Path, name: str) -> Path:
-    path = screenshots / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000, f"{name}.png looks empty"
-    return path
-
-
-def accept_dialogs(page: Page, questions: list[str]) -> None:
-    def accept(dialog: Dialog) -> None:
-        questions.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", accept)
 
 
 # ------------------------------------------------------------------------------------------ signing in

@@ -29,8 +29,10 @@ from sqlalchemy.engine import Engine
 from ringfence import __version__
 from ringfence.api.deps import EngineDep
 from ringfence.api.routes.estates import Compiled
-from ringfence.errors import PermissionDeniedError
+from ringfence.durations import parse_duration
+from ringfence.errors import InputError, PermissionDeniedError, Problem
 from ringfence.rollout.state import RolloutState
+from ringfence.service import incidents as incident_service
 from ringfence.service import rollouts as rollout_service
 from ringfence.service.tokens import Caller, Role, authenticate
 from ringfence.web import views
@@ -280,6 +282,122 @@ def rollout_action(
     with shown_as_page():
         page = views.rollout_page(engine, rollout_id, caller)
     return render(request, "_rollout_live.html.j2", caller=caller, r=page, error=error, notice=notice, status=status)
+
+
+# ------------------------------------------------------------------------------------------ incidents
+
+
+def _incidents_list(
+    request: Request, caller: Caller, engine: Engine, *, form: FormFields, error: str = "", status: int = 200
+) -> HTMLResponse:
+    return render(
+        request,
+        "incidents.html.j2",
+        caller=caller,
+        section="incidents",
+        rows=views.incident_rows(engine, _now()),
+        choices=views.estate_choices(engine),
+        may_declare=may(caller, Role.OPERATOR),
+        form=form,
+        error=error,
+        status=status,
+    )
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+def incidents_page(request: Request, caller: PageCaller, engine: EngineDep) -> HTMLResponse:
+    return _incidents_list(request, caller, engine, form=FormFields({}))
+
+
+def _listed(text: str) -> list[str]:
+    """What a person typed in a list field (failure refs, item ids), separated by spaces, commas or lines: in
+    order, once each."""
+    return list(dict.fromkeys(ref for ref in text.replace(",", " ").split() if ref))
+
+
+@router.post("/incidents", dependencies=[SameOrigin])
+def declare_incident(request: Request, caller: PageCaller, engine: EngineDep, form: Form) -> Response:
+    """Declare an incident on a stored estate from failure refs, as the signed-in operator."""
+    try:
+        with shown_as_page():
+            caller.require(Role.OPERATOR)
+            step_text = form.get("step_time").strip() or "1h"
+            try:
+                step_seconds = parse_duration(step_text)
+            except ValueError as exc:
+                raise InputError([Problem(str(exc), path=("step_time",))]) from None
+            estate = form.get("estate").strip()
+            if not estate:
+                raise InputError([Problem("choose the estate the failures happened on", path=("estate",))])
+            found = incident_service.declare(
+                engine,
+                fail=_listed(form.get("fail")),
+                actor=caller.name,
+                at=_now(),
+                title=form.get("title").strip() or None,
+                estate_name=estate,
+                step_seconds=step_seconds,
+            )
+    except PageError as exc:
+        # Refused (not allowed, or the failures do not hold): the list again, the form as it was typed.
+        return _incidents_list(request, caller, engine, form=form, error=exc.message, status=exc.status)
+    return RedirectResponse(f"/incidents/{quote(found.id)}", status_code=303, headers=SECURITY_HEADERS)
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+def incident_page(request: Request, incident_id: str, caller: PageCaller, engine: EngineDep) -> HTMLResponse:
+    with shown_as_page():
+        page = views.incident_page(engine, incident_id, caller, _now())
+    return render(request, "incident.html.j2", caller=caller, section="incidents", i=page, error="", notice="")
+
+
+@router.get("/incidents/{incident_id}/live", response_class=HTMLResponse)
+def incident_fragment(request: Request, incident_id: str, caller: PageCaller, engine: EngineDep) -> HTMLResponse:
+    """The part of an incident's page that changes (the RTO clocks above all): swapped in every few seconds."""
+    with shown_as_page():
+        page = views.incident_page(engine, incident_id, caller, _now())
+    return render(request, "_incident_live.html.j2", caller=caller, i=page, error="", notice="")
+
+
+def _restore(engine: Engine, incident_id: str, actor: str, form: FormFields) -> str:
+    items = _listed(form.get("items"))
+    found = incident_service.restore(engine, incident_id, items, actor=actor, at=_now())
+    return found.events[-1].text.capitalize() + "."
+
+
+def _close(engine: Engine, incident_id: str, actor: str, form: FormFields) -> str:
+    found = incident_service.close(engine, incident_id, actor=actor, at=_now(), reason=form.get("reason"))
+    return f"Incident {found.id} {found.events[-1].text}."
+
+
+INCIDENT_ACTIONS: dict[str, Callable[[Engine, str, str, FormFields], str]] = {"restore": _restore, "close": _close}
+
+
+@router.post("/incidents/{incident_id}/{action}", dependencies=[SameOrigin])
+def incident_action(
+    request: Request, incident_id: str, action: str, caller: PageCaller, engine: EngineDep, form: Form
+) -> Response:
+    """Mark items restored, or close the incident, as the signed-in operator; a refusal is shown with its reason."""
+    act = INCIDENT_ACTIONS.get(action)
+    if act is None:
+        raise PageError(404, "Not found", f"there is no incident action {action!r}; try {', '.join(INCIDENT_ACTIONS)}")
+    error = notice = ""
+    status = 200
+    try:
+        with shown_as_page():
+            caller.require(Role.OPERATOR)
+            notice = act(engine, incident_id, caller.name, form)
+    except PageError as exc:
+        # Refused (an item whose requirements are still down, closing with items down and no reason): say why.
+        error, status = exc.message, exc.status
+    if not is_fragment_request(request) and not error:
+        return RedirectResponse(f"/incidents/{quote(incident_id)}", status_code=303, headers=SECURITY_HEADERS)
+    with shown_as_page():
+        page = views.incident_page(engine, incident_id, caller, _now())
+    template = "_incident_live.html.j2" if is_fragment_request(request) else "incident.html.j2"
+    return render(
+        request, template, caller=caller, section="incidents", i=page, error=error, notice=notice, status=status
+    )
 
 
 # ------------------------------------------------------------------------------------------ drills
