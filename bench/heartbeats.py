@@ -212,12 +212,14 @@ def main() -> None:
                 run_httpx(server, token, bodies, warm)
             before = stored_heartbeats(engine)
             cpu_before = server.cpu_seconds()
+            load_before = os.getloadavg()[0]
             common.log(f"posting batches of {args.batch:,} for {args.seconds} s…")
             if shutil.which("wrk"):
                 found = run_wrk(server, token, bodies, script, args)
             else:
                 found = run_httpx(server, token, bodies, args)
             cpu = server.cpu_seconds() - cpu_before
+            load_after = os.getloadavg()[0]
         stored = stored_heartbeats(engine) - before
         engine.dispose()
 
@@ -234,7 +236,8 @@ def main() -> None:
         "/s",
         note=f"target ≥ {TARGET:,.0f}/s: {met}; {found['ok']:,} batches answered 200 in {seconds:.1f} s = "
         f"{answered:,} heartbeats, {stored:,} found stored; {found['refused']} refused, "
-        f"{found['errors']} transport errors; {found['tool']}",
+        f"{found['errors']} transport errors; {found['tool']}; load average {load_before:.1f} → {load_after:.1f} "
+        "(2 cores: above 2, work waits for a core)",
     )
     report.add("batch p50 latency", round(found["p50_us"] / 1000, 2), "ms")
     report.add("batch p99 latency", round(found["p99_us"] / 1000, 2), "ms")
@@ -254,6 +257,7 @@ def main() -> None:
         "answered_200_heartbeats": answered,
         "server_cpu_seconds": cpu,
         "load_average_1m_at_start": load_at_start,
+        "load_average_1m_over_run": [load_before, load_after],
         "raw": found,
     }
     common.finish(report)

@@ -6,6 +6,7 @@ Routers live in ``ringfence.api.routes`` (and the dashboard in ``ringfence.web``
 
 from __future__ import annotations
 
+import gc
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from ringfence import __version__
 from ringfence.api.problems import install_problem_handlers
+from ringfence.service.tokens import TokenCache
 from ringfence.store.db import make_engine, upgrade
 
 # Router modules, mounted in this order when they exist (each is owned by its own part of the service).
@@ -43,7 +45,34 @@ class Settings:
     controller_interval: float = 2.0
     sample_estate: bool = False
     """Load the bundled sample estate on start if the database has no estate yet (`make serve`)."""
+    telemetry: bool = False
+    """FastAPI's native OpenTelemetry (traces, metrics and logs to the globally configured providers).
+    Off by default: ``/metrics`` serves Prometheus, and the check alone costs every request a few
+    microseconds of environment look-ups, on a path (the agent gate) that thousands of agents poll."""
     extra: dict[str, str] = field(default_factory=dict)
+
+
+GC_THRESHOLDS = (10_000, 10, 10)
+"""Young collections after 10,000 new objects instead of CPython's 700 (see :func:`tune_garbage_collector`)."""
+
+
+def tune_garbage_collector() -> None:
+    """Make Python's cyclic garbage collector pause a server worker less often and for less time.
+
+    Why: a worker holding thousands of agents' kept-alive connections tracks some 330,000 objects (each
+    connection's own, the token cache, the directive snapshot), and with CPython's default thresholds
+    its collections paused it for 25–200 ms every few seconds: the p99 latency of the directive endpoint
+    under 10,000 agents at 3,000 requests/s was 17–73 ms over six runs, its maximum up to 240 ms
+    (``bench/directive.py``; 3.3 ms with the collector off). Collecting the young generation after
+    10,000 new objects instead of 700 and freezing what the worker built while starting (modules, the
+    app: objects that live as long as the process, which a full collection would otherwise walk every
+    time) brought p99 to about 3 ms.
+    Memory stays bounded: everything made after start-up is still collected, the young in bigger steps.
+    Called by each ``ringfence serve`` worker once its app is built; not by tests or embedding code,
+    whose process is not ours to tune.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -70,8 +99,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         docs_url="/docs",
         redoc_url=None,
         lifespan=lifespan,
+        telemetry={"tracing": settings.telemetry, "metrics": settings.telemetry, "logs": settings.telemetry},
     )
     app.state.engine = engine
+    # One per worker, shared by every route that takes a token (see ringfence.service.tokens).
+    app.state.token_cache = TokenCache(engine)
     app.state.settings = settings
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []

@@ -59,6 +59,10 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        # Agents ask every 5 to 60 s over a kept-alive connection; uvicorn's 5 s default would close it
+        # just before most requests, so each would open a new connection (a TCP handshake and more server
+        # CPU per request than the answer itself) and sometimes race the close.
+        timeout_keep_alive=75,
     )
 
 

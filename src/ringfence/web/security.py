@@ -5,8 +5,8 @@ Signing in
     ``ringfence_token`` cookie: ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (the browser never
     sends it on a request another site started), ``Secure`` when the dashboard is served over HTTPS, and with
     no expiry, so closing the browser on a shared ward workstation signs out. ``deps.get_caller`` reads the
-    cookie, so the dashboard and the API know a caller the same way. Agent tokens cannot sign in: an agent
-    speaks for one asset, not for a person.
+    cookie, so the dashboard and the API know a caller the same way (and through the same per-worker token
+    cache). Agent tokens cannot sign in: an agent speaks for one asset, not for a person.
 
 Cross-site request forgery: two independent locks on every POST
     1. the cookie is ``SameSite=Strict``: a form on another site that posts here arrives without it, as an
@@ -14,7 +14,8 @@ Cross-site request forgery: two independent locks on every POST
     2. the request must say it came from this site: ``Origin`` (which browsers send with every POST and a
        page cannot forge) must name this server's host; when a browser sends no ``Origin``, ``Referer``
        must; ``Sec-Fetch-Site``, when sent, must be ``same-origin``. A request carrying none of them is
-       refused.
+       refused. The check is ``deps.cross_site_reason``, the same one that guards ``/v1`` against a write
+       authenticated by this cookie.
     We chose these over a per-session token because the dashboard keeps no server-side session to bind a
     token to (the cookie holds the API token itself), and both checks are done by the browser and the
     server without any state. The host is compared, not the scheme, so a TLS-terminating proxy in front of
@@ -26,16 +27,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from ringfence.api.deps import EngineDep, get_caller
+from ringfence.api.deps import COOKIE, cross_site_reason, get_caller
 from ringfence.api.problems import UnauthenticatedError
 from ringfence.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError, RingfenceError
 from ringfence.service.tokens import Caller, Role
 
-COOKIE = "ringfence_token"
+__all__ = [
+    "COOKIE",
+    "LoginRequired",
+    "PageCaller",
+    "PageError",
+    "SameOrigin",
+    "may",
+    "page_caller",
+    "require_same_origin",
+    "safe_next",
+    "shown_as_page",
+]
 
 
 class LoginRequired(Exception):  # noqa: N818 - an instruction to the browser, not a failure
@@ -81,13 +92,15 @@ def may(caller: Caller, role: Role) -> bool:
     return caller.role is not Role.AGENT and caller.role.rank >= role.rank
 
 
-def page_caller(request: Request, engine: EngineDep) -> Caller:
+async def page_caller(request: Request) -> Caller:
     """The signed-in person, or a redirect to the sign-in page. Viewers and up; agents are refused."""
     try:
-        caller = get_caller(request, engine)
+        caller = await get_caller(request)
     except UnauthenticatedError:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target) from None
+    except PermissionDeniedError as exc:  # a form from another site (SameOrigin, run first, says it better)
+        raise PageError(403, "Refused", str(exc)) from None
     if not may(caller, Role.VIEWER):
         raise PageError(403, "Not allowed", f"'{caller.name}' is an agent token; the dashboard is for people")
     return caller
@@ -96,20 +109,11 @@ def page_caller(request: Request, engine: EngineDep) -> Caller:
 PageCaller = Annotated[Caller, Depends(page_caller)]
 
 
-def require_same_origin(request: Request) -> None:
-    """Refuse a POST that another site could have made (see the module docstring)."""
-    host = request.headers.get("host", "").lower()
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        raise PageError(403, "Refused", f"this form was sent from another site ({fetch_site}); nothing was changed")
-    origin = request.headers.get("origin")
-    source = origin if origin is not None else request.headers.get("referer")
-    if not source or source == "null":
-        raise PageError(
-            403, "Refused", "the browser did not say which page sent this form (no Origin or Referer); nothing changed"
-        )
-    if not host or urlsplit(source).netloc.lower() != host:
-        raise PageError(403, "Refused", f"this form was sent from {source}, not from {host}; nothing was changed")
+async def require_same_origin(request: Request) -> None:
+    """Refuse a POST that another site could have made (see the module docstring), as a page."""
+    reason = cross_site_reason(request, "form")
+    if reason is not None:
+        raise PageError(403, "Refused", f"{reason}; nothing was changed")
 
 
 SameOrigin = Depends(require_same_origin)

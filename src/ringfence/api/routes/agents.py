@@ -1,7 +1,8 @@
 """The agent gate: ``GET /v1/agents/{asset}/directive`` and ``POST /v1/heartbeats``.
 
 The directive endpoint is the hottest path of the service (every agent asks every few seconds). The token
-is looked up in a per-worker table and the answer comes from the worker's snapshot of the agent rollouts
+is looked up in the worker's token cache (``ringfence.service.tokens.TokenCache``, the one every route
+uses) and the answer comes from the worker's snapshot of the agent rollouts
 (``ringfence.service.agents``), both kept fresh by a background thread while the server runs; such a
 request is answered by :class:`DirectiveFastLane` before routing. Only a token issued since the last
 look, a refusal, or a snapshot that fell behind goes through the route, and reads the database there (in
@@ -18,18 +19,18 @@ import os
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ringfence.api.problems import UnauthenticatedError
+from ringfence.api.deps import CallerDep, get_caller
 from ringfence.drivers.base import Driver
 from ringfence.errors import PermissionDeniedError
 from ringfence.gates import FailureSignal
 from ringfence.service import agents
-from ringfence.service.tokens import Caller
+from ringfence.service.tokens import TokenCache
 from ringfence.update import Update
 
 router = APIRouter(prefix="/v1", tags=["agents"])
@@ -81,10 +82,9 @@ class HeartbeatReceiptOut(BaseModel):
 def setup(app: FastAPI) -> None:
     engine: Engine = app.state.engine
     board = agents.DirectiveBoard(engine)
-    tokens = agents.TokenCache(engine)
+    tokens: TokenCache = app.state.token_cache  # the app's own, shared with every route
     refresher = agents.Refresher(board, tokens)
     app.state.directive_board = board
-    app.state.agent_tokens = tokens
 
     async def start_refresher(app: FastAPI) -> None:
         refresher.start()
@@ -116,30 +116,6 @@ def _register_driver() -> None:
     register_in_process_driver(agents.AGENT_DRIVER, build)
 
 
-async def agent_caller(request: Request) -> Caller:
-    """The caller behind the bearer token, remembered a few seconds per worker (``agents.TokenCache``)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else ""
-    if not token:
-        token = request.cookies.get("ringfence_token", "")
-    if not token:
-        raise UnauthenticatedError(
-            "send a token: Authorization: Bearer <token> (create one with `ringfence token create`)"
-        )
-    cache: agents.TokenCache = request.app.state.agent_tokens
-    caller = cache.cached(token)
-    if caller is not None:
-        return caller
-    try:
-        return await run_in_threadpool(cache.authenticate, token)
-    except PermissionDeniedError as exc:
-        raise UnauthenticatedError(str(exc)) from None
-
-
-AgentCaller = Annotated[Caller, Depends(agent_caller)]
-
-
 @router.get(
     "/agents/{asset}/directive",
     response_model=DirectiveOut,
@@ -152,7 +128,7 @@ async def get_directive(asset: str, request: Request) -> Response:
     may ask for any. ``Cache-Control`` and ``Retry-After`` say how long the answer holds.
     """
     # Called here rather than as a dependency: this is the hottest path, and a dependency costs more.
-    caller = await agent_caller(request)
+    caller = await get_caller(request)
     caller.require_asset(asset)
     board: agents.DirectiveBoard = request.app.state.directive_board
     now = agents.utc_now()
@@ -196,7 +172,7 @@ class DirectiveFastLane:
     route above, which gives the same answers and every error, so there is one behaviour, served two ways.
     """
 
-    def __init__(self, app: ASGIApp, *, board: agents.DirectiveBoard, tokens: agents.TokenCache) -> None:
+    def __init__(self, app: ASGIApp, *, board: agents.DirectiveBoard, tokens: TokenCache) -> None:
         self.app = app
         self.board = board
         self.tokens = tokens
@@ -240,7 +216,7 @@ class DirectiveFastLane:
 @router.post("/heartbeats", response_model=HeartbeatReceiptOut)
 def post_heartbeats(
     request: Request,
-    caller: AgentCaller,
+    caller: CallerDep,
     batch: Annotated[list[HeartbeatIn], Body(max_length=MAX_BATCH)],
 ) -> HeartbeatReceiptOut:
     """Store a batch of heartbeats and install/rollback results.
