@@ -8,10 +8,11 @@ Slow on purpose: it is the thing the fast engine is held against, so it must be 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ringfence.errors import InputError
-from ringfence.estate import AnyGroup, Asset, Estate, Service
+from ringfence.estate import NO_SERVICE_TIER, AnyGroup, Asset, Estate, Service
 from ringfence.selectors import parse_selector
 
 NO_SERVICE = 5
@@ -227,3 +228,27 @@ def share_by_tier(estate: Estate, services_down: list[str]) -> dict[int, float]:
         / sum(1 for s in estate.services if s.tier == t)
         for t in tiers
     }
+
+
+def rto_key(rto: int | None) -> float:
+    return math.inf if rto is None else rto
+
+
+def criticality(estate: Estate, down: frozenset[str], rules: Rules) -> dict[str, tuple[int, float]]:
+    """Per down item, (tier, RTO) of the most critical down service that needs it, directly or through other
+    down items (hard requirements and group members); (5, inf) when no down service does."""
+    needs = {x: set(rules.hard[x]).union(*(g.members for g in rules.groups[x])) for x in down}
+    result: dict[str, tuple[int, float]] = dict.fromkeys(down, (NO_SERVICE_TIER, math.inf))
+    for service in estate.services:
+        if service.id not in down:
+            continue
+        key = (service.tier, rto_key(service.rto))
+        seen, stack = {service.id}, [service.id]
+        while stack:
+            for r in needs[stack.pop()]:
+                if r in down and r not in seen:
+                    seen.add(r)
+                    stack.append(r)
+        for x in seen:
+            result[x] = min(result[x], key)
+    return result

@@ -15,7 +15,6 @@ with ``ringfence.recovery``). What must hold, for any such estate, failure and c
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -88,24 +87,6 @@ def needs_outside(x: str, unit: frozenset[str], down: frozenset[str], rules: ora
     return {r for r in rules.hard[x] if r in down and r not in unit}
 
 
-def criticality(estate: Estate, down: frozenset[str], rules: oracle.Rules) -> dict[str, tuple[int, float]]:
-    """(tier, RTO) of the most critical down service needing each down item; (5, inf) for none."""
-    result: dict[str, tuple[int, float]] = dict.fromkeys(down, (5, math.inf))
-    for service in estate.services:
-        if service.id not in down:
-            continue
-        key = (service.tier, math.inf if service.rto is None else service.rto)
-        seen, stack = {service.id}, [service.id]
-        while stack:
-            for r in rules.hard[stack.pop()]:
-                if r in down and r not in seen:
-                    seen.add(r)
-                    stack.append(r)
-        for x in seen:
-            result[x] = min(result[x], key)
-    return result
-
-
 def planned(estate: Estate, refs: list[str], parallel: int | None) -> RecoveryPlan:
     graph = compile_estate(estate)
     return plan_recovery(graph, graph.resolve_failures(refs), parallel=parallel)
@@ -157,7 +138,7 @@ def test_a_cap_never_splits_a_cycle_and_says_when_one_exceeds_it(
     estate, refs, down, rules = scenario(doc, picks)
     got = planned(estate, refs, parallel)
     step, units = check_units(got, down, rules)
-    key = criticality(estate, down, rules)
+    key = oracle.criticality(estate, down, rules)
 
     def order(unit: frozenset[str]) -> tuple[tuple[int, float], str]:
         """The order a step takes ready units in: most critical first, then id."""

@@ -33,7 +33,6 @@ from ringfence.recovery import RecoveryPlan, plan_recovery
 # Not derandomized: CI should meet fresh examples; hypothesis prints the failing one.
 PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-NO_SERVICE_TIER = 5
 KINDS = ("host", "vm", "storage", "saas")
 SITES = ("north", "south")
 SUPPLIERS = ("acme", "globex")
@@ -218,30 +217,6 @@ def oracle_steps(down: frozenset[str], rules: oracle.Rules) -> dict[str, int] | 
     return step
 
 
-def rto_key(rto: int | None) -> float:
-    return math.inf if rto is None else rto
-
-
-def criticality(estate: Estate, down: frozenset[str], rules: oracle.Rules) -> dict[str, tuple[int, float]]:
-    """Per down item, (tier, RTO) of the most critical down service that needs it, directly or through other
-    down items (hard requirements and group members); (5, inf) when no down service does."""
-    needs = {x: set(rules.hard[x]).union(*(g.members for g in rules.groups[x])) for x in down}
-    result: dict[str, tuple[int, float]] = dict.fromkeys(down, (NO_SERVICE_TIER, math.inf))
-    for service in estate.services:
-        if service.id not in down:
-            continue
-        key = (service.tier, rto_key(service.rto))
-        seen, stack = {service.id}, [service.id]
-        while stack:
-            for r in needs[stack.pop()]:
-                if r in down and r not in seen:
-                    seen.add(r)
-                    stack.append(r)
-        for x in seen:
-            result[x] = min(result[x], key)
-    return result
-
-
 # ------------------------------------------------------------------------------------------ helpers
 
 
@@ -312,7 +287,7 @@ def test_parallel_caps_steps_restores_nothing_early_and_leaves_no_room_idle(
 ) -> None:
     estate, rules, down, got, step = capped_plan(doc, raws, parallel)
     assert got.parallel == parallel
-    tier = {x: key[0] for x, key in criticality(estate, down, rules).items()}
+    tier = {x: key[0] for x, key in oracle.criticality(estate, down, rules).items()}
     for restore_step in got.steps:
         s = restore_step.step
         assert len(restore_step.restore) <= parallel
@@ -349,7 +324,7 @@ def test_parallel_takes_ready_items_by_tier_then_rto_of_the_most_critical_servic
     doc: dict[str, Any], raws: list[tuple[str, int]], parallel: int
 ) -> None:
     estate, rules, down, got, step = capped_plan(doc, raws, parallel)
-    key = criticality(estate, down, rules)
+    key = oracle.criticality(estate, down, rules)
     for restore_step in got.steps:
         s = restore_step.step
         waiting = [y for y in ready_at(s, down, rules, step) if step[y] > s]
@@ -385,7 +360,7 @@ def test_continuity_lists_the_down_services_most_critical_first_and_the_rtos_at_
     step_seconds = parse_duration(step_time)
     got = plan(estate, refs, parallel=parallel, step_seconds=step_seconds)
     step = got.step_of()
-    services = sorted((s for s in estate.services if s.id in down), key=lambda s: (s.tier, rto_key(s.rto), s.id))
+    services = sorted((s for s in estate.services if s.id in down), key=lambda s: (s.tier, oracle.rto_key(s.rto), s.id))
     assert [(c.service, c.tier, c.rto, c.plan) for c in got.continuity] == [
         (s.id, s.tier, s.rto, s.continuity) for s in services
     ]
