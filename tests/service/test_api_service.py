@@ -97,6 +97,16 @@ def test_openapi_lists_every_route_with_its_models(client: httpx.Client) -> None
     assert set(upload) == {"application/json", "application/yaml"}
     assert "content" in upload["application/json"]["schema"]["properties"]
     assert set(schemas["RolloutStatusDocument"]["properties"]) >= {"id", "phase", "rings", "assets", "halt_reason"}
+    # The explorer at /docs can send a token: every route that takes one declares the bearer scheme; the
+    # health check, which takes none, does not.
+    assert spec["components"]["securitySchemes"]["token"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": spec["components"]["securitySchemes"]["token"]["description"],
+    }
+    assert {"token": []} in operations[("post", "/v1/rollouts")]["security"]
+    assert {"token": []} in operations[("get", "/v1/agents/{asset}/directive")]["security"]
+    assert "security" not in operations[("get", "/v1/health")]
 
 
 def test_the_sample_estate_is_loaded_into_an_empty_database(

@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -75,7 +76,18 @@ def cross_site_reason(request: Request, what: str = "request") -> str | None:
     return None
 
 
-async def get_caller(request: Request) -> Caller:
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="An API token, as `Authorization: Bearer <token>` (create one with `ringfence token create`).",
+)
+"""Declares the bearer scheme in the OpenAPI document, so the explorer at /docs can send a token ("Authorize").
+:func:`get_caller` reads the header itself, as it also takes the dashboard's cookie."""
+
+
+async def get_caller(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None
+) -> Caller:
     """The caller behind ``Authorization: Bearer <token>`` (or the dashboard's cookie; see the module docstring).
 
     401 without a token or with one the server does not know (or that was revoked); 403 for a request

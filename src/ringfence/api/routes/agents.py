@@ -120,6 +120,8 @@ def _register_driver() -> None:
     "/agents/{asset}/directive",
     response_model=DirectiveOut,
     responses={200: {"description": "What the asset should do now", "model": DirectiveOut}},
+    # The token is read in the body (no dependency on this hot path), so the scheme is declared by hand.
+    openapi_extra={"security": [{"token": []}]},
 )
 async def get_directive(asset: str, request: Request) -> Response:
     """Whether ``asset`` may install which update now (its ring is open), must roll back, or waits.
