@@ -285,6 +285,18 @@ def run_worker(script: Path, args: Sequence[str]) -> dict[str, Any]:
     return result
 
 
+def run_estate_worker(script: Path, args: argparse.Namespace, report: Report, what: str, *extra: str) -> dict[str, Any]:
+    """Generate (or reuse) the JSON estate of ``args``, run ``script``'s worker on it with ``extra`` arguments,
+    and add its load and compile times to ``report`` (reported, not part of the target)."""
+    with work_directory(args.workdir) as workdir:
+        files = estate_files(args.assets, args.seed, workdir, ("json",), log=log)
+        log(f"worker: load, compile, {what}…")
+        result = run_worker(script.resolve(), [str(files["json"]), *extra])
+    report.add("load from JSON (not in the target)", result["load"], "s")
+    report.add("compile (not in the target)", result["compile"], "s")
+    return result
+
+
 def emit(document: dict[str, Any]) -> None:
     """A worker's answer: one JSON line on stdout."""
     sys.stdout.write(json.dumps(document) + "\n")

@@ -92,12 +92,7 @@ def run(args: argparse.Namespace) -> common.Report:
         args.seed,
         args.quick,
     )
-    with common.work_directory(args.workdir) as workdir:
-        files = common.estate_files(args.assets, args.seed, workdir, ("json",), log=common.log)
-        common.log("worker: load, compile, plan…")
-        result = common.run_worker(Path(__file__).resolve(), [str(files["json"]), str(repeat)])
-    report.add("load from JSON (not in the target)", result["load"], "s")
-    report.add("compile (not in the target)", result["compile"], "s")
+    result = common.run_estate_worker(Path(__file__), args, report, "plan", str(repeat))
     report.add(
         f"plan_rings, best of {repeat}",
         min(result["plan_seconds"]),
