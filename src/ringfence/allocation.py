@@ -13,6 +13,9 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+FREEZE_AFTER = 200_000
+"""New container objects (about 40,000 assets' worth) beyond which a bulk build is frozen when it ends."""
+
 
 @contextmanager
 def bulk_allocation() -> Iterator[None]:
@@ -24,7 +27,10 @@ def bulk_allocation() -> Iterator[None]:
     finally:
         # Everything allocated meanwhile sits in the youngest generation: re-enabled as it is, the collector
         # would walk all of it at the next allocations, then again in each older generation. Frozen, the
-        # survivors are never walked again; they are still freed as usual when nothing refers to them.
-        gc.freeze()
+        # survivors are never walked again; they are still freed as usual when nothing refers to them. Only a
+        # large build is frozen: freezing also keeps whatever cyclic garbage exists at that moment for good,
+        # so a long-running server parsing small estates now and then should not freeze each time.
+        if gc.get_count()[0] >= FREEZE_AFTER:
+            gc.freeze()
         if was_enabled:
             gc.enable()
