@@ -21,6 +21,9 @@ from ringfence.errors import ConflictError, InputError
 from ringfence.rollout.state import RolloutPhase, transition
 from ringfence.store import repo
 from ringfence.store.db import (
+    LOCK_NAMESPACE_AUDIT,
+    LOCK_NAMESPACE_ROLLOUT_IDS,
+    advisory_lock,
     alembic_config,
     current_revision,
     database_url,
@@ -436,5 +439,47 @@ def test_sqlite_writers_wait_for_each_other(tmp_path: Path) -> None:
                 assert repo.list_rollouts(session) == []
         finally:
             third.finish()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_writers_taking_the_audit_and_id_locks_in_either_order_never_deadlock(postgres_url: str) -> None:
+    """One transaction audits (an estate version) and then wants the next rollout id, while another numbers a
+    rollout and then audits it: with the two locks taken in the order each asks for them, PostgreSQL found a
+    deadlock and failed one (it did, in CI). Every lock takes the audit lock first, so the second waits."""
+    engine = make_engine(postgres_url)
+    audited, numbering = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def audit_then_number() -> None:
+        try:
+            with session_scope(engine) as session:
+                advisory_lock(session, LOCK_NAMESPACE_AUDIT)
+                audited.set()
+                assert numbering.wait(10)
+                time.sleep(0.3)  # the other is now waiting for (or holding) the id lock
+                advisory_lock(session, LOCK_NAMESPACE_ROLLOUT_IDS)
+        except BaseException as exc:
+            failures.append(exc)
+
+    def number_then_audit() -> None:
+        try:
+            assert audited.wait(10)
+            with session_scope(engine) as session:
+                numbering.set()
+                advisory_lock(session, LOCK_NAMESPACE_ROLLOUT_IDS)
+                advisory_lock(session, LOCK_NAMESPACE_AUDIT)
+        except BaseException as exc:
+            failures.append(exc)
+
+    try:
+        threads = [threading.Thread(target=audit_then_number), threading.Thread(target=number_then_audit)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in threads)
+        assert failures == []
     finally:
         engine.dispose()

@@ -190,9 +190,19 @@ def advisory_lock(session: Session, namespace: int, key: int = 0) -> None:
     """Serialise writers of one thing (the audit chain, rollout ids) until the transaction ends.
 
     A PostgreSQL advisory lock; on SQLite the read-write transaction already serialises all writers.
+
+    Locks are taken in one order — the audit chain's first — so two transactions never wait for each other:
+    every transaction that takes one of these locks also writes the audit chain, and one that numbered a
+    rollout (its id lock, then the audit lock) while another had audited an estate version and wanted the
+    next rollout id (the audit lock, then the id lock) deadlocked. So any other lock takes the audit lock
+    before itself (an advisory lock the transaction holds already is granted again at once).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"), {"namespace": namespace, "key": key})
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lock = sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)")
+    if namespace != LOCK_NAMESPACE_AUDIT:
+        session.execute(lock, {"namespace": LOCK_NAMESPACE_AUDIT, "key": 0})
+    session.execute(lock, {"namespace": namespace, "key": key})
 
 
 def lock_key(name: str) -> int:
