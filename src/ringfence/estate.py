@@ -109,19 +109,20 @@ class Supplier(_Model):
         return self.name or self.id
 
 
+def supplier_of(product: str, supplier: str | None) -> str:
+    """Who supplies a product: the ``supplier`` given for it, else its vendor (``vendor/name``)."""
+    return supplier or product.split("/", 1)[0]
+
+
 class Software(_Model):
     product: Annotated[str, Field(pattern=r"^[a-z0-9._-]+/[A-Za-z0-9._+-]+$")]
     version: Annotated[str, Field(pattern=r"^[^\s,|@=!]+$")]
     supplier: Id | None = None
 
     @property
-    def vendor(self) -> str:
-        return self.product.split("/", 1)[0]
-
-    @property
     def supplier_id(self) -> str:
         """Who supplies it: ``supplier`` when given, else the product's vendor."""
-        return self.supplier or self.vendor
+        return supplier_of(self.product, self.supplier)
 
     @property
     def ref(self) -> str:
@@ -301,8 +302,7 @@ _EstateLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping_no_dup
 
 def load_document_text(text: str, source: str) -> Any:
     """Parse YAML or JSON text into plain data; syntax errors become problems with their line."""
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
+    if _looks_like_json(text):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -489,7 +489,7 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
     declared = {s.id for s in document.suppliers}
     product_suppliers = {(item.product, item.supplier) for a in document.assets for item in a.software}
     named = {a.supplier for a in document.assets if a.supplier} | {
-        supplier or product.split("/", 1)[0] for product, supplier in product_suppliers
+        supplier_of(product, supplier) for product, supplier in product_suppliers
     }
     implicit: dict[str, tuple[str | int, ...]] = {}
     if not named <= declared:

@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from ringfence.allocation import bulk_allocation
 from ringfence.errors import InputError, Problem
-from ringfence.estate import AnyGroup, Asset, Estate
+from ringfence.estate import AnyGroup, Asset, Estate, supplier_of
 from ringfence.selectors import Selector, parse_selector, scalar_column
 
 IntArray = npt.NDArray[np.int64]
@@ -58,6 +58,11 @@ def distinct(values: IntArray) -> IntArray:
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
     return ordered[keep].astype(np.int64, copy=False)
+
+
+def _row_of_entry(ptr: IntArray) -> IntArray:
+    """The row of each entry of a CSR array with pointers ``ptr`` (the rows expanded)."""
+    return np.repeat(np.arange(ptr.size - 1, dtype=np.int64), np.diff(ptr))
 
 
 def _ranges(starts: IntArray, lengths: IntArray) -> IntArray:
@@ -124,7 +129,7 @@ class AssetIndex:
         )
         keys = [(item.product, item.version, item.supplier) for asset in self._assets for item in asset.software]
         code_of = {key: code for code, key in enumerate(dict.fromkeys(keys))}
-        items = [(product, version, supplier or product.split("/", 1)[0]) for product, version, supplier in code_of]
+        items = [(product, version, supplier_of(product, supplier)) for product, version, supplier in code_of]
         if not keys:
             return items, [_EMPTY for _ in items]
         codes = np.fromiter(map(code_of.__getitem__, keys), dtype=np.int64, count=len(keys))
@@ -292,13 +297,13 @@ class EstateGraph:
         self.group_size = np.asarray(group_size, dtype=np.int64)
         self.group_slack = self.group_size - self.group_k
         n_sets = len(set_members)
-        set_size = np.fromiter((m.size for m in set_members), dtype=np.int64, count=n_sets)
+        self.set_size = np.fromiter((m.size for m in set_members), dtype=np.int64, count=n_sets)
+        # A where-group whose selector matches its own owner is one smaller than its set: the owner is left out.
+        self.excludes_owner: BoolArray = self.group_size < self.set_size[self.group_set]
         self.set_members_ptr = np.zeros(n_sets + 1, dtype=np.int64)
-        np.cumsum(set_size, out=self.set_members_ptr[1:])
+        np.cumsum(self.set_size, out=self.set_members_ptr[1:])
         self.set_members = np.concatenate(set_members) if set_members else _EMPTY
-        self.member_sets_ptr, self.member_sets = _csr(
-            self.n, self.set_members, np.repeat(np.arange(n_sets, dtype=np.int64), set_size)
-        )
+        self.member_sets_ptr, self.member_sets = _csr(self.n, self.set_members, _row_of_entry(self.set_members_ptr))
         # The groups of each set, by slack: when a set has lost L members, exactly the groups with slack < L are
         # broken — a prefix — so propagation finds the newly broken ones with one binary search per set.
         by_set = np.lexsort((self.group_slack, self.group_set))
@@ -434,7 +439,7 @@ class EstateGraph:
         """The member nodes of group ``g`` (its set, less its owner where the owner matches its own selector)."""
         s = self.group_set[g]
         members = self.set_members[self.set_members_ptr[s] : self.set_members_ptr[s + 1]]
-        if self.group_size[g] < members.size:
+        if self.excludes_owner[g]:
             without_owner: IntArray = members[members != self.group_owner[g]]
             return without_owner
         return members
@@ -444,13 +449,13 @@ class EstateGraph:
         """Each group's members expanded (no sharing): ``(ptr, groups)`` by member node, and the node of each
         entry. Built on first use, by the analyses that walk groups member by member (recovery), never by impact
         or SPOF: at a million assets it is tens of millions of entries."""
-        sizes = np.diff(self.set_members_ptr)[self.group_set]
+        sizes = self.set_size[self.group_set]
         entries = _ranges(self.set_members_ptr[self.group_set], sizes)
         nodes = self.set_members[entries]
         groups = np.repeat(np.arange(self.group_owner.size, dtype=np.int64), sizes)
         keep = nodes != self.group_owner[groups]
         ptr, member_groups = _csr(self.n, nodes[keep], groups[keep])
-        return ptr, member_groups, np.repeat(np.arange(self.n, dtype=np.int64), np.diff(ptr))
+        return ptr, member_groups, _row_of_entry(ptr)
 
     @property
     def member_groups_ptr(self) -> IntArray:
@@ -470,7 +475,7 @@ class EstateGraph:
     @cached_property
     def requirement_edges(self) -> tuple[IntArray, IntArray]:
         """Every hard edge as (required node, dependent node) arrays."""
-        return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.dependents_ptr)), self.dependents
+        return _row_of_entry(self.dependents_ptr), self.dependents
 
     @cached_property
     def could_cascade(self) -> BoolArray:
@@ -483,7 +488,7 @@ class EstateGraph:
         n_sets = self.set_members_ptr.size - 1
         in_tight_set = np.zeros(self.n, dtype=np.bool_)
         if n_sets:
-            set_of_entry = np.repeat(np.arange(n_sets, dtype=np.int64), np.diff(self.set_members_ptr))
+            set_of_entry = _row_of_entry(self.set_members_ptr)
             # Slack left with nothing failed: members already down (behind a group never met) count as lost.
             lost_at_baseline = np.bincount(set_of_entry[self.baseline[self.set_members]], minlength=n_sets)
             least_slack = self.group_slack[self.set_groups[self.set_groups_ptr[:-1]]]

@@ -230,7 +230,7 @@ def _groups(graph: EstateGraph, targets: IntArray) -> tuple[list[_Group], dict[i
                 members = graph.set_members[graph.set_members_ptr[s] : graph.set_members_ptr[s + 1]]
                 content = content_of[s] = np.sort(members).tobytes()
             k = int(graph.group_k[g])
-            excluded = int(graph.group_owner[g]) if graph.group_size[g] < np.diff(graph.set_members_ptr)[s] else -1
+            excluded = int(graph.group_owner[g]) if graph.excludes_owner[g] else -1
             found = canonical.get((content, k, excluded))
             if found is None:
                 found = canonical[(content, k, excluded)] = len(groups)
@@ -249,11 +249,10 @@ def _groups(graph: EstateGraph, targets: IntArray) -> tuple[list[_Group], dict[i
         for s in graph.member_sets[starts[t] : ends[t]].tolist():
             split = per_set.get(s)
             if split is None:
-                size = graph.set_members_ptr[s + 1] - graph.set_members_ptr[s]
                 on_set = graph.set_groups[graph.set_groups_ptr[s] : graph.set_groups_ptr[s + 1]].tolist()
                 split = per_set[s] = (
-                    [canonical_group(g) for g in on_set if graph.group_size[g] == size],
-                    [(int(graph.group_owner[g]), g) for g in on_set if graph.group_size[g] < size],
+                    [canonical_group(g) for g in on_set if not graph.excludes_owner[g]],
+                    [(int(graph.group_owner[g]), g) for g in on_set if graph.excludes_owner[g]],
                 )
             common, own = split
             mine.extend(common)
