@@ -260,28 +260,40 @@ def rollout_action(
     if found is None:
         raise PageError(404, "Not found", f"there is no rollout action {action!r}; try {', '.join(ACTIONS)}")
     needed, act, done = found
-    error = ""
-    notice = ""
+
+    def press() -> str:
+        caller.require(needed)
+        act(engine, rollout_id, caller.name, _now(), form.get("reason").strip())
+        return f"Rollout {rollout_id} {done} by {caller.name}."
+
+    def show(error: str, notice: str, status: int, fragment: bool) -> Response:
+        with shown_as_page():
+            page = views.rollout_page(engine, rollout_id, caller)
+        template = "_rollout_live.html.j2" if fragment else "rollout.html.j2"
+        return render(
+            request, template, caller=caller, section="rollouts", r=page, error=error, notice=notice, status=status
+        )
+
+    return _pressed(request, press, f"/rollouts/{quote(rollout_id)}", show)
+
+
+def _pressed(
+    request: Request, press: Callable[[], str], page_url: str, show: Callable[[str, str, int, bool], Response]
+) -> Response:
+    """A button pressed on a page: ``press`` acts and says what it did. A plain form is then sent back to the
+    page (so reloading it presses nothing again); the live part asks for itself again with the notice. A
+    refusal (not allowed, or not now) changes nothing and is shown, with its reason, by ``show``."""
+    error = notice = ""
     status = 200
     try:
         with shown_as_page():
-            caller.require(needed)
-            act(engine, rollout_id, caller.name, _now(), form.get("reason").strip())
-        notice = f"Rollout {rollout_id} {done} by {caller.name}."
+            notice = press()
     except PageError as exc:
-        # Refused (not allowed, or not in this phase): show why on the rollout's page, with nothing changed.
         error, status = exc.message, exc.status
-    if not is_fragment_request(request):
-        if not error:
-            return RedirectResponse(f"/rollouts/{quote(rollout_id)}", status_code=303, headers=SECURITY_HEADERS)
-        with shown_as_page():
-            page = views.rollout_page(engine, rollout_id, caller)
-        return render(
-            request, "rollout.html.j2", caller=caller, section="rollouts", r=page, error=error, notice="", status=status
-        )
-    with shown_as_page():
-        page = views.rollout_page(engine, rollout_id, caller)
-    return render(request, "_rollout_live.html.j2", caller=caller, r=page, error=error, notice=notice, status=status)
+    fragment = is_fragment_request(request)
+    if not fragment and not error:
+        return RedirectResponse(page_url, status_code=303, headers=SECURITY_HEADERS)
+    return show(error, notice, status, fragment)
 
 
 # ------------------------------------------------------------------------------------------ incidents
@@ -381,23 +393,20 @@ def incident_action(
     act = INCIDENT_ACTIONS.get(action)
     if act is None:
         raise PageError(404, "Not found", f"there is no incident action {action!r}; try {', '.join(INCIDENT_ACTIONS)}")
-    error = notice = ""
-    status = 200
-    try:
+
+    def press() -> str:
+        caller.require(Role.OPERATOR)
+        return act(engine, incident_id, caller.name, form)
+
+    def show(error: str, notice: str, status: int, fragment: bool) -> Response:
         with shown_as_page():
-            caller.require(Role.OPERATOR)
-            notice = act(engine, incident_id, caller.name, form)
-    except PageError as exc:
-        # Refused (an item whose requirements are still down, closing with items down and no reason): say why.
-        error, status = exc.message, exc.status
-    if not is_fragment_request(request) and not error:
-        return RedirectResponse(f"/incidents/{quote(incident_id)}", status_code=303, headers=SECURITY_HEADERS)
-    with shown_as_page():
-        page = views.incident_page(engine, incident_id, caller, _now())
-    template = "_incident_live.html.j2" if is_fragment_request(request) else "incident.html.j2"
-    return render(
-        request, template, caller=caller, section="incidents", i=page, error=error, notice=notice, status=status
-    )
+            page = views.incident_page(engine, incident_id, caller, _now())
+        template = "_incident_live.html.j2" if fragment else "incident.html.j2"
+        return render(
+            request, template, caller=caller, section="incidents", i=page, error=error, notice=notice, status=status
+        )
+
+    return _pressed(request, press, f"/incidents/{quote(incident_id)}", show)
 
 
 # ------------------------------------------------------------------------------------------ drills
