@@ -34,7 +34,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ringfence.estate import NO_SERVICE_TIER
-from ringfence.graph import EstateGraph, Failure, IntArray, gather
+from ringfence.graph import EstateGraph, Failure, IntArray, distinct, gather
 
 EVIDENCE_LABEL = (
     "Evidence of the restore order given interdependencies (DSPT B5.a): computed by ringfence from the "
@@ -207,7 +207,7 @@ def _restore_steps(graph: EstateGraph, down: np.ndarray, parallel: int | None) -
         owners = graph.group_owner[met]
         owners = owners[pending[owners]]
         np.subtract.at(waiting_groups, owners, 1)
-        touched = np.unique(np.concatenate((dependents, owners)))
+        touched = distinct(np.concatenate((dependents, owners)))
         # Items already queued with their cycle are not queued again when their own waits run out.
         ready = touched[
             (waiting_hard[touched] == 0) & (waiting_groups[touched] == 0) & pending[touched] & ~is_ready[touched]
@@ -240,7 +240,7 @@ class _ReadyQueue:
             heapq.heappush(self.heap, entry)
 
     def add_units(self, nodes: IntArray, unit: IntArray) -> None:
-        for name in np.unique(unit).tolist():
+        for name in distinct(unit).tolist():
             items = nodes[unit == name]
             self.cycles[name] = items
             heapq.heappush(self.heap, (int(self.priority[items].min()), int(self.rank[items].min()), name))
