@@ -130,6 +130,13 @@ class Visitors:
         self.contexts: list[BrowserContext] = []
         self.requested: list[str] = []
 
+    def __enter__(self) -> Visitors:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for context in self.contexts:
+            context.close()
+
     def sign_in(self, token: str, *, javascript: bool = True) -> Page:
         context = self.browser.new_context(
             base_url=self.site.server.url, viewport={"width": 1280, "height": 900}, java_script_enabled=javascript
@@ -146,10 +153,8 @@ class Visitors:
 
 @pytest.fixture
 def visitors(browser: Browser, site: Site) -> Iterator[Visitors]:
-    found = Visitors(browser, site)
-    yield found
-    for context in found.contexts:
-        context.close()
+    with Visitors(browser, site) as found:
+        yield found
     # Nothing the dashboard shows comes from anywhere but this server: no CDN, no font service.
     foreign = [url for url in found.requested if not url.startswith(site.server.url)]
     assert not foreign, f"the dashboard loaded {foreign}"

@@ -422,8 +422,7 @@ def test_a_tampered_audit_log_is_shown_as_broken(browser: Browser, tmp_path: Pat
         rollout_service.start(server.engine, rollout_id, actor="olga", at=now())
         with server.engine.begin() as connection:  # someone edits the log behind ringfence's back
             connection.execute(sa.text("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2"))
-        visitors = Visitors(browser, own)
-        try:
+        with Visitors(browser, own) as visitors:
             page = visitors.sign_in(people.vera)
             page.goto("/audit")
             broken = page.locator(".chain-broken")
@@ -433,9 +432,6 @@ def test_a_tampered_audit_log_is_shown_as_broken(browser: Browser, tmp_path: Pat
             expect(page.locator("tr[data-seq='1']")).not_to_have_class("untrusted")
             expect(page.locator("tr[data-seq='2']")).to_contain_text("mallory")
             shot(page, screenshots, "audit-log-tampered")
-        finally:
-            for context in visitors.contexts:
-                context.close()
 
 
 @pytest.mark.postgres
@@ -448,8 +444,7 @@ def test_the_rollout_pages_on_postgresql(browser: Browser, postgres_url: str, sc
         run_until_settled(own, rollout_id, fail=ALL_ASSETS)
         halt_reason = rollout_service.status(server.engine, rollout_id).rollout.state.halt_reason
         assert halt_reason
-        visitors = Visitors(browser, own)
-        try:
+        with Visitors(browser, own) as visitors:
             page = visitors.sign_in(people.olga)
             expect(page.get_by_role("heading", level=1)).to_have_text("Estate: small")
             expect(page.locator("tr[data-service='web']")).to_contain_text("Web front door")
@@ -460,8 +455,5 @@ def test_the_rollout_pages_on_postgresql(browser: Browser, postgres_url: str, sc
             page.get_by_role("link", name="Audit log").click()
             expect(page.locator(".chain-ok")).to_contain_text("Chain verified")
             shot(page, screenshots, "audit-log-postgresql")
-        finally:
-            for context in visitors.contexts:
-                context.close()
         foreign = [url for url in visitors.requested if not url.startswith(server.url)]
         assert not foreign

@@ -349,8 +349,7 @@ def test_the_incident_pages_on_postgresql(browser: Browser, postgres_url: str, s
     with serve(postgres_url) as server:
         own = Site(server, issue_people(server.engine), "")
         estate = upload_estate(server.engine, WARD, actor="estate-team", at=datetime.now(UTC)).version.name
-        visitors = Visitors(browser, own)
-        try:
+        with Visitors(browser, own) as visitors:
             page = visitors.sign_in(own.people.olga)
             page.goto("/incidents")
             form = page.locator("form.declare-form")
@@ -363,7 +362,4 @@ def test_the_incident_pages_on_postgresql(browser: Browser, postgres_url: str, s
             page.get_by_role("button", name="Mark sql-epr-1 restored").click()
             expect(page.get_by_role("status")).to_have_text("Restored: sql-epr-1; 4 items still down.")
             shot(page, screenshots, "incident-postgresql")
-        finally:
-            for context in visitors.contexts:
-                context.close()
         assert list(incident_service.get(server.engine, "inc-000001").restored) == ["sql-epr-1"]
