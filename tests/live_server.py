@@ -38,6 +38,8 @@ class LiveServer:
     database_url: str
     engine: Engine
     """The server's own engine: tests that set the scene through the service use cases share its pool."""
+    app: Any = None
+    """The app itself, for tests of what the server runs beside its routes (its controller loop)."""
 
 
 @contextmanager
@@ -61,7 +63,7 @@ def running_server(database_url: str, **settings: Any) -> Iterator[LiveServer]:
             raise RuntimeError(f"the test server on {database_url} did not start")
         time.sleep(0.02)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", database_url, app.state.engine)
+        yield LiveServer(f"http://127.0.0.1:{port}", database_url, app.state.engine, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

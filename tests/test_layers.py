@@ -29,6 +29,8 @@ CORE = [
     "rollout/memory.py",
     "rollout/reconcile.py",
     "rollout/strategy.py",
+    "rollout/record.py",
+    "rollout/guard.py",
     "recovery.py",
     "incident.py",
     "documents.py",

@@ -107,22 +107,24 @@ def test_sample_canaries_are_least_critical(sample: tuple[Estate, EstateGraph], 
     and each stratum of the targets has its canary."""
     _, graph = sample
     plan = plan_rings(graph, sample_update(name))
-    canary = plan.rings[0]
-    assert canary.name == "canary"
-    assert set(canary.tiers) == {5}
-    for asset in canary.assets:
+    canaries = plan.rings[: plan.canary_rings]
+    assert canaries[0].name == "canary"
+    assert all(ring.canary for ring in canaries)
+    assert not any(ring.canary for ring in plan.rings[plan.canary_rings :])
+    assert {t for ring in canaries for t in ring.tiers} == {5}
+    for asset in (a for ring in canaries for a in ring.assets):
         assert compute_blast_radius(graph, [f"asset:{asset}"]).services_down == (), asset
-    assert sorted(set(canary.strata)) == list(range(len(plan.strata)))
+    assert sorted(s for ring in canaries for s in ring.strata) == list(range(len(plan.strata)))
 
 
 @pytest.mark.parametrize("name", UPDATES)
 def test_sample_criticality_goes_last(sample: tuple[Estate, EstateGraph], name: str) -> None:
-    """After the canary, an asset more critical than one in a later ring is only there when that later
+    """After the canary phase, an asset more critical than one in a later ring is only there when that later
     asset was blocked by a group already at n − K in the earlier ring."""
     estate, graph = sample
     plan = plan_rings(graph, sample_update(name))
     groups = [(k, members) for _, k, members in all_groups(estate) if len(members) - k > 0]
-    for i, ring in enumerate(plan.rings[1:], start=1):
+    for i, ring in enumerate(plan.rings[plan.canary_rings :], start=plan.canary_rings):
         here = set(ring.assets)
         most_critical_here = min(ring.tiers)
         for later in plan.rings[i + 1 :]:
@@ -175,19 +177,26 @@ assets:
 """
 
 
-def test_coverage_conflict_is_warned_and_kept_to_the_canary() -> None:
-    """h1 and v1 are an HA pair but are also the least critical of their strata (host/vm): covering both
-    strata puts both in ring 0; the plan says so instead of pretending."""
+def test_a_pair_that_coverage_would_empty_goes_in_two_canary_waves() -> None:
+    """h1 and v1 are an HA pair but are also the least critical of their strata (host/vm): one canary ring
+    holding both would take the EPR down. Redundancy wins: v1 waits for a second canary wave, which says why,
+    and nothing is warned about (the pair has slack; it only must not lose both at once)."""
     # Billing needs h2, so h1 is the only least-critical host (tier 5 against h2's tier 4).
     graph = tiny(TWO_STRATA.replace("services:\n", "services:\n  - {id: billing, tier: 4, requires: [h2]}\n"))
     plan = plan_rings(graph, update(strata=["kind"], rings=["100%"]))
-    assert [w.kind for w in plan.warnings] == ["coverage-conflict"]
-    warning = plan.warnings[0]
-    assert (warning.owners, warning.members, warning.k) == (("epr",), ("h1", "v1"), 1)
-    assert plan.rings[0].assets == ("h1", "v1")
-    assert plan.rings[0].tiers == (5, 5)
-    assert [r.assets for r in plan.rings[1:]] == [("h2",)]
-    assert "epr" in warning.message
+    assert plan.warnings == ()
+    assert [(r.name, r.canary, r.assets, r.tiers) for r in plan.rings] == [
+        ("canary", True, ("h1",), (5,)),
+        ("canary wave 2", True, ("v1",), (5,)),
+        ("ring 2", False, ("h2",), (4,)),
+    ]
+    assert plan.canary_rings == 2
+    assert plan.rings[0].why is None
+    assert (
+        plan.rings[1].why == "canary wave 2: v1 (stratum vm) cannot share a ring with h1: epr needs 1 of 2 (h1, v1) up"
+    )
+    assert plan.rings[2].why is None
+    assert [(g.owners, g.members, g.k, g.capacity) for g in plan.groups] == [(("epr",), ("h1", "v1"), 1, 1)]
 
 
 def test_coverage_without_conflict_picks_the_other_host() -> None:
@@ -278,6 +287,48 @@ def test_plans_are_deterministic(sample: tuple[Estate, EstateGraph]) -> None:
     _, graph = sample
     up = sample_update("falcon-7.16")
     assert plan_rings(graph, up) == plan_rings(compile_estate(read_estate(sample_estate_path())), up)
+
+
+def test_a_step_that_adds_nothing_is_noted_not_dropped() -> None:
+    """Three targets in one stratum: the canary updates one, so a first step of 1 adds nothing, and 50% of 3
+    (2) and then a count of 2 are the same point. Each step that adds no ring says so in the plan's notes."""
+    plan = plan_rings(tiny(TWO_STRATA), update(strata=[], rings=[1, "50%", 2, "100%"]))
+    assert [r.size for r in plan.rings] == [1, 1, 1]
+    assert all(r.why is None for r in plan.rings)
+    assert plan.notes == (
+        "rings[0] (1) adds no ring on this estate: it asks for 1 target to be done, and 1 already are after the "
+        "canary phase",
+        "rings[2] (2) adds no ring on this estate: it asks for 2 targets to be done, and 2 already are after "
+        "rings[1] ('50%')",
+    )
+
+
+def test_a_ring_past_the_last_step_says_why() -> None:
+    """rings stops at 1 of 3 targets (the canary, h2, already covers it): the rest still go, in a ring that
+    says the planner added it; h1 and v1 are an HA pair, so one of them waits for one more, which says why."""
+    plan = plan_rings(tiny(TWO_STRATA), update(strata=[], rings=[1]))
+    assert [r.assets for r in plan.rings] == [("h2",), ("h1",), ("v1",)]
+    assert [r.why for r in plan.rings] == [
+        None,
+        "ring 1 added: the steps of rings end at 1 of 3 targets; the other 2 go in this ring and any after it",
+        "ring 2 added: 1 asset deferred from ring 1 to keep redundancy of epr (needs 1 of 2)",
+    ]
+    assert len(plan.notes) == 1  # the step 1: the canary already did it
+
+
+def test_sample_groups_are_every_group_with_a_target(sample: tuple[Estate, EstateGraph]) -> None:
+    """Plan.groups lists each distinct any-group with a target among its members, by ids, with all members."""
+    estate, graph = sample
+    up = sample_update("windows-2024-11")
+    plan = plan_rings(graph, up)
+    targets = {a for ring in plan.rings for a in ring.assets}
+    expected: dict[tuple[frozenset[str], int], set[str]] = {}
+    for owner, k, members in all_groups(estate):
+        if members & targets:
+            expected.setdefault((frozenset(members), k), set()).add(owner)
+    assert {(frozenset(g.members), g.k): set(g.owners) for g in plan.groups} == expected
+    assert len(plan.groups) == len(expected)
+    assert all(list(g.members) == sorted(g.members) for g in plan.groups)
 
 
 # ------------------------------------------------------------------------------------------ holds

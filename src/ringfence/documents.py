@@ -88,9 +88,12 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                 "size": ring.size,
                 "strata": sorted({format_stratum(plan.strata[s]) for s in ring.strata}),
                 "tiers": {str(t): n for t, n in ring.tier_counts().items()},
+                "canary": ring.canary,
+                "why": ring.why,
             }
             for ring in plan.rings
         ],
+        "canary_rings": plan.canary_rings,
         "warnings": [
             {
                 "kind": w.kind,
@@ -101,6 +104,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             }
             for w in plan.warnings
         ],
+        "notes": list(plan.notes),
         "minimum_duration": plan.minimum_duration,
         "worst_case_rollback": plan.worst_case_rollback,
         "hold_override": (

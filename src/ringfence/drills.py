@@ -15,26 +15,34 @@ What a result counts (the drill contract in the update format):
   fault says that loses data, or left down when the rollout stopped and then removed by reinstalling, as
   the trust did in real life (an asset with a verified restore point is restored from it instead).
 
+A drill whose fault can break none of the update's targets is refused before it is played: every strategy
+would report that nothing failed, a clean bill of health that proves nothing. The refusal names the
+selector, the scenario's ``fault.affects`` line, and the values the targets do have for the keys the
+selector names, so the typo (``i40en-1.10`` for ``i40en-1.9``) shows at once.
+
 Pure orchestration: no I/O.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ringfence.drivers.simulation import FaultModel, SimulatedClock, SimulationDriver
-from ringfence.graph import EstateGraph
+from ringfence.errors import InputError, Problem
+from ringfence.estate import locate_problems
+from ringfence.graph import EstateGraph, IntArray
 from ringfence.impact import TIERS, ServiceDown, services_of
 from ringfence.rollout.controller import Controller, start_rollout
 from ringfence.rollout.memory import MemoryRolloutRepository
 from ringfence.rollout.state import RolloutPhase
 from ringfence.rollout.strategy import STRATEGIES, StrategyPlan, plan_strategy
-from ringfence.selectors import parse_selector
-from ringfence.update import DrillScenario
+from ringfence.selectors import Selector, parse_selector
+from ringfence.update import DrillScenario, parse_scenario_text
 
 _STOPS = frozenset({RolloutPhase.HALTED, RolloutPhase.PAUSED})
 _ROLLOUT = "drill"
@@ -76,12 +84,17 @@ class DrillReport:
 
 
 def run_drill(graph: EstateGraph, scenario: DrillScenario, strategies: Sequence[str] = STRATEGIES) -> DrillReport:
-    """Play ``scenario`` on ``graph``'s estate with each strategy and report what happened."""
+    """Play ``scenario`` on ``graph``'s estate with each strategy and report what happened.
+
+    Raises :class:`InputError` at ``fault.affects`` when the fault can break none of the update's targets
+    (see the module's docstring), and at ``update.targets`` when the update targets nothing.
+    """
     update = scenario.update
     offset = graph.n_services
-    affected_ids = frozenset(
-        graph.ids[int(p) + offset] for p in graph.assets.match(parse_selector(scenario.fault.affects))
-    )
+    affects = parse_selector(scenario.fault.affects)
+    affected_positions = graph.assets.match(affects)
+    _require_fault_reaches_targets(graph, scenario, affects, affected_positions)
+    affected_ids = frozenset(graph.ids[int(p) + offset] for p in affected_positions)
     fault = FaultModel.from_fault(scenario.fault, affected_ids, scenario.seed)
     results: list[StrategyResult] = []
     targets = 0
@@ -93,6 +106,72 @@ def run_drill(graph: EstateGraph, scenario: DrillScenario, strategies: Sequence[
         affected = len(all_targets & affected_ids)
         results.append(_play(graph, scenario, name, strategy, fault))
     return DrillReport(scenario=scenario, targets=targets, affected=affected, results=tuple(results))
+
+
+def run_drill_text(graph: EstateGraph, text: str, source: str, strategies: Sequence[str] = STRATEGIES) -> DrillReport:
+    """Parse a scenario file's text and play it. Every problem — in the file itself, or one that only the
+    estate reveals (a fault that reaches no target, an update that targets nothing) — names ``source``
+    and the line of the field it is about."""
+    scenario = parse_scenario_text(text, source)
+    try:
+        return run_drill(graph, scenario, strategies)
+    except InputError as exc:
+        problems = [replace(p, source=p.source or source) for p in exc.problems]
+        raise InputError(locate_problems(problems, text)) from None
+
+
+_SHOWN_VALUES = 8
+"""Distinct values listed per key in a refusal; the rest are counted."""
+
+
+def _require_fault_reaches_targets(
+    graph: EstateGraph, scenario: DrillScenario, affects: Selector, affected: IntArray
+) -> None:
+    """Refuse a fault that can break none of the update's targets: its drill could only say nothing failed."""
+    update = scenario.update
+    targets = graph.assets.match(parse_selector(update.target_selector))
+    if targets.size == 0:
+        return  # the update's own problem: plan_strategy names it at update.targets
+    if np.intersect1d(targets, affected, assume_unique=True).size:
+        return
+    of_update = f"{_count(int(targets.size), 'target')} of update '{update.id}' ({update.target_selector})"
+    if affected.size:
+        where = (
+            f"'{affects}' matches {_count(int(affected.size), 'asset')} of estate '{graph.estate.name}', "
+            f"none of them among the {of_update}"
+        )
+    else:
+        where = f"'{affects}' matches none of the {of_update}, nor any other asset of estate '{graph.estate.name}'"
+    keys = list(dict.fromkeys(term.key for term in affects.terms))
+    values = "; ".join(f"the targets' {key} values are: {_target_values(graph, targets, key, affects)}" for key in keys)
+    message = f"{where}; {values}. A fault that reaches no target can only report that nothing failed"
+    raise InputError([Problem(message, path=("fault", "affects"))])
+
+
+def _target_values(graph: EstateGraph, targets: IntArray, key: str, affects: Selector) -> str:
+    """The values ``targets`` have for ``key``, most common first, with their counts: ``a (30), b (12)``."""
+    counts: Counter[str] = Counter()
+    if key == "software":
+        # The versions of the products the selector names (vendor/name of each vendor/name@version).
+        products = {v.partition("@")[0] for term in affects.terms if term.key == "software" for v in term.values}
+        assets = graph.estate.assets
+        for p in targets.tolist():
+            found = [f"{s.product}@{s.version}" for s in assets[p].software if s.product in products]
+            counts.update(found or ["(none)"])
+    else:
+        codes, vocabulary = graph.assets.column(key)
+        # Codes run from -1 (no value) up: shifted by one, a bincount counts every value at once.
+        per_code = np.bincount(codes[targets] + 1, minlength=len(vocabulary) + 1)
+        names = ["(none)", *vocabulary]
+        counts.update({names[c]: int(n) for c, n in enumerate(per_code.tolist()) if n})
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{value} ({n})" for value, n in ranked[:_SHOWN_VALUES])
+    rest = len(ranked) - _SHOWN_VALUES
+    return shown + (f" and {rest} more value{'s' if rest != 1 else ''}" if rest > 0 else "")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _play(
@@ -213,4 +292,4 @@ def drill_document(report: DrillReport) -> dict[str, Any]:
     }
 
 
-__all__ = ["DrillReport", "StrategyResult", "TimelinePoint", "drill_document", "run_drill"]
+__all__ = ["DrillReport", "StrategyResult", "TimelinePoint", "drill_document", "run_drill", "run_drill_text"]

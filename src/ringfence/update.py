@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ringfence.errors import ConflictError, InputError, Problem
 from ringfence.estate import ID_PATTERN, Duration, load_document_text, locate_problems
@@ -60,6 +61,49 @@ def _ring_step(value: object) -> int | str:
     raise ValueError(f"'{text}' is not a ring size; write a count (5) or a share ('25%')")
 
 
+def _ring_steps_of(value: Sequence[object]) -> tuple[int | str, ...]:
+    """Each step read, and each larger than the step of its kind before it (counts with counts, shares with
+    shares): the steps are cumulative, so a step that goes back would plan a ring that updates nothing.
+
+    Problems are raised per step, so that they are located at ``rings[i]`` (the line of that step)."""
+    steps: list[int | str] = []
+    errors: list[InitErrorDetails] = []
+    last: dict[bool, tuple[int, float, str]] = {}
+    for i, raw in enumerate(value):
+        try:
+            step = _ring_step(raw)
+        except ValueError as exc:
+            errors.append(_step_error(i, str(exc), raw))
+            continue
+        steps.append(step)
+        is_share = isinstance(step, str)
+        size = float(step[:-1]) if isinstance(step, str) else float(step)
+        text = f"'{step}'" if is_share else str(step)
+        before = last.get(is_share)
+        if before is not None and size <= before[1]:
+            kind = "share" if is_share else "count"
+            errors.append(
+                _step_error(
+                    i,
+                    f"{text} is not larger than {before[2]} before it (rings[{before[0]}]): rings are cumulative, "
+                    f"so each {kind} must be larger than the {kind} before it",
+                    raw,
+                )
+            )
+            continue  # the steps after it are held to the larger one before it
+        last[is_share] = (i, size, text)
+    if errors:
+        raise ValidationError.from_exception_data("rings", errors)
+    return tuple(steps)
+
+
+def _step_error(index: int, message: str, value: object) -> InitErrorDetails:
+    # The message goes in as context, not as the template: a step written with braces must not be formatted.
+    return InitErrorDetails(
+        type=PydanticCustomError("ring_step", "{message}", {"message": message}), loc=(index,), input=value
+    )
+
+
 class Update(_Model):
     id: Annotated[str, Field(pattern=ID_PATTERN)]
     product: Annotated[str, Field(pattern=r"^[a-z0-9._-]+/[A-Za-z0-9._+-]+$")]
@@ -95,7 +139,7 @@ class Update(_Model):
     def _ring_steps(cls, value: Any) -> Any:
         if not isinstance(value, list | tuple) or not value:
             raise ValueError("rings is a non-empty list of counts or shares, e.g. [1, '5%', '25%', '100%']")
-        return tuple(_ring_step(v) for v in value)
+        return _ring_steps_of(value)
 
     @property
     def release(self) -> str:

@@ -225,8 +225,10 @@ def test_each_problem_is_one_line_on_stderr(cli: CliRunner, tmp_path: Path) -> N
 
 UPDATE_CASES = [
     ("unknown-field", edit(UPDATE, 9, insert="  colour: red"), 9, "update.colour", ("colour",)),
-    ("bad-ring", edit(UPDATE, 7, '  rings: [1, "abc"]'), 7, "update.rings", ("abc",)),
-    ("zero-share", edit(UPDATE, 7, '  rings: ["0%"]'), 7, "update.rings", ("0%",)),
+    ("bad-ring", edit(UPDATE, 7, '  rings: [1, "abc"]'), 7, "update.rings[1]", ("abc",)),
+    ("zero-share", edit(UPDATE, 7, '  rings: ["0%"]'), 7, "update.rings[0]", ("0%",)),
+    ("ring-goes-back", edit(UPDATE, 7, '  rings: ["50%", "10%", "100%"]'), 7, "update.rings[1]", ("'10%'", "'50%'")),
+    ("bake-too-long", edit(UPDATE, 8, "  bake: 999999999d"), 8, "update.bake", ("999999999d", "365d")),
     ("bad-strata-key", edit(UPDATE, 6, "  strata: [kind, colour]"), 6, "update.strata", ("colour",)),
     ("bad-targets", edit(UPDATE, 9, insert='  targets: "software"'), 9, "update.targets", ("software",)),
     ("bad-bake", edit(UPDATE, 8, "  bake: 2 hours"), 8, "update.bake", ("2 hours",)),

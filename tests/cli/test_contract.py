@@ -345,16 +345,20 @@ def test_plan_tiny(cli: CliRunner, tiny: Path, tiny_graph: EstateGraph, tmp_path
     assert document["warnings"] == []
 
 
-def test_plan_tiny_coverage_conflict_is_a_warning(
+def test_plan_tiny_pair_alone_in_strata_takes_two_canary_waves(
     cli: CliRunner, tiny: Path, tiny_graph: EstateGraph, tmp_path: Path
 ) -> None:
-    """With the default strata db1 (city) and db2 (north) are each the least critical of their stratum, so
-    the canary holds both members of the pair: the plan says so under warnings."""
+    """With the default strata db1 (city) and db2 (north) are each the least critical of their stratum, but
+    the EPR needs one of them up: the canary phase takes them in two waves, never both in one ring."""
     path = tmp_path / "agent-3.yaml"
     path.write_text(TINY_UPDATE.replace("  strata: [kind]\n", ""), encoding="utf-8")
     document = json_of(cli("plan", tiny, path, "--json"))
     check_plan_document(document, tiny_graph, path)
-    assert document["rings"][0]["assets"] == ["db1", "db2"]
-    assert [(w["kind"], w["owners"], w["members"], w["k"]) for w in document["warnings"]] == [
-        ("coverage-conflict", ["epr"], ["db1", "db2"], 1)
+    assert [(r["name"], r["canary"], r["assets"]) for r in document["rings"]] == [
+        ("canary", True, ["db1"]),
+        ("canary wave 2", True, ["db2"]),
+        ("ring 2", False, ["app"]),
     ]
+    assert document["canary_rings"] == 2
+    assert "epr needs 1 of 2 (db1, db2) up" in document["rings"][1]["why"]
+    assert document["warnings"] == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,71 @@ def test_drill_json_follows_the_contract() -> None:
     assert code == 0
     assert "ringfence" in output
     assert "all-at-once" in output
+
+
+def test_rollout_list_sorts_json_by_id_shows_the_newest_first_and_filters_by_phase(
+    files: tuple[Path, Path, Path],
+) -> None:
+    estate, update, world = files
+    code, output = invoke("rollout", "list", "--json")
+    assert (code, json.loads(output)) == (0, {"rollouts": []})
+    assert invoke("rollout", "list")[0] == 0
+    created = json.loads(invoke("rollout", "create", str(estate), str(update), "--actor", "alice", "--json")[1])
+    first = created["id"]
+    second = json.loads(invoke("rollout", "create", str(estate), str(update), "--actor", "bob", "--json")[1])["id"]
+    assert invoke("rollout", "start", second, "--once", "-o", f"world={world}", *FAST)[0] == 0
+
+    code, output = invoke("rollout", "list", "--json")
+    assert code == 0
+    listed = json.loads(output)["rollouts"]
+    assert [r["id"] for r in listed] == sorted([first, second])
+    mine = listed[[r["id"] for r in listed].index(first)]
+    assert {k: mine[k] for k in ("update", "strategy", "driver", "phase", "ring", "ring_name", "created_by")} == {
+        "update": "agent-2",
+        "strategy": "ringfence",
+        "driver": "simulated",
+        "phase": "pending",
+        "ring": 0,
+        "ring_name": "canary",
+        "created_by": "alice",
+    }
+    assert mine["rings"] == len(created["rings"])
+    assert mine["created_at"] <= mine["updated_at"]
+    started = json.loads(invoke("rollout", "status", second, "--json")[1])["phase"]
+    assert started != "pending"
+
+    code, output = invoke("rollout", "list", "--json", "--phase", "pending")
+    assert [r["id"] for r in json.loads(output)["rollouts"]] == [first]
+    code, output = invoke("rollout", "list", "--json", "--phase", "pending", "--phase", started)
+    assert [r["id"] for r in json.loads(output)["rollouts"]] == sorted([first, second])
+    code, output = invoke("rollout", "list", "--phase", "completed")
+    assert code == 0
+    assert "No rollouts in phase completed." in output
+    code, output = invoke("rollout", "list")
+    assert output.index(second) < output.index(first)  # the newest first
+
+
+def test_rollout_list_refuses_an_unknown_phase_naming_the_phases(
+    cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "untouched.db"
+    monkeypatch.setenv("RINGFENCE_DATABASE_URL", f"sqlite:///{database}")
+    refused = cli("rollout", "list", "--phase", "finished", "--json")
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert "--phase: 'finished' is not a rollout phase; the phases are: pending, awaiting_approval," in refused.stderr
+    assert "completed" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not database.exists()  # refused before the database was opened
+
+
+@pytest.mark.parametrize("interval", ["nan", "-1", "3601", "inf"])
+def test_an_absurd_poll_interval_is_refused_before_anything_moves(
+    files: tuple[Path, Path, Path], interval: str
+) -> None:
+    estate, update, _ = files
+    rollout = json.loads(invoke("rollout", "create", str(estate), str(update), "--json")[1])["id"]
+    error = refused("rollout", "start", rollout, "--poll-interval", interval)
+    assert isinstance(error, InputError)
+    assert "--poll-interval" in str(error)
+    assert json.loads(invoke("rollout", "status", rollout, "--json")[1])["phase"] == "pending"

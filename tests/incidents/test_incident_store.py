@@ -184,10 +184,14 @@ def halted_rollout(engine: Engine, *, crash: bool = False) -> str:
     assert created.rollout is not None
     rollout_id = created.rollout.id
     clock = SimulatedClock(T0)
+    # The driver takes as long as the update says: an install slower than that would be a timeout, not a crash.
+    timing = created.update.timing
     if crash:
-        driver = SimulationDriver(clock=clock, fault=FaultModel(affected=frozenset({"sql-epr-1"}), after=10.0))
+        driver = SimulationDriver(
+            clock=clock, timing=timing, fault=FaultModel(affected=frozenset({"sql-epr-1"}), after=10.0)
+        )
     else:
-        driver = SimulationDriver(clock=clock, install_failures=["sql-epr-1"])
+        driver = SimulationDriver(clock=clock, timing=timing, install_failures=["sql-epr-1"])
     rollouts.start(engine, rollout_id, actor="alice", at=clock())
     report = rollouts.controller(engine, driver, clock).run_until_settled(
         rollout_id, wait_until=lambda at: clock.advance_to(at) if at else clock.advance(60)

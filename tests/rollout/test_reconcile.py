@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from ringfence.drivers.base import OperationKind
 from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
 from ringfence.rollout.reconcile import (
+    GIVEN_UP,
     AssetProgress,
     AssetUpdate,
     Decision,
@@ -360,11 +362,17 @@ def test_every_asset_move_reconcile_decides_is_in_the_table(
     placements = [(0, 0), (1, 0)]  # (the asset's ring, the rollout's): current ring, the next
     if phase not in (P.PENDING, P.TAKING_RESTORE_POINTS):
         placements.append((0, 1))  # a ring already passed
-    for ring, of in placements:
+    for (ring, of), late in itertools.product(placements, (False, True)):
         assets = [asset("x", ring, state), asset("n0", 0, S.APPLIED), asset("n1", 1), asset("n2", 1, S.APPLIED)]
         v = view(phase, assets, ring=of, rollback=rollback, health=healthy("n0", "n2"), rings=2)
-        decision = decide(v, T0 + timedelta(hours=2))
+        # Within every operation's deadline, and long past it.
+        decision = decide(v, T0 + (timedelta(hours=2) if late else timedelta(minutes=5)))
         moved = {u.asset_id: u.state for u in decision.asset_updates}
+        kind = asset("x", ring, state).in_flight
+        if kind is not None and late:
+            # Past its deadline an operation in flight is given up: an observation, never a wait for ever.
+            assert moved.get("x") is GIVEN_UP[kind]
+            continue
         # An operation under way ends with its result, which the controller records: reconcile only
         # abandons a restore point still being taken when the rollout stops.
         if state in (S.APPLYING, S.ROLLING_BACK):

@@ -223,7 +223,7 @@ def test_bad_requests(client: httpx.Client, module_tokens: Tokens, samples: Samp
     response = create(client, operator, bad_rings)
     assert response.status_code == 422
     error = response.json()["errors"][0]
-    assert (error["field"], error["line"], error["source"]) == ("update.rings", 2, "update")
+    assert (error["field"], error["line"], error["source"]) == ("update.rings[1]", 2, "update")
 
     unknown = create(client, operator, samples.agent_update, driver="teleport")
     assert unknown.status_code == 422

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from ringfence.drills import run_drill
 from ringfence.drivers.simulated import SimulatedDriver
@@ -22,6 +22,7 @@ from ringfence.files import examples_dir, read_with, sample_estate_path
 from ringfence.graph import compile_estate
 from ringfence.impact import advice_for, find_single_points_of_failure
 from ringfence.report import compare_sentence
+from ringfence.service import incidents as incident_service
 from ringfence.service import rollouts as rollout_service
 from ringfence.store import repo
 from ringfence.store.db import session_scope
@@ -227,6 +228,19 @@ def test_a_halted_rollout_shows_its_rings_strata_and_the_gate_verdict(
     for stratum in ring0.strata:
         expect(page.locator(".halt-reason")).to_contain_text(f"stratum {stratum}: 1 of 1 updated crashed")
 
+    # The canaries that crashed are named, still installed: nothing can roll them back.
+    crashed = sorted(a.asset_id for a in found.assets if a.ring == 0)
+    rows = page.locator("table.failed-assets tbody tr")
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.asset)") == crashed
+    for asset in crashed:
+        row = page.locator(f"table.failed-assets tr[data-asset='{asset}']")
+        expect(row.locator("[data-field='what']")).to_contain_text("crashed")
+        expect(row.locator("[data-field='now']")).to_have_text("applied")
+    incident = incident_service.of_rollout(site.server.engine, rollout_id)
+    assert incident is not None
+    expect(page.locator(".incident-link a")).to_have_attribute("href", f"/incidents/{incident.id}")
+    expect(page.locator(".incident-link .incident-status")).to_have_text("open")
+
     # A halted rollout whose update says rollback: none offers no button (abort is for running ones).
     expect(page.locator("#live .actions")).to_have_count(0)
     shot(page, screenshots, "rollout-halted")
@@ -347,6 +361,124 @@ def test_the_dashboard_works_without_javascript(visitors: Visitors, site: Site, 
     expect(page.locator("#live .phase-line .phase")).to_have_text("taking restore points")
     assert phase_of(site, rollout_id) == "taking_restore_points"
     shot(page, screenshots, "rollout-no-javascript")
+
+
+def colours(page: Page, classes: str) -> tuple[str, str, str]:
+    """The computed background, border and text colour of a badge with ``classes``, drawn with the page's CSS."""
+    found = page.evaluate(
+        """classes => {
+            const badge = document.createElement("span");
+            badge.className = classes;
+            document.body.appendChild(badge);
+            const style = getComputedStyle(badge);
+            const found = [style.backgroundColor, style.borderTopColor, style.color];
+            badge.remove();
+            return found;
+        }""",
+        classes,
+    )
+    return (str(found[0]), str(found[1]), str(found[2]))
+
+
+def test_a_rolled_back_rollout_names_its_failed_assets_and_links_its_resolved_incident(
+    visitors: Visitors, site: Site, screenshots: Path
+) -> None:
+    rollout_id = create(site, SNAPSHOT_UPDATE, actor="olga")
+    rollout_service.start(site.server.engine, rollout_id, actor="olga", at=now())
+    run_until_settled(site, rollout_id, fail=ALL_ASSETS)
+    found = rollout_service.status(site.server.engine, rollout_id)
+    state = found.rollout.state
+    assert state.phase.value == "rolled_back"
+    assert state.halt_reason
+    # The canaries crashed (every asset is faulty) and were restored; nothing later was reached.
+    canaries = sorted(a.asset_id for a in found.assets if a.ring == 0)
+    assert canaries
+    assert {a.state.value for a in found.assets if a.ring == 0} == {"rolled_back"}
+    incident = incident_service.of_rollout(site.server.engine, rollout_id)
+    assert incident is not None
+    assert sorted(ref.removeprefix("asset:") for ref in incident.failed) == canaries
+    assert incident.status.value == "closed"
+
+    page = visitors.sign_in(site.people.vera)
+    page.goto(f"/rollouts/{rollout_id}")
+    badge = page.locator("#live .phase-line .phase")
+    expect(badge).to_have_text("rolled back")
+    expect(badge).to_have_attribute("data-phase", "rolled_back")
+    # Rolled back is neutral: not the success colours, which only a completed rollout wears.
+    rolled_back = colours(page, "phase phase-rolled_back")
+    completed = colours(page, "phase phase-completed")
+    plain = colours(page, "phase")
+    assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == rolled_back[0]
+    assert rolled_back[0] != completed[0]
+    assert rolled_back[2] != completed[2]
+    assert rolled_back[0] == plain[0]  # the plain badge's ground
+    expect(page.locator(".halt-reason")).to_have_text(state.halt_reason)
+
+    # Each failed asset named, with what failed and where it stands now.
+    rows = page.locator("table.failed-assets tbody tr")
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.asset)") == canaries
+    for asset in canaries:
+        row = page.locator(f"table.failed-assets tr[data-asset='{asset}']")
+        expect(row.locator("[data-field='what']")).to_contain_text("crashed")
+        expect(row.locator("[data-field='what']")).to_contain_text("after install")
+        expect(row.locator("[data-field='now']")).to_contain_text("rolled back")
+        expect(row.locator("[data-field='now']")).to_contain_text("restored from verified restore point")
+    expect(page.locator("table.rings tr[data-ring='1'] th")).to_have_text("ring 1")
+    expect(page.locator("table.rings tr[data-ring='0'] th")).to_have_text(re.compile(r"^(canary|ring 0)$"))
+    shot(page, screenshots, "rollout-rolled-back")
+
+    # The incident declared at the halt, linked, resolved by the rollback.
+    link = page.locator(".incident-link")
+    expect(link.locator(".incident-status")).to_have_text("closed")
+    link.get_by_role("link", name=incident.id).click()
+    expect(page).to_have_url(re.compile(rf"/incidents/{incident.id}$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"Incident {incident.id}")
+    expect(page.locator("#live [data-status]")).to_have_text("closed")
+    closing = page.locator("table.timeline tr[data-kind='closed']")
+    expect(closing).to_contain_text(f"rolled back by rollout {rollout_id}: every updated asset restored")
+    expect(page.locator(f".meta a[href='/rollouts/{rollout_id}']")).to_be_visible()
+
+    # The list of rollouts wears the same neutral badge.
+    page.goto("/rollouts")
+    listed = page.locator(f"tr[data-rollout='{rollout_id}'] .phase")
+    expect(listed).to_have_text("rolled back")
+    assert listed.evaluate("b => getComputedStyle(b).backgroundColor") == rolled_back[0]
+
+
+def test_a_failed_rollback_names_who_needs_a_person_and_its_incident_stays_open(
+    visitors: Visitors, site: Site, screenshots: Path
+) -> None:
+    rollout_id = create(site, SNAPSHOT_UPDATE, actor="olga")
+    rollout_service.start(site.server.engine, rollout_id, actor="olga", at=now())
+    driver = SimulatedDriver(
+        apply="0s", restore_point="0s", rollback="0s", after="0s", fail=ALL_ASSETS, rollback_failures=ALL_ASSETS
+    )
+    rollout_service.controller(site.server.engine, driver, now).run_until_settled(
+        rollout_id, wait_until=lambda _: time.sleep(0.01)
+    )
+    found = rollout_service.status(site.server.engine, rollout_id)
+    assert found.rollout.state.phase.value == "failed"
+    stuck = sorted(a.asset_id for a in found.assets if a.state.value == "rollback_failed")
+    assert stuck
+    incident = incident_service.of_rollout(site.server.engine, rollout_id)
+    assert incident is not None
+
+    page = visitors.sign_in(site.people.olga)
+    page.goto(f"/rollouts/{rollout_id}")
+    expect(page.locator("#live .phase-line .phase")).to_have_text("failed")
+    for asset in stuck:
+        row = page.locator(f"table.failed-assets tr[data-asset='{asset}']")
+        expect(row.locator("[data-field='what']")).to_contain_text("crashed")
+        expect(row.locator("[data-field='now']")).to_contain_text("rollback failed")
+        expect(row.locator("[data-field='now']")).to_contain_text("the rollback did not complete")
+    expect(page.locator(".incident-link .incident-status")).to_have_text("open")
+    shot(page, screenshots, "rollout-rollback-failed")
+    page.locator(".incident-link").get_by_role("link", name=incident.id).click()
+    expect(page.locator("#live [data-status]")).to_have_text("open")
+    note = page.locator("table.timeline tr[data-kind='note']")
+    expect(note).to_contain_text(f"rollout {rollout_id} ended failed")
+    for asset in stuck:
+        expect(note).to_contain_text(f"{asset} (rollback failed: the rollback did not complete)")
 
 
 # ------------------------------------------------------------------------------------------ drills

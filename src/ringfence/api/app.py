@@ -11,14 +11,19 @@ import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
 from ringfence import __version__
-from ringfence.api.problems import install_problem_handlers
+from ringfence.api.problems import PROBLEM_JSON, install_problem_handlers
 from ringfence.service.tokens import TokenCache
 from ringfence.store.db import make_engine, upgrade
+
+if TYPE_CHECKING:
+    from ringfence.service.runner import ControllerLoop
 
 # Router modules, mounted in this order when they exist (each is owned by its own part of the service).
 ROUTERS = (
@@ -109,10 +114,30 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.shutdown_hooks = []
     install_problem_handlers(app)
 
-    @app.get("/v1/health", tags=["service"])
-    def health() -> dict[str, str]:
-        """Liveness: the process answers. No token needed."""
-        return {"status": "ok", "version": __version__}
+    @app.get(
+        "/v1/health",
+        tags=["service"],
+        responses={503: {"description": "The controller loop is not driving rollouts (problem+json, saying why)"}},
+    )
+    def health() -> JSONResponse:
+        """The process answers and, when this server runs the controller loop, the loop is driving rollouts:
+        its thread is alive and its last turn ended within max(3 × its interval, 30 s). Otherwise 503, with
+        the reason. No token needed."""
+        loop: ControllerLoop | None = getattr(app.state, "controller_loop", None)
+        if loop is None:  # switched off (`ringfence serve --no-controller`): rollouts are driven elsewhere
+            return JSONResponse({"status": "ok", "version": __version__, "controller": None})
+        report = loop.health()
+        if report.problem is None:
+            return JSONResponse({"status": "ok", "version": __version__, "controller": report.document()})
+        body = {
+            "type": "about:blank",
+            "title": "Controller loop not driving rollouts",
+            "status": 503,
+            "detail": report.problem,
+            "version": __version__,
+            "controller": report.document(),
+        }
+        return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
 
     for name in ROUTERS:
         try:

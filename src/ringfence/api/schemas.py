@@ -203,6 +203,8 @@ class PlanRing(_Out):
     size: int
     strata: list[str]
     tiers: dict[str, int]
+    canary: bool
+    why: str | None
 
 
 class PlanWarningOut(_Out):
@@ -227,7 +229,9 @@ class PlanDocument(_Out):
     targets: int
     strata_keys: list[str]
     rings: list[PlanRing]
+    canary_rings: int
     warnings: list[PlanWarningOut]
+    notes: list[str]
     minimum_duration: int
     worst_case_rollback: int | None
     hold_override: HoldOverrideOut | None
@@ -250,6 +254,8 @@ class RolloutAction(_In):
 
 class RingStatusOut(_Out):
     index: int
+    name: str
+    canary: bool
     assets: int
     states: dict[str, int]
     strata: list[str]

@@ -59,13 +59,13 @@ def drill(
 
 
 def run_scenario(graph: EstateGraph, scenario_file: Path, strategies: Sequence[str], *, quiet: bool) -> DrillReport:
-    from ringfence.drills import run_drill
-    from ringfence.files import read_with
-    from ringfence.update import parse_scenario_text
+    """Play the scenario file; a problem with it (a fault that reaches no target too) names its file and line."""
+    from ringfence.drills import run_drill_text
+    from ringfence.files import read_text
 
-    scenario = read_with(scenario_file, parse_scenario_text)
-    with working(f"Drilling {scenario.scenario}…", quiet):
-        return run_drill(graph, scenario, strategies)
+    text = read_text(scenario_file)
+    with working(f"Drilling {scenario_file.name}…", quiet):
+        return run_drill_text(graph, text, str(scenario_file), strategies)
 
 
 def write_report(reports: Sequence[DrillReport], path: Path, *, estate_name: str, quiet: bool = False) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -88,23 +89,39 @@ def plan(
         title=f"Plan for {update.release} ({update.id}): {result.targets} targets in {len(result.rings)} rings",
         title_justify="left",
     )
-    table.add_column("ring")
+    # The ring's name never folds ("canary wave 2" on one line); the examples column gives way first.
+    table.add_column("ring", no_wrap=True)
     table.add_column("assets", justify="right")
     table.add_column("strata", justify="right")
-    table.add_column("impact tiers")
+    table.add_column("impact tiers", no_wrap=True)
     table.add_column("bake", justify="right")
-    table.add_column("for example", overflow="fold")
+    table.add_column("for example", overflow="fold", ratio=1)
+    # Two examples fit beside the rest at 80 columns; a wider terminal shows four.
+    examples = 4 if out.width >= 100 else 2
     for ring in result.rings:
         tiers = Text(" ").join([tier_chip(t) + Text(f"×{n}") for t, n in ring.tier_counts().items()])
         table.add_row(
-            ring.name,
+            # A ring the planner added on its own account is marked; its reason is printed under the table.
+            ring.name + (" *" if ring.why else ""),
             str(ring.size),
             str(len(set(ring.strata))),
             tiers,
             humanize_duration(ring.bake),
-            ", ".join(ring.assets[:4]) + (" …" if ring.size > 4 else ""),
+            ", ".join(ring.assets[:examples]) + (" …" if ring.size > examples else ""),
         )
     out.print(table)
+    if result.canary_rings > 1:
+        out.print(
+            f"Canary phase: {result.canary_rings} waves, one least-critical asset of each stratum; "
+            "a stratum whose canary would overfill a redundancy group waits for a later wave."
+        )
+    added = [ring for ring in result.rings if ring.why]
+    if added:
+        out.print("* added by the planner:")
+        for ring in added:
+            out.print(Padding(Text(str(ring.why)), (0, 0, 0, 2), expand=False))
+    for note in result.notes:
+        out.print(Text("Note: ") + Text(note))
     out.print(
         f"Strata by {', '.join(result.strata_keys)}: {len(result.strata)} "
         f"(e.g. {', '.join(format_stratum(s) for s in result.strata[:3])})."

@@ -1,4 +1,4 @@
-"""``ringfence rollout ...``: create, approve, start (and run), status, pause, resume, abort, rollback, log.
+"""``ringfence rollout ...``: create, approve, start (and run), list, status, pause, resume, abort, rollback, log.
 
 State lives in the database (``RINGFENCE_DATABASE_URL``, default a SQLite file in ``$RINGFENCE_HOME``);
 every command migrates it to the newest schema first. ``start`` runs the controller in the foreground
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
+from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -170,41 +171,88 @@ def start(
     once: Annotated[bool, typer.Option("--once", help="Do one controller step and stop.")] = False,
     driver_option: Annotated[
         list[str] | None,
-        typer.Option("--driver-option", "-o", help="Driver option key=value (repeatable).", show_default=False),
+        typer.Option(
+            "--driver-option",
+            "-o",
+            help="Driver option key=value (repeatable); for the simulated driver, e.g. apply=30s overrides the "
+            "update's timing.",
+            show_default=False,
+        ),
     ] = None,
     poll_interval: Annotated[
-        float, typer.Option("--poll-interval", help="Seconds between polls while waiting.", min=0.0)
+        float, typer.Option("--poll-interval", help="Seconds between polls while waiting (at most 3600).")
     ] = 2.0,
     actor: ActorOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
 ) -> None:
-    """Start a rollout (or carry on with a running one) and drive it until it waits for a person or ends."""
-    from ringfence.drivers.base import load_driver
+    """Start a rollout (or carry on with a running one) and drive it until it waits for a person or ends.
+
+    Shows where it is while it drives. Ctrl-C stops driving after the step under way (exit status 130); run
+    the command again, or kill it any way you like and run it again, to carry on where it stopped.
+    """
+    from ringfence.cli.driving import CtrlC, StopDriving, Watch
+    from ringfence.errors import ConflictError, InputError, Problem
     from ringfence.rollout.state import RolloutPhase
     from ringfence.service import rollouts
+    from ringfence.service.driver_state import rollout_driver
+    from ringfence.service.runner import check_driver
 
+    # Written so that NaN is refused too; a poll interval of hours would only hide progress.
+    if not 0 <= poll_interval <= 3600:
+        raise InputError(
+            [Problem(f"{poll_interval} is not a number of seconds from 0 to 3600", path=("--poll-interval",))]
+        )
     with _database() as engine:
         who = _actor(actor)
         options = rollouts.parse_driver_options(driver_option or [])
-        driver = load_driver(rollouts.driver_name(engine, rollout_id), **options)
+        # The simulated driver: the update's own timing unless an option says otherwise, its world kept in the
+        # database, so that a start after a kill finds the installs the killed process had begun.
+        driver = rollout_driver(engine, rollout_id, options)
+        check_driver(engine, rollout_id, driver)  # exit 2 with the driver's sentence, before the rollout moves
         rollouts.start(engine, rollout_id, actor=who, at=_now())
         controller = rollouts.controller(engine, driver, _now, actor="controller")
-
-        def show(report: StepReport) -> None:
-            if quiet:
-                return
-            for t in report.transitions:
-                out.print(Text(f"{t.at:%H:%M:%S} ring {t.ring} → {t.to_phase}: ", style="bold") + Text(t.reason))
+        found = rollouts.status(engine, rollout_id).rollout
+        try:
+            plan = rollouts.stored_plan(found)
+        except ConflictError:
+            plan = None  # shown by ring number alone; the controller says what is wrong with the plan
+        state = found.state
+        watch = Watch(
+            out,
+            rollout_id,
+            phase=state.phase,
+            ring=state.ring,
+            phase_entered_at=state.updated_at,
+            plan=plan,
+            quiet=quiet,
+            clock=_now,
+        )
+        ctrl_c = CtrlC()
 
         def wait_until(at: datetime | None) -> None:
             delay = poll_interval if at is None else min(poll_interval, max(0.0, (at - _now()).total_seconds()))
-            time.sleep(delay)
+            ctrl_c.sleep(delay)
 
-        if once:
-            report = controller.step(rollout_id)
-            show(report)
-        else:
-            report = controller.run_until_settled(rollout_id, wait_until=wait_until, on_step=show)
+        def show(report: StepReport) -> None:
+            watch.show(report)
+            if not report.is_settled:  # settled: the command ends here anyway, with the outcome
+                ctrl_c.checkpoint()
+
+        try:
+            with ctrl_c, watch:
+                if once:
+                    report = controller.step(rollout_id)
+                    watch.show(report)
+                else:
+                    report = controller.run_until_settled(rollout_id, wait_until=wait_until, on_step=show)
+        except StopDriving:
+            now = rollouts.status(engine, rollout_id).rollout.state.phase
+            err.print(
+                f"stopped driving {rollout_id}; it is still {now}; "
+                f"run `ringfence rollout start {rollout_id}` to carry on",
+                markup=False,
+            )
+            raise typer.Exit(130) from None
     phase = report.phase
     out.print(Text(f"Rollout {rollout_id} is {phase}.", style=_STYLE.get(phase.value, "")))
     if phase in (RolloutPhase.HALTED, RolloutPhase.FAILED, RolloutPhase.ROLLED_BACK):
@@ -245,6 +293,87 @@ def status(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
             f"{marker}{'canary' if ring.index == 0 else ring.index}", str(ring.assets), bar, f"{done}", states
         )
     out.print(table)
+
+
+@rollout_app.command("list")
+def list_rollouts(
+    phase: Annotated[
+        list[str] | None,
+        typer.Option("--phase", help="Only rollouts in this phase (repeatable).", show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every rollout: its update, strategy, driver, phase and ring; newest first."""
+    from ringfence.errors import ConflictError, InputError, Problem
+    from ringfence.rollout.state import RolloutPhase
+    from ringfence.service import rollouts
+    from ringfence.store import repo
+    from ringfence.store.db import session_scope
+
+    allowed = [p.value for p in RolloutPhase]
+    wanted: list[RolloutPhase] = []
+    for given in phase or []:
+        if given.strip() not in allowed:
+            # Refused before the database is opened (and migrated): bad input changes nothing.
+            raise InputError(
+                [Problem(f"{given!r} is not a rollout phase; the phases are: {', '.join(allowed)}", path=("--phase",))]
+            )
+        wanted.append(RolloutPhase(given.strip()))
+    with _database() as engine, session_scope(engine, readonly=True) as session:
+        found = repo.list_rollouts(session, phases=wanted or None)
+    rows = []
+    for r in found:
+        try:
+            plan = rollouts.stored_plan(r)
+        except ConflictError:
+            plan = None  # listed all the same: `rollout status` says what is wrong with it
+        rows.append(
+            {
+                "id": r.id,
+                "update": r.update_id,
+                "strategy": plan.strategy if plan else None,
+                "driver": plan.driver if plan else None,
+                "phase": r.state.phase.value,
+                "ring": r.state.ring,
+                "ring_name": plan.ring_name(r.state.ring) if plan else f"ring {r.state.ring}",
+                "rings": plan.ring_count if plan else None,
+                "created_by": r.created_by,
+                "created_at": r.created_at.isoformat(),
+                "updated_at": r.state.updated_at.isoformat(),
+            }
+        )
+    if as_json:
+        emit_json({"rollouts": sorted(rows, key=lambda row: str(row["id"]))})
+        return
+    if not rows:
+        out.print("No rollouts" + (f" in phase {', '.join(p.value for p in wanted)}." if wanted else "."))
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    # Ids and phases never wrap: they are what a person copies or scans for.
+    for column in ("rollout", "update", "strategy", "driver", "phase", "ring", "created by", "created", "updated"):
+        table.add_column(column, no_wrap=column in ("rollout", "phase"))
+    # Newest first: the one a person is most likely looking for.
+    for row, r in sorted(
+        zip(rows, found, strict=True), key=lambda pair: (pair[1].created_at, pair[1].id), reverse=True
+    ):
+        of = f" ({r.state.ring + 1}/{row['rings']})" if row["rings"] else ""
+        table.add_row(
+            r.id,
+            r.update_id,
+            str(row["strategy"] or "?"),
+            str(row["driver"] or "?"),
+            Text(r.state.phase.value, style=_STYLE.get(r.state.phase.value, "cyan")),
+            f"{row['ring_name']}{of}",
+            r.created_by,
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+            f"{r.state.updated_at:%Y-%m-%d %H:%M}",
+        )
+    # A terminal's width is the person's screen; a file or a pipe gets whole rows, not rows cut at 80 columns.
+    if out.is_terminal:
+        out.print(table)
+    else:
+        whole = out.measure(table, options=out.options.update_width(10_000)).maximum
+        Console(file=out.file, width=whole, highlight=False, soft_wrap=False).print(table)
 
 
 def _move(verb: str, rollout_id: str, actor: str | None, reason: str) -> None:

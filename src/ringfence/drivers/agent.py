@@ -8,16 +8,23 @@ when the batch opened. The agents' reports arrive through ``POST /v1/heartbeats`
 
 - :meth:`~AgentDriver.poll` reads each asset's latest ``install_result`` / ``rollback_result`` of the batch's
   rollout. An asset that has not reported ``install_timeout`` (default 1h) after its batch opened is
-  reported failed ("no install result from the agent within 1h"): a silent agent must not hold a ring
-  open for ever;
+  reported failed ("no install result from the agent within 1h of the batch opening"; the same bound, and
+  sentence, for a rollback): a silent agent must not hold a ring open for ever. The batch opened when the
+  controller wrote the asset as applying (or rolling back); when that row no longer says so, when this
+  driver was first asked about the asset. So every operation this driver is asked about ends, at the latest,
+  ``install_timeout`` after it opened;
 - :meth:`~AgentDriver.observe` turns heartbeats into health (:func:`health_from_heartbeats`): a heartbeat
   reporting failure since the install → failed with the signal it gave; no heartbeat for
   ``heartbeat_timeout`` (default 2m) after the install → failed, ``heartbeat_lost``; a recent ok heartbeat →
   healthy; nothing yet → unknown (which is never a pass). An asset not updated by a rollout under way
   (a gate's control group) is judged by its latest heartbeat alone, and a silent one is unknown, not failed.
 
-Restore points are not something agents take: a rollout whose update rolls back by ``snapshot`` cannot run
-on this driver (``start`` raises a DriverError saying so); use ``rollback: reinstall``.
+Restore points are not something agents take: the driver declares it (:meth:`AgentDriver.always_refuses`),
+so a rollout whose update rolls back by ``snapshot`` is refused when it is created on this driver (CLI exit 2,
+API 422) with :data:`NO_RESTORE_POINTS`; use ``rollback: reinstall``. Should one reach the driver anyway (a
+rollout stored before the check existed), ``start`` raises a DriverError with the same sentence and
+``poll`` reports each asked restore point failed with it, so no asset waits for one and none is updated
+without one.
 
 Construction: the driver needs the database the server and agents share.
 
@@ -26,7 +33,9 @@ Construction: the driver needs the database the server and agents share.
   variables ``RINGFENCE_AGENT_HEARTBEAT_TIMEOUT`` and ``RINGFENCE_AGENT_INSTALL_TIMEOUT``);
 - from the command line, ``ringfence rollout run ID --driver-option database=URL`` (default: the database
   ``ringfence`` uses, ``RINGFENCE_DATABASE_URL`` or the SQLite file under ``RINGFENCE_HOME``), with
-  ``--driver-option heartbeat_timeout=2m`` and ``--driver-option install_timeout=1h``.
+  ``--driver-option heartbeat_timeout=2m`` and ``--driver-option install_timeout=1h``. Each is above zero
+  and at most :data:`MAX_TIMEOUT` (7 days): longer, and a silent agent would hold its ring open for longer
+  than anyone watches it.
 """
 
 from __future__ import annotations
@@ -46,9 +55,16 @@ from ringfence.rollout.state import AssetState, RolloutPhase
 from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import ObservationKind
 from ringfence.store.tables import ObservationRow, RolloutAssetRow, RolloutRow
+from ringfence.update import Update
 
 HEARTBEAT_TIMEOUT_ENV = "RINGFENCE_AGENT_HEARTBEAT_TIMEOUT"
 INSTALL_TIMEOUT_ENV = "RINGFENCE_AGENT_INSTALL_TIMEOUT"
+
+NO_RESTORE_POINTS = "the agent driver cannot take restore points: agents reinstall; use rollback: reinstall"
+"""Why a rollout that rolls back by snapshot cannot run on agents."""
+
+MAX_TIMEOUT = 7 * 86400
+"""The longest ``heartbeat_timeout`` or ``install_timeout``, in seconds."""
 
 _RESULT_KIND = {
     OperationKind.apply: ObservationKind.INSTALL_RESULT,
@@ -117,14 +133,10 @@ def _seconds(key: str, value: str) -> int:
         seconds = parse_duration(value)
     except ValueError:
         seconds = 0
-    if seconds <= 0:
+    if not 0 < seconds <= MAX_TIMEOUT:
+        expected = f"a duration above zero and at most {humanize_duration(MAX_TIMEOUT)}, such as 30s, 5m or 1h"
         raise InputError(
-            [
-                Problem(
-                    f"agent driver option {key}={value!r}: expected a duration above zero, such as 30s, 5m or 1h",
-                    path=("--driver-option",),
-                )
-            ]
+            [Problem(f"agent driver option {key}={value!r}: expected {expected}", path=("--driver-option",))]
         )
     return seconds
 
@@ -149,22 +161,32 @@ class AgentDriver:
         self.clock = clock
         self.opened: dict[tuple[str, OperationKind], datetime] = {}
         """(rollout, operation) → when this driver first opened it (for inspection; the database is the record)."""
+        self._first_asked: dict[tuple[str, OperationKind, str], datetime] = {}
+        """(rollout, operation, asset) → when ``poll`` first asked about an asset no row showed in flight."""
+
+    # ------------------------------------------------------------------------------ abilities
+
+    @classmethod
+    def always_refuses(cls, kind: OperationKind, update: Update) -> str | None:
+        """Agents install and roll back; they never take restore points, whatever the options."""
+        return NO_RESTORE_POINTS if kind is OperationKind.restore_point else None
 
     # ------------------------------------------------------------------------------ the protocol
 
     def start(self, batch: Batch) -> None:
         if batch.kind is OperationKind.restore_point:
-            raise DriverError(
-                f"the agent driver cannot take restore points (rollout {batch.rollout_id}): agents install and "
-                "roll back only; give the update `rollback: reinstall` to run it through agents"
-            )
+            raise DriverError(f"rollout {batch.rollout_id}: {NO_RESTORE_POINTS}")
         # The controller wrote these assets as applying / rolling back before calling: that *is* the
         # directive the agents will read. Nothing to send.
         self.opened.setdefault((batch.rollout_id, batch.kind), self.clock())
 
     def poll(self, batch: Batch) -> Sequence[OperationResult]:
-        if batch.kind not in _RESULT_KIND or not batch.assets:
+        if not batch.assets:
             return ()
+        if batch.kind not in _RESULT_KIND:
+            # Asked for restore points anyway: each fails now, so none is waited on for ever and no asset
+            # is updated without one.
+            return [OperationResult(a, "failed", NO_RESTORE_POINTS) for a in dict.fromkeys(batch.assets)]
         kind = _RESULT_KIND[batch.kind]
         now = self.clock()
         latest: dict[str, OperationResult] = {}
@@ -201,7 +223,11 @@ class AgentDriver:
                 results.append(found)
                 continue
             since = waiting_since.get(asset_id)
-            if since is not None and (now - since).total_seconds() > self.install_timeout:
+            if since is None:
+                # No row says when it opened (the asset was moved on meanwhile): from when this driver first
+                # asked about it, so that no operation is waited on for ever either way.
+                since = self._first_asked.setdefault((batch.rollout_id, batch.kind, asset_id), now)
+            if (now - since).total_seconds() > self.install_timeout:
                 detail = (
                     f"no {verb} result from the agent within {humanize_duration(self.install_timeout)} "
                     "of the batch opening"
@@ -317,6 +343,8 @@ def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
 __all__ = [
     "HEARTBEAT_TIMEOUT_ENV",
     "INSTALL_TIMEOUT_ENV",
+    "MAX_TIMEOUT",
+    "NO_RESTORE_POINTS",
     "AgentDriver",
     "HeartbeatSummary",
     "health_from_heartbeats",

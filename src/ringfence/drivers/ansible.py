@@ -17,11 +17,18 @@ Options (``--driver-option key=value``)
                        unreachable host a lost heartbeat
 ``artifacts_dir``      where runs keep their artifacts and the ledger (default
                        ``$RINGFENCE_HOME/ansible``)
-``timeout``            longest one run may take (default ``1h``); a run stopped then fails its hosts
+``timeout``            longest one run may take (default ``1h``, at most 7d); a run stopped then
+                       fails its hosts
 ``forks``              Ansible's parallelism (default 10)
 ``extravars``          a JSON object of extra variables for every run
-``health_interval``    longest a health reading is reused (default ``5m``)
+``health_interval``    longest a health reading is reused (default ``5m``, at most 1d)
 =====================  ==========================================================================
+
+Abilities
+    Without ``snapshot_playbook`` the driver cannot take restore points, so it refuses an update with
+    ``rollback: snapshot``; without ``rollback_playbook`` it cannot roll back, so it refuses any update
+    that may roll back (``snapshot`` or ``reinstall``). It says so in :meth:`AnsibleDriver.refuses` once
+    built, so ``rollout start`` stops with the sentence (exit 2) before the rollout moves.
 
 Hosts and assets
     An asset is the inventory host whose name, sanitized as ``ringfence import ansible`` does it
@@ -35,6 +42,12 @@ Runs outlive the controller
     ``job_events/``, ``status``, ``rc``) and the run's outcome (``ringfence-outcome.json``), written when
     the run ends. ``poll`` reads that outcome; a run whose process is gone without one was interrupted,
     and its hosts fail ("may be part-way through the playbook"), because nobody knows how far it got.
+
+What ``poll`` never waits past
+    ansible-runner stops a run at ``timeout``. A run still alive ``STOP_GRACE_SECONDS`` after that is
+    stopped by ringfence (SIGTERM to its session); one still alive ``STOP_GRACE_SECONDS`` after that is
+    killed (SIGKILL) and its hosts fail at once with the reason. So every host's operation is final at the
+    latest ``timeout`` + 2 × ``STOP_GRACE_SECONDS`` after its run started, whatever the play does.
 
 Idempotent
     ``ARTIFACTS/<rollout>/ledger.json`` (written atomically) remembers each (operation, asset) of the
@@ -83,11 +96,12 @@ from typing import Any, Literal, cast
 
 import ringfence
 from ringfence.drivers.base import Batch, OperationKind, OperationResult, OperationStatus
-from ringfence.durations import humanize_duration, parse_duration
+from ringfence.durations import format_duration, humanize_duration, parse_duration
 from ringfence.errors import DriverError, InputError, Problem
 from ringfence.files import write_text_atomic
 from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
 from ringfence.importers.ansible import asset_id_for_host
+from ringfence.update import Update
 
 __all__ = [
     "AnsibleDriver",
@@ -113,9 +127,23 @@ STOP_GRACE_SECONDS = 120
 """How long past its timeout a run may still be alive before ringfence stops it itself (ansible-runner
 stops it at the timeout; this is the guard for when that did not happen)."""
 UNLAUNCHED_GRACE_SECONDS = 30
+MAX_TIMEOUT_SECONDS = 7 * 86400
+MAX_HEALTH_INTERVAL_SECONDS = 86400
 MESSAGE_LIMIT = 300
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+NO_SNAPSHOT_PLAYBOOK = "the ansible driver has no snapshot playbook configured, so it cannot take restore points"
+NO_ROLLBACK_PLAYBOOK = "the ansible driver has no rollback playbook configured, so it cannot roll back"
+_MISSING_PLAYBOOK = {OperationKind.restore_point: NO_SNAPSHOT_PLAYBOOK, OperationKind.rollback: NO_ROLLBACK_PLAYBOOK}
+# What to do about it, said when a rollout is refused before it starts.
+_GIVE_PLAYBOOK = {
+    OperationKind.restore_point: "give --driver-option snapshot_playbook=PATH, or use rollback: reinstall",
+    OperationKind.rollback: (
+        "give --driver-option rollback_playbook=PATH (rollback: snapshot and rollback: reinstall both roll back "
+        "through it)"
+    ),
+}
 
 _PLAYBOOK_WORDS = {
     OperationKind.restore_point: "snapshot playbook",
@@ -494,8 +522,10 @@ class AnsibleDriver:
         self.health_playbook = _optional_file("health_playbook", health_playbook, "checks a host's health")
         given_dir = (artifacts_dir or "").strip()
         self.artifacts_dir = Path(given_dir).expanduser().resolve() if given_dir else _default_artifacts_dir()
-        self.timeout = self._duration("timeout", timeout, minimum=1)
-        self.health_interval = self._duration("health_interval", health_interval, minimum=0)
+        self.timeout = self._duration("timeout", timeout, minimum=1, maximum=MAX_TIMEOUT_SECONDS)
+        self.health_interval = self._duration(
+            "health_interval", health_interval, minimum=0, maximum=MAX_HEALTH_INTERVAL_SECONDS
+        )
         if not forks.strip().isdigit() or int(forks) < 1:
             raise _option_error("forks", forks, "expected a whole number of at least 1")
         self.forks = int(forks)
@@ -516,14 +546,24 @@ class AnsibleDriver:
     # ------------------------------------------------------------------------------------- options
 
     @staticmethod
-    def _duration(key: str, value: str, *, minimum: int) -> int:
+    def _duration(key: str, value: str, *, minimum: int, maximum: int) -> int:
         try:
             seconds = parse_duration(value)
         except ValueError:
             raise _option_error(key, value, "expected a duration such as 30s, 5m or 1h") from None
         if seconds < minimum:
             raise _option_error(key, value, f"expected at least {minimum}s")
+        if seconds > maximum:
+            raise _option_error(key, value, f"expected at most {format_duration(maximum)}")
         return seconds
+
+    # ------------------------------------------------------------------------------------- abilities
+
+    def refuses(self, kind: OperationKind, update: Update) -> str | None:
+        """Why this driver, with its options, cannot do ``kind``: the playbook it would run is not given."""
+        if kind in self.playbooks or kind not in _MISSING_PLAYBOOK:
+            return None
+        return f"{_MISSING_PLAYBOOK[kind]}: {_GIVE_PLAYBOOK[kind]}"
 
     @staticmethod
     def _extravars(text: str | None) -> dict[str, Any]:
@@ -774,11 +814,7 @@ class AnsibleDriver:
         found = self.playbooks.get(kind)
         if found is not None:
             return found
-        if kind is OperationKind.restore_point:
-            raise DriverError(
-                "the ansible driver has no snapshot playbook configured, so it cannot take restore points"
-            )
-        raise DriverError("the ansible driver has no rollback playbook configured, so it cannot roll back")
+        raise DriverError(_MISSING_PLAYBOOK.get(kind, f"the ansible driver has no {_PLAYBOOK_WORDS[kind]}"))
 
     def _rollout_dir(self, rollout_id: str) -> Path:
         return self.artifacts_dir / _safe_name(rollout_id)
@@ -886,12 +922,20 @@ class AnsibleDriver:
         outcome = _read_outcome(run_dir)
         if outcome is None:
             if self._is_running(ledger, run):
-                overdue = time.time() - run.started_at > self.timeout + STOP_GRACE_SECONDS
-                if overdue and run.stop_reason is None:
+                late = time.time() - run.started_at - self.timeout
+                if late > STOP_GRACE_SECONDS and run.stop_reason is None:
                     run.stop_reason = f"did not finish within {humanize_duration(self.timeout)} and was stopped"
                     self._stop(ledger, run)
                     return True
-                return False
+                if late <= 2 * STOP_GRACE_SECONDS:
+                    return False
+                # Asked to stop a grace period ago and still alive (a hung play, a process that ignores
+                # SIGTERM): killed, and its hosts fail now rather than holding the ring open for ever.
+                pid = self._pid(ledger, run)
+                if pid is not None:
+                    _terminate(pid, signal.SIGKILL)
+                reason = run.stop_reason or f"did not finish within {humanize_duration(self.timeout)}"
+                run.stop_reason = f"{reason}; still running {humanize_duration(late)} past it, it was killed"
             if self._pid(ledger, run) is None and run.stop_reason is None:
                 # Recorded but never launched (the process died in between): nothing ran, so launch it now.
                 self._launch_recorded(ledger, run, self._playbook(run.kind), batch)
@@ -1040,10 +1084,13 @@ def _process_running(pid: int, marker: str) -> bool:
     return True
 
 
-def _terminate(pid: int) -> bool:
-    """SIGTERM to the run's session (it leads its own): ansible-runner cancels the play and records it."""
+def _terminate(pid: int, how: signal.Signals = signal.SIGTERM) -> bool:
+    """SIGTERM to the run's session (it leads its own): ansible-runner cancels the play and records it.
+
+    ``how=SIGKILL`` for a run that did not stop when asked: it is gone at once, recording nothing.
+    """
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, how)
     except (ProcessLookupError, PermissionError):
         return False
     return True

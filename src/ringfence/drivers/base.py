@@ -6,21 +6,36 @@ operation an asset has already had in this rollout does nothing and its result i
 that is what lets a controller killed between "decided" and "recorded" repeat its step safely.
 
 Abilities a driver lacks raise :class:`~ringfence.errors.DriverError` with a sentence, e.g. "the
-ansible driver has no snapshot playbook configured, so it cannot take restore points".
+ansible driver has no snapshot playbook configured, so it cannot take restore points". A driver also
+*declares* them, so that a rollout it cannot finish is refused before anything is stored or started
+(:func:`refusal_for`), never found out half-way through a ring. Two optional hooks, each answering "why
+not?" with a sentence, or None when it can (or cannot tell):
+
+- ``always_refuses(kind, update)``, a class method: what the driver refuses whatever its options (the
+  ``agent`` driver never takes restore points). Asked when a rollout is created, before any driver is built;
+- ``refuses(kind, update)``, on a built driver: what it refuses with the options it was given (the
+  ``ansible`` driver without a ``snapshot_playbook``). Asked when ``rollout start`` builds the driver, and by
+  the server's controller loop before it drives a rollout.
+
+A driver that declares nothing is taken to honour everything (the ``simulated`` driver does); if it then
+refuses at run time, the controller halts the rollout with its sentence.
 
 Drivers register under the entry point group ``ringfence.drivers``; :func:`load_driver` finds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from ringfence.errors import InputError, Problem
 from ringfence.gates import AssetHealth
+
+if TYPE_CHECKING:
+    from ringfence.update import Update
 
 ENTRY_POINT_GROUP = "ringfence.drivers"
 
@@ -110,6 +125,91 @@ def load_driver(name: str, **options: str) -> Driver:
     return driver
 
 
+# ------------------------------------------------------------------------------------------ abilities
+
+
+def operations_for(update: Update) -> tuple[OperationKind, ...]:
+    """The operations a rollout of ``update`` may ask its driver for, in the order it asks.
+
+    ``rollback: snapshot`` takes a restore point before each install and restores from it; ``reinstall``
+    rolls back without one; ``none`` never rolls back (a person cannot ask for it either).
+    """
+    if update.rollback == "snapshot":
+        return (OperationKind.restore_point, OperationKind.apply, OperationKind.rollback)
+    if update.rollback == "reinstall":
+        return (OperationKind.apply, OperationKind.rollback)
+    return (OperationKind.apply,)
+
+
+def refusal_for(
+    driver: str | type | Driver, update: Update, *, operations: Iterable[OperationKind] | None = None
+) -> str | None:
+    """Why ``driver`` cannot carry a rollout of ``update`` through, in a sentence; None when nothing says it cannot.
+
+    ``driver`` is a registered driver's name or class (before its options are known: only what it refuses
+    whatever its options counts) or a built driver (what it refuses with its options too). ``operations``:
+    only these (default: every operation the update may need, :func:`operations_for`). A name no driver is
+    registered under, or a driver that declares nothing, refuses nothing here.
+    """
+    if isinstance(driver, str):
+        found = _registered_class(driver)
+        if found is None:
+            return None
+        driver = found
+    asked = tuple(operations) if operations is not None else operations_for(update)
+    hooks = [getattr(driver, "always_refuses", None)]
+    if not isinstance(driver, type):
+        hooks.append(getattr(driver, "refuses", None))
+    for kind in asked:
+        for hook in hooks:
+            if not callable(hook):
+                continue
+            reason = hook(kind, update)
+            if isinstance(reason, str) and reason.strip():
+                return reason
+    return None
+
+
+def require_able(
+    driver: str | type | Driver,
+    update: Update,
+    *,
+    operations: Iterable[OperationKind] | None = None,
+    source: str | None = None,
+    text: str | None = None,
+) -> None:
+    """Raise :class:`~ringfence.errors.InputError` when ``driver`` cannot carry ``update`` through (see
+    :func:`refusal_for`), naming the update's ``rollback`` field of ``source``, at its line in ``text`` when
+    that is given."""
+    reason = refusal_for(driver, update, operations=operations)
+    if reason is None:
+        return
+    default = "" if "rollback" in update.model_fields_set else ", the default"
+    message = f"{reason} (the update says rollback: {update.rollback}{default})"
+    problem = Problem(message, path=("update", "rollback"), source=source)
+    if text is not None:
+        from ringfence.estate import locate_problems
+
+        raise InputError(locate_problems([problem], text))
+    raise InputError([problem])
+
+
+def _registered_class(name: str) -> type | None:
+    """The class registered as driver ``name`` (loaded, not built), or None when there is none to ask."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        return None
+    try:
+        factory = found[0].load()
+    except (ImportError, AttributeError):
+        # A driver that cannot even be imported is reported when it is built (`rollout start`), where its
+        # options are given too; asking it about abilities here would only hide that sentence.
+        return None
+    return factory if isinstance(factory, type) else None
+
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Batch",
@@ -119,4 +219,7 @@ __all__ = [
     "OperationStatus",
     "available_drivers",
     "load_driver",
+    "operations_for",
+    "refusal_for",
+    "require_able",
 ]

@@ -1,10 +1,17 @@
-"""The ``simulated`` driver: the simulation of ``ringfence.drivers.simulation`` in wall-clock time,
-optionally keeping its world in a JSON file so a process killed mid-rollout resumes the same world.
+"""The ``simulated`` driver: the simulation of ``ringfence.drivers.simulation`` in wall-clock time, its world
+kept outside the process so that a process killed mid-rollout carries on in the same world.
+
+Where the world is kept: in the ``world`` file when that option is given; otherwise, for ``ringfence rollout
+start`` and the server, in the database, one world per rollout (:meth:`SimulatedDriver.keep_worlds_in` with
+``ringfence.service.driver_state.DatabaseWorlds``); built bare (tests, ``load_driver``), in memory only. A
+world kept per rollout is read when the driver first hears of the rollout (when it is built for it, or at the
+first batch of it) and written whole after every change; a driver then serves that one rollout.
 
 Options (``--driver-option key=value``), all optional:
 
 =========================  ===========================================================================
-``world``                  JSON file holding the world; written atomically after every change
+``world``                  JSON file holding the world (instead of the database); written atomically after
+                           every change
 ``fail``                   comma-separated asset ids the release breaks
 ``probability``            chance that a listed asset fails once updated (default 1)
 ``after``                  time from install to failure (default 1m)
@@ -23,12 +30,15 @@ Options (``--driver-option key=value``), all optional:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
+from ringfence.drivers.base import Batch, OperationResult
 from ringfence.drivers.simulation import FaultModel, SimulatedWorld, SimulationDriver
-from ringfence.durations import parse_duration
-from ringfence.errors import InputError, Problem
+from ringfence.durations import LONGEST_DURATION, format_duration, parse_duration
+from ringfence.errors import DriverError, InputError, Problem
 from ringfence.files import read_text, write_text_atomic
 from ringfence.gates import FailureSignal
 from ringfence.update import Timing
@@ -46,6 +56,16 @@ def _option_error(key: str, value: str, expected: str) -> InputError:
     return InputError(
         [Problem(f"simulated driver option {key}={value!r}: expected {expected}", path=("--driver-option",))]
     )
+
+
+class WorldStore(Protocol):
+    """Where a simulated driver keeps the world of each rollout between processes."""
+
+    def load(self, rollout_id: str) -> SimulatedWorld:
+        """The world kept for ``rollout_id``; an empty one when none was kept."""
+
+    def save(self, rollout_id: str, world: SimulatedWorld) -> None:
+        """Keep ``world`` in place of the one before, atomically: a kill mid-save leaves the previous one whole."""
 
 
 class SimulatedDriver(SimulationDriver):
@@ -97,6 +117,8 @@ class SimulatedDriver(SimulationDriver):
         # Checked here so that a bad value is named as a driver option, not as an update field.
         timing = Timing(**{key: f"{self._seconds(key, value)}s" for key, value in given.items() if value})
         self.world_path = Path(world) if world else None
+        self._store: WorldStore | None = None
+        self._rollout: str | None = None
         loaded = self._load(self.world_path) if self.world_path else SimulatedWorld()
         super().__init__(
             clock=_wall_clock,
@@ -107,15 +129,57 @@ class SimulatedDriver(SimulationDriver):
             install_failures=_ids(install_failures),
             rollback_failures=_ids(rollback_failures),
             silent=_ids(silent),
-            on_change=self._save if self.world_path else None,
+            on_change=self._keep,
         )
+
+    def keep_worlds_in(self, store: WorldStore, *, rollout_id: str | None = None) -> None:
+        """Keep the world of the rollout this driver serves in ``store``, read from there now (``rollout_id``
+        given) or at the first batch of a rollout (the server's factory knows only the update)."""
+        if self.world_path is not None:
+            raise DriverError(f"this simulated driver keeps its world in {self.world_path}, not per rollout")
+        self._store = store
+        if rollout_id is not None:
+            self._serve(rollout_id)
+
+    @property
+    def rollout_id(self) -> str | None:
+        """The rollout whose world this driver keeps per rollout (None: not known yet, or a world file)."""
+        return self._rollout
+
+    def _serve(self, rollout_id: str) -> None:
+        if self._store is None or self._rollout == rollout_id:
+            return
+        if self._rollout is not None:
+            # Two rollouts in one world kept per rollout would overwrite each other's documents.
+            raise DriverError(
+                f"this simulated driver keeps the world of rollout {self._rollout}; "
+                f"rollout {rollout_id} needs a driver of its own"
+            )
+        self.replace_world(self._store.load(rollout_id))
+        self._rollout = rollout_id
+
+    # The protocol, after learning which rollout's world to carry on from.
+
+    def start(self, batch: Batch) -> None:
+        self._serve(batch.rollout_id)
+        super().start(batch)
+
+    def poll(self, batch: Batch) -> Sequence[OperationResult]:
+        self._serve(batch.rollout_id)
+        return super().poll(batch)
+
+    def cancel(self, batch: Batch) -> None:
+        self._serve(batch.rollout_id)
+        super().cancel(batch)
 
     @staticmethod
     def _seconds(key: str, value: str) -> int:
         try:
             return parse_duration(value)
         except ValueError:
-            raise _option_error(key, value, "a duration such as 30s, 5m or 1h") from None
+            raise _option_error(
+                key, value, f"a duration such as 30s, 5m or 1h, at most {format_duration(LONGEST_DURATION)}"
+            ) from None
 
     @staticmethod
     def _load(path: Path) -> SimulatedWorld:
@@ -130,10 +194,12 @@ class SimulatedDriver(SimulationDriver):
             raise InputError([Problem("is not a simulated world (a JSON object)", source=str(path))])
         return SimulatedWorld.from_document(document, str(path))
 
-    def _save(self, world: SimulatedWorld) -> None:
-        # Atomic (temporary file + rename): a process killed mid-write leaves the previous world whole.
-        assert self.world_path is not None
-        write_text_atomic(self.world_path, json.dumps(world.to_document(), sort_keys=True))
+    def _keep(self, world: SimulatedWorld) -> None:
+        if self.world_path is not None:
+            # Atomic (temporary file + rename): a process killed mid-write leaves the previous world whole.
+            write_text_atomic(self.world_path, json.dumps(world.to_document(), sort_keys=True))
+        elif self._store is not None and self._rollout is not None:
+            self._store.save(self._rollout, world)
 
 
 def read_world(path: Path | str) -> SimulatedWorld:
@@ -141,4 +207,4 @@ def read_world(path: Path | str) -> SimulatedWorld:
     return SimulatedDriver._load(Path(path))
 
 
-__all__ = ["SimulatedDriver", "read_world"]
+__all__ = ["SimulatedDriver", "WorldStore", "read_world"]

@@ -215,10 +215,16 @@ class SimulationDriver:
         self.silent = frozenset(silent)
         self._on_change = on_change
         self._events: list[tuple[float, int, str]] = []
-        for key, op in self.world.operations.items():
+        self.replace_world(self.world)
+
+    def replace_world(self, world: SimulatedWorld) -> None:
+        """Carry on from ``world`` (one kept by an earlier process): what it has in flight ends when it said."""
+        self.world = world
+        self._events = []
+        for key, op in world.operations.items():
             if op.status == "running":
                 heapq.heappush(self._events, (op.ends, _OPERATION_ENDS, key))
-        for asset_id, asset in self.world.assets.items():
+        for asset_id, asset in world.assets.items():
             if asset.fail_at is not None and not asset.is_down and asset.version is not None:
                 heapq.heappush(self._events, (asset.fail_at, _ASSET_FAILS, asset_id))
 

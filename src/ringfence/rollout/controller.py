@@ -29,15 +29,20 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from ringfence.drivers.base import Batch, Driver, OperationKind, OperationResult
-from ringfence.errors import ConflictError
-from ringfence.gates import AssetHealth
+from ringfence.errors import ConflictError, DriverError
+from ringfence.gates import AssetHealth, AssetStatus, RingVerdict
+from ringfence.rollout.guard import GuardGroup, GuardPlan, GuardState, check_opening, refusal_sentence
 from ringfence.rollout.reconcile import (
+    GIVEN_UP,
     Action,
     AssetUpdate,
     Decision,
+    PhaseChange,
+    RingMove,
     RolloutView,
     StartOperation,
     first_phase,
+    operation_deadline,
     reconcile,
 )
 from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, transition
@@ -73,6 +78,8 @@ class RolloutSession(Protocol):
 
     def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None: ...
 
+    def move_assets(self, moves: Sequence[RingMove], at: datetime) -> None: ...
+
     def add_decision(self, decision: Decision, at: datetime) -> int: ...
 
     def mark_decision_done(self, seq: int, at: datetime) -> None: ...
@@ -100,10 +107,15 @@ class StepReport:
     reused_decision: bool = False
     in_flight: int = 0
     at: datetime | None = None
+    verdict: RingVerdict | None = None
+    """The gate's verdict, each stratum's sentence included, when this step judged a ring."""
+
+    decided: int = 0
+    """Assets the step's decision moved (given up at a deadline, skipped, moved into a canary wave), and actions."""
 
     @property
     def made_progress(self) -> bool:
-        return bool(self.transitions or self.started or self.results or self.health_changes)
+        return bool(self.transitions or self.started or self.results or self.health_changes or self.decided)
 
     @property
     def is_settled(self) -> bool:
@@ -120,11 +132,17 @@ class Controller:
     clock: Callable[[], datetime]
     actor: str = "controller"
     _phase_deadline: datetime | None = field(default=None, init=False, repr=False)
+    _outside: tuple[tuple[str, int], tuple[str, ...]] | None = field(default=None, init=False, repr=False)
+    _guard_plans: dict[str, GuardPlan] = field(default_factory=dict, init=False, repr=False)
+    _recheck_at: datetime | None = field(default=None, init=False, repr=False)
 
     def step(self, rollout_id: str) -> StepReport:
         now = self.clock()
         transitions: list[Transition] = []
         reused = False
+        verdict: RingVerdict | None = None
+        decided = 0
+        self._recheck_at = None
         with self.repository.session(rollout_id) as session:
             view = session.view()
             pending = session.pending_decision()
@@ -132,11 +150,30 @@ class Controller:
                 reused = True
             else:
                 decision = reconcile(view, now)
+                if not decision.is_empty and (view.state.phase.is_running or _starts_installs(decision)):
+                    # A decision stands on health read now, not at the end of a step that may be hours old (a
+                    # rollout paused at its gate and resumed later; the first step, before any reading): rule 7
+                    # counts the members that are down now, and a gate judges what the canaries say now.
+                    try:
+                        session.record_health(self._observe(view), now)
+                    except DriverError as exc:
+                        if view.state.phase.is_running:
+                            sentence = f"the {self.driver.name} driver could not read health: {exc}"
+                            decision = Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, sentence),))
+                    else:
+                        view = session.view()
+                        decision = reconcile(view, now)
+                decision = self._guarded(view, decision)
+                verdict = decision.verdict
+                decided = len(decision.asset_updates) + len(decision.ring_moves) + len(decision.actions)
+                self._recheck_at = decision.recheck_at
                 state = view.state
                 for change in decision.transitions:
                     state, record = transition(state, change.to, change.reason, at=now, ring=change.ring)
                     session.apply_transition(state, record, actor=self.actor)
                     transitions.append(record)
+                if decision.ring_moves:
+                    session.move_assets(decision.ring_moves, now)
                 if decision.asset_updates:
                     session.update_assets(decision.asset_updates, now)
                 if decision.actions:
@@ -149,20 +186,37 @@ class Controller:
             return Batch(rollout_id, kind, update.product, update.version, assets)
 
         started: list[StartOperation] = []
-        for action in pending.actions if pending else ():
-            if isinstance(action, StartOperation):
-                self.driver.start(batch(action.kind, action.assets))
-                started.append(action)
-            else:
-                self.driver.cancel(batch(action.kind, action.assets))
+        try:
+            for action in pending.actions if pending else ():
+                if isinstance(action, StartOperation):
+                    self.driver.start(batch(action.kind, action.assets))
+                    started.append(action)
+                else:
+                    self.driver.cancel(batch(action.kind, action.assets))
+        except DriverError as exc:
+            # A refusal is an observation, never a retry every few seconds: the operation's assets are given up
+            # with the driver's sentence and the rollout stops for a person.
+            refused = action.kind if isinstance(action, StartOperation) else None
+            return self._driver_refused(rollout_id, pending, refused, action.assets, exc, now)
 
         in_flight: dict[OperationKind, list[str]] = {}
         for a in view.assets:
             kind = a.in_flight
             if kind is not None:
                 in_flight.setdefault(kind, []).append(a.asset_id)
-        polled = {kind: self.driver.poll(batch(kind, tuple(ids))) for kind, ids in in_flight.items()}
-        health = self.driver.observe([a.asset_id for a in view.assets])
+        polled: dict[OperationKind, Sequence[OperationResult]] = {}
+        for kind, ids in in_flight.items():
+            try:
+                polled[kind] = self.driver.poll(batch(kind, tuple(ids)))
+            except DriverError as exc:
+                return self._driver_refused(rollout_id, pending, kind, tuple(ids), exc, now)
+        blind: DriverError | None = None
+        try:
+            # Members of the rollout's groups outside it are watched too: rule 7 counts them when they are down.
+            health: Mapping[str, AssetHealth] = self._observe(view)
+        except DriverError as exc:
+            # No reading is never a pass: the gate sees unknown health. A running rollout pauses with the sentence.
+            health, blind = {}, exc
 
         results = 0
         with self.repository.session(rollout_id) as session:
@@ -185,9 +239,13 @@ class Controller:
                 session.mark_decision_done(pending.seq, now)
             results = len(updates)
             view = session.view()
-        self._phase_deadline = (
-            view.phase_entered_at + timedelta(seconds=view.bake) if view.state.phase is RolloutPhase.BAKING else None
-        )
+            if blind is not None and view.state.phase.is_running:
+                sentence = f"the {self.driver.name} driver could not read health: {blind}"
+                state, record = transition(view.state, RolloutPhase.PAUSED, sentence, at=now)
+                session.apply_transition(state, record, actor=self.actor)
+                transitions.append(record)
+                view = session.view()
+        self._note_deadlines(view)
         return StepReport(
             rollout_id=rollout_id,
             phase=view.state.phase,
@@ -197,14 +255,126 @@ class Controller:
             results=results,
             health_changes=health_changes,
             reused_decision=reused,
+            verdict=verdict,
+            decided=decided,
             in_flight=sum(1 for a in view.assets if a.in_flight is not None),
             at=now,
         )
 
+    def _guarded(self, view: RolloutView, decision: Decision) -> Decision:
+        """The safety guard's word on a decision that installs: the decision itself, or a pause naming the rule.
+
+        The guard shares no code with the planner or reconcile and re-checks rules 1–7 against the plan as it
+        was persisted and the state now, before any install starts: the last line of defence against a bug
+        in either. Only ringfence's own rollouts are guarded (the baselines of a drill stand for tools that
+        hold no such rules), and only plans that carry the facts the rules need (plans stored before canary
+        waves carry no tiers or groups)."""
+        starting = [
+            a
+            for act in decision.actions
+            if isinstance(act, StartOperation) and act.kind is OperationKind.apply
+            for a in act.assets
+        ]
+        if not starting or view.canary_rings <= 0 or not view.tiers or view.state.phase is not RolloutPhase.APPLYING:
+            return decision
+        plan = self._guard_plans.get(view.state.id)
+        if plan is None:
+            plan = self._guard_plans[view.state.id] = GuardPlan(
+                rings=view.planned_rings,
+                canary_rings=view.canary_rings,
+                strata={a.asset_id: a.stratum for a in view.assets},
+                tiers=view.tiers,
+                groups=tuple(GuardGroup(g.owners, g.members, g.k) for g in view.groups),
+            )
+        state = GuardState(
+            ring=view.state.ring,
+            assignment={a.asset_id: a.ring for a in view.assets},
+            states={a.asset_id: a.state for a in view.assets},
+            down=frozenset(a for a, h in view.health.items() if h.status is AssetStatus.failed),
+            # Every ring before the current one passed its gate: that is the only way a rollout moves on.
+            judged_rings=view.state.ring,
+        )
+        violations = check_opening(plan, state, starting)
+        if not violations:
+            return decision
+        reason = f"{refusal_sentence(violations)}; a person must look (resume to check again, or abort)"
+        return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, reason),))
+
     def wake_at(self) -> datetime | None:
-        """When waiting should end: the driver's next event or the end of the bake, whichever is first."""
+        """When waiting should end: the driver's next event, the end of the bake or the deadline of an operation
+        in flight, whichever is first."""
         times = [t for t in (self.driver.next_event_at(), self._phase_deadline) if t is not None]
         return min(times) if times else None
+
+    def _note_deadlines(self, view: RolloutView) -> None:
+        due = [
+            a.updated_at + timedelta(seconds=operation_deadline(view.update, kind) + 1)
+            for a in view.assets
+            if (kind := a.in_flight) is not None
+        ]
+        if view.state.phase is RolloutPhase.BAKING:
+            due.append(view.phase_entered_at + timedelta(seconds=view.bake))
+        if self._recheck_at is not None:
+            due.append(self._recheck_at)
+        self._phase_deadline = min(due) if due else None
+
+    def _observe(self, view: RolloutView) -> Mapping[str, AssetHealth]:
+        """The latest health of the targets, and of the members of the rollout's groups outside it."""
+        return self.driver.observe([*(a.asset_id for a in view.assets), *self._outside_members(view)])
+
+    def _outside_members(self, view: RolloutView) -> tuple[str, ...]:
+        if not view.groups:
+            return ()
+        key = (view.state.id, len(view.groups))
+        if self._outside is None or self._outside[0] != key:
+            targets = {a.asset_id for a in view.assets}
+            outside = sorted({m for g in view.groups for m in g.members if m not in targets})
+            self._outside = (key, tuple(outside))
+        return self._outside[1]
+
+    def _driver_refused(
+        self,
+        rollout_id: str,
+        pending: PendingDecision | None,
+        kind: OperationKind | None,
+        assets: tuple[str, ...],
+        exc: DriverError,
+        now: datetime,
+    ) -> StepReport:
+        """Record a driver's refusal or error: the operation's assets end with its sentence, the decision is done,
+        and a running rollout halts with the sentence as its reason (a person rolls it back or closes it)."""
+        what = _VERBS[kind] if kind is not None else "cancel an operation"
+        sentence = f"the {self.driver.name} driver could not {what}: {exc}"
+        transitions: list[Transition] = []
+        with self.repository.session(rollout_id) as session:
+            view = session.view()
+            if kind is not None:
+                mine = set(assets)
+                gave_up = GIVEN_UP[kind]
+                updates = [
+                    AssetUpdate(a.asset_id, gave_up, sentence)
+                    for a in view.assets
+                    if a.asset_id in mine and a.in_flight is kind
+                ]
+                if updates:
+                    session.update_assets(updates, now)
+            if pending is not None:
+                session.mark_decision_done(pending.seq, now)
+            if view.state.phase.is_running:
+                state, record = transition(view.state, RolloutPhase.HALTED, sentence, at=now)
+                session.apply_transition(state, record, actor=self.actor)
+                transitions.append(record)
+            view = session.view()
+        self._note_deadlines(view)
+        return StepReport(
+            rollout_id=rollout_id,
+            phase=view.state.phase,
+            ring=view.state.ring,
+            transitions=tuple(transitions),
+            results=len(assets),
+            in_flight=sum(1 for a in view.assets if a.in_flight is not None),
+            at=now,
+        )
 
     def run_until_settled(
         self,
@@ -239,6 +409,17 @@ class Controller:
                 return
             if not report.made_progress:
                 wait_until(self.wake_at())
+
+
+_VERBS = {
+    OperationKind.restore_point: "take restore points",
+    OperationKind.apply: "install the update",
+    OperationKind.rollback: "roll back",
+}
+
+
+def _starts_installs(decision: Decision) -> bool:
+    return any(isinstance(a, StartOperation) and a.kind is OperationKind.apply for a in decision.actions)
 
 
 def _progress(kind: OperationKind, result: OperationResult) -> AssetUpdate:

@@ -22,6 +22,7 @@ from ringfence.rollout.reconcile import (
     AssetProgress,
     AssetUpdate,
     Decision,
+    RingMove,
     RolloutView,
     actions_from_document,
 )
@@ -126,6 +127,10 @@ class _MemorySession:
             ring_count=len(r.strategy.rings),
             assets=tuple(r.assets.values()),
             health=health,
+            canary_rings=r.strategy.canary_rings,
+            groups=r.strategy.groups,
+            tiers=r.strategy.tiers,
+            planned_rings=r.strategy.rings,
         )
 
     def pending_decision(self) -> PendingDecision | None:
@@ -146,6 +151,11 @@ class _MemorySession:
             old = assets[u.asset_id]
             ref = u.restore_point_ref if u.restore_point_ref is not None else old.restore_point_ref
             assets[u.asset_id] = replace(old, state=u.state, detail=u.detail, restore_point_ref=ref, updated_at=at)
+
+    def move_assets(self, moves: Sequence[RingMove], at: datetime) -> None:
+        assets = self._r.assets
+        for m in moves:
+            assets[m.asset_id] = replace(assets[m.asset_id], ring=m.ring, detail=m.detail, updated_at=at)
 
     def add_decision(self, decision: Decision, at: datetime) -> int:
         seq = len(self._r.decisions) + 1

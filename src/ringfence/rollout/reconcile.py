@@ -25,9 +25,10 @@ Per phase (ring ``r`` is the rollout's current ring):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from ringfence.drivers.base import OperationKind
@@ -43,7 +44,8 @@ from ringfence.gates import (
     StratumVerdict,
     judge_ring,
 )
-from ringfence.planner import Stratum
+from ringfence.planner import Stratum, format_stratum
+from ringfence.rollout.record import RedundancyGroup
 from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState
 from ringfence.rollout.strategy import GateMode
 from ringfence.update import Update
@@ -94,6 +96,16 @@ class RolloutView:
     ring_count: int
     assets: tuple[AssetProgress, ...]
     health: Mapping[str, AssetHealth] = field(default_factory=dict)
+    """The latest reading of each asset that reported: targets (since their install, once installed) and the
+    members of ``groups`` outside the rollout."""
+    canary_rings: int = 0
+    """Rings ``0 .. canary_rings - 1`` are the canary phase; 0 (the baselines): no rule 6."""
+    groups: tuple[RedundancyGroup, ...] = ()
+    """The any-groups rule 7 holds the rollout to; none (the baselines): no rule 7."""
+    tiers: Mapping[str, int] = field(default_factory=dict)
+    """Each target's impact tier, to pick the least critical replacement canary."""
+    planned_rings: tuple[tuple[str, ...], ...] = ()
+    """The rings as planned when the rollout was created (replacement canaries move out of them later)."""
 
     @property
     def phase_entered_at(self) -> datetime:
@@ -101,6 +113,16 @@ class RolloutView:
 
     def ring(self, index: int) -> tuple[AssetProgress, ...]:
         return tuple(a for a in self.assets if a.ring == index)
+
+    @cached_property
+    def groups_of(self) -> Mapping[str, tuple[int, ...]]:
+        """Each member's groups (indexes into ``groups``) that can lose a member; exempt groups are left out."""
+        found: dict[str, list[int]] = {}
+        for g, group in enumerate(self.groups):
+            if not group.is_exempt:
+                for member in group.members:
+                    found.setdefault(member, []).append(g)
+        return {member: tuple(gs) for member, gs in found.items()}
 
 
 @dataclass(frozen=True)
@@ -136,15 +158,27 @@ class AssetUpdate:
 
 
 @dataclass(frozen=True)
+class RingMove:
+    """A not-yet-updated asset moved into the current canary ring, to replace a canary that was skipped."""
+
+    asset_id: str
+    ring: int
+    detail: str
+
+
+@dataclass(frozen=True)
 class Decision:
     transitions: tuple[PhaseChange, ...] = ()
     actions: tuple[Action, ...] = ()
     asset_updates: tuple[AssetUpdate, ...] = ()
     verdict: RingVerdict | None = None
+    ring_moves: tuple[RingMove, ...] = ()
+    recheck_at: datetime | None = None
+    """Nothing to do now, but look again then (a wait that ends by itself), not only when something changes."""
 
     @property
     def is_empty(self) -> bool:
-        return not (self.transitions or self.actions or self.asset_updates)
+        return not (self.transitions or self.actions or self.asset_updates or self.ring_moves)
 
     def actions_document(self) -> list[dict[str, Any]]:
         """The actions as JSON, to persist with the decision."""
@@ -179,13 +213,38 @@ def first_phase(update: Update) -> RolloutPhase:
     return RolloutPhase.TAKING_RESTORE_POINTS if update.rollback == "snapshot" else RolloutPhase.APPLYING
 
 
+DEADLINE_GRACE = 300
+"""Seconds an operation may run beyond twice the time the update says it takes (see :func:`operation_deadline`)."""
+
+MAX_SKIPPED_CANARIES = 3
+"""Canaries of one stratum skipped in a row before a person is asked to look, rather than trying another."""
+
+
+def operation_deadline(update: Update, kind: OperationKind) -> int:
+    """Seconds an operation may stay in flight before its silence counts as a failure.
+
+    Twice what the update's ``timing`` says it takes, and five minutes more: a driver that never answers
+    (a host that never comes back, a lost agent, a killed process) becomes an observation, never a wait
+    for ever."""
+    timing = update.timing
+    expected = {
+        OperationKind.restore_point: timing.restore_point,
+        OperationKind.apply: timing.apply,
+        OperationKind.rollback: timing.rollback,
+    }[kind]
+    return 2 * expected + DEADLINE_GRACE
+
+
 def reconcile(view: RolloutView, now: datetime) -> Decision:
     """The next decision for the rollout in ``view`` at ``now``. See the module docstring."""
+    overdue = _overdue(view, now)
+    if not overdue.is_empty:
+        return overdue
     phase = view.state.phase
     if phase is RolloutPhase.TAKING_RESTORE_POINTS:
         return _taking_restore_points(view)
     if phase is RolloutPhase.APPLYING:
-        return _applying(view)
+        return _applying(view, now)
     if phase is RolloutPhase.BAKING:
         return _baking(view, now)
     if phase is RolloutPhase.JUDGING:
@@ -199,10 +258,45 @@ def reconcile(view: RolloutView, now: datetime) -> Decision:
 
 # ------------------------------------------------------------------------------------------ the phases
 
+GIVEN_UP = {
+    OperationKind.restore_point: AssetState.RESTORE_POINT_FAILED,
+    OperationKind.apply: AssetState.FAILED,
+    OperationKind.rollback: AssetState.ROLLBACK_FAILED,
+}
+"""The state an asset ends in when its operation is given up (past its deadline, or refused by the driver)."""
+_OPERATION = {
+    OperationKind.restore_point: ("restore point", "restore_point"),
+    OperationKind.apply: ("install", "apply"),
+    OperationKind.rollback: ("rollback", "rollback"),
+}
+
+
+def _overdue(view: RolloutView, now: datetime) -> Decision:
+    """Operations past their deadline: cancelled, and failed with a sentence saying how long was waited."""
+    late: dict[OperationKind, list[str]] = {}
+    for a in view.assets:
+        kind = a.in_flight
+        if kind is not None and now - a.updated_at > timedelta(seconds=operation_deadline(view.update, kind)):
+            late.setdefault(kind, []).append(a.asset_id)
+    updates: list[AssetUpdate] = []
+    for kind, ids in late.items():
+        noun, timing_key = _OPERATION[kind]
+        why = (
+            f"no {noun} result from the driver within {humanize_duration(operation_deadline(view.update, kind))} "
+            f"(twice the update's timing.{timing_key} and 5 min more): treated as failed"
+        )
+        updates.extend(AssetUpdate(a, GIVEN_UP[kind], why) for a in ids)
+    return Decision(
+        actions=tuple(CancelOperation(kind, tuple(ids)) for kind, ids in late.items()), asset_updates=tuple(updates)
+    )
+
 
 def _taking_restore_points(view: RolloutView) -> Decision:
     r = view.state.ring
     ring = view.ring(r)
+    unjudged = _unjudged(view, [a for a in ring if a.state is AssetState.PENDING])
+    if unjudged:
+        return Decision(asset_updates=_never_widen(unjudged))
     to_ask = tuple(a.asset_id for a in ring if a.state is AssetState.PENDING)
     if to_ask:
         return Decision(
@@ -222,7 +316,7 @@ def _taking_restore_points(view: RolloutView) -> Decision:
     return Decision(transitions=(PhaseChange(RolloutPhase.APPLYING, reason),))
 
 
-def _applying(view: RolloutView) -> Decision:
+def _applying(view: RolloutView, now: datetime) -> Decision:
     r = view.state.ring
     ring = view.ring(r)
     by_snapshot = view.update.rollback == "snapshot"
@@ -233,12 +327,43 @@ def _applying(view: RolloutView) -> Decision:
             return a.state is AssetState.RESTORE_POINT_TAKEN
         return a.state is AssetState.PENDING
 
-    to_apply = tuple(a.asset_id for a in ring if eligible(a))
-    if to_apply:
-        return Decision(
-            actions=(StartOperation(OperationKind.apply, to_apply),),
-            asset_updates=tuple(AssetUpdate(a, AssetState.APPLYING) for a in to_apply),
+    ready = [a for a in ring if eligible(a)]
+    unjudged = _unjudged(view, ready)
+    if unjudged:
+        return Decision(asset_updates=_never_widen(unjudged))
+    if ready:
+        unavailable = _unavailable(view)
+        room = _Redundancy(view, unavailable)
+        to_apply = tuple(a.asset_id for a in ready if room.admit(a.asset_id) is None)
+        if to_apply:
+            return Decision(
+                actions=(StartOperation(OperationKind.apply, to_apply),),
+                asset_updates=tuple(AssetUpdate(a, AssetState.APPLYING) for a in to_apply),
+            )
+        if any(a.state in (AssetState.APPLYING, AssetState.RESTORE_POINT_REQUESTED) for a in ring):
+            return Decision()  # what holds them back may be running now; look again when it ends
+        # Held back by rule 7. When what holds an asset back is a member of this ring installed moments ago and
+        # not heard from yet, it is given time to report healthy (look again then); anything else — a member
+        # down outside the rollout, one that stays silent — needs a person.
+        progress = {a.asset_id: a for a in ring}
+        settle = timedelta(seconds=max(view.update.timing.apply, DEADLINE_GRACE))
+        recovering = [
+            progress[b].updated_at + settle
+            for a in ready
+            for b in room.blockers(a.asset_id)
+            if b in progress
+            and progress[b].state is AssetState.APPLIED
+            and _health(view, progress[b]).status is AssetStatus.unknown
+            and now < progress[b].updated_at + settle
+        ]
+        if recovering:
+            return Decision(recheck_at=min(recovering))
+        held = [a.asset_id for a in ready]
+        reason = (
+            f"ring {r}: {_count(len(held), 'asset')} held back by rule 7 (redundancy at run time): "
+            f"{room.why_blocked(held[0])}; resume once enough members are back up, or abort"
         )
+        return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, reason),))
     if any(a.state in (AssetState.APPLYING, AssetState.RESTORE_POINT_REQUESTED) for a in ring):
         return Decision()  # installs still running
     stragglers = [a.asset_id for a in ring if a.state is AssetState.PENDING]
@@ -283,6 +408,12 @@ def _judging(view: RolloutView) -> Decision:
     r = view.state.ring
     verdict = judge(view)
     sentence = explain(verdict)
+    # A canary ring whose every canary was skipped judged nothing at all: a replacement wave, not a person.
+    if verdict.outcome is GateOutcome.passed or (not verdict.strata and r < view.canary_rings):
+        wave, note = _canary_wave(view, verdict, sentence)
+        if wave is not None:
+            return wave
+        sentence += note
     if verdict.outcome is GateOutcome.passed:
         if r + 1 < view.ring_count:
             nxt = len(view.ring(r + 1))
@@ -307,19 +438,103 @@ def _judging(view: RolloutView) -> Decision:
     return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, sentence),), verdict=verdict)
 
 
+def _canary_wave(view: RolloutView, verdict: RingVerdict, sentence: str) -> tuple[Decision | None, str]:
+    """Rule 6 at the end of a canary ring: a stratum the ring held but could not judge (every canary of it was
+    skipped before its install) gets a replacement canary in a further wave of this ring, or the rollout
+    pauses for a person. Returns that decision, or None and a note for strata with nothing left to widen."""
+    r = view.state.ring
+    if r >= view.canary_rings:
+        return None, ""
+    ring = view.ring(r)
+    held: dict[Stratum, list[AssetProgress]] = {}
+    for a in ring:
+        held.setdefault(a.stratum, []).append(a)
+    judged_here = {a.stratum for a in ring if a.state in _UPDATED}
+    earlier = {a.stratum for a in view.assets if a.ring < r and a.state is AssetState.APPLIED}
+    ahead = {a.stratum for a in view.assets if r < a.ring < view.canary_rings and a.state in _NOT_YET_UPDATED}
+    unjudged = sorted((s for s in held if s not in judged_here | earlier | ahead), key=_stratum_key)
+    if not unjudged:
+        return None, ""
+    wanted = set(unjudged)
+    spares: dict[Stratum, list[AssetProgress]] = {}
+    for a in view.assets:
+        if a.ring >= view.canary_rings and a.state is AssetState.PENDING and a.stratum in wanted:
+            spares.setdefault(a.stratum, []).append(a)
+    room = _Redundancy(view, _unavailable(view))
+    moves: list[RingMove] = []
+    blocked: list[str] = []
+    nothing_left: list[str] = []
+    for stratum in unjudged:
+        name = format_stratum(stratum)
+        skipped = [a for a in held[stratum] if a.state in (AssetState.RESTORE_POINT_FAILED, AssetState.SKIPPED)]
+        why_skipped = (
+            f"{_names([a.asset_id for a in skipped])} skipped ({skipped[-1].detail or 'not updated'})"
+            if skipped
+            else f"{_names([a.asset_id for a in held[stratum]])} not updated"
+        )
+        if len(skipped) >= MAX_SKIPPED_CANARIES:
+            blocked.append(f"stratum {name}: {len(skipped)} canaries skipped in a row, {why_skipped}")
+            continue
+        # The least critical spare first (rule 3), then the earliest planned, then by id: deterministic.
+        candidates = sorted(spares.get(stratum, []), key=lambda a: (-view.tiers.get(a.asset_id, 0), a.ring, a.asset_id))
+        if not candidates:
+            nothing_left.append(f"stratum {name} ({why_skipped}) has no asset left to update")
+            continue
+        pick = next((a for a in candidates if room.admit(a.asset_id) is None), None)
+        if pick is None:
+            blocked.append(
+                f"stratum {name}: {why_skipped}, and no replacement can be updated now without breaking "
+                f"redundancy ({room.why_blocked(candidates[0].asset_id)})"
+            )
+            continue
+        moves.append(RingMove(pick.asset_id, r, f"replacement canary for stratum {name}: {why_skipped}"))
+    if blocked:
+        reason = (
+            f"{sentence} — but no stratum may widen unjudged (rule 6): {'; '.join(blocked)}; "
+            "a person decides (resume to try again, or abort)"
+        )
+        return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, reason),), verdict=verdict), ""
+    note = f"; {'; '.join(nothing_left)}" if nothing_left else ""
+    if not moves:
+        return None, note
+    replaced = ", ".join(f"{m.asset_id} for stratum {format_stratum(_stratum_of(view, m.asset_id))}" for m in moves)
+    reason = (
+        f"{sentence}{note} — {_count(len(moves), 'stratum')} not judged yet, its canary skipped: "
+        f"another canary wave of ring {r} with {replaced}"
+    )
+    return Decision(
+        transitions=(PhaseChange(first_phase(view.update), reason, r),), ring_moves=tuple(moves), verdict=verdict
+    ), ""
+
+
 def _rolling_back(view: RolloutView) -> Decision:
-    to_roll = tuple(a.asset_id for a in view.assets if a.state in (AssetState.APPLIED, AssetState.FAILED))
     skip = _skip_unreached(view)
-    if to_roll:
+    to_roll = [a.asset_id for a in view.assets if a.state in (AssetState.APPLIED, AssetState.FAILED)]
+    unavailable = _unavailable(view)
+    room = _Redundancy(view, unavailable)
+    # Assets already down go first (rolling them back can only bring them up); the healthy ones as redundancy allows.
+    start = tuple(a for a in to_roll if a in unavailable or room.admit(a) is None)
+    if start:
         return Decision(
-            actions=(StartOperation(OperationKind.rollback, to_roll),),
-            asset_updates=(*skip, *(AssetUpdate(a, AssetState.ROLLING_BACK) for a in to_roll)),
+            actions=(StartOperation(OperationKind.rollback, start),),
+            asset_updates=(*skip, *(AssetUpdate(a, AssetState.ROLLING_BACK) for a in start)),
         )
     # An install still running is rolled back once it has finished, never in the middle.
     if any(a.state in (AssetState.APPLYING, AssetState.ROLLING_BACK) for a in view.assets):
         return Decision(asset_updates=skip)
     rolled = sum(1 for a in view.assets if a.state is AssetState.ROLLED_BACK)
     failed = [a.asset_id for a in view.assets if a.state is AssetState.ROLLBACK_FAILED]
+    if to_roll:
+        # Healthy on the new release, and rolling them back now would take a service below K: a rollback that
+        # waited for that could wait for ever, so it ends here and says what a person must finish.
+        reason = (
+            f"{_count(len(to_roll), 'asset')} left on {view.update.release} ({_names(to_roll)}): rolling "
+            f"{'it' if len(to_roll) == 1 else 'them'} back now would break redundancy "
+            f"({room.why_blocked(to_roll[0])}); roll back by hand once enough members are up"
+        )
+        if failed:
+            reason = f"{len(failed)} rollbacks failed ({_names(failed)}); {reason}"
+        return Decision(transitions=(PhaseChange(RolloutPhase.FAILED, reason),), asset_updates=skip)
     if failed:
         reason = f"{len(failed)} of {len(failed) + rolled} rollbacks failed ({_names(failed)}); they need a person"
         return Decision(transitions=(PhaseChange(RolloutPhase.FAILED, reason),), asset_updates=skip)
@@ -332,6 +547,106 @@ def _rolling_back(view: RolloutView) -> Decision:
 def _skip_unreached(view: RolloutView) -> tuple[AssetUpdate, ...]:
     why = f"never updated: the rollout stopped at ring {view.state.ring}"
     return tuple(AssetUpdate(a.asset_id, AssetState.SKIPPED, why) for a in view.assets if a.state in _UNREACHED)
+
+
+# ------------------------------------------------------------------------------------------ rules 6 and 7
+
+_OUT_OF_SERVICE = frozenset(
+    {AssetState.APPLYING, AssetState.FAILED, AssetState.ROLLING_BACK, AssetState.ROLLBACK_FAILED}
+)
+"""States in which a target is unavailable because of the rollout: being updated, failed, rolling back."""
+
+
+def _unjudged(view: RolloutView, assets: Iterable[AssetProgress]) -> list[AssetProgress]:
+    """Rule 6: of ``assets`` (about to be touched in a ring after the canary phase), those whose stratum has no
+    canary that was updated and judged healthy — an applied asset of a canary ring the rollout has passed."""
+    r = view.state.ring
+    if view.canary_rings == 0 or r < view.canary_rings:
+        return []
+    candidates = list(assets)
+    if not candidates:
+        return []
+    judged = {a.stratum for a in view.assets if a.ring < view.canary_rings and a.state is AssetState.APPLIED}
+    return [a for a in candidates if a.stratum not in judged]
+
+
+def _never_widen(assets: Sequence[AssetProgress]) -> tuple[AssetUpdate, ...]:
+    return tuple(
+        AssetUpdate(
+            a.asset_id,
+            AssetState.SKIPPED,
+            f"never updated: no canary of stratum {format_stratum(a.stratum)} was updated and judged healthy (rule 6)",
+        )
+        for a in assets
+    )
+
+
+def _unavailable(view: RolloutView) -> set[str]:
+    """Assets unavailable now: targets being updated, failed or rolling back; anything whose latest reading is
+    a failure (members down before the rollout started, or outside it, count too); and this ring's installed
+    assets not yet heard from since (restarting, for all anyone knows)."""
+    down = {a for a, h in view.health.items() if h.status is AssetStatus.failed}
+    r = view.state.ring
+    for a in view.assets:
+        if a.state in _OUT_OF_SERVICE or (
+            a.state is AssetState.APPLIED and a.ring == r and _health(view, a).status is not AssetStatus.healthy
+        ):
+            down.add(a.asset_id)
+    return down
+
+
+class _Redundancy:
+    """Rule 7 as the rollout admits assets one at a time: a group never has more than n − K members unavailable."""
+
+    def __init__(self, view: RolloutView, unavailable: set[str]) -> None:
+        self.view = view
+        self.unavailable = unavailable
+        self.load: dict[int, int] = {}
+
+    def _used(self, g: int) -> int:
+        found = self.load.get(g)
+        if found is None:
+            found = self.load[g] = sum(1 for m in self.view.groups[g].members if m in self.unavailable)
+        return found
+
+    def admit(self, asset_id: str) -> int | None:
+        """Take ``asset_id`` out of service if every group of it has room (None), else the group that is full."""
+        mine = self.view.groups_of.get(asset_id, ())
+        if asset_id in self.unavailable or not mine:
+            return None
+        full = next((g for g in mine if self._used(g) >= self.view.groups[g].capacity), None)
+        if full is None:
+            for g in mine:
+                self.load[g] += 1
+        return full
+
+    def _full(self, asset_id: str) -> int | None:
+        groups = self.view.groups
+        return next((g for g in self.view.groups_of.get(asset_id, ()) if self._used(g) >= groups[g].capacity), None)
+
+    def blockers(self, asset_id: str) -> list[str]:
+        """The unavailable members of the first group that has no room for ``asset_id``."""
+        full = self._full(asset_id)
+        return [] if full is None else [m for m in self.view.groups[full].members if m in self.unavailable]
+
+    def why_blocked(self, asset_id: str) -> str:
+        full = self._full(asset_id)
+        if full is None:
+            return f"{asset_id} may be taken out of service"
+        group = self.view.groups[full]
+        out = self.blockers(asset_id)
+        return (
+            f"{group.describe()}; {_names(out)} {'is' if len(out) == 1 else 'are'} unavailable, so {asset_id} "
+            f"would leave {len(group.members) - len(out) - 1} up"
+        )
+
+
+def _stratum_of(view: RolloutView, asset_id: str) -> Stratum:
+    return next(a.stratum for a in view.assets if a.asset_id == asset_id)
+
+
+def _stratum_key(stratum: Stratum) -> list[str]:
+    return [v or "" for v in stratum]
 
 
 # ------------------------------------------------------------------------------------------ the gate
@@ -376,7 +691,7 @@ def _samples(view: RolloutView) -> list[StratumSample]:
             control.setdefault(a.stratum, []).append(_health(view, a))
     return [
         StratumSample(stratum, tuple(members), tuple(control.get(stratum, ())))
-        for stratum, members in sorted(updated.items(), key=lambda item: [v or "" for v in item[0]])
+        for stratum, members in sorted(updated.items(), key=lambda item: _stratum_key(item[0]))
     ]
 
 
@@ -411,6 +726,7 @@ def _names(ids: Sequence[str], limit: int = 5) -> str:
 
 
 __all__ = [
+    "GIVEN_UP",
     "SINCE_INSTALL",
     "Action",
     "AssetProgress",
@@ -418,6 +734,7 @@ __all__ = [
     "CancelOperation",
     "Decision",
     "PhaseChange",
+    "RingMove",
     "RolloutView",
     "StartOperation",
     "StratumVerdict",
@@ -425,5 +742,6 @@ __all__ = [
     "explain",
     "first_phase",
     "judge",
+    "operation_deadline",
     "reconcile",
 ]

@@ -8,7 +8,8 @@ Invariants of a :class:`RolloutState`:
 
 - ``paused_from`` is set exactly when the phase is ``paused`` (it names the phase to resume into);
 - ``halt_reason`` is set from the moment a rollout is halted and kept while it is rolled back or closed;
-- ``ring`` only moves forward, by one, when a verdict on the current ring starts the next one;
+- ``ring`` only moves forward, by one, when a verdict on the current ring starts the next one — or stays, when
+  a verdict on a canary ring starts a further canary wave of it (a replacement for a skipped canary);
 - ``version`` grows by one on every transition, so a writer holding a stale state is refused.
 
 Pure: standard library only, no I/O.
@@ -133,7 +134,8 @@ ASSET_MOVES: Mapping[AssetState, frozenset[AssetState]] = MappingProxyType(
         # Asked for a restore point (rollback by snapshot), installed at once, or never reached.
         _A.PENDING: frozenset({_A.RESTORE_POINT_REQUESTED, _A.APPLYING, _A.SKIPPED}),
         _A.RESTORE_POINT_REQUESTED: frozenset({_A.RESTORE_POINT_TAKEN, _A.RESTORE_POINT_FAILED, _A.SKIPPED}),
-        _A.RESTORE_POINT_TAKEN: frozenset({_A.APPLYING}),
+        # Skipped with its restore point taken: its stratum had no judged canary when its ring opened (rule 6).
+        _A.RESTORE_POINT_TAKEN: frozenset({_A.APPLYING, _A.SKIPPED}),
         _A.RESTORE_POINT_FAILED: frozenset(),
         _A.APPLYING: frozenset({_A.APPLIED, _A.FAILED}),
         # A failed install is rolled back with the rest: it may have left half the update behind.
@@ -268,6 +270,8 @@ def _ring_after(state: RolloutState, to: RolloutPhase, ring: int | None, prefix:
     expected = state.ring + 1 if starts_next_ring else state.ring
     if ring is None or ring == expected:
         return expected
+    if starts_next_ring and ring == state.ring:
+        return ring  # a further canary wave of the same ring: only said explicitly, never by default
     if starts_next_ring:
         why = f"a passed ring {state.ring} is followed by ring {expected}, not ring {ring}"
     else:

@@ -14,12 +14,13 @@ Pure: a strategy is computed from the compiled estate and the update.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ringfence.errors import InputError, Problem
 from ringfence.graph import EstateGraph
 from ringfence.planner import Plan, Stratum, plan_rings
+from ringfence.rollout.record import RedundancyGroup, StoredPlan
 from ringfence.selectors import parse_selector
 from ringfence.update import HoldOverride, Update
 
@@ -49,10 +50,36 @@ class StrategyPlan:
     rolls_back_on_halt: bool
     bake: int
     plan: Plan | None = None
+    canary_rings: int = 0
+    """Leading rings that form the canary phase (the planner's canary waves); 0 for the baselines."""
+    groups: tuple[RedundancyGroup, ...] = ()
+    """The any-groups the run-time redundancy rule holds the rollout to; none for the baselines."""
+    tiers: dict[str, int] = field(default_factory=dict)
 
     @property
     def targets(self) -> int:
         return sum(len(r) for r in self.rings)
+
+    def stored(self, driver: str, override: HoldOverride | None = None) -> StoredPlan:
+        """The plan as it is persisted with the rollout (with the hold it overrides, if any)."""
+        warnings = tuple(w.message for w in self.plan.warnings) if self.plan else ()
+        return StoredPlan(
+            strategy=self.strategy,
+            gate_mode=self.gate_mode.value,
+            rolls_back_on_halt=self.rolls_back_on_halt,
+            bake=self.bake,
+            driver=driver,
+            rings=self.rings,
+            canary_rings=self.canary_rings,
+            tiers=self.tiers,
+            groups=self.groups,
+            warnings=warnings,
+            hold_override=(
+                {"release": override.release, "reason": override.reason, "justification": override.justification}
+                if override
+                else None
+            ),
+        )
 
 
 def plan_strategy(
@@ -70,6 +97,10 @@ def plan_strategy(
             rolls_back_on_halt=True,
             bake=update.bake,
             plan=plan,
+            canary_rings=plan.canary_rings,
+            # The baselines stand for tools that know no redundancy; only ringfence's own rollouts are held to it.
+            groups=tuple(RedundancyGroup(g.owners, g.members, g.k) for g in plan.groups),
+            tiers={a: t for ring in plan.rings for a, t in zip(ring.assets, ring.tiers, strict=True)},
         )
     if strategy not in STRATEGIES:
         raise InputError(

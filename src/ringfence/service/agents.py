@@ -54,7 +54,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -63,6 +63,7 @@ from sqlalchemy.orm import Session
 from ringfence.durations import humanize_duration
 from ringfence.errors import InputError, PermissionDeniedError, Problem
 from ringfence.gates import FailureSignal
+from ringfence.rollout.record import StoredPlan
 from ringfence.rollout.state import AssetState, RolloutPhase
 from ringfence.service.tokens import Caller, Role, TokenCache
 from ringfence.store import repo
@@ -365,21 +366,22 @@ class DirectiveBoard:
         targets: dict[str, list[tuple[int, AssetTarget]]] = {}
         ids = {rollout_id for rollout_id, _, _ in versions}
         for found in repo.list_rollouts(session, phases=[p for p in RolloutPhase if not p.is_terminal]):
-            plan = found.plan if isinstance(found.plan, Mapping) else {}
-            if found.id not in ids or plan.get("driver") != AGENT_DRIVER:
+            if found.id not in ids:
+                continue
+            plan = StoredPlan.from_document(found.plan, rollout_id=found.id)
+            if plan.driver != AGENT_DRIVER:
                 continue
             update = found.update_doc if isinstance(found.update_doc, Mapping) else {}
-            rings = plan.get("rings")
             index = len(rollouts)
             rollouts.append(
                 AgentRollout(
                     id=found.id,
                     phase=found.state.phase,
                     ring=found.state.ring,
-                    ring_count=len(rings) if isinstance(rings, list) else 0,
+                    ring_count=plan.ring_count,
                     product=str(update.get("product", "")),
                     version=str(update.get("version", "")),
-                    bake=int(cast(int, plan.get("bake") or 0)),
+                    bake=plan.bake,
                     by_snapshot=update.get("rollback") == "snapshot",
                     phase_since=found.state.updated_at,
                     halt_reason=found.state.halt_reason,

@@ -43,6 +43,7 @@ from ringfence.incident import (
     timeline,
     waiting_for,
 )
+from ringfence.rollout.state import AssetState, RolloutPhase, Transition
 from ringfence.store import repo
 from ringfence.store.db import LOCK_NAMESPACE_INCIDENT_IDS, advisory_lock, session_scope
 from ringfence.store.records import EstateFormat
@@ -136,7 +137,6 @@ def declare_for_halted_rollout(
         return existing
     # Imported here: the rollout service calls this module from its halt path.
     from ringfence.gates import AssetStatus
-    from ringfence.rollout.state import AssetState
     from ringfence.service.rollouts import SqlRolloutSession
 
     view = SqlRolloutSession(session, rollout_id).view()
@@ -170,9 +170,79 @@ def declare_for_halted_rollout(
     )
 
 
+def settle_for_ended_rollout(session: Session, ended: Transition, *, actor: str = "controller") -> Incident | None:
+    """In the caller's transaction: what the end of a rollout means for the incident its halt declared.
+
+    ``rolled_back`` (every updated asset rolled back, none failed): what the halt took down is back, so every
+    item still down is marked restored and the incident is closed, "rolled back by rollout r-…: every
+    updated asset restored". ``failed`` (some rollbacks failed): the incident stays open, and a note names
+    each asset that needs a person and why. None when the rollout caused no incident, or a person has
+    closed it already; any other end changes nothing.
+    """
+    if ended.to_phase not in (RolloutPhase.ROLLED_BACK, RolloutPhase.FAILED):
+        return None
+    found = repo.incident_of_rollout(session, ended.rollout_id)
+    if found is None:
+        return None
+    incident = repo.get_incident(session, found.id, for_update=True)
+    if incident.status is IncidentStatus.CLOSED:
+        return None
+    # An incident declared by hand after the halt may carry a later time than the controller's clock: its
+    # timeline never runs backwards, and the rollout's own transition must not be refused for it.
+    at = max(ended.at, incident.declared_at)
+    if ended.to_phase is RolloutPhase.FAILED:
+        text = f"rollout {ended.rollout_id} ended failed ({ended.reason})"
+        stuck = _needing_a_person(session, ended.rollout_id)
+        if stuck:
+            text += f"; {len(stuck)} asset{'s need' if len(stuck) != 1 else ' needs'} a person: {'; '.join(stuck)}"
+        noted = add_note(incident, text, at, actor=actor)
+        _record_change(session, noted, "incident.note", {"text": text, "rollout": ended.rollout_id})
+        return noted
+    down = [i.id for i in incident.still_down]
+    if down:
+        # One mark for all: items that need each other come back together, as the rollback brought them.
+        incident = mark_restored(incident, down, at, actor=actor)
+        _record_change(
+            session, incident, "incident.restore", {"items": down, "still_down": 0, "rollout": ended.rollout_id}
+        )
+    reason = f"rolled back by rollout {ended.rollout_id}: every updated asset restored"
+    closed = close_incident(incident, at, actor=actor, reason=reason)
+    _record_change(session, closed, "incident.close", {"reason": reason, "still_down": [], "rollout": ended.rollout_id})
+    repo.mark_incident_closed(session, closed.id, at=at)
+    return closed
+
+
+def _needing_a_person(session: Session, rollout_id: str) -> list[str]:
+    """Each asset a failed rollout left for a person, with why: ``esx-a01 (rollback failed: timed out)``."""
+    # Imported here: the rollout service calls this module from its transition path.
+    from ringfence.gates import AssetStatus
+    from ringfence.service.rollouts import SqlRolloutSession
+
+    view = SqlRolloutSession(session, rollout_id).view()
+    found = []
+    for a in sorted(view.assets, key=lambda a: a.asset_id):
+        health = view.health.get(a.asset_id)
+        if a.state is AssetState.ROLLBACK_FAILED:
+            why = "rollback failed" + (f": {a.detail}" if a.detail else "")
+        elif a.state is AssetState.FAILED:
+            why = "install failed, not rolled back"
+        elif a.state is AssetState.APPLIED and health is not None and health.status is AssetStatus.failed:
+            why = "failed after its install, not rolled back"
+        else:
+            continue
+        found.append(f"{a.asset_id} ({why})")
+    return found
+
+
 def get(engine: Engine, incident_id: str) -> Incident:
     with session_scope(engine, readonly=True) as session:
         return repo.get_incident(session, incident_id)
+
+
+def of_rollout(engine: Engine, rollout_id: str) -> Incident | None:
+    """The incident ``rollout_id``'s halt declared, if any (a rollout causes at most one)."""
+    with session_scope(engine, readonly=True) as session:
+        return repo.incident_of_rollout(session, rollout_id)
 
 
 def list_incidents(engine: Engine, *, status: IncidentStatus | str | None = None) -> list[Incident]:
@@ -566,8 +636,10 @@ __all__ = [
     "incident_summary",
     "list_incidents",
     "note",
+    "of_rollout",
     "render_review_html",
     "render_review_markdown",
     "restore",
     "review",
+    "settle_for_ended_rollout",
 ]

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ringfence.audit import AuditEntry, AuditValue
-from ringfence.drivers.base import Driver, OperationKind, OperationResult
+from ringfence.drivers.base import Driver, OperationKind, OperationResult, require_able
 from ringfence.errors import ConflictError, InputError, PermissionDeniedError
 from ringfence.estate import parse_estate_text
 from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
@@ -47,9 +47,11 @@ from ringfence.rollout.reconcile import (
     AssetProgress,
     AssetUpdate,
     Decision,
+    RingMove,
     RolloutView,
     actions_from_document,
 )
+from ringfence.rollout.record import StoredPlan
 from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, transition
 from ringfence.rollout.strategy import GateMode, StrategyPlan, plan_strategy
 from ringfence.store import repo
@@ -103,7 +105,7 @@ class SqlRolloutSession:
 
     def view(self) -> RolloutView:
         rollout = repo.get_rollout(self.session, self.rollout_id)
-        plan = _plan_fields(rollout)
+        plan = stored_plan(rollout)
         assets = tuple(_progress(a) for a in repo.list_rollout_assets(self.session, self.rollout_id))
         by_id = {a.asset_id: a for a in assets}
         health: dict[str, AssetHealth] = {}
@@ -116,12 +118,16 @@ class SqlRolloutSession:
         return RolloutView(
             state=rollout.state,
             update=Update.model_validate(rollout.update_doc),
-            gate_mode=GateMode(str(plan["gate_mode"])),
-            rolls_back_on_halt=bool(plan["rolls_back_on_halt"]),
-            bake=int(cast(int, plan["bake"])),
-            ring_count=len(cast(list[Any], plan["rings"])),
+            gate_mode=GateMode(plan.gate_mode),
+            rolls_back_on_halt=plan.rolls_back_on_halt,
+            bake=plan.bake,
+            ring_count=plan.ring_count,
             assets=assets,
             health=health,
+            canary_rings=plan.canary_rings,
+            groups=plan.groups,
+            tiers=plan.tiers,
+            planned_rings=plan.rings,
         )
 
     def pending_decision(self) -> PendingDecision | None:
@@ -138,6 +144,11 @@ class SqlRolloutSession:
             from ringfence.service.incidents import declare_for_halted_rollout
 
             declare_for_halted_rollout(self.session, self.rollout_id, at=record.at)
+        elif record.to_phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.FAILED):
+            # The halt's incident follows the rollback: resolved when it restored everything, left open if not.
+            from ringfence.service.incidents import settle_for_ended_rollout
+
+            settle_for_ended_rollout(self.session, record, actor=actor)
 
     def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None:
         current = {a.asset_id: a for a in repo.list_rollout_assets(self.session, self.rollout_id)}
@@ -157,6 +168,25 @@ class SqlRolloutSession:
                 )
             )
         repo.upsert_rollout_assets(self.session, self.rollout_id, rows)
+
+    def move_assets(self, moves: Sequence[RingMove], at: datetime) -> None:
+        current = {a.asset_id: a for a in repo.list_rollout_assets(self.session, self.rollout_id)}
+        repo.upsert_rollout_assets(
+            self.session,
+            self.rollout_id,
+            [
+                RolloutAsset(
+                    asset_id=m.asset_id,
+                    ring=m.ring,
+                    stratum=current[m.asset_id].stratum,
+                    state=current[m.asset_id].state,
+                    updated_at=at,
+                    detail=m.detail,
+                    restore_point_ref=current[m.asset_id].restore_point_ref,
+                )
+                for m in moves
+            ],
+        )
 
     def add_decision(self, decision: Decision, at: datetime) -> int:
         payload: dict[str, JSONValue] = {
@@ -237,11 +267,9 @@ def _progress(asset: RolloutAsset) -> AssetProgress:
     )
 
 
-def _plan_fields(rollout: Rollout) -> Mapping[str, Any]:
-    plan = rollout.plan
-    if not isinstance(plan, Mapping):
-        raise ConflictError(f"rollout {rollout.id} has no stored plan")
-    return plan
+def stored_plan(rollout: Rollout) -> StoredPlan:
+    """The plan ``rollout`` follows, read through the one codec."""
+    return StoredPlan.from_document(rollout.plan, rollout_id=rollout.id)
 
 
 # ------------------------------------------------------------------------------------------ use cases
@@ -280,26 +308,14 @@ def create_rollout(
     """
     estate = parse_estate_text(estate_text, estate_source)
     update = parse_update_text(update_text, update_source)
+    require_able(driver, update, source=update_source, text=update_text)  # before anything is planned or stored
     override = check_holds(update, holds, override_hold)
     graph = compile_estate(estate)
     planned = plan_strategy(strategy, graph, update, hold_override=override)
     if dry_run or engine is None:
         return CreatedRollout(None, planned, update, override)
     needs_approval = require_approval or override is not None
-    plan_doc: dict[str, JSONValue] = {
-        "strategy": planned.strategy,
-        "gate_mode": planned.gate_mode.value,
-        "rolls_back_on_halt": planned.rolls_back_on_halt,
-        "bake": planned.bake,
-        "driver": driver,
-        "rings": [list(ring) for ring in planned.rings],
-        "warnings": [w.message for w in planned.plan.warnings] if planned.plan else [],
-        "hold_override": (
-            {"release": override.release, "reason": override.reason, "justification": override.justification}
-            if override
-            else None
-        ),
-    }
+    plan_doc = cast(JSONValue, planned.stored(driver, override).to_document())
     fmt = EstateFormat.JSON if estate_source.lower().endswith(".json") else EstateFormat.YAML
     with session_scope(engine) as session:
         version = repo.add_estate_version(
@@ -395,13 +411,16 @@ def controller(engine: Engine, driver: Driver, clock: Any, *, actor: str = "cont
 
 def driver_name(engine: Engine, rollout_id: str) -> str:
     with session_scope(engine, readonly=True) as session:
-        plan = _plan_fields(repo.get_rollout(session, rollout_id))
-    return str(plan.get("driver") or "simulated")
+        plan = stored_plan(repo.get_rollout(session, rollout_id))
+    return plan.driver
 
 
 @dataclass(frozen=True)
 class RingStatus:
     index: int
+    name: str
+    """``canary``, ``canary wave 2`` …, ``ring N``."""
+    is_canary: bool
     assets: int
     states: dict[str, int]
     strata: tuple[str, ...]
@@ -421,16 +440,18 @@ def status(engine: Engine, rollout_id: str) -> RolloutStatus:
         rollout = repo.get_rollout(session, rollout_id)
         assets = tuple(repo.list_rollout_assets(session, rollout_id))
         pending = len(repo.list_decisions(session, rollout_id, status=DecisionStatus.PENDING))
-    plan = _plan_fields(rollout)
+    plan = stored_plan(rollout)
     rings = []
-    for index in range(len(plan["rings"])):
+    for index in range(plan.ring_count):
         members = [a for a in assets if a.ring == index]
         counts: dict[str, int] = {}
         for a in members:
             counts[a.state.value] = counts.get(a.state.value, 0) + 1
         strata = sorted({format_stratum(tuple(json.loads(a.stratum))) for a in members if a.stratum != "[]"})
-        rings.append(RingStatus(index, len(members), counts, tuple(strata)))
-    return RolloutStatus(rollout, str(plan["strategy"]), tuple(rings), assets, pending)
+        rings.append(
+            RingStatus(index, plan.ring_name(index), plan.is_canary_ring(index), len(members), counts, tuple(strata))
+        )
+    return RolloutStatus(rollout, plan.strategy, tuple(rings), assets, pending)
 
 
 def status_document(found: RolloutStatus) -> dict[str, Any]:
@@ -449,7 +470,14 @@ def status_document(found: RolloutStatus) -> dict[str, Any]:
         "needs_approval": r.needs_approval,
         "updated_at": r.state.updated_at.isoformat(),
         "rings": [
-            {"index": ring.index, "assets": ring.assets, "states": ring.states, "strata": list(ring.strata)}
+            {
+                "index": ring.index,
+                "name": ring.name,
+                "canary": ring.is_canary,
+                "assets": ring.assets,
+                "states": ring.states,
+                "strata": list(ring.strata),
+            }
             for ring in found.rings
         ],
         "assets": [

@@ -7,7 +7,7 @@ run in this process, until the rollout makes no more progress, waits for a perso
 its transactions.
 
 Drivers that run in-process are built by factories registered here by name: ``simulated`` (built from the
-update's own timing, its world kept in memory for the life of the process) and whatever other parts of
+update's own timing, its world kept in the database per rollout) and whatever other parts of
 ringfence register (``register_in_process_driver("agent", ...)``). Rollouts on any other driver are left to
 ``ringfence rollout start``.
 
@@ -17,6 +17,25 @@ rollout ends or the worker stops. So exactly one worker drives a rollout, and th
 state it keeps in memory) stays with the rollout. The claim uses its own lock namespace, so it never waits
 on, or blocks, the per-transaction rollout lock the controller's steps take. On SQLite there is one worker
 (``ringfence serve`` refuses more) and every write transaction already runs alone.
+
+The loop outlives anything one rollout does (it is the only thing that drives the server's rollouts, so
+its death would stop them all without a word):
+
+- before it drives a rollout it builds the rollout's driver and asks whether the driver can do what the
+  rollout still needs (:func:`ringfence.drivers.base.refusal_for`); a refusal is an error of that rollout;
+- an error of one rollout (building its driver, a refusal, a step, settling) is caught for that rollout
+  alone, logged once (not at every turn while it repeats) and counted in :class:`LoopStats`. A refusal
+  or bad input (DriverError, InputError) will not go away by trying again, so the loop gives up at once;
+  any other error is tried again on the next turns, and the loop gives up at the
+  :data:`GIVE_UP_AFTER`-th failure in a row. Giving up goes through the state machine: a running rollout
+  is halted, a rollout rolling back is closed as failed (abort and rollback always reach a terminal
+  phase), each with the reason "the controller could not drive this rollout: <sentence>"; a paused or
+  halted rollout stays where it is, for a person. Its driver and claim are dropped, and it is not tried
+  again until its state changes (a person resumes it, rolls it back…);
+- the database out of reach is nobody's rollout: the turn ends there. Every turn that fails as a whole
+  (listing the rollouts included) is caught, counted, logged once while the same error repeats, and
+  tried again after the interval. ``LoopStats.last_turn_at`` is when the last turn completed, which
+  :meth:`ControllerLoop.health` (``GET /v1/health``) judges.
 """
 
 from __future__ import annotations
@@ -29,11 +48,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 
-from ringfence.drivers.base import Driver
-from ringfence.errors import RingfenceError
-from ringfence.rollout.controller import Controller, StepReport
+from ringfence.drivers.base import Driver, OperationKind, operations_for, refusal_for, require_able
+from ringfence.errors import DriverError, InputError, Problem, RingfenceError
+from ringfence.rollout.controller import Controller, StepReport, change_phase
 from ringfence.rollout.state import RolloutPhase
 from ringfence.service.rollouts import SqlRolloutRepository
 from ringfence.store import repo
@@ -63,18 +83,26 @@ DRIVEN_PHASES = frozenset(
 MAX_STEPS_PER_TURN = 50
 """Steps one rollout may take in a row before the others get their turn."""
 
+GIVE_UP_AFTER = 3
+"""Turns in a row a rollout may fail (with an error that is not a refusal) before the loop gives up on it."""
+
+HEALTHY_WITHIN = 30.0
+"""Seconds: the loop is healthy while its last turn ended within max(3 × its interval, this)."""
+
+_RUNNING = frozenset(p for p in RolloutPhase if p.is_running)
+_NOT_STOPPED = _RUNNING | {RolloutPhase.PENDING, RolloutPhase.AWAITING_APPROVAL, RolloutPhase.PAUSED}
+"""Phases from which a rollout may still need every operation its update calls for."""
+
 DriverFactory = Callable[[Engine, Update], Driver]
 """Builds the driver of one rollout, given the database and the update it rolls out."""
 
 
-def _simulated(_engine: Engine, update: Update) -> Driver:
-    from ringfence.drivers.simulated import SimulatedDriver
+def _simulated(engine: Engine, update: Update) -> Driver:
+    from ringfence.service.driver_state import simulated_driver
 
-    timing = update.timing
-    # The update's own timing (a test or demo update says 0s; a real one minutes).
-    return SimulatedDriver(
-        apply=f"{timing.apply}s", rollback=f"{timing.rollback}s", restore_point=f"{timing.restore_point}s"
-    )
+    # The update's own timing (a test or demo update says 0s; a real one minutes), and the world kept in the
+    # database: a server killed mid-install carries on with those installs when it starts again.
+    return simulated_driver(engine, update)
 
 
 _IN_PROCESS: dict[str, DriverFactory] = {"simulated": _simulated}
@@ -158,11 +186,25 @@ class _Driven:
 
     controller: Controller
     settled_version: int | None = None
+    wake_at: datetime | None = None
+    """When its driver or bake has something due, as the controller said after its last step."""
+
+
+@dataclass
+class _Trouble:
+    """A rollout the loop could not drive: failures in a row, the sentence last logged, and when it gave up."""
+
+    failures: int = 0
+    logged: str | None = None
+    gave_up_at: int | None = None
+    """The rollout's state version when the loop gave up on it: not tried again until that changes."""
+    give_up_logged: str | None = None
+    """Why giving up on it could not be recorded, as last logged."""
 
 
 @dataclass
 class LoopStats:
-    """What the loop has done since it started (for tests, logs and the dashboard)."""
+    """What the loop has done since it started (for tests, logs, the dashboard and ``/v1/health``)."""
 
     turns: int = 0
     steps: int = 0
@@ -170,6 +212,32 @@ class LoopStats:
     last_error: str | None = None
     settled: dict[str, str] = field(default_factory=dict)
     """Rollout id → the phase it settled in last."""
+    started_at: datetime | None = None
+    last_turn_at: datetime | None = None
+    """The loop's clock when its last turn completed (a turn that failed as a whole does not count)."""
+    failed_turns: int = 0
+    """Turns in a row that failed as a whole (the database out of reach…); 0 once one completes."""
+    gave_up: dict[str, str] = field(default_factory=dict)
+    """Rollout id → why the loop left it where it is (paused or halted), until its state changes."""
+
+
+@dataclass(frozen=True)
+class LoopHealth:
+    """Whether the loop is driving rollouts, for ``GET /v1/health``: ``problem`` is None when it is."""
+
+    problem: str | None
+    running: bool
+    last_turn_at: datetime | None
+    errors: int
+    last_error: str | None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "last_turn_at": self.last_turn_at.isoformat() if self.last_turn_at else None,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
 
 
 class ControllerLoop:
@@ -183,16 +251,25 @@ class ControllerLoop:
         clock: Callable[[], datetime] = _utc_now,
         actor: str = "controller",
         drivers: dict[str, DriverFactory] | None = None,
+        give_up_after: int = GIVE_UP_AFTER,
     ) -> None:
-        if interval <= 0:
-            raise ValueError(f"the controller interval is a positive number of seconds, not {interval}")
+        # Written so that NaN is refused too: a loop that never wakes is a loop that never drives.
+        if not 0 < interval <= 3600:
+            raise InputError(
+                [Problem(f"the controller interval is a number of seconds above 0 and at most 3600, not {interval}")]
+            )
+        if give_up_after < 1:
+            raise InputError([Problem(f"give_up_after is a number of turns of at least 1, not {give_up_after}")])
         self.engine = engine
         self.interval = interval
         self.clock = clock
         self.actor = actor
+        self.give_up_after = give_up_after
         self._drivers = drivers
         self.stats = LoopStats()
         self._driven: dict[str, _Driven] = {}
+        self._troubles: dict[str, _Trouble] = {}
+        self._turn_error_logged: str | None = None
         self._skipped: set[str] = set()
         self._claims = _Claims(engine)
         self._wake = threading.Event()
@@ -205,6 +282,7 @@ class ControllerLoop:
         """Start the loop's thread (once)."""
         if self._thread is not None:
             return
+        self.stats.started_at = self.clock()
         self._thread = threading.Thread(target=self._run, name="ringfence-controller", daemon=True)
         self._thread.start()
 
@@ -212,11 +290,16 @@ class ControllerLoop:
         """Finish the step under way, release every claim and end the thread."""
         self._stopping.set()
         self._wake.set()
+        stuck = False
         if self._thread is not None:
             self._thread.join(timeout)
-            if self._thread.is_alive():
+            stuck = self._thread.is_alive()
+            if stuck:
                 log.warning("the controller loop did not stop within %.0f s", timeout)
             self._thread = None
+        if not stuck:
+            # The thread released them as it ended; a loop turned by hand (tools, tests) holds them until now.
+            self._claims.close()
 
     def wake(self) -> None:
         """Look at the rollouts now rather than at the next interval (a person just moved one)."""
@@ -226,16 +309,39 @@ class ControllerLoop:
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def health(self) -> LoopHealth:
+        """Whether the loop is driving rollouts: its thread is alive and its last turn ended recently enough.
+
+        Recently enough: within max(3 × the interval, :data:`HEALTHY_WITHIN`) of now (of the start, before
+        the first turn has ended). Otherwise ``problem`` says why, in a sentence.
+        """
+        stats = self.stats
+        running = self.is_running
+        limit = max(3 * self.interval, HEALTHY_WITHIN)
+        problem: str | None = None
+        if not running:
+            problem = "the controller loop has stopped" if stats.started_at else "the controller loop has not started"
+        else:
+            since = stats.last_turn_at or stats.started_at
+            age = (self.clock() - since).total_seconds() if since is not None else 0.0
+            if age > limit:
+                problem = f"no controller turn for {age:.0f} s (one is expected at least every {limit:.0f} s)"
+                if stats.failed_turns and stats.last_error:
+                    problem += f"; {stats.failed_turns} failed in a row, the last with {stats.last_error}"
+        return LoopHealth(problem, running, stats.last_turn_at, stats.errors, stats.last_error)
+
     def _run(self) -> None:
         try:
             while not self._stopping.is_set():
                 # Cleared before the turn: a wake() during it makes the next turn come at once.
                 self._wake.clear()
+                wait = self.interval
                 try:
                     self.turn()
-                except Exception as exc:  # the loop outlives any one failure; the next turn tries again
-                    self._note_error(exc, "listing rollouts")
-                self._wake.wait(self._wait_seconds())
+                    wait = self._wait_seconds()
+                except Exception as exc:  # the loop outlives anything; the next turn tries again
+                    self._turn_failed(exc)
+                self._wake.wait(wait)
         finally:
             try:
                 self._claims.close()
@@ -245,7 +351,11 @@ class ControllerLoop:
     # --------------------------------------------------------------------------------- one turn
 
     def turn(self) -> int:
-        """Step every active rollout this worker may drive until each waits; returns the steps taken."""
+        """Step every active rollout this worker may drive until each waits; returns the steps taken.
+
+        An error of one rollout is that rollout's (see the module docstring); the database out of reach
+        ends the turn with its error, for the caller (:meth:`_run`) to count and try again.
+        """
         self.stats.turns += 1
         with session_scope(self.engine, readonly=True) as session:
             active = repo.list_rollouts(session, phases=DRIVEN_PHASES)
@@ -257,20 +367,31 @@ class ControllerLoop:
         ids = {r.id for r in active}
         for gone in set(self._driven) - ids:
             self._forget(gone)  # ended: its driver and claim go
+        for gone in set(self._troubles) - ids:
+            del self._troubles[gone]
+            self.stats.gave_up.pop(gone, None)
         self._skipped &= ids
         self.stats.steps += steps
+        self.stats.last_turn_at = self.clock()
+        if self.stats.failed_turns:
+            log.info("controller loop: turns complete again after %d that failed", self.stats.failed_turns)
+        self.stats.failed_turns = 0
+        self._turn_error_logged = None
         return steps
 
     def _drive(self, rollout: Rollout) -> int:
+        trouble = self._troubles.get(rollout.id)
+        if trouble is not None and trouble.gave_up_at == rollout.state.version:
+            return 0  # left for a person until they move it (its version changes then)
         driven = self._driven.get(rollout.id)
         if driven is not None and driven.settled_version == rollout.state.version:
             return 0  # waiting for a person; nothing changed since
-        if driven is None:
-            driven = self._take(rollout)
-            if driven is None:
-                return 0
         steps = 0
         try:
+            if driven is None:
+                driven = self._take(rollout)
+                if driven is None:
+                    return 0
             for _ in range(MAX_STEPS_PER_TURN):
                 report = driven.controller.step(rollout.id)
                 steps += 1
@@ -283,11 +404,26 @@ class ControllerLoop:
                     break
                 if not report.made_progress:
                     break
+            if rollout.id in self._driven:
+                # Asked here, where an error is this rollout's, not while the loop waits.
+                driven.wake_at = driven.controller.wake_at()
         except Exception as exc:
-            self._note_error(exc, f"rollout {rollout.id}")
+            if _database_unreachable(exc):
+                raise  # nobody's rollout: the turn ends, and is tried again after the interval
+            self._cannot_drive(rollout, exc)
+            return steps
+        if trouble is not None:
+            del self._troubles[rollout.id]
+            self.stats.gave_up.pop(rollout.id, None)
+            log.info("controller loop: rollout %s is driven again", rollout.id)
         return steps
 
     def _take(self, rollout: Rollout) -> _Driven | None:
+        """Claim ``rollout`` and build its driver; None when this worker does not drive it.
+
+        Raises what building the driver raised, or a DriverError when the driver refuses what the rollout
+        still needs; :meth:`_cannot_drive` then releases the claim.
+        """
         name = _driver_of(rollout)
         factories = self._drivers if self._drivers is not None else _IN_PROCESS
         factory = factories.get(name)
@@ -300,12 +436,11 @@ class ControllerLoop:
             return None
         if not self._claims.claim(rollout.id):
             return None  # another worker drives it
-        try:
-            driver = factory(self.engine, Update.model_validate(rollout.update_doc))
-        except Exception as exc:
-            self._claims.release(rollout.id)
-            self._note_error(exc, f"building driver {name!r} for rollout {rollout.id}")
-            return None
+        update = Update.model_validate(rollout.update_doc)
+        driver = factory(self.engine, update)
+        refusal = refusal_for(driver, update, operations=_operations_ahead(rollout.state.phase, update))
+        if refusal is not None:
+            raise DriverError(refusal)
         controller = Controller(SqlRolloutRepository(self.engine), driver, self.clock, actor=self.actor)
         driven = _Driven(controller)
         self._driven[rollout.id] = driven
@@ -328,18 +463,135 @@ class ControllerLoop:
         wait = self.interval
         now = self.clock()
         for driven in self._driven.values():
-            if driven.settled_version is not None:
+            if driven.settled_version is not None or driven.wake_at is None:
                 continue
-            due = driven.controller.wake_at()
-            if due is not None:
-                wait = min(wait, max(0.0, (due - now).total_seconds()))
+            wait = min(wait, max(0.0, (driven.wake_at - now).total_seconds()))
         return max(wait, 0.01)
+
+    # --------------------------------------------------------------------------------- errors
+
+    def _cannot_drive(self, rollout: Rollout, exc: Exception) -> None:
+        """One rollout failed: count it, log it once, and give up on it when trying again is pointless."""
+        sentence = _sentence(exc)
+        self.stats.errors += 1
+        self.stats.last_error = f"rollout {rollout.id}: {sentence}"
+        trouble = self._troubles.setdefault(rollout.id, _Trouble())
+        trouble.failures += 1
+        if trouble.logged != sentence:
+            trouble.logged = sentence
+            # Ringfence's own errors are sentences that say it all; anything else needs its traceback.
+            log.warning(
+                "controller loop, rollout %s: %s", rollout.id, sentence, exc_info=not isinstance(exc, RingfenceError)
+            )
+        driven = self._driven.get(rollout.id)
+        if driven is not None:
+            driven.settled_version = None  # whatever it settled at, try it again next turn
+        refused = isinstance(exc, DriverError | InputError)
+        if driven is None or refused or trouble.failures >= self.give_up_after:
+            # Kept between tries otherwise: a driver may hold in memory what it has in flight.
+            self._forget(rollout.id)
+        if refused or trouble.failures >= self.give_up_after:
+            self._give_up(rollout.id, sentence, trouble)
+
+    def _give_up(self, rollout_id: str, sentence: str, trouble: _Trouble) -> None:
+        """Stop driving the rollout, through the state machine's one door (see the module docstring)."""
+        reason = f"the controller could not drive this rollout: {sentence}"
+        repository = SqlRolloutRepository(self.engine)
+        try:
+            with session_scope(self.engine, readonly=True) as session:
+                state = repo.get_rollout(session, rollout_id).state
+            if state.phase in _RUNNING:
+                to, allowed = RolloutPhase.HALTED, _RUNNING
+            elif state.phase is RolloutPhase.ROLLING_BACK:
+                # A rollback that cannot be driven still ends: failed, for a person to finish by hand.
+                to, allowed = RolloutPhase.FAILED, frozenset({RolloutPhase.ROLLING_BACK})
+            else:
+                # Paused or halted: a person decides; nothing is tried again until they move it.
+                trouble.gave_up_at = state.version
+                self.stats.gave_up[rollout_id] = reason
+                log.info("controller loop: rollout %s is %s and left there: %s", rollout_id, state.phase, reason)
+                return
+            change_phase(
+                repository, rollout_id, to, reason, actor=self.actor, at=self.clock(), allowed_from=allowed, verb=to
+            )
+            log.warning("controller loop: rollout %s is now %s: %s", rollout_id, to, reason)
+        except Exception as exc:
+            # Not even that could be recorded (the database out of reach, or a person moved it meanwhile):
+            # the next turn tries again.
+            why = _sentence(exc)
+            self.stats.errors += 1
+            self.stats.last_error = f"giving up on rollout {rollout_id}: {why}"
+            if trouble.give_up_logged != why:
+                trouble.give_up_logged = why
+                log.warning("controller loop: giving up on rollout %s failed: %s", rollout_id, why)
+            return
+        # Moved on through the door: the next turn looks at it once more in its new phase (a halted rollout
+        # still records what was in flight), with a fresh count.
+        trouble.failures = 0
+
+    def _turn_failed(self, exc: Exception) -> None:
+        """A whole turn failed: counted, logged once while the same error repeats; the next turn tries again."""
+        sentence = _sentence(exc)
+        self.stats.errors += 1
+        self.stats.failed_turns += 1
+        self.stats.last_error = f"a turn: {sentence}"
+        if sentence != self._turn_error_logged:
+            self._turn_error_logged = sentence
+            log.warning(
+                "controller loop: a turn failed, trying again every %.1f s: %s",
+                self.interval,
+                sentence,
+                exc_info=not isinstance(exc, RingfenceError) and not _database_unreachable(exc),
+            )
 
     def _note_error(self, exc: Exception, where: str) -> None:
         self.stats.errors += 1
         self.stats.last_error = f"{where}: {exc}"
         # Ringfence's own errors are sentences that say it all; anything else needs its traceback.
         log.warning("controller loop, %s: %s", where, exc, exc_info=not isinstance(exc, RingfenceError))
+
+
+def check_driver(engine: Engine, rollout_id: str, driver: Driver | None = None) -> None:
+    """Refuse, with :class:`~ringfence.errors.InputError` and nothing changed, to start or drive a rollout its
+    driver cannot carry through from where it is: ``driver`` as built with its options, or (None) the
+    rollout's own driver by what its class declares.
+
+    Called by ``POST /v1/rollouts/{id}/start`` and ``ringfence rollout start`` before the rollout moves.
+    """
+    with session_scope(engine, readonly=True) as session:
+        rollout = repo.get_rollout(session, rollout_id)
+    update = Update.model_validate(rollout.update_doc)
+    operations = _operations_ahead(rollout.state.phase, update)
+    asked = driver if driver is not None else _driver_of(rollout)
+    require_able(asked, update, operations=operations, source=f"rollout {rollout_id}")
+
+
+def _operations_ahead(phase: RolloutPhase, update: Update) -> tuple[OperationKind, ...]:
+    """What a rollout in ``phase`` may still ask its driver for (a halted or finished one: nothing new)."""
+    if phase is RolloutPhase.ROLLING_BACK:
+        return (OperationKind.rollback,)
+    if phase in _NOT_STOPPED:
+        return operations_for(update)
+    return ()
+
+
+def _database_unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or did not answer (a lost connection, a full pool, a locked file)."""
+    return isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.DisconnectionError
+        | sqlalchemy.exc.TimeoutError,
+    )
+
+
+def _sentence(exc: BaseException) -> str:
+    """An error on one line: ringfence's own are sentences; anything else is named by its type."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, RingfenceError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _driver_of(rollout: Rollout) -> str:
@@ -350,10 +602,14 @@ def _driver_of(rollout: Rollout) -> str:
 
 __all__ = [
     "DRIVEN_PHASES",
+    "GIVE_UP_AFTER",
+    "HEALTHY_WITHIN",
     "LOCK_NAMESPACE_ROLLOUT_CLAIM",
     "ControllerLoop",
     "DriverFactory",
+    "LoopHealth",
     "LoopStats",
+    "check_driver",
     "claim_key",
     "in_process_drivers",
     "register_in_process_driver",

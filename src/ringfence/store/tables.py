@@ -264,3 +264,18 @@ class IncidentEventRow(Base):
     actor: Mapped[str] = mapped_column(sa.String(200))
     text: Mapped[str] = mapped_column(sa.Text)
     items: Mapped[Any] = mapped_column(sa.JSON)
+
+
+class DriverStateRow(Base):
+    """What a driver keeps between processes for one rollout: the simulated driver's world.
+
+    One row per (rollout, driver), replaced whole in a transaction of its own after every change, so a process
+    killed at any moment leaves the previous document whole and the next process carries on from it.
+    """
+
+    __tablename__ = "driver_state"
+
+    rollout_id: Mapped[str] = mapped_column(sa.ForeignKey("rollouts.id"), primary_key=True)
+    driver: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    document: Mapped[Any] = mapped_column(sa.JSON)
+    updated_at: Mapped[datetime]

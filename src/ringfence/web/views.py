@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -19,11 +19,10 @@ from typing import Generic, TypeVar
 from markupsafe import Markup
 from sqlalchemy.engine import Engine
 
-from ringfence.api.routes.drills import bundled_scenarios
+from ringfence.api.routes.drills import bundled_scenario_text, bundled_scenarios
 from ringfence.audit import AuditEntry, ChainReport
-from ringfence.drills import DrillReport, run_drill
+from ringfence.drills import DrillReport, run_drill_text
 from ringfence.durations import humanize_duration
-from ringfence.errors import NotFoundError
 from ringfence.estate import TIER_NAMES, Estate
 from ringfence.gates import AssetHealth, AssetStatus, RingVerdict, format_stratum
 from ringfence.graph import EstateGraph
@@ -47,7 +46,7 @@ from ringfence.service.estates import CompiledEstates, LoadedEstate
 from ringfence.service.tokens import Caller, Role
 from ringfence.store import repo
 from ringfence.store.db import session_scope
-from ringfence.store.records import Rollout
+from ringfence.store.records import ObservationKind, Rollout
 from ringfence.web.charts import concentration_svg, harm_order, tier_counts
 from ringfence.web.security import may
 
@@ -312,6 +311,8 @@ def _rollout_row(r: Rollout) -> RolloutRow:
 @dataclass(frozen=True)
 class RingRow:
     index: int
+    name: str
+    """``canary``, ``canary wave 2`` …, then ``ring N``: what the plan made of the ring."""
     assets: int
     updated: int
     """Targets the update reached: installed (healthy or not), being rolled back, or rolled back."""
@@ -355,6 +356,30 @@ class Action:
 
 
 @dataclass(frozen=True)
+class FailedAsset:
+    """An asset the rollout broke, what failed, and where it stands now."""
+
+    id: str
+    ring: str
+    stratum: str
+    what: str
+    """What failed, in words: ``install failed: …``, ``crashed 20 min after install``."""
+    state: str
+    """Its state in the rollout now (``rolled_back``, ``rollback_failed``, ``applied`` …)."""
+    state_detail: str
+    """What its rollback said, once it has one."""
+
+
+@dataclass(frozen=True)
+class IncidentLink:
+    """The incident the rollout's halt declared."""
+
+    id: str
+    status: str
+    title: str
+
+
+@dataclass(frozen=True)
 class RolloutPage:
     id: str
     update: str
@@ -364,6 +389,7 @@ class RolloutPage:
     phase: str
     is_terminal: bool
     ring: int
+    ring_name: str
     ring_count: int
     paused_from: str
     halt_reason: str
@@ -380,6 +406,8 @@ class RolloutPage:
     approval_note: str
     """Why an approver sees no approve button (they created the rollout), or ''."""
     warnings: tuple[str, ...]
+    failed_assets: tuple[FailedAsset, ...]
+    incident: IncidentLink | None
 
 
 _INSTALLED = SINCE_INSTALL
@@ -398,9 +426,12 @@ def rollout_page(engine: Engine, rollout_id: str, caller: Caller) -> RolloutPage
     for a in found.assets:
         if a.state in _REACHED:
             counts_by_ring[a.ring] = counts_by_ring.get(a.ring, 0) + 1
+    names = ring_names(plan, len(found.rings))
+    incident = incident_service.of_rollout(engine, rollout_id)
     rings = tuple(
         RingRow(
             index=ring.index,
+            name=names[ring.index],
             assets=ring.assets,
             updated=counts_by_ring.get(ring.index, 0),
             states=tuple(sorted(ring.states.items(), key=lambda item: _STATE_ORDER.get(item[0], 99))),
@@ -421,6 +452,7 @@ def rollout_page(engine: Engine, rollout_id: str, caller: Caller) -> RolloutPage
         phase=state.phase.value,
         is_terminal=state.phase.is_terminal,
         ring=state.ring,
+        ring_name=names[state.ring] if state.ring < len(names) else f"ring {state.ring}",
         ring_count=len(found.rings),
         paused_from=state.paused_from.value if state.paused_from else "",
         halt_reason=state.halt_reason or "",
@@ -436,10 +468,95 @@ def rollout_page(engine: Engine, rollout_id: str, caller: Caller) -> RolloutPage
         actions=tuple(_actions(r, update.rollback, caller)),
         approval_note=_approval_note(r, caller),
         warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
+        failed_assets=_failed_assets(engine, r, view, names, incident),
+        incident=IncidentLink(incident.id, incident.status.value, incident.title) if incident is not None else None,
     )
 
 
 _STATE_ORDER = {s.value: i for i, s in enumerate(AssetState)}
+
+
+def ring_names(plan: Mapping[str, object], count: int) -> list[str]:
+    """Each ring as the planner names it: ``canary``, ``canary wave 2`` …, then ``ring N``.
+
+    Read defensively, from what the stored plan says of its canary phase: ``canary_rings`` (how many leading
+    rings are canaries), or ``canary: true`` on each such ring. A plan that says neither (stored before
+    canary waves) names each ring by its number rather than guess.
+    """
+    stored = plan.get("canary_rings")
+    rings = plan.get("rings")
+    if isinstance(stored, int) and not isinstance(stored, bool):
+        canaries = stored
+    elif isinstance(rings, list):
+        # The canary phase is the leading rings only.
+        canaries = next(
+            (i for i, ring in enumerate(rings) if not (isinstance(ring, Mapping) and ring.get("canary") is True)),
+            len(rings),
+        )
+    else:
+        canaries = 0
+    return [
+        "canary" if i == 0 and canaries > 0 else f"canary wave {i + 1}" if i < canaries else f"ring {i}"
+        for i in range(count)
+    ]
+
+
+def _failed_assets(
+    engine: Engine, r: Rollout, view: RolloutView, names: Sequence[str], incident: Incident | None
+) -> tuple[FailedAsset, ...]:
+    """The assets the rollout broke — its install failed, its health failed since the install, or its rollback
+    failed — each with what failed and where it stands now. Read from what was observed during the rollout,
+    so an asset is still named, with its failure, once it has been rolled back and reports healthy again."""
+    seen = _failures_seen(engine, r)
+    recorded = {ref.removeprefix("asset:") for ref in incident.failed} if incident is not None else set()
+    rows = []
+    for a in sorted(view.assets, key=lambda a: (a.ring, a.asset_id)):
+        what = seen.get(a.asset_id, "")
+        if not what and incident is not None and a.asset_id in recorded:
+            what = f"failed when the rollout halted (incident {incident.id})"
+        if not what and a.state is AssetState.ROLLBACK_FAILED:
+            what = "its rollback failed"
+        if not what:
+            continue
+        has_rollback = a.state in (AssetState.ROLLING_BACK, AssetState.ROLLED_BACK, AssetState.ROLLBACK_FAILED)
+        rows.append(
+            FailedAsset(
+                id=a.asset_id,
+                ring=names[a.ring] if a.ring < len(names) else f"ring {a.ring}",
+                stratum=format_stratum(a.stratum),
+                what=what,
+                state=a.state.value,
+                state_detail=(a.detail or "") if has_rollback else "",
+            )
+        )
+    return tuple(rows)
+
+
+def _failures_seen(engine: Engine, r: Rollout) -> dict[str, str]:
+    """What failed on each asset during rollout ``r``: its failed install and its last failed health reading,
+    in words (``install failed: …``, ``crashed 20 min after install``)."""
+    with session_scope(engine, readonly=True) as session:
+        found = repo.list_observations(
+            session,
+            since=r.created_at,
+            rollout_id=r.id,
+            kinds=[ObservationKind.INSTALL_RESULT, ObservationKind.HEALTH_CHECK],
+        )
+    install: dict[str, str] = {}
+    health: dict[str, str] = {}
+    for obs in found:
+        if obs.status != AssetStatus.failed.value:  # "failed" for an operation's result and for a reading alike
+            continue
+        note = obs.detail.get("detail")
+        said = f": {note}" if note else ""
+        if obs.kind is ObservationKind.INSTALL_RESULT:
+            install[obs.asset_id] = f"install failed{said}"
+            continue
+        signal = obs.detail.get("signal")
+        after = obs.detail.get("seconds_after_install")
+        when = f" {humanize_duration(float(after))} after install" if isinstance(after, int | float) else ""
+        health[obs.asset_id] = f"{str(signal).replace('_', ' ') if signal else 'failed'}{when}{said}"
+    return {a: "; ".join(w for w in (install.get(a), health.get(a)) if w) for a in install.keys() | health.keys()}
 
 
 def _view(engine: Engine, rollout_id: str) -> RolloutView:
@@ -571,13 +688,12 @@ _DRILLS: Recent[tuple[str, str], DrillReport] = Recent(8)
 
 
 def drill_page(loaded: LoadedEstate, scenario_id: str) -> DrillPage:
-    """Replay bundled scenario ``scenario_id`` on the estate, laid out with the drill report's own pieces."""
-    by_id = {scenario.scenario: scenario for _, _, scenario in bundled_scenarios()}
-    if scenario_id not in by_id:
-        known = ", ".join(sorted(by_id)) or "none"
-        raise NotFoundError(f"there is no bundled drill scenario {scenario_id!r}; the bundled ones are: {known}")
+    """Replay bundled scenario ``scenario_id`` on the estate, laid out with the drill report's own pieces.
+
+    A scenario whose fault reaches none of this estate's targets is refused with the API's sentence."""
+    text, source = bundled_scenario_text(scenario_id)
     # A drill is a simulation with a fixed seed: one estate version and one scenario always give one report.
-    report = _DRILLS.get((loaded.version.sha256, scenario_id), lambda: run_drill(loaded.graph, by_id[scenario_id]))
+    report = _DRILLS.get((loaded.version.sha256, scenario_id), lambda: run_drill_text(loaded.graph, text, source))
     return DrillPage(loaded.version.name, loaded.version.id, drill_view(0, report), tuple(tier(t) for t in TIERS))
 
 

@@ -40,7 +40,7 @@ from ringfence.planner import Plan, plan_rings
 from ringfence.rollout.state import RolloutPhase
 from ringfence.service import rollouts
 from ringfence.service.estates import LoadedEstate
-from ringfence.service.runner import ControllerLoop
+from ringfence.service.runner import ControllerLoop, check_driver
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.store.records import EstateFormat
@@ -224,7 +224,10 @@ def _why(body: RolloutAction | None) -> str:
 def start(
     rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
-    """Start a pending rollout (409 while it awaits approval); the server's controller loop drives it."""
+    """Start a pending rollout (409 while it awaits approval; 422, nothing changed, when its driver cannot
+    carry its update through, e.g. the agent driver and `rollback: snapshot`); the server's controller loop
+    drives it."""
+    check_driver(engine, rollout_id)
     rollouts.start(engine, rollout_id, actor=caller.name, at=_now())
     return _acted(request, engine, rollout_id)
 
