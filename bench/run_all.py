@@ -18,7 +18,7 @@ from pathlib import Path
 
 import common
 
-BENCHMARKS = ("impact_200k", "scale_1m", "plan_1m", "recover_1m")
+BENCHMARKS = ("impact_200k", "scale_1m", "plan_1m", "recover_1m", "safety_drill")
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ from ringfence.errors import InputError, Problem
 from ringfence.estate import NO_SERVICE_TIER
 from ringfence.graph import EstateGraph, IntArray
 from ringfence.impact import impact_tiers
+from ringfence.rollout.record import RedundancyGroup
 from ringfence.selectors import parse_selector
 from ringfence.update import HoldOverride, Update
 
@@ -89,20 +90,9 @@ class PlanWarning:
     message: str
 
 
-@dataclass(frozen=True)
-class PlanGroup:
-    """A distinct ``any: K`` group with at least one target among its members (exempt ones too)."""
-
-    owners: tuple[str, ...]
-    """Every service or asset that needs K of ``members``, sorted."""
-    members: tuple[str, ...]
-    """Every member, target of the update or not, sorted."""
-    k: int
-
-    @property
-    def capacity(self) -> int:
-        """How many members may be down at once: n − K (≤ 0: the group is exempt and warned about)."""
-        return len(self.members) - self.k
+PlanGroup = RedundancyGroup
+"""A distinct ``any: K`` group with at least one target among its members (exempt ones too): the plan hands the
+run-time rules the same value the rollout persists (``ringfence.rollout.record``)."""
 
 
 @dataclass(frozen=True)

@@ -1,34 +1,25 @@
-"""Fixtures for the agent side: a small estate in three strata, an update for agents, a real server process.
+"""Fixtures for the agent side: a small estate in three strata, an update for agents, real servers.
 
-The server is ``ringfence serve`` in a subprocess on a free port of 127.0.0.1 (so it can be stopped and
-started again under running agents), with its controller loop on and the agent driver's timeouts short.
+Two kinds of server, both from ``tests/live_server.py``: ``ringfence serve`` in a subprocess on a reserved
+port of 127.0.0.1 (so it can be stopped and started again under running agents), with its controller loop
+on and the agent driver's timeouts short; and the app on uvicorn in a thread of this process, controller
+off, on a clock the test steps.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.engine import Engine
 
-from ringfence.api.app import Settings, create_app
+from live_server import ServerProcess, SteppedClock, running_server
 from ringfence.service import rollouts
-from ringfence.store.db import make_engine, upgrade
-
-RINGFENCE = str(Path(sys.executable).with_name("ringfence"))
 
 STRATA = {
     # prefix: (kind, os, model)
@@ -93,57 +84,6 @@ def create_agent_rollout(
     return created.rollout.id
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServerProcess:
-    """``ringfence serve`` in a subprocess; ``start`` and ``stop`` may be called again (a restart)."""
-
-    database_url: str
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        env = dict(os.environ, **self.env)
-        command = [RINGFENCE, "serve", "--port", str(self.port), "--database", self.database_url]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the server exited with {self.process.returncode}: {self.log()}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"the server did not answer within {timeout} s: {self.log()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
-
-
 @contextmanager
 def server_over(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
     """A not yet started server over ``database_url``, heartbeats lost after 4 s; stopped afterwards."""
@@ -155,7 +95,7 @@ def server_over(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture
@@ -176,30 +116,26 @@ def any_server_process(db_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
 class AppServer:
     engine: Engine
     client: httpx.Client
+    clock: SteppedClock
+    """What the worker's caches measure age by (the token cache, the directive snapshot)."""
+    snapshot_ttl: float
+    """How old the worker's directive snapshot may be for an answer (``DirectiveBoard.ttl``)."""
+
+    def outlive_the_snapshot(self) -> None:
+        """Step the clock past the snapshot's lifetime: the next directive reflects the database as it is now.
+
+        Instead of sleeping it out. A snapshot read before this call is then too old to answer from; one read
+        after it (the server's refresher thread keeps reading) was read after whatever the test just wrote.
+        """
+        self.clock.advance(self.snapshot_ttl * 1.5)
 
 
 @pytest.fixture
 def app_server(tmp_path: Path) -> Iterator[AppServer]:
     """The app on uvicorn in a thread of this process (controller off), over a fresh SQLite file."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'ringfence.db'}")
-    upgrade(engine)
-    app = create_app(Settings(controller=False, migrate=False), engine=engine)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the test server stopped while starting"
-        assert time.monotonic() < deadline, "the test server did not start within 30 s"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield AppServer(engine, client)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-        engine.dispose()
+    clock = SteppedClock()
+    with (
+        running_server(f"sqlite:///{tmp_path / 'ringfence.db'}", controller=False, monotonic=clock) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        yield AppServer(server.engine, client, clock, server.app.state.directive_board.ttl)

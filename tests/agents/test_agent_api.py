@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -33,10 +32,11 @@ def _token(engine: Engine, name: str, role: str, asset: str | None = None) -> di
     return {"Authorization": f"Bearer {issue_token(engine, name=name, role=role, asset_id=asset).secret}"}
 
 
-def test_the_open_ring_is_told_to_install_and_the_rest_to_wait(engine: Engine, client: httpx.Client) -> None:
+def test_the_open_ring_is_told_to_install_and_the_rest_to_wait(app_server: AppServer) -> None:
+    engine, client = app_server.engine, app_server.client
     rollout_id = create_agent_rollout(engine, 3)
     proxy = _token(engine, "vendor-proxy", "operator")
-    time.sleep(1.2)  # a wait may come from a worker's snapshot for a second
+    app_server.outlive_the_snapshot()  # a wait may come from a worker's snapshot for a second
     pending = client.get("/v1/agents/lat-01/directive", headers=proxy).json()
     assert (pending["action"], pending["reason"]) == (
         "wait",
@@ -44,7 +44,7 @@ def test_the_open_ring_is_told_to_install_and_the_rest_to_wait(engine: Engine, c
     )
     # One controller step records ring 0's installs as started: now the canaries are told to install.
     rollouts.controller(engine, AgentDriver(engine=engine), lambda: datetime.now(UTC)).step(rollout_id)
-    time.sleep(1.2)  # a wait may come from a worker's snapshot for a second
+    app_server.outlive_the_snapshot()
     answers = {a: client.get(f"/v1/agents/{a}/directive", headers=proxy) for a in ("lat-01", "lat-02")}
     install = answers["lat-01"]
     assert install.status_code == 200
@@ -150,11 +150,12 @@ def test_the_openapi_document_describes_the_agent_endpoints(client: httpx.Client
     assert "post" in paths["/v1/heartbeats"]
 
 
-def test_the_fast_lane_and_the_route_give_the_same_answer(engine: Engine, client: httpx.Client) -> None:
+def test_the_fast_lane_and_the_route_give_the_same_answer(app_server: AppServer) -> None:
+    engine, client = app_server.engine, app_server.client
     rollout_id = create_agent_rollout(engine, 3)
     rollouts.controller(engine, AgentDriver(engine=engine), lambda: datetime.now(UTC)).step(rollout_id)
     secret = issue_token(engine, name="vendor-proxy", role="operator").secret
-    time.sleep(1.2)
+    app_server.outlive_the_snapshot()
     for asset in ("lat-01", "lat-02", "printer-9"):
         # A bearer token the worker knows is answered before routing; a cookie always goes through the route.
         fast = client.get(f"/v1/agents/{asset}/directive", headers={"Authorization": f"Bearer {secret}"})

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from live_server import RINGFENCE, ServerProcess
 from ringfence.rollout.state import AssetState
 from ringfence.service.tokens import issue_token
 from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import ObservationKind
 
-from .conftest import RINGFENCE, ServerProcess, create_agent_rollout
+from .conftest import create_agent_rollout
 
 pytestmark = pytest.mark.slow
 
@@ -80,12 +81,12 @@ def test_an_agent_installs_reports_survives_a_restart_and_stops_on_sigterm(
         wait_for("the result to be recorded", lambda: state() is AssetState.APPLIED, 30, logs)
 
         server_process.stop()
-        time.sleep(3)
+        # The agent finds the server gone, says so, and keeps running (it backs off and tries again).
+        wait_for("the agent to find the server gone", lambda: "server unavailable" in agent_log.read_text(), 30, logs)
         assert agent.poll() is None, logs()
         server_process.start()
         restarted = datetime.now(UTC)
         wait_for("heartbeats after the restart", lambda: beats_since(restarted) >= 2, 60, logs)
-        assert "server unavailable" in agent_log.read_text()
 
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(20) == 0, logs()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from live_server import RINGFENCE, ServerProcess
 from ringfence.rollout.state import RolloutPhase
 from ringfence.service import rollouts
 from ringfence.service.tokens import issue_token
@@ -26,7 +27,7 @@ from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import ObservationKind
 
-from .conftest import RINGFENCE, ServerProcess, asset_ids, create_agent_rollout
+from .conftest import asset_ids, create_agent_rollout
 
 pytestmark = pytest.mark.slow
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ringfence.api.routes.metrics import verdict_of
-from ringfence.gates import GateOutcome
+from ringfence.gates import GateOutcome, RingVerdict
 from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import Observation, ObservationKind
+from ringfence.store.verdicts import add_gate_verdict
 
 if TYPE_CHECKING:
     from conftest import LiveServer, Samples, Tokens
@@ -111,26 +110,56 @@ def test_unmatched_paths_share_one_label(client: httpx.Client) -> None:
     assert not any("123" in dict(labels).get("route", "") for _, labels in metrics)
 
 
-def judged(to: str, reason: str, was: str = "judging") -> dict[str, Any]:
-    """An audited transition's detail, as the store writes it."""
-    return {"from": was, "to": to, "ring": 0, "reason": reason, "version": 7}
+def test_verdicts_are_counted_by_the_outcome_stored_never_by_their_words(live_server: str, db_url: str) -> None:
+    at = datetime.now(UTC)
+    engine = make_engine(db_url)
+    try:
+        with session_scope(engine) as session:
+            version = repo.add_estate_version(
+                session, name="e", content="x", format="yaml", created_by="ana", asset_count=1, service_count=1, at=at
+            )
+            rollout = repo.create_rollout(
+                session,
+                estate_version_id=version.id,
+                update_id="u",
+                update_doc={},
+                plan={},
+                created_by="ana",
+                needs_approval=False,
+                at=at,
+            )
+            # What the gate decided, worded as a reader of sentences would get wrong, or could not read at all.
+            for ring, outcome, sentence in [
+                (0, GateOutcome.failed, "ring 0 passed: 4 of 4 strata passed"),
+                (1, GateOutcome.failed, "la porte a dit non"),
+                (2, GateOutcome.inconclusive, "ring 2 passed: 1 of 1 stratum passed"),
+                (3, GateOutcome.error, ""),
+            ]:
+                add_gate_verdict(session, rollout.id, RingVerdict(ring, outcome, (), sentence), at=at)
+            # A transition out of judging that reads like a verdict, with no verdict stored: not one.
+            repo.append_audit(
+                session,
+                actor="controller",
+                action="rollout.transition",
+                subject=f"rollout:{rollout.id}",
+                detail={
+                    "from": "judging",
+                    "to": "applying",
+                    "ring": 1,
+                    "reason": "ring 0 passed: 1 of 1",
+                    "version": 2,
+                },
+                at=at,
+            )
+    finally:
+        engine.dispose()
 
-
-@pytest.mark.parametrize(
-    ("detail", "outcome"),
-    [
-        (judged("applying", "ring 0 passed: 4 of 4 strata passed; starting ring 1 (1 asset)"), "passed"),
-        (judged("completed", "ring 1 passed: 1 of 1 stratum passed; 5 of 5 targets updated"), "passed"),
-        (judged("completed", "ring 0 passed: this strategy has no gate; 9 of 9 targets updated"), "passed"),
-        (judged("halted", "ring 0 failed: 1 of 4 strata failed (x) — stratum x: 1 of 1 updated crashed"), "failed"),
-        (judged("halted", "batch 1 failed: 2 of 9 updated assets failed (a, b); any failure stops"), "failed"),
-        (judged("paused", "ring 2 inconclusive: 1 of 3 strata inconclusive (y)"), "inconclusive"),
-        (judged("paused", "ring 0 error: no stratum has updated members"), "error"),
-        (judged("paused", "paused by olga-operator: lunch"), None),
-        (judged("halted", "aborted by olga-operator"), None),
-        (judged("judging", "ring 0 baked for 1h", was="baking"), None),
-        (judged("applying", "started by olga-operator: ring 0 of 2", was="pending"), None),
-    ],
-)
-def test_which_transitions_are_gate_verdicts(detail: dict[str, Any], outcome: str | None) -> None:
-    assert verdict_of(detail) == (GateOutcome(outcome) if outcome else None)
+    with httpx.Client(base_url=live_server, timeout=60) as http:
+        metrics = scrape(http)
+    counted = {o: metrics[("ringfence_gate_verdicts_total", (("outcome", o.value),))] for o in GateOutcome}
+    assert counted == {
+        GateOutcome.passed: 0,
+        GateOutcome.failed: 2,
+        GateOutcome.inconclusive: 1,
+        GateOutcome.error: 1,
+    }

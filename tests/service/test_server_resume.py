@@ -19,7 +19,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from agents.conftest import RINGFENCE, ServerProcess
+from live_server import RINGFENCE, ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     try:
         yield found
     finally:
-        found.stop()
+        found.close()
 
 
 def cli(server: ServerProcess, *args: str) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import gc
 import importlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -55,6 +56,9 @@ class Settings:
     Off by default: ``/metrics`` serves Prometheus, and the check alone costs every request a few
     microseconds of environment look-ups, on a path (the agent gate) that thousands of agents poll."""
     extra: dict[str, str] = field(default_factory=dict)
+    monotonic: Callable[[], float] = time.monotonic
+    """The clock the worker's caches (token cache, directive snapshot) measure their age by. Tests pass a
+    clock they step, so a cache expires when the test says, not after a sleep."""
 
 
 GC_THRESHOLDS = (10_000, 10, 10)
@@ -108,7 +112,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.engine = engine
     # One per worker, shared by every route that takes a token (see ringfence.service.tokens).
-    app.state.token_cache = TokenCache(engine)
+    app.state.token_cache = TokenCache(engine, monotonic=settings.monotonic)
     app.state.settings = settings
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []

@@ -31,7 +31,7 @@ from typing import Any
 
 import ringfence
 from ringfence.errors import InputError, Problem, RingfenceError, format_path
-from ringfence.importers import (
+from ringfence.importers.document import (
     capped,
     check_asset_fields,
     estate_document,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ringfence.errors import InputError, Problem
-from ringfence.importers import (
+from ringfence.importers.document import (
     capped,
     check_asset_fields,
     estate_document,

@@ -26,12 +26,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Protocol
 
 from ringfence.drivers.base import Batch, Driver, OperationKind, OperationResult
 from ringfence.errors import ConflictError, DriverError
 from ringfence.gates import AssetHealth, AssetStatus, RingVerdict
-from ringfence.rollout.guard import GuardGroup, GuardPlan, GuardState, check_opening, refusal_sentence
+from ringfence.rollout.guard import Columns, GuardGroup, GuardPlan, GuardState, check_opening, refusal_sentence
 from ringfence.rollout.reconcile import (
     GIVEN_UP,
     Action,
@@ -79,6 +80,8 @@ class RolloutSession(Protocol):
     def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None: ...
 
     def move_assets(self, moves: Sequence[RingMove], at: datetime) -> None: ...
+
+    def record_verdict(self, verdict: RingVerdict, at: datetime) -> None: ...
 
     def add_decision(self, decision: Decision, at: datetime) -> int: ...
 
@@ -134,7 +137,6 @@ class Controller:
     _phase_deadline: datetime | None = field(default=None, init=False, repr=False)
     _outside: tuple[tuple[str, int], tuple[str, ...]] | None = field(default=None, init=False, repr=False)
     _guard_plans: dict[str, GuardPlan] = field(default_factory=dict, init=False, repr=False)
-    _recheck_at: datetime | None = field(default=None, init=False, repr=False)
 
     def step(self, rollout_id: str) -> StepReport:
         now = self.clock()
@@ -142,7 +144,6 @@ class Controller:
         reused = False
         verdict: RingVerdict | None = None
         decided = 0
-        self._recheck_at = None
         with self.repository.session(rollout_id) as session:
             view = session.view()
             pending = session.pending_decision()
@@ -166,8 +167,11 @@ class Controller:
                 decision = self._guarded(view, decision)
                 verdict = decision.verdict
                 decided = len(decision.asset_updates) + len(decision.ring_moves) + len(decision.actions)
-                self._recheck_at = decision.recheck_at
                 state = view.state
+                if verdict is not None:
+                    # The verdict as facts, in the transaction of the move it causes (a next ring, a canary wave, a
+                    # pause or a halt): the transition's reason only explains it.
+                    session.record_verdict(verdict, now)
                 for change in decision.transitions:
                     state, record = transition(state, change.to, change.reason, at=now, ring=change.ring)
                     session.apply_transition(state, record, actor=self.actor)
@@ -197,7 +201,7 @@ class Controller:
             # A refusal is an observation, never a retry every few seconds: the operation's assets are given up
             # with the driver's sentence and the rollout stops for a person.
             refused = action.kind if isinstance(action, StartOperation) else None
-            return self._driver_refused(rollout_id, pending, refused, action.assets, exc, now)
+            return self._driver_refused(rollout_id, pending, refused, action.assets, exc, now, refused_start=True)
 
         in_flight: dict[OperationKind, list[str]] = {}
         for a in view.assets:
@@ -245,20 +249,16 @@ class Controller:
                 session.apply_transition(state, record, actor=self.actor)
                 transitions.append(record)
                 view = session.view()
-        self._note_deadlines(view)
-        return StepReport(
-            rollout_id=rollout_id,
-            phase=view.state.phase,
-            ring=view.state.ring,
+        return self._report(
+            view,
+            now,
             transitions=tuple(transitions),
             started=tuple(started),
             results=results,
             health_changes=health_changes,
-            reused_decision=reused,
+            reused=reused,
             verdict=verdict,
             decided=decided,
-            in_flight=sum(1 for a in view.assets if a.in_flight is not None),
-            at=now,
         )
 
     def _guarded(self, view: RolloutView, decision: Decision) -> Decision:
@@ -277,19 +277,23 @@ class Controller:
         ]
         if not starting or view.canary_rings <= 0 or not view.tiers or view.state.phase is not RolloutPhase.APPLYING:
             return decision
+        # The targets as columns sharing one key list, not dicts: at a million targets, building a dict costs six
+        # times reading a column, and the guard reads columns in one pass (see guard.Columns).
+        assets = view.assets
+        ids = list(map(attrgetter("asset_id"), assets))
         plan = self._guard_plans.get(view.state.id)
         if plan is None:
             plan = self._guard_plans[view.state.id] = GuardPlan(
                 rings=view.planned_rings,
                 canary_rings=view.canary_rings,
-                strata={a.asset_id: a.stratum for a in view.assets},
+                strata=Columns(ids, list(map(attrgetter("stratum"), assets))),
                 tiers=view.tiers,
                 groups=tuple(GuardGroup(g.owners, g.members, g.k) for g in view.groups),
             )
         state = GuardState(
             ring=view.state.ring,
-            assignment={a.asset_id: a.ring for a in view.assets},
-            states={a.asset_id: a.state for a in view.assets},
+            assignment=Columns(ids, list(map(attrgetter("ring"), assets))),
+            states=Columns(ids, list(map(attrgetter("state"), assets))),
             down=frozenset(a for a, h in view.health.items() if h.status is AssetStatus.failed),
             # Every ring before the current one passed its gate: that is the only way a rollout moves on.
             judged_rings=view.state.ring,
@@ -314,8 +318,6 @@ class Controller:
         ]
         if view.state.phase is RolloutPhase.BAKING:
             due.append(view.phase_entered_at + timedelta(seconds=view.bake))
-        if self._recheck_at is not None:
-            due.append(self._recheck_at)
         self._phase_deadline = min(due) if due else None
 
     def _observe(self, view: RolloutView) -> Mapping[str, AssetHealth]:
@@ -340,6 +342,8 @@ class Controller:
         assets: tuple[str, ...],
         exc: DriverError,
         now: datetime,
+        *,
+        refused_start: bool = False,
     ) -> StepReport:
         """Record a driver's refusal or error: the operation's assets end with its sentence, the decision is done,
         and a running rollout halts with the sentence as its reason (a person rolls it back or closes it)."""
@@ -350,7 +354,9 @@ class Controller:
             view = session.view()
             if kind is not None:
                 mine = set(assets)
-                gave_up = GIVEN_UP[kind]
+                # An install the driver refused to start never touched its asset: skipped, not failed (a failed
+                # one counts as down and is rolled back). Restore points and rollbacks end as given up.
+                gave_up = AssetState.SKIPPED if kind is OperationKind.apply and refused_start else GIVEN_UP[kind]
                 updates = [
                     AssetUpdate(a.asset_id, gave_up, sentence)
                     for a in view.assets
@@ -365,15 +371,36 @@ class Controller:
                 session.apply_transition(state, record, actor=self.actor)
                 transitions.append(record)
             view = session.view()
+        return self._report(view, now, transitions=tuple(transitions), results=len(assets))
+
+    def _report(
+        self,
+        view: RolloutView,
+        now: datetime,
+        *,
+        transitions: tuple[Transition, ...] = (),
+        started: tuple[StartOperation, ...] = (),
+        results: int = 0,
+        health_changes: int = 0,
+        reused: bool = False,
+        verdict: RingVerdict | None = None,
+        decided: int = 0,
+    ) -> StepReport:
+        """What a step did, where the rollout is now, and (for :meth:`wake_at`) when to look again."""
         self._note_deadlines(view)
         return StepReport(
-            rollout_id=rollout_id,
+            rollout_id=view.state.id,
             phase=view.state.phase,
             ring=view.state.ring,
-            transitions=tuple(transitions),
-            results=len(assets),
+            transitions=transitions,
+            started=started,
+            results=results,
+            health_changes=health_changes,
+            reused_decision=reused,
             in_flight=sum(1 for a in view.assets if a.in_flight is not None),
             at=now,
+            verdict=verdict,
+            decided=decided,
         )
 
     def run_until_settled(

@@ -56,13 +56,15 @@ touches.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import operator
+from collections import Counter
+from collections.abc import Callable, Collection, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from copy import copy
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import chain, compress, repeat
 from types import MappingProxyType
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +73,8 @@ from ringfence.errors import InputError
 from ringfence.rollout.state import AssetState
 
 Stratum = tuple[str | None, ...]
+V = TypeVar("V")
+T = TypeVar("T")
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -112,6 +116,79 @@ _DENSE_PAIRS: Final = 1 << 22
 
 
 # ------------------------------------------------------------------------------------------ input types
+
+
+class Columns(Mapping[str, V]):
+    """A read-only mapping held as two columns of the same length: its keys, and the value of each.
+
+    What a caller that holds its rows as objects (a rollout's million targets) hands the guard: reading the
+    rows into two lists costs a fraction of building a dict of them, and the guard reads columns in one pass
+    — an assignment whose keys come in the plan's order (or in the order of the last assignment checked),
+    and the states of a :class:`GuardState` whose ``states`` shares the very key list of its ``assignment``.
+    Looking a key up builds the dict, once. The keys must be distinct, as a mapping's are: the guard checks
+    that an assignment read in one pass holds each target once, and building the dict refuses a repeat.
+    """
+
+    __slots__ = ("_lookup", "keys_column", "values_column")
+
+    def __init__(self, keys: Sequence[str], values: Sequence[V]) -> None:
+        if len(keys) != len(values):
+            raise InputError(f"columns of {len(keys):,} keys and {len(values):,} values: give one value per key")
+        self.keys_column = keys
+        self.values_column = values
+        self._lookup: dict[str, V] | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys_column)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys_column)
+
+    def __getitem__(self, key: str) -> V:
+        return self._dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict()
+
+    def values(self) -> ValuesView[V]:
+        return _ColumnValues(self)
+
+    def items(self) -> ItemsView[str, V]:
+        return _ColumnItems(self)
+
+    def _dict(self) -> dict[str, V]:
+        if self._lookup is None:
+            lookup = dict(zip(self.keys_column, self.values_column, strict=True))
+            if len(lookup) != len(self.keys_column):
+                repeated = [k for k, n in Counter(self.keys_column).items() if n > 1]
+                raise InputError(f"columns name {_names(repeated)} more than once: a mapping names each key once")
+            self._lookup = lookup
+        return self._lookup
+
+
+class _ColumnValues(ValuesView[V]):
+    """The values of :class:`Columns`, read from their column without building the dict."""
+
+    def __init__(self, columns: Columns[V]) -> None:
+        super().__init__(columns)
+        self._column = columns.values_column
+
+    def __iter__(self) -> Iterator[V]:
+        return iter(self._column)
+
+    def __contains__(self, value: object) -> bool:
+        return any(v is value or v == value for v in self._column)
+
+
+class _ColumnItems(ItemsView[str, V]):
+    """The items of :class:`Columns`, paired from their columns without building the dict."""
+
+    def __init__(self, columns: Columns[V]) -> None:
+        super().__init__(columns)
+        self._columns = columns
+
+    def __iter__(self) -> Iterator[tuple[str, V]]:
+        return zip(self._columns.keys_column, self._columns.values_column, strict=True)
 
 
 @dataclass(frozen=True)
@@ -214,7 +291,7 @@ def check_opening(plan: GuardPlan, state: GuardState, starting: Collection[str])
     compiled = plan._compiled
     findings = _Findings()
     findings.extend(compiled.problems)
-    ring_now, fingerprint = _current_rings(compiled, state.assignment, findings)
+    ring_now, fingerprint, slots = _current_rings(compiled, state.assignment, findings)
     cached = compiled.checked.get(fingerprint)
     if cached is None:
         assignment_findings = _Findings()
@@ -223,7 +300,8 @@ def check_opening(plan: GuardPlan, state: GuardState, starting: Collection[str])
         compiled.remember(fingerprint, cached)
     findings.extend(cached)
     _check_ring_opening(compiled, state, ring_now, findings)
-    _check_starting(plan, compiled, state, ring_now, starting, findings)
+    states = _TargetStates(compiled, state, slots)
+    _check_starting(plan, compiled, state, ring_now, states, starting, findings)
     return tuple(replace(v, ring=state.ring) for v in findings.violations())
 
 
@@ -252,7 +330,7 @@ class _CompiledPlan:
     """The plan in integer ids: targets ``0 .. n-1`` in plan order, then members outside the rollout."""
 
     ids: list[str]
-    index: dict[str, int]
+    index: _Numbering
     planned: IntArray
     n_rings: int
     canary_rings: int
@@ -282,8 +360,9 @@ class _CompiledPlan:
     """Distinct members of each non-exempt group (CSR over group numbers), for rule 7."""
     checked: dict[bytes, tuple[Violation, ...]] = field(default_factory=dict)
     """Rules 2–5 already worked out, by fingerprint of the assignment."""
-    order: tuple[list[str], IntArray] | None = None
-    """The last order of assignment keys seen that was not the plan's, and each key's target number."""
+    order: tuple[list[str], IntArray, IntArray] | None = None
+    """The last order of assignment keys seen that was not the plan's, each key's target number, and each
+    target's position among the keys."""
 
     def remember(self, fingerprint: bytes, violations: tuple[Violation, ...]) -> None:
         # A handful of assignments per rollout at most (one per replacement wave); keep the latest few.
@@ -306,7 +385,7 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
             (),
         )
 
-    raw_strata = list(map(plan.strata.get, ids))
+    raw_strata = _in_order(plan.strata, ids, index)
     # An empty tuple is a real stratum (an update with no strata keys): only a missing one is None.
     strata: list[Stratum] = [s for s in dict.fromkeys(raw_strata) if s is not None]
     numbers: dict[Stratum | None, int] = {s: i for i, s in enumerate(strata)}
@@ -322,7 +401,7 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
             missing,
         )
 
-    raw_tiers = list(map(plan.tiers.get, ids))
+    raw_tiers = _in_order(plan.tiers, ids, index)
     if None in raw_tiers:
         has_tier = np.fromiter((t is not None for t in raw_tiers), np.bool_, n)
         tier = np.fromiter((_NO_TIER if t is None else t for t in raw_tiers), np.int64, n)
@@ -365,22 +444,40 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
     )
 
 
-def _targets(plan: GuardPlan, findings: _Findings) -> tuple[list[str], dict[str, int], IntArray]:
+def _in_order(mapping: Mapping[str, T], ids: list[str], index: _Numbering) -> list[T | None]:
+    """``mapping``'s value for each target, in plan order (None where it has none).
+
+    One pass over its values when its keys come in plan order; :class:`Columns` in another order are placed by
+    each key's target number, without building their dict; anything else is looked up by id."""
+    keys = list(mapping)
+    if keys == ids:
+        return list(mapping.values())
+    if not isinstance(mapping, Columns):
+        return list(map(mapping.get, ids))
+    positions = index.numbers(keys)
+    placed = positions[positions >= 0]
+    if placed.size and np.bincount(placed).max() > 1:
+        return list(map(mapping.get, ids))  # a key given twice: the dict refuses it with a sentence
+    found: list[T | None] = [None] * len(ids)
+    for number, value in zip(positions.tolist(), mapping.values_column, strict=True):
+        if number >= 0:
+            found[number] = value
+    return found
+
+
+def _targets(plan: GuardPlan, findings: _Findings) -> tuple[list[str], _Numbering, IntArray]:
     """The plan's targets in ring order, each once, their numbers and planned rings; a repeat is a violation."""
     flat = list(chain.from_iterable(plan.rings))
     sizes = [len(ring) for ring in plan.rings]
-    index = dict(zip(flat, range(len(flat)), strict=True))
-    if len(index) == len(flat):
+    index = _Numbering(flat)
+    if index.distinct:
         return flat, index, np.repeat(np.arange(len(plan.rings), dtype=np.int64), sizes)
     ids: list[str] = []
-    index = {}
     rings_of: dict[str, list[int]] = {}
     for r, ring in enumerate(plan.rings):
         for asset in ring:
             rings_of.setdefault(asset, []).append(r)
-            if asset not in index:
-                index[asset] = len(ids)
-                ids.append(asset)
+    ids = list(rings_of)
     repeated = [a for a, rings in rings_of.items() if len(rings) > 1]
     for asset in repeated[:SHOWN_PER_RULE]:
         where = _and([f"ring {r}" for r in rings_of[asset]])
@@ -389,7 +486,80 @@ def _targets(plan: GuardPlan, findings: _Findings) -> tuple[list[str], dict[str,
         rest = repeated[SHOWN_PER_RULE:]
         findings.add(1, f"{_count(len(rest), 'more target')} planned in several rings ({_names(rest)})", rest)
     planned = np.fromiter((rings_of[a][0] for a in ids), np.int64, len(ids))
-    return ids, index, planned
+    return ids, _Numbering(ids), planned
+
+
+class _Numbering:
+    """Asset ids to their numbers (their positions in ``ids``), looked up a batch at a time.
+
+    A dict of a million ids costs half a second to build (an insert per id into a table scattered over
+    memory) and as long again to look a million ids up. Here the ids' hashes (kept on each string) are read
+    in one pass and sorted, and bucketed by their top bits (a str hash is uniform): a batch of look-ups is a
+    pass of hashing, a few vectorised probes of its buckets and a check that the id found is the id asked —
+    by address when it is the very same string object (ids read from one source usually are), else by value.
+    Distinct ids may share a hash, rarely: a look-up then searches the run of that hash.
+    """
+
+    def __init__(self, ids: list[str]) -> None:
+        self._ids = ids
+        self._addresses = np.fromiter(map(id, ids), np.int64, len(ids))
+        hashes = np.fromiter(map(hash, ids), np.int64, len(ids)).view(np.uint64)
+        self._order = np.argsort(hashes)
+        self._hashes = hashes[self._order]
+        # About two buckets per id: most look-ups find their id at the first probe.
+        bits = (2 * len(ids)).bit_length()
+        self._shift = np.uint64(64 - bits)
+        per_bucket = np.bincount((self._hashes >> self._shift).astype(np.int64), minlength=1 << bits)
+        self._bucket_start = np.concatenate([[0], np.cumsum(per_bucket)]).astype(np.int64)
+        # An id given twice has one hash twice: the ids are distinct when those that share a hash are.
+        shared = np.flatnonzero(self._hashes[1:] == self._hashes[:-1])
+        involved = _distinct(np.concatenate([shared, shared + 1]))
+        self.distinct = len({ids[i] for i in self._order[involved].tolist()}) == involved.size
+
+    def numbers(self, asked: Sequence[str]) -> IntArray:
+        """The number of each id asked; -1 for an id that is not one of ``ids``."""
+        found = np.full(len(asked), -1, np.int64)
+        if not asked or not self._ids:
+            return found
+        wanted = np.fromiter(map(hash, asked), np.int64, len(asked)).view(np.uint64)
+        bucket = (wanted >> self._shift).astype(np.int64)
+        # Probe each bucket from its start, all look-ups at once, until the hash is found or the bucket ends; the
+        # first probe (most look-ups end there) is made over the whole batch, without indirection.
+        start, end = self._bucket_start[bucket], self._bucket_start[bucket + 1]
+        hit = (start < end) & (self._hashes[np.minimum(start, self._hashes.size - 1)] == wanted)
+        first = np.where(hit, start, -1)
+        rest = np.flatnonzero(~hit & (start + 1 < end))
+        position, end = start[rest] + 1, end[rest]
+        while rest.size:
+            hit = self._hashes[position] == wanted[rest]
+            first[rest[hit]] = position[hit]
+            live = ~hit & (position + 1 < end)
+            rest, position, end = rest[live], position[live] + 1, end[live]
+        hashed = np.flatnonzero(first >= 0)
+        candidates = self._order[first[hashed]]
+        # The same object is the same id, read without touching a string; other objects are compared by value.
+        addresses = np.fromiter(map(id, asked), np.int64, len(asked))
+        same = self._addresses[candidates] == addresses[hashed]
+        other = np.flatnonzero(~same)
+        same[other] = np.fromiter(
+            map(operator.eq, _pick_all(self._ids, candidates[other]), _pick_all(asked, hashed[other])),
+            np.bool_,
+            other.size,
+        )
+        found[hashed[same]] = candidates[same]
+        for q in hashed[~same].tolist():
+            found[q] = self._search_run(asked[q], int(first[q]))
+        return found
+
+    def _search_run(self, asset: str, start: int) -> int:
+        """The number of ``asset`` among the ids after ``start`` that share its hash (a collision), or -1."""
+        hashes, position = self._hashes, start + 1
+        while position < hashes.size and hashes[position] == hashes[start]:
+            number = int(self._order[position])
+            if self._ids[number] == asset:
+                return number
+            position += 1
+        return -1
 
 
 class _GroupArrays(NamedTuple):
@@ -405,14 +575,14 @@ class _GroupArrays(NamedTuple):
     members_of: IntArray
 
 
-def _compile_groups(plan: GuardPlan, ids: list[str], index: dict[str, int]) -> _GroupArrays:
+def _compile_groups(plan: GuardPlan, ids: list[str], index: _Numbering) -> _GroupArrays:
     """The groups as integer arrays: distinct members, capacities, and both directions of membership."""
     n = len(ids)
     n_groups = len(plan.groups)
     listed = [group.members for group in plan.groups]
     sizes = np.fromiter(map(len, listed), np.int64, n_groups)
     flat = list(chain.from_iterable(listed))
-    member = np.fromiter(map(index.get, flat, repeat(-1)), np.int64, len(flat))
+    member = index.numbers(flat)
     outside_index: dict[str, int] = {}
     for position in np.flatnonzero(member < 0).tolist():
         member[position] = outside_index.setdefault(flat[position], n + len(outside_index))
@@ -449,12 +619,15 @@ def _compile_groups(plan: GuardPlan, ids: list[str], index: dict[str, int]) -> _
 
 def _current_rings(
     compiled: _CompiledPlan, assignment: Mapping[str, int], findings: _Findings
-) -> tuple[IntArray, bytes]:
-    """Each target's current ring (-1: none the plan has), and a fingerprint of the assignment."""
+) -> tuple[IntArray, bytes, IntArray | None]:
+    """Each target's current ring (-1: none the plan has), a fingerprint of the assignment, and each target's
+    position among the assignment's keys when they hold exactly the plan's targets (else None)."""
     ids = compiled.ids
     n = len(ids)
-    ring_now = _read_permutation(compiled, assignment) if len(assignment) == n else None
-    if ring_now is not None:
+    read = _read_permutation(compiled, assignment) if len(assignment) == n else None
+    slots: IntArray | None = None
+    if read is not None:
+        ring_now, slots = read
         present = np.ones(n, np.bool_)
     else:
         present = np.fromiter(map(assignment.__contains__, ids), np.bool_, n)
@@ -467,8 +640,8 @@ def _current_rings(
                 f"{_count(len(lost), 'target')} of the plan {_is_are(len(lost))} in no ring now ({_names(lost)})",
                 lost,
             )
-        index = compiled.index
-        strangers = [a for a in assignment if a not in index]
+        keys = list(assignment)
+        strangers = [keys[p] for p in np.flatnonzero(compiled.index.numbers(keys) < 0).tolist()]
         if strangers:
             findings.add(
                 1,
@@ -489,11 +662,12 @@ def _current_rings(
         ring_now[outside] = _NO_RING
     # Ring numbers fit 16 bits in any real plan: a quarter of the bytes to hash.
     narrow = ring_now.astype(np.int16) if compiled.n_rings < 2**15 else ring_now
-    return ring_now, hashlib.blake2b(narrow.tobytes(), digest_size=16).digest()
+    return ring_now, hashlib.blake2b(narrow.tobytes(), digest_size=16).digest(), slots
 
 
-def _read_permutation(compiled: _CompiledPlan, assignment: Mapping[str, int]) -> IntArray | None:
-    """The current rings when ``assignment`` (as long as the plan) holds exactly the plan's targets, else None.
+def _read_permutation(compiled: _CompiledPlan, assignment: Mapping[str, int]) -> tuple[IntArray, IntArray] | None:
+    """The current rings, and each target's position among the keys, when ``assignment`` (as long as the plan)
+    holds exactly the plan's targets; else None.
 
     Looking a million ids up one by one is memory-bound and costs ten times a sequential read of the values,
     so the order of the assignment's keys is remembered: the plan's own order, or the last order seen (a
@@ -501,18 +675,74 @@ def _read_permutation(compiled: _CompiledPlan, assignment: Mapping[str, int]) ->
     keys = list(assignment)
     values = np.fromiter(assignment.values(), np.int64, len(keys))
     if keys == compiled.ids:
-        return values
+        return values, np.arange(len(keys), dtype=np.int64)
     if compiled.order is not None and keys == compiled.order[0]:
-        positions = compiled.order[1]
+        positions, slots = compiled.order[1], compiled.order[2]
     else:
-        positions = np.fromiter(map(compiled.index.get, keys, repeat(-1)), np.int64, len(keys))
+        positions = compiled.index.numbers(keys)
         if (positions < 0).any():
             return None
-        # As many keys as targets, all targets, none twice (they are a mapping's keys): a permutation.
-        compiled.order = (keys, positions)
+        slots = np.full(len(keys), -1, np.int64)
+        slots[positions] = np.arange(len(keys), dtype=np.int64)
+        if (slots < 0).any():
+            return None  # a key given twice (columns can repeat one): not a permutation, read key by key
+        compiled.order = (keys, positions, slots)
     ring_now = np.empty(len(keys), np.int64)
     ring_now[positions] = values
-    return ring_now
+    return ring_now, slots
+
+
+class _TargetStates:
+    """Each target's state, by target number (a target the states do not name counts as pending).
+
+    When ``state.states`` is :class:`Columns` on the very key list of an assignment that was read as a
+    permutation of the targets, a target's state is read at its position: no dict of a million entries is
+    built. Otherwise each state is looked up by id."""
+
+    def __init__(self, compiled: _CompiledPlan, state: GuardState, slots: IntArray | None) -> None:
+        self._ids = compiled.ids
+        self._states = state.states
+        self._column: Sequence[AssetState] | None = None
+        self._slots = slots
+        states, assignment = state.states, state.assignment
+        if (
+            slots is not None
+            and isinstance(states, Columns)
+            and isinstance(assignment, Columns)
+            and states.keys_column is assignment.keys_column
+        ):
+            self._column = states.values_column
+
+    def of(self, targets: IntArray) -> list[AssetState | None]:
+        if self._column is not None and self._slots is not None:
+            return list(map(self._column.__getitem__, self._slots[targets].tolist()))
+        return list(map(self._states.get, _pick_all(self._ids, targets)))
+
+    def get(self, target: int, default: AssetState | None = None) -> AssetState | None:
+        if self._column is not None and self._slots is not None:
+            return self._column[int(self._slots[target])]
+        return self._states.get(self._ids[target], default)
+
+    def unavailable(self, targets: IntArray, n_members: int, index: _Numbering) -> BoolArray:
+        """Which member numbers are targets in a state that takes them out of service, for ``targets``."""
+        unavailable = np.zeros(n_members, np.bool_)
+        states = self._states
+        if targets.size * 8 < len(states):
+            # Few members touched: ask for each one's state.
+            asked = _distinct(targets)
+            unavailable[asked] = np.fromiter(map(UNAVAILABLE_STATES.__contains__, self.of(asked)), np.bool_, asked.size)
+            return unavailable
+        # A large batch: one sequential pass over every state beats scattered look-ups.
+        if self._column is not None and self._slots is not None:
+            by_position = np.fromiter(map(UNAVAILABLE_STATES.__contains__, self._column), np.bool_, len(self._column))
+            unavailable[: self._slots.size] = by_position[self._slots]
+            return unavailable
+        # A plain mapping: then only the unavailable assets (usually few) are looked up by id.
+        flags = np.fromiter(map(UNAVAILABLE_STATES.__contains__, states.values()), np.bool_, len(states))
+        named = compress(states.keys(), flags.tolist())
+        found = index.numbers(list(named))
+        unavailable[found[found >= 0]] = True
+        return unavailable
 
 
 def _check_ring_opening(compiled: _CompiledPlan, state: GuardState, ring_now: IntArray, findings: _Findings) -> None:
@@ -648,7 +878,10 @@ def _check_redundancy(
         g = int(groups[position])
         ring = int(keys[position] % compiled.n_rings)
         group = plan.groups[g]
-        here = [m for m in dict.fromkeys(group.members) if _ring_of(compiled, ring_now, m) == ring]
+        listed = list(dict.fromkeys(group.members))
+        numbers = compiled.index.numbers(listed)
+        rings = np.where(numbers >= 0, ring_now[numbers], _NO_RING)
+        here = [listed[p] for p in np.flatnonzero(rings == ring).tolist()]
         findings.add(
             4,
             f"{_needs(group, compiled, g)}; ring {ring} holds {len(here)} of them ({_names(here)}), "
@@ -739,13 +972,14 @@ def _check_starting(
     compiled: _CompiledPlan,
     state: GuardState,
     ring_now: IntArray,
+    states: _TargetStates,
     starting: Collection[str],
     findings: _Findings,
 ) -> None:
     if not starting:
         return
     listed = list(starting)
-    number = np.fromiter(map(compiled.index.get, listed, repeat(-1)), np.int64, len(listed))
+    number = compiled.index.numbers(listed)
     strangers = list(dict.fromkeys(listed[p] for p in np.flatnonzero(number < 0).tolist()))
     if strangers:
         findings.add(
@@ -767,14 +1001,19 @@ def _check_starting(
         )
     after = targets[rings >= compiled.canary_rings]
     if after.size:
-        _check_judged(compiled, state, ring_now, after, findings)
+        _check_judged(compiled, state, ring_now, states, after, findings)
     outside = [compiled.outside_index[a] for a in strangers if a in compiled.outside_index]
     members = np.concatenate([targets, np.array(outside, np.int64)]) if outside else targets
-    _check_run_time_redundancy(plan, compiled, state, members, findings)
+    _check_run_time_redundancy(plan, compiled, state, states, members, findings)
 
 
 def _check_judged(
-    compiled: _CompiledPlan, state: GuardState, ring_now: IntArray, after: IntArray, findings: _Findings
+    compiled: _CompiledPlan,
+    state: GuardState,
+    ring_now: IntArray,
+    states: _TargetStates,
+    after: IntArray,
+    findings: _Findings,
 ) -> None:
     """Rules 2 (the canary phase comes first) and 6 (no stratum widens unjudged) for ``after``."""
     first = compiled.canary_rings
@@ -788,9 +1027,8 @@ def _check_judged(
         )
     judged_rings = min(max(state.judged_rings, 0), first)
     canaries = np.flatnonzero((ring_now >= 0) & (ring_now < judged_rings))
-    states = list(map(state.states.get, _pick_all(ids, canaries)))
     # Equality, not identity: a state read back as its plain string value ("applied") is the same state.
-    applied = np.fromiter((s == AssetState.APPLIED for s in states), np.bool_, canaries.size)
+    applied = np.fromiter((s == AssetState.APPLIED for s in states.of(canaries)), np.bool_, canaries.size)
     judged = np.zeros(len(compiled.strata) + 1, np.bool_)  # the last slot: no stratum, never judged
     numbers = compiled.stratum[canaries[applied]]
     judged[numbers[numbers >= 0]] = True
@@ -807,14 +1045,16 @@ def _check_judged(
         findings.add(
             6,
             f"{label} would widen to {_names(names)} but no canary of it has been updated and judged healthy"
-            f"{_canary_states(compiled, state, ring_now, s)}",
+            f"{_canary_states(compiled, state, ring_now, states, s)}",
             tuple(names),
         )
     if len(by_stratum) > SHOWN_PER_RULE:
         findings.add(6, f"{_count(len(by_stratum) - SHOWN_PER_RULE, 'more stratum')} would widen unjudged", ())
 
 
-def _canary_states(compiled: _CompiledPlan, state: GuardState, ring_now: IntArray, s: int) -> str:
+def _canary_states(
+    compiled: _CompiledPlan, state: GuardState, ring_now: IntArray, states: _TargetStates, s: int
+) -> str:
     if s < 0:
         return ""
     first = compiled.canary_rings
@@ -822,15 +1062,19 @@ def _canary_states(compiled: _CompiledPlan, state: GuardState, ring_now: IntArra
     if canaries.size == 0:
         return f" (it has no canary in {_canary_span(first)})"
     shown = [
-        f"{compiled.ids[i]} in ring {ring_now[i]} is {state.states.get(compiled.ids[i], AssetState.PENDING)}"
-        for i in canaries[:5].tolist()
+        f"{compiled.ids[i]} in ring {ring_now[i]} is {states.get(i, AssetState.PENDING)}" for i in canaries[:5].tolist()
     ]
     judged = f"{_count(max(min(state.judged_rings, first), 0), 'ring')} of the canary judged"
     return f" ({', '.join(shown)}; {judged})"
 
 
 def _check_run_time_redundancy(
-    plan: GuardPlan, compiled: _CompiledPlan, state: GuardState, starting: IntArray, findings: _Findings
+    plan: GuardPlan,
+    compiled: _CompiledPlan,
+    state: GuardState,
+    states: _TargetStates,
+    starting: IntArray,
+    findings: _Findings,
 ) -> None:
     """Rule 7 over the non-exempt groups ``starting`` (member numbers) touches, vectorised over their members."""
     _, groups = _gather(compiled.groups_ptr, compiled.groups_of, starting)
@@ -845,43 +1089,25 @@ def _check_run_time_redundancy(
     is_starting[starting] = True
     # Down is usually a handful of assets: mark them by id rather than asking each member.
     is_down = np.zeros(n_members, np.bool_)
-    for asset in state.down:
-        m = compiled.index.get(asset, compiled.outside_index.get(asset, -1))
-        if m >= 0:
-            is_down[m] = True
-    unavailable = is_down | _unavailable_targets(compiled, state, members)
+    down = list(state.down)
+    numbers = compiled.index.numbers(down)
+    for position in np.flatnonzero(numbers < 0).tolist():
+        numbers[position] = compiled.outside_index.get(down[position], -1)
+    is_down[numbers[numbers >= 0]] = True
+    n = len(compiled.ids)
+    unavailable = is_down | states.unavailable(members[members < n], n_members, compiled.index)
     out = unavailable[members] | is_starting[members]
     load = np.bincount(of_group, weights=out, minlength=touched.size).astype(np.int64)
     over = np.flatnonzero(load > compiled.capacity[touched])
     for position in over[:SHOWN_PER_RULE].tolist():
         g = int(touched[position])
-        findings.add(7, *_run_time_sentence(plan, compiled, state, g, is_starting, is_down))
+        findings.add(7, *_run_time_sentence(plan, compiled, states, g, is_starting, is_down))
     if over.size > SHOWN_PER_RULE:
         findings.add(7, f"{_count(over.size - SHOWN_PER_RULE, 'more group')} would drop below K up the same way", ())
 
 
-def _unavailable_targets(compiled: _CompiledPlan, state: GuardState, members: IntArray) -> BoolArray:
-    """Which of ``members`` (member numbers) are targets in a state that takes them out of service."""
-    n = len(compiled.ids)
-    unavailable = np.zeros(len(compiled.member_ids), np.bool_)
-    targets = members[members < n]
-    if targets.size * 8 < len(state.states):
-        # Few members touched: ask for each one's state.
-        asked = _distinct(targets)
-        states = map(state.states.get, _pick_all(compiled.ids, asked))
-        unavailable[asked] = np.fromiter(map(UNAVAILABLE_STATES.__contains__, states), np.bool_, asked.size)
-        return unavailable
-    # A large batch: one sequential pass over every state beats scattered look-ups; then only the
-    # unavailable assets (usually few) are looked up by id.
-    flags = np.fromiter(map(UNAVAILABLE_STATES.__contains__, state.states.values()), np.bool_, len(state.states))
-    named = compress(state.states.keys(), flags.tolist())
-    found = np.fromiter(map(compiled.index.get, named, repeat(-1)), np.int64)
-    unavailable[found[found >= 0]] = True
-    return unavailable
-
-
 def _run_time_sentence(
-    plan: GuardPlan, compiled: _CompiledPlan, state: GuardState, g: int, is_starting: BoolArray, is_down: BoolArray
+    plan: GuardPlan, compiled: _CompiledPlan, states: _TargetStates, g: int, is_starting: BoolArray, is_down: BoolArray
 ) -> tuple[str, tuple[str, ...]]:
     group = plan.groups[g]
     members = compiled.members_of[compiled.members_ptr[g] : compiled.members_ptr[g + 1]].tolist()
@@ -890,7 +1116,7 @@ def _run_time_sentence(
     starting: list[str] = []
     for m in sorted(members, key=compiled.member_ids.__getitem__):
         asset = compiled.member_ids[m]
-        asset_state = state.states.get(asset) if m < len(compiled.ids) else None
+        asset_state = states.get(m) if m < len(compiled.ids) else None
         if is_down[m]:
             down.append(asset)
         elif asset_state in why:
@@ -957,16 +1183,11 @@ def _gather(ptr: IntArray, values: IntArray, rows: IntArray) -> tuple[IntArray, 
     return owner, values[np.repeat(starts, sizes) + offsets]
 
 
-def _ring_of(compiled: _CompiledPlan, ring_now: IntArray, asset: str) -> int:
-    number = compiled.index.get(asset)
-    return _NO_RING if number is None else int(ring_now[number])
-
-
 def _pick(ids: list[str], numbers: IntArray) -> tuple[str, ...]:
     return tuple(ids[i] for i in numbers[:ASSETS_PER_VIOLATION].tolist())
 
 
-def _pick_all(ids: list[str], numbers: IntArray) -> list[str]:
+def _pick_all(ids: Sequence[str], numbers: IntArray) -> list[str]:
     getter: Callable[[int], str] = ids.__getitem__
     return list(map(getter, numbers.tolist()))
 
@@ -1028,6 +1249,7 @@ def _has_have(n: int) -> str:
 __all__ = [
     "RULES",
     "UNAVAILABLE_STATES",
+    "Columns",
     "GuardGroup",
     "GuardPlan",
     "GuardState",

@@ -4,6 +4,10 @@ A session works on a copy and commits it when the block ends without an exceptio
 transition leaves nothing half-written, as a database transaction would. Health is kept as the latest
 report per asset with its time; the view hands an updated asset's report to reconcile only when it came
 after the asset's install (what an asset said before the update says nothing about the update).
+
+Every asset write passes the asset door (``ringfence.rollout.state.move_asset``), as in the SQL repository.
+There are no incidents here, so no after-transition policies (``ringfence.service.policies``) run: a drill
+has no side effects beyond its own rollout.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from datetime import datetime
 
 from ringfence.drivers.base import OperationKind, OperationResult
 from ringfence.errors import ConflictError, NotFoundError
-from ringfence.gates import AssetHealth
+from ringfence.gates import AssetHealth, GateOutcome, RingVerdict
 from ringfence.rollout.controller import PendingDecision
 from ringfence.rollout.reconcile import (
     SINCE_INSTALL,
@@ -26,7 +30,7 @@ from ringfence.rollout.reconcile import (
     RolloutView,
     actions_from_document,
 )
-from ringfence.rollout.state import AssetState, RolloutState, Transition, new_rollout_state
+from ringfence.rollout.state import AssetState, RolloutState, Transition, check_asset_moves, new_rollout_state
 from ringfence.rollout.strategy import StrategyPlan
 from ringfence.update import Update
 
@@ -49,6 +53,7 @@ class _Rollout:
     health: dict[str, tuple[datetime, AssetHealth]] = field(default_factory=dict)
     transitions: list[Transition] = field(default_factory=list)
     results: list[tuple[datetime, OperationKind, OperationResult]] = field(default_factory=list)
+    verdicts: list[tuple[datetime, RingVerdict]] = field(default_factory=list)
 
 
 class MemoryRolloutRepository:
@@ -87,6 +92,7 @@ class MemoryRolloutRepository:
             health=dict(stored.health),
             transitions=list(stored.transitions),
             results=list(stored.results),
+            verdicts=list(stored.verdicts),
         )
         yield _MemorySession(working)
         self._rollouts[rollout_id] = working
@@ -104,6 +110,10 @@ class MemoryRolloutRepository:
 
     def decisions(self, rollout_id: str) -> int:
         return len(self._get(rollout_id).decisions)
+
+    def verdicts(self, rollout_id: str) -> tuple[RingVerdict, ...]:
+        """The gate's verdicts on the rollout's rings, in the order they were judged."""
+        return tuple(v for _, v in self._get(rollout_id).verdicts)
 
 
 class _MemorySession:
@@ -131,6 +141,10 @@ class _MemorySession:
             groups=r.strategy.groups,
             tiers=r.strategy.tiers,
             planned_rings=r.strategy.rings,
+            ring_passed_at=max(
+                (at for at, v in r.verdicts if v.ring == r.state.ring and v.outcome is GateOutcome.passed),
+                default=None,
+            ),
         )
 
     def pending_decision(self) -> PendingDecision | None:
@@ -140,6 +154,8 @@ class _MemorySession:
         return None
 
     def apply_transition(self, new_state: RolloutState, record: Transition, *, actor: str) -> None:
+        """Store the new state and its record. Nothing else happens: the SQL repository runs the after-transition
+        policies (an incident declared on a halt, settled at the end), but a drill has no incidents to declare."""
         if new_state.version != self._r.state.version + 1:
             raise ConflictError(f"rollout {new_state.id} was changed by someone else; reload it and decide again")
         self._r.state = new_state
@@ -147,6 +163,12 @@ class _MemorySession:
 
     def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None:
         assets = self._r.assets
+        # The whole batch through the door before any of it is written: a refused move changes nothing.
+        check_asset_moves(
+            self._r.state.id,
+            {u.asset_id: assets[u.asset_id].state for u in updates},
+            ((u.asset_id, u.state) for u in updates),
+        )
         for u in updates:
             old = assets[u.asset_id]
             ref = u.restore_point_ref if u.restore_point_ref is not None else old.restore_point_ref
@@ -154,8 +176,17 @@ class _MemorySession:
 
     def move_assets(self, moves: Sequence[RingMove], at: datetime) -> None:
         assets = self._r.assets
+        # A ring move keeps the state: through the door all the same, so every write of an asset passes it.
+        check_asset_moves(
+            self._r.state.id,
+            {m.asset_id: assets[m.asset_id].state for m in moves},
+            ((m.asset_id, assets[m.asset_id].state) for m in moves),
+        )
         for m in moves:
             assets[m.asset_id] = replace(assets[m.asset_id], ring=m.ring, detail=m.detail, updated_at=at)
+
+    def record_verdict(self, verdict: RingVerdict, at: datetime) -> None:
+        self._r.verdicts.append((at, verdict))
 
     def add_decision(self, decision: Decision, at: datetime) -> int:
         seq = len(self._r.decisions) + 1

@@ -106,6 +106,9 @@ class RolloutView:
     """Each target's impact tier, to pick the least critical replacement canary."""
     planned_rings: tuple[tuple[str, ...], ...] = ()
     """The rings as planned when the rollout was created (replacement canaries move out of them later)."""
+    ring_passed_at: datetime | None = None
+    """When the current ring last passed its gate, before a further wave of it: its members updated by then
+    were judged healthy."""
 
     @property
     def phase_entered_at(self) -> datetime:
@@ -173,8 +176,6 @@ class Decision:
     asset_updates: tuple[AssetUpdate, ...] = ()
     verdict: RingVerdict | None = None
     ring_moves: tuple[RingMove, ...] = ()
-    recheck_at: datetime | None = None
-    """Nothing to do now, but look again then (a wait that ends by itself), not only when something changes."""
 
     @property
     def is_empty(self) -> bool:
@@ -316,24 +317,24 @@ def _taking_restore_points(view: RolloutView) -> Decision:
     return Decision(transitions=(PhaseChange(RolloutPhase.APPLYING, reason),))
 
 
+def _ready(view: RolloutView, a: AssetProgress) -> bool:
+    """Ready to install: no asset is ever updated without a verified restore point when the update rolls back by
+    snapshot."""
+    if view.update.rollback == "snapshot":
+        return a.state is AssetState.RESTORE_POINT_TAKEN
+    return a.state is AssetState.PENDING
+
+
 def _applying(view: RolloutView, now: datetime) -> Decision:
     r = view.state.ring
     ring = view.ring(r)
-    by_snapshot = view.update.rollback == "snapshot"
-
-    def eligible(a: AssetProgress) -> bool:
-        # No asset is ever updated without a verified restore point when the update rolls back by snapshot.
-        if by_snapshot:
-            return a.state is AssetState.RESTORE_POINT_TAKEN
-        return a.state is AssetState.PENDING
-
-    ready = [a for a in ring if eligible(a)]
+    ready = [a for a in ring if _ready(view, a)]
     unjudged = _unjudged(view, ready)
     if unjudged:
         return Decision(asset_updates=_never_widen(unjudged))
+    held: list[str] = []
     if ready:
-        unavailable = _unavailable(view)
-        room = _Redundancy(view, unavailable)
+        room = _Redundancy(view, _unavailable(view), _down(view))
         to_apply = tuple(a.asset_id for a in ready if room.admit(a.asset_id) is None)
         if to_apply:
             return Decision(
@@ -342,31 +343,21 @@ def _applying(view: RolloutView, now: datetime) -> Decision:
             )
         if any(a.state in (AssetState.APPLYING, AssetState.RESTORE_POINT_REQUESTED) for a in ring):
             return Decision()  # what holds them back may be running now; look again when it ends
-        # Held back by rule 7. When what holds an asset back is a member of this ring installed moments ago and
-        # not heard from yet, it is given time to report healthy (look again then); anything else — a member
-        # down outside the rollout, one that stays silent — needs a person.
-        progress = {a.asset_id: a for a in ring}
-        settle = timedelta(seconds=max(view.update.timing.apply, DEADLINE_GRACE))
-        recovering = [
-            progress[b].updated_at + settle
-            for a in ready
-            for b in room.blockers(a.asset_id)
-            if b in progress
-            and progress[b].state is AssetState.APPLIED
-            and _health(view, progress[b]).status is AssetStatus.unknown
-            and now < progress[b].updated_at + settle
-        ]
-        if recovering:
-            return Decision(recheck_at=min(recovering))
         held = [a.asset_id for a in ready]
-        reason = (
-            f"ring {r}: {_count(len(held), 'asset')} held back by rule 7 (redundancy at run time): "
-            f"{room.why_blocked(held[0])}; resume once enough members are back up, or abort"
-        )
-        return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, reason),))
+        # Held back by rule 7. When members this ring just updated are what holds them back, those are judged
+        # first and the held ones go in a further wave of the ring once the gate passes (an updated member is not
+        # proven up until its ring is judged). Anything else — a member down outside the rollout — needs a person.
+        mine = {a.asset_id for a in ring if a.state in _UPDATED}
+        if not any(b in mine for a in held for b in room.blockers(a)):
+            reason = (
+                f"ring {r}: {_count(len(held), 'asset')} held back by rule 7 (redundancy at run time): "
+                f"{room.why_blocked(held[0])}; resume once enough members are back up, or abort"
+            )
+            return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, reason),))
     if any(a.state in (AssetState.APPLYING, AssetState.RESTORE_POINT_REQUESTED) for a in ring):
         return Decision()  # installs still running
-    stragglers = [a.asset_id for a in ring if a.state is AssetState.PENDING]
+    waiting = set(held)
+    stragglers = [a.asset_id for a in ring if a.state is AssetState.PENDING and a.asset_id not in waiting]
     applied = sum(1 for a in ring if a.state is AssetState.APPLIED)
     install_failed = [a.asset_id for a in ring if a.state is AssetState.FAILED]
     skipped = [a.asset_id for a in ring if a.state is AssetState.RESTORE_POINT_FAILED] + stragglers
@@ -375,6 +366,8 @@ def _applying(view: RolloutView, now: datetime) -> Decision:
         reason += f", {len(install_failed)} failed to install ({_names(install_failed)})"
     if skipped:
         reason += f", {len(skipped)} skipped without a verified restore point ({_names(skipped)})"
+    if held:
+        reason += f", {len(held)} held back by rule 7 for a further wave once these are judged ({_names(held)})"
     transitions = [PhaseChange(RolloutPhase.BAKING, f"{reason}; baking for {humanize_duration(view.bake)}")]
     if view.bake <= 0:
         transitions = [
@@ -414,6 +407,14 @@ def _judging(view: RolloutView) -> Decision:
         if wave is not None:
             return wave
         sentence += note
+    if verdict.outcome is GateOutcome.passed:
+        held = [a.asset_id for a in view.ring(r) if _ready(view, a)]
+        if held:
+            reason = (
+                f"{sentence}; another wave of ring {r} for the {_count(len(held), 'asset')} rule 7 held back "
+                f"until these were judged ({_names(held)})"
+            )
+            return Decision(transitions=(PhaseChange(first_phase(view.update), reason, r),), verdict=verdict)
     if verdict.outcome is GateOutcome.passed:
         if r + 1 < view.ring_count:
             nxt = len(view.ring(r + 1))
@@ -460,7 +461,7 @@ def _canary_wave(view: RolloutView, verdict: RingVerdict, sentence: str) -> tupl
     for a in view.assets:
         if a.ring >= view.canary_rings and a.state is AssetState.PENDING and a.stratum in wanted:
             spares.setdefault(a.stratum, []).append(a)
-    room = _Redundancy(view, _unavailable(view))
+    room = _Redundancy(view, _unavailable(view), _down(view))
     moves: list[RingMove] = []
     blocked: list[str] = []
     nothing_left: list[str] = []
@@ -510,10 +511,10 @@ def _canary_wave(view: RolloutView, verdict: RingVerdict, sentence: str) -> tupl
 def _rolling_back(view: RolloutView) -> Decision:
     skip = _skip_unreached(view)
     to_roll = [a.asset_id for a in view.assets if a.state in (AssetState.APPLIED, AssetState.FAILED)]
-    unavailable = _unavailable(view)
-    room = _Redundancy(view, unavailable)
     # Assets already down go first (rolling them back can only bring them up); the healthy ones as redundancy allows.
-    start = tuple(a for a in to_roll if a in unavailable or room.admit(a) is None)
+    down = _down(view)
+    room = _Redundancy(view, down, down)
+    start = tuple(a for a in to_roll if room.admit(a) is None)
     if start:
         return Decision(
             actions=(StartOperation(OperationKind.rollback, start),),
@@ -581,26 +582,37 @@ def _never_widen(assets: Sequence[AssetProgress]) -> tuple[AssetUpdate, ...]:
     )
 
 
-def _unavailable(view: RolloutView) -> set[str]:
-    """Assets unavailable now: targets being updated, failed or rolling back; anything whose latest reading is
-    a failure (members down before the rollout started, or outside it, count too); and this ring's installed
-    assets not yet heard from since (restarting, for all anyone knows)."""
+def _down(view: RolloutView) -> set[str]:
+    """Assets out of service now: targets being updated, failed or rolling back, and anything whose latest reading
+    is a failure (members down before the rollout started, or outside it, count too)."""
     down = {a for a, h in view.health.items() if h.status is AssetStatus.failed}
-    r = view.state.ring
-    for a in view.assets:
-        if a.state in _OUT_OF_SERVICE or (
-            a.state is AssetState.APPLIED and a.ring == r and _health(view, a).status is not AssetStatus.healthy
-        ):
-            down.add(a.asset_id)
+    down.update(a.asset_id for a in view.assets if a.state in _OUT_OF_SERVICE)
     return down
+
+
+def _unavailable(view: RolloutView) -> set[str]:
+    """What an install may not count on: the assets :func:`_down`, and this ring's updated assets, which are not
+    proven up until the ring is judged (a release that crashes two minutes after it loads reports healthy for a
+    minute first) — those of an earlier wave of the ring that passed its gate are."""
+    unavailable = _down(view)
+    r = view.state.ring
+    judged = view.ring_passed_at
+    unavailable.update(
+        a.asset_id
+        for a in view.assets
+        if a.state is AssetState.APPLIED and a.ring == r and (judged is None or a.updated_at > judged)
+    )
+    return unavailable
 
 
 class _Redundancy:
     """Rule 7 as the rollout admits assets one at a time: a group never has more than n − K members unavailable."""
 
-    def __init__(self, view: RolloutView, unavailable: set[str]) -> None:
+    def __init__(self, view: RolloutView, unavailable: set[str], down: set[str]) -> None:
         self.view = view
         self.unavailable = unavailable
+        self.down = down
+        """Out of service already: taking one of these out adds nothing."""
         self.load: dict[int, int] = {}
 
     def _used(self, g: int) -> int:
@@ -612,7 +624,7 @@ class _Redundancy:
     def admit(self, asset_id: str) -> int | None:
         """Take ``asset_id`` out of service if every group of it has room (None), else the group that is full."""
         mine = self.view.groups_of.get(asset_id, ())
-        if asset_id in self.unavailable or not mine:
+        if asset_id in self.down or not mine:
             return None
         full = next((g for g in mine if self._used(g) >= self.view.groups[g].capacity), None)
         if full is None:

@@ -4,6 +4,11 @@ Every phase change of a rollout goes through :func:`transition`, which checks th
 :data:`ALLOWED`, explains a refusal in a sentence and returns the new state together with the
 :class:`Transition` record that the store writes to the audit log. Nothing assigns a phase directly.
 
+Every change of a target asset's state goes through the same kind of door, :func:`move_asset`, which
+checks it against :data:`ASSET_MOVES`: both repositories call it for each asset they are about to write,
+so a bug that decides an impossible move (an applied asset back to applying) fails loudly, with a
+sentence, before anything is written.
+
 Invariants of a :class:`RolloutState`:
 
 - ``paused_from`` is set exactly when the phase is ``paused`` (it names the phase to resume into);
@@ -17,7 +22,7 @@ Pure: standard library only, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -137,7 +142,8 @@ ASSET_MOVES: Mapping[AssetState, frozenset[AssetState]] = MappingProxyType(
         # Skipped with its restore point taken: its stratum had no judged canary when its ring opened (rule 6).
         _A.RESTORE_POINT_TAKEN: frozenset({_A.APPLYING, _A.SKIPPED}),
         _A.RESTORE_POINT_FAILED: frozenset(),
-        _A.APPLYING: frozenset({_A.APPLIED, _A.FAILED}),
+        # Skipped when the driver refused to start the install: never touched, so nothing to roll back.
+        _A.APPLYING: frozenset({_A.APPLIED, _A.FAILED, _A.SKIPPED}),
         # A failed install is rolled back with the rest: it may have left half the update behind.
         _A.APPLIED: frozenset({_A.ROLLING_BACK}),
         _A.FAILED: frozenset({_A.ROLLING_BACK}),
@@ -147,12 +153,32 @@ ASSET_MOVES: Mapping[AssetState, frozenset[AssetState]] = MappingProxyType(
         _A.SKIPPED: frozenset(),
     }
 )
-"""Every move of an asset's state that reconcile and the controller make; tests hold them to it over the
-whole matrix of rollout phases and asset states. An asset with no move left is done with this rollout."""
+"""Every move of an asset's state that reconcile and the controller make; :func:`move_asset` refuses any
+other. An asset with no move left is done with this rollout."""
+
+# Why an asset cannot go where it was asked to: the second half of a refusal's sentence.
+_ASSET_WHAT_COMES_NEXT: Mapping[AssetState, str] = MappingProxyType(
+    {
+        _A.PENDING: "an asset not reached yet asks for a restore point, starts its install or is skipped",
+        _A.RESTORE_POINT_REQUESTED: "a restore point asked for is taken or fails, or the asset is skipped",
+        _A.RESTORE_POINT_TAKEN: "an asset with its restore point taken starts its install or is skipped",
+        _A.APPLYING: "an install ends applied or failed, or is skipped when the driver refused to start it",
+        _A.APPLIED: "an applied asset can only be rolled back",
+        _A.FAILED: "a failed install can only be rolled back",
+        _A.ROLLING_BACK: "a rollback ends rolled_back or rollback_failed",
+    }
+)
 
 
 class TransitionRejected(ConflictError):  # noqa: N818 - the name the rest of ringfence knows it by
     """A phase change the state machine does not allow; the message says why in a sentence."""
+
+
+class AssetMoveRejected(ConflictError):  # noqa: N818 - named like TransitionRejected, its twin for assets
+    """A change of an asset's state that :data:`ASSET_MOVES` does not allow; the message says why in a sentence.
+
+    Only a bug decides such a move (reconcile and the controller make none): it is refused before it is written.
+    """
 
 
 @dataclass(frozen=True)
@@ -257,6 +283,35 @@ def transition(
     return new_state, record
 
 
+def move_asset(asset_id: str, frm: AssetState, to: AssetState, *, rollout_id: str) -> None:
+    """Check that asset ``asset_id`` of rollout ``rollout_id`` may go from ``frm`` to ``to``: the door every
+    write of an asset's progress passes, in both repositories, before anything is written.
+
+    ``to`` equal to ``frm`` is no move (a new detail, or a ring move, keeps the state) and always passes.
+    Raises :class:`AssetMoveRejected` with a sentence naming the rollout, the asset and both states when
+    ``to`` is not in ``ASSET_MOVES[frm]``.
+    """
+    frm, to = AssetState(frm), AssetState(to)
+    if to is frm or to in ASSET_MOVES[frm]:
+        return
+    why = _ASSET_WHAT_COMES_NEXT.get(frm, f"{frm} is final for this rollout")
+    raise AssetMoveRejected(f"rollout {rollout_id}: asset {asset_id} cannot go from {frm} to {to}: {why}")
+
+
+def check_asset_moves(
+    rollout_id: str, current: Mapping[str, AssetState], moves: Iterable[tuple[str, AssetState]]
+) -> None:
+    """:func:`move_asset` over a batch of ``(asset_id, to)`` moves, in order, from the ``current`` states.
+
+    A later move of an asset in the same batch starts where the earlier one left it, as the writes will.
+    The whole batch is checked before the caller writes any of it, so a refused batch changes nothing.
+    """
+    moved: dict[str, AssetState] = {}
+    for asset_id, to in moves:
+        move_asset(asset_id, moved.get(asset_id, current[asset_id]), to, rollout_id=rollout_id)
+        moved[asset_id] = to
+
+
 def _why_not(frm: RolloutPhase, to: RolloutPhase) -> str:
     if frm.is_terminal:
         return f"{frm} is terminal"
@@ -289,11 +344,14 @@ def _utc(at: datetime, rollout_id: str) -> datetime:
 __all__ = [
     "ALLOWED",
     "ASSET_MOVES",
+    "AssetMoveRejected",
     "AssetState",
     "RolloutPhase",
     "RolloutState",
     "Transition",
     "TransitionRejected",
+    "check_asset_moves",
+    "move_asset",
     "new_rollout_state",
     "transition",
 ]

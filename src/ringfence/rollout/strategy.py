@@ -99,7 +99,7 @@ def plan_strategy(
             plan=plan,
             canary_rings=plan.canary_rings,
             # The baselines stand for tools that know no redundancy; only ringfence's own rollouts are held to it.
-            groups=tuple(RedundancyGroup(g.owners, g.members, g.k) for g in plan.groups),
+            groups=plan.groups,
             tiers={a: t for ring in plan.rings for a, t in zip(ring.assets, ring.tiers, strict=True)},
         )
     if strategy not in STRATEGIES:

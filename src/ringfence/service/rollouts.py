@@ -29,7 +29,7 @@ from ringfence.audit import AuditEntry, AuditValue
 from ringfence.drivers.base import Driver, OperationKind, OperationResult, require_able
 from ringfence.errors import ConflictError, InputError, PermissionDeniedError
 from ringfence.estate import parse_estate_text
-from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
+from ringfence.gates import AssetHealth, AssetStatus, FailureSignal, GateOutcome, RingVerdict
 from ringfence.graph import compile_estate
 from ringfence.planner import format_stratum
 from ringfence.rollout.controller import (
@@ -52,8 +52,9 @@ from ringfence.rollout.reconcile import (
     actions_from_document,
 )
 from ringfence.rollout.record import StoredPlan
-from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, transition
+from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, check_asset_moves, transition
 from ringfence.rollout.strategy import GateMode, StrategyPlan, plan_strategy
+from ringfence.service.policies import run_after_transition
 from ringfence.store import repo
 from ringfence.store.db import rollout_lock, session_scope
 from ringfence.store.records import (
@@ -65,6 +66,7 @@ from ringfence.store.records import (
     Rollout,
     RolloutAsset,
 )
+from ringfence.store.verdicts import add_gate_verdict, list_gate_verdicts
 from ringfence.update import Hold, HoldOverride, Update, check_holds, parse_update_text
 
 _RESULT_KIND = {
@@ -128,6 +130,14 @@ class SqlRolloutSession:
             groups=plan.groups,
             tiers=plan.tiers,
             planned_rings=plan.rings,
+            ring_passed_at=max(
+                (
+                    v.at
+                    for v in list_gate_verdicts(self.session, self.rollout_id, ring=rollout.state.ring)
+                    if v.verdict.outcome is GateOutcome.passed
+                ),
+                default=None,
+            ),
         )
 
     def pending_decision(self) -> PendingDecision | None:
@@ -138,20 +148,18 @@ class SqlRolloutSession:
         return PendingDecision(first.seq, actions_from_document(first.payload))
 
     def apply_transition(self, new_state: RolloutState, record: Transition, *, actor: str) -> None:
+        """Write the transition and its audit entry, then run the after-transition policies that fire on it
+        (``ringfence.service.policies``), all in this one transaction: a side effect never lands without its
+        transition, nor a transition without its side effects."""
         repo.apply_transition(self.session, record, new_state, actor=actor)
-        if record.to_phase is RolloutPhase.HALTED:
-            # A halt that left assets failed is an incident: declared in the same transaction as the halt.
-            from ringfence.service.incidents import declare_for_halted_rollout
-
-            declare_for_halted_rollout(self.session, self.rollout_id, at=record.at)
-        elif record.to_phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.FAILED):
-            # The halt's incident follows the rollback: resolved when it restored everything, left open if not.
-            from ringfence.service.incidents import settle_for_ended_rollout
-
-            settle_for_ended_rollout(self.session, record, actor=actor)
+        run_after_transition(self.session, record, actor=actor)
 
     def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None:
         current = {a.asset_id: a for a in repo.list_rollout_assets(self.session, self.rollout_id)}
+        # The whole batch through the asset door before any row is written: a refused move changes nothing.
+        check_asset_moves(
+            self.rollout_id, {a: row.state for a, row in current.items()}, ((u.asset_id, u.state) for u in updates)
+        )
         rows = []
         for u in updates:
             old = current[u.asset_id]
@@ -171,6 +179,12 @@ class SqlRolloutSession:
 
     def move_assets(self, moves: Sequence[RingMove], at: datetime) -> None:
         current = {a.asset_id: a for a in repo.list_rollout_assets(self.session, self.rollout_id)}
+        # A ring move keeps the state: through the door all the same, so every write of an asset passes it.
+        check_asset_moves(
+            self.rollout_id,
+            {a: row.state for a, row in current.items()},
+            ((m.asset_id, current[m.asset_id].state) for m in moves),
+        )
         repo.upsert_rollout_assets(
             self.session,
             self.rollout_id,
@@ -187,6 +201,9 @@ class SqlRolloutSession:
                 for m in moves
             ],
         )
+
+    def record_verdict(self, verdict: RingVerdict, at: datetime) -> None:
+        add_gate_verdict(self.session, self.rollout_id, verdict, at=at)
 
     def add_decision(self, decision: Decision, at: datetime) -> int:
         payload: dict[str, JSONValue] = {

@@ -7,6 +7,9 @@ name, role and asset never change: to change a role, issue a new token and revok
 Every request names its token, so each server worker keeps a :class:`TokenCache` instead of reading
 ``api_tokens`` per request; a revocation reaches it at once in the process that revoked the token and
 within ``TokenCache.check`` seconds (2) in every other worker and server.
+
+The ``api_tokens`` table is read and written through :mod:`ringfence.store.tokens` only; this module decides
+what a token means (its role, whom it speaks for) and how long a worker may remember it.
 """
 
 from __future__ import annotations
@@ -21,13 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ringfence.errors import InputError, NotFoundError, PermissionDeniedError, Problem
+from ringfence.errors import InputError, PermissionDeniedError, Problem
+from ringfence.store import tokens as stored
 from ringfence.store.db import session_scope
-from ringfence.store.tables import ApiTokenRow
 
 TOKEN_PREFIX = "rf_"
 
@@ -98,37 +100,30 @@ def issue_token(
         raise InputError([Problem("a token needs a name saying whose it is", path=("name",))])
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with session_scope(engine) as session:
-        row = ApiTokenRow(
+        token_id = stored.add_token(
+            session,
             name=name.strip(),
             role=role.value,
             token_hash=hash_token(secret),
             asset_id=asset_id,
             created_at=at or datetime.now(UTC),
-            revoked_at=None,
         )
-        session.add(row)
-        session.flush()
-        token_id = row.id
     return IssuedToken(token_id, name.strip(), role, asset_id, secret)
 
 
 def authenticate(engine: Engine, secret: str) -> Caller:
     """The caller a bearer token stands for; PermissionDeniedError for an unknown or revoked token."""
     with session_scope(engine, readonly=True) as session:
-        query = sa.select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(secret))
-        row = session.execute(query).scalar_one_or_none()
-        if row is None or row.revoked_at is not None:
-            raise PermissionDeniedError("the token is unknown or revoked")
-        return Caller(row.id, row.name, Role(row.role), row.asset_id)
+        found = stored.find_token(session, hash_token(secret))
+    if found is None or found.revoked_at is not None:
+        raise PermissionDeniedError("the token is unknown or revoked")
+    return _caller(found)
 
 
 def revoke_token(engine: Engine, token_id: int, *, at: datetime | None = None) -> None:
     """Revoke a token; caches of this process forget it at once, other processes' within their ``check``."""
     with session_scope(engine) as session:
-        row = session.get(ApiTokenRow, token_id)
-        if row is None:
-            raise NotFoundError(f"no token with id {token_id}")
-        row.revoked_at = at or datetime.now(UTC)
+        stored.revoke_token(session, token_id, at=at or datetime.now(UTC))
     for cache in list(_CACHES):
         if cache.engine is engine:
             cache.forget(token_id)
@@ -136,17 +131,17 @@ def revoke_token(engine: Engine, token_id: int, *, at: datetime | None = None) -
 
 def list_tokens(engine: Engine) -> list[Caller]:
     with session_scope(engine, readonly=True) as session:
-        rows = session.execute(sa.select(ApiTokenRow).where(ApiTokenRow.revoked_at.is_(None)).order_by(ApiTokenRow.id))
-        return [Caller(r.id, r.name, Role(r.role), r.asset_id) for r in rows.scalars()]
+        return [_caller(found) for found in stored.list_active_tokens(session)]
+
+
+def _caller(found: stored.StoredToken) -> Caller:
+    return Caller(found.id, found.name, Role(found.role), found.asset_id)
 
 
 # ------------------------------------------------------------------------------------------ the cache
 
 _CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
 """Every cache of this process, so that :func:`revoke_token` can make them forget a token at once."""
-
-_Mark = tuple[int, int, int, datetime | None]
-"""(tokens, highest id, revoked, latest revocation): what the cache compares to see the table changed."""
 
 
 class TokenCache:
@@ -184,7 +179,7 @@ class TokenCache:
         self.monotonic = monotonic
         self._callers: dict[str, Caller] = {}
         """Token hash → caller; in the order they were read, so the oldest is the first to make room."""
-        self._mark: _Mark | None = None
+        self._mark: stored.TokenTableMark | None = None
         self._checked_at = 0.0
         self._loaded_at = 0.0
         self._lock = threading.Lock()
@@ -226,15 +221,15 @@ class TokenCache:
             if self._mark is not None and now - self._checked_at <= due:
                 return  # another thread looked while this one waited
             with session_scope(self.engine, readonly=True) as session:
-                mark = self._read_mark(session)
+                mark = stored.read_token_mark(session)
                 previous = self._mark
                 if previous is None or now - self._loaded_at > self.max_age or _revoked_or_removed(previous, mark):
                     self._callers = self._read_newest(session)
                     self._loaded_at = now
                     self.reads += 1
-                elif mark[1] > previous[1]:
+                elif mark.highest_id > previous.highest_id:
                     # Only issued since: read just the new ones (revocations would have changed the mark).
-                    for digest, caller in self._read_newest(session, above=previous[1]).items():
+                    for digest, caller in self._read_newest(session, above=previous.highest_id).items():
                         self._remember(digest, caller)
                     self.reads += 1
             self._mark = mark
@@ -252,31 +247,17 @@ class TokenCache:
             del self._callers[next(iter(self._callers))]
         self._callers[digest] = caller
 
-    @staticmethod
-    def _read_mark(session: Session) -> _Mark:
-        count, highest, revoked, latest = session.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.max(ApiTokenRow.id),
-                sa.func.count(ApiTokenRow.revoked_at),
-                sa.func.max(ApiTokenRow.revoked_at),
-            )
-        ).one()
-        return int(count), int(highest or 0), int(revoked), latest
-
     def _read_newest(self, session: Session, *, above: int = 0) -> dict[str, Caller]:
         """Tokens not revoked with an id above ``above``, at most ``max_tokens`` of the newest, oldest first."""
-        rows = session.execute(
-            sa.select(ApiTokenRow.id, ApiTokenRow.name, ApiTokenRow.role, ApiTokenRow.asset_id, ApiTokenRow.token_hash)
-            .where(ApiTokenRow.revoked_at.is_(None), ApiTokenRow.id > above)
-            .order_by(ApiTokenRow.id.desc())
-            .limit(self.max_tokens)
-        ).all()
-        return {row.token_hash: Caller(row.id, row.name, Role(row.role), row.asset_id) for row in reversed(rows)}
+        newest = stored.newest_active_tokens(session, above=above, limit=self.max_tokens)
+        return {found.token_hash: _caller(found) for found in newest}
 
 
-def _revoked_or_removed(previous: _Mark, mark: _Mark) -> bool:
+def _revoked_or_removed(previous: stored.TokenTableMark, mark: stored.TokenTableMark) -> bool:
     """Whether the table changed in a way that may take a right away (anything but tokens issued)."""
-    count, highest, revoked, latest = mark
-    issued = highest - previous[1]
-    return (revoked, latest) != previous[2:] or count - previous[0] != issued or issued < 0
+    issued = mark.highest_id - previous.highest_id
+    return (
+        (mark.revoked, mark.latest_revocation) != (previous.revoked, previous.latest_revocation)
+        or mark.tokens - previous.tokens != issued
+        or issued < 0
+    )

@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TypeAlias
 
+from ringfence.gates import RingVerdict
 from ringfence.rollout.state import AssetState, RolloutState
 
 JSONValue: TypeAlias = "str | int | float | bool | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
@@ -118,3 +119,20 @@ __all__ = [
     "Rollout",
     "RolloutAsset",
 ]
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """A gate's verdict on a ring of a rollout, as stored: ``seq`` numbers a rollout's verdicts from 1.
+
+    ``verdict`` is the domain's own :class:`~ringfence.gates.RingVerdict`: its outcome and each stratum's
+    outcome and numbers as fields, the sentences beside them to explain them, never to be parsed.
+    """
+
+    rollout_id: str
+    seq: int
+    at: datetime
+    verdict: RingVerdict
+
+
+__all__ += ["GateVerdict"]

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ringfence.gates import GateOutcome
 from ringfence.rollout.state import AssetState, RolloutPhase
 
 NAMING = {
@@ -68,6 +69,7 @@ def _one_of(column: str, values: tuple[str, ...] | list[str]) -> str:
 
 PHASES = tuple(p.value for p in RolloutPhase)
 ASSET_STATES = tuple(s.value for s in AssetState)
+GATE_OUTCOMES = tuple(o.value for o in GateOutcome)
 
 # 64-bit ids where rows pile up (heartbeats); SQLite only auto-increments a column typed INTEGER.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -279,3 +281,23 @@ class DriverStateRow(Base):
     driver: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     document: Mapped[Any] = mapped_column(sa.JSON)
     updated_at: Mapped[datetime]
+
+
+class GateVerdictRow(Base):
+    """A gate's verdict on a ring of a rollout, numbered per rollout in the order the rings were judged.
+
+    The outcome is a column of its own (what ``/metrics`` counts), never read back out of the sentence;
+    ``strata`` holds each judged stratum's outcome, sentence and numbers as JSON (written and read only by
+    ``ringfence.store.verdicts``). Written in the transaction that acts on the verdict; only ever appended.
+    """
+
+    __tablename__ = "gate_verdicts"
+    __table_args__ = (sa.CheckConstraint(_one_of("outcome", GATE_OUTCOMES), name="outcome"),)
+
+    rollout_id: Mapped[str] = mapped_column(sa.ForeignKey("rollouts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    ring: Mapped[int] = mapped_column(sa.Integer)
+    at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    sentence: Mapped[str] = mapped_column(sa.Text)
+    strata: Mapped[Any] = mapped_column(sa.JSON)

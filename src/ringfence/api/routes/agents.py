@@ -81,7 +81,7 @@ class HeartbeatReceiptOut(BaseModel):
 
 def setup(app: FastAPI) -> None:
     engine: Engine = app.state.engine
-    board = agents.DirectiveBoard(engine)
+    board = agents.DirectiveBoard(engine, monotonic=app.state.settings.monotonic)
     tokens: TokenCache = app.state.token_cache  # the app's own, shared with every route
     refresher = agents.Refresher(board, tokens)
     app.state.directive_board = board

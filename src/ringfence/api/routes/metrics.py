@@ -4,8 +4,8 @@ What is shared by every worker is read from the database at scrape time, so any 
 
 - ``ringfence_rollouts{phase}``: rollouts in each phase (gauge);
 - ``ringfence_gate_verdicts_total{outcome}``: health-gate verdicts on rings — passed, failed, inconclusive,
-  error — counted from the audit log's transitions out of ``judging`` (the controller records each verdict
-  as the transition it causes, with the verdict's sentence as the reason);
+  error — counted by the outcome the controller stored with each verdict (``gate_verdicts``), never read
+  back out of its sentence;
 - ``ringfence_heartbeat_lag_seconds``: seconds since the newest heartbeat from any asset;
 - ``ringfence_rollout_heartbeat_lag_max_seconds``: over the assets of active rollouts that have sent a
   heartbeat, the longest time since an asset's latest one (the silent agent a gate is about to miss).
@@ -17,10 +17,8 @@ Every app has its own registry, so two apps in one process (tests) never share a
 
 from __future__ import annotations
 
-import re
-import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,35 +35,10 @@ from ringfence.rollout.state import RolloutPhase
 from ringfence.service.runner import DRIVEN_PHASES
 from ringfence.store.db import session_scope
 from ringfence.store.records import ObservationKind
-from ringfence.store.tables import AuditRow, ObservationRow, RolloutAssetRow, RolloutRow
+from ringfence.store.tables import ObservationRow, RolloutAssetRow, RolloutRow
+from ringfence.store.verdicts import count_gate_verdicts
 
 router = APIRouter(tags=["service"])
-
-# The verdict's own sentence starts "ring 2 passed: …" (or "batch 1 failed: …" for fixed batches).
-_VERDICT = re.compile(r"^(?:ring|batch) \d+ (passed|failed|inconclusive|error)\b")
-# A person's pause or abort while a ring is being judged is not a verdict.
-_BY_A_PERSON = ("paused by ", "aborted by ")
-# Where a verdict without a recognisable sentence sent the rollout, and what that says the verdict was.
-_OUTCOME_BY_TARGET = {
-    RolloutPhase.COMPLETED.value: GateOutcome.passed,
-    RolloutPhase.APPLYING.value: GateOutcome.passed,
-    RolloutPhase.TAKING_RESTORE_POINTS.value: GateOutcome.passed,
-    RolloutPhase.HALTED.value: GateOutcome.failed,
-    RolloutPhase.PAUSED.value: GateOutcome.inconclusive,
-}
-
-
-def verdict_of(detail: Mapping[str, Any]) -> GateOutcome | None:
-    """The gate verdict an audited transition records, or None when it records none."""
-    if detail.get("from") != RolloutPhase.JUDGING.value:
-        return None
-    reason = str(detail.get("reason") or "")
-    if reason.startswith(_BY_A_PERSON):
-        return None
-    found = _VERDICT.match(reason)
-    if found:
-        return GateOutcome(found.group(1))
-    return _OUTCOME_BY_TARGET.get(str(detail.get("to")))
 
 
 class StateCollector(Collector):
@@ -74,17 +47,13 @@ class StateCollector(Collector):
     def __init__(self, engine: Engine, clock: Any = None) -> None:
         self.engine = engine
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._verdicts = dict.fromkeys(GateOutcome, 0)
-        self._counted_to = 0  # audit seq up to which verdicts are counted; the log is append-only
-        self._lock = threading.Lock()
 
     def collect(self) -> Iterable[Metric]:
         now = self.clock()
-        with self._lock, session_scope(self.engine, readonly=True) as session:
+        with session_scope(self.engine, readonly=True) as session:
             counts = session.execute(sa.select(RolloutRow.phase, sa.func.count()).group_by(RolloutRow.phase))
             phases = {str(phase): int(count) for phase, count in counts}
-            self._count_verdicts(session)
-            verdicts = dict(self._verdicts)
+            verdicts = count_gate_verdicts(session)
             newest = session.scalar(
                 sa.select(sa.func.max(ObservationRow.at)).where(ObservationRow.kind == ObservationKind.HEARTBEAT.value)
             )
@@ -114,18 +83,6 @@ class StateCollector(Collector):
         if oldest_latest is not None:
             worst.add_metric([], max(0.0, (now - oldest_latest).total_seconds()))
         yield worst
-
-    def _count_verdicts(self, session: Any) -> None:
-        rows = session.execute(
-            sa.select(AuditRow.seq, AuditRow.detail)
-            .where(AuditRow.seq > self._counted_to, AuditRow.action == "rollout.transition")
-            .order_by(AuditRow.seq)
-        )
-        for seq, detail in rows:
-            outcome = verdict_of(detail) if isinstance(detail, Mapping) else None
-            if outcome is not None:
-                self._verdicts[outcome] += 1
-            self._counted_to = seq
 
 
 def _oldest_latest_heartbeat_of_active_rollouts() -> sa.Select[Any]:

@@ -1,0 +1,115 @@
+"""Repository functions for API tokens: the ``api_tokens`` table, read and written here and nowhere else.
+
+Only a token's SHA-256 is stored, never its secret. Like :mod:`ringfence.store.repo`, these take a Session,
+flush and never commit. Roles are kept as the text stored; :mod:`ringfence.service.tokens` turns them into
+its ``Role`` (the store does not know what a role allows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ringfence.errors import NotFoundError
+from ringfence.store.tables import ApiTokenRow
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A token as stored: who it is for and whether it was revoked (its hash, never its secret)."""
+
+    id: int
+    name: str
+    role: str
+    asset_id: str | None
+    token_hash: str
+    revoked_at: datetime | None = None
+
+
+class TokenTableMark(NamedTuple):
+    """One row of counts that changes whenever a token is issued, revoked or removed by hand.
+
+    A cache compares two marks to learn, in one cheap query, whether it must read the table again.
+    """
+
+    tokens: int
+    highest_id: int
+    revoked: int
+    latest_revocation: datetime | None
+
+
+def add_token(
+    session: Session, *, name: str, role: str, token_hash: str, asset_id: str | None, created_at: datetime
+) -> int:
+    """Store a new token (by its hash) and return its id."""
+    row = ApiTokenRow(
+        name=name, role=role, token_hash=token_hash, asset_id=asset_id, created_at=created_at, revoked_at=None
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def find_token(session: Session, token_hash: str) -> StoredToken | None:
+    """The token whose hash is ``token_hash`` (revoked or not), or None when no token has it."""
+    row = session.execute(sa.select(ApiTokenRow).where(ApiTokenRow.token_hash == token_hash)).scalar_one_or_none()
+    return None if row is None else _record(row)
+
+
+def revoke_token(session: Session, token_id: int, *, at: datetime) -> None:
+    """Mark the token revoked at ``at``; NotFoundError when there is no token with that id."""
+    row = session.get(ApiTokenRow, token_id)
+    if row is None:
+        raise NotFoundError(f"no token with id {token_id}")
+    row.revoked_at = at
+    session.flush()
+
+
+def list_active_tokens(session: Session) -> list[StoredToken]:
+    """Every token not revoked, oldest first."""
+    rows = session.execute(sa.select(ApiTokenRow).where(ApiTokenRow.revoked_at.is_(None)).order_by(ApiTokenRow.id))
+    return [_record(row) for row in rows.scalars()]
+
+
+def read_token_mark(session: Session) -> TokenTableMark:
+    """The table's :class:`TokenTableMark`, in one aggregate query."""
+    count, highest, revoked, latest = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.max(ApiTokenRow.id),
+            sa.func.count(ApiTokenRow.revoked_at),
+            sa.func.max(ApiTokenRow.revoked_at),
+        )
+    ).one()
+    return TokenTableMark(int(count), int(highest or 0), int(revoked), latest)
+
+
+def newest_active_tokens(session: Session, *, above: int = 0, limit: int) -> list[StoredToken]:
+    """Tokens not revoked with an id above ``above``: at most ``limit`` of the newest, returned oldest first."""
+    rows = session.execute(
+        sa.select(ApiTokenRow.id, ApiTokenRow.name, ApiTokenRow.role, ApiTokenRow.asset_id, ApiTokenRow.token_hash)
+        .where(ApiTokenRow.revoked_at.is_(None), ApiTokenRow.id > above)
+        .order_by(ApiTokenRow.id.desc())
+        .limit(limit)
+    ).all()
+    return [StoredToken(row.id, row.name, row.role, row.asset_id, row.token_hash) for row in reversed(rows)]
+
+
+def _record(row: ApiTokenRow) -> StoredToken:
+    return StoredToken(row.id, row.name, row.role, row.asset_id, row.token_hash, row.revoked_at)
+
+
+__all__ = [
+    "StoredToken",
+    "TokenTableMark",
+    "add_token",
+    "find_token",
+    "list_active_tokens",
+    "newest_active_tokens",
+    "read_token_mark",
+    "revoke_token",
+]
