@@ -156,6 +156,10 @@ def test_a_bad_canary_halts_the_rollout_and_only_the_canaries_roll_back(db_engin
     assert halt is not None
     assert "stratum vm/windows-2019/vmware-7/city: 1 of 1 updated failed a service check 5 s after install" in halt
 
+    # Agents are told to roll back only once the controller has started each asset's rollback (rule 7 decides
+    # the order), which the step after the halt does.
+    assert set(_actions(board, everyone, clock()).values()) == {"wait"}
+    report = controller.step(rollout_id)
     told = _actions(board, everyone, clock())
     assert {a for a, action in told.items() if action == "rollback"} == set(canaries)
     assert {told[a] for a in everyone if a not in canaries} == {"wait"}

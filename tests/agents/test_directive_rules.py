@@ -55,9 +55,10 @@ P, A = RolloutPhase, AssetState
         (P.HALTED, 1, A.APPLIED, DirectiveAction.wait),
         (P.HALTED, 2, A.SKIPPED, DirectiveAction.wait),
         # A bad release comes off every asset it reached, in every ring.
-        (P.ROLLING_BACK, 0, A.APPLIED, DirectiveAction.rollback),
+        (P.ROLLING_BACK, 0, A.APPLIED, DirectiveAction.wait),
+        (P.ROLLING_BACK, 0, A.ROLLING_BACK, DirectiveAction.rollback),
         (P.ROLLING_BACK, 1, A.ROLLING_BACK, DirectiveAction.rollback),
-        (P.ROLLING_BACK, 1, A.FAILED, DirectiveAction.rollback),
+        (P.ROLLING_BACK, 1, A.FAILED, DirectiveAction.wait),
         (P.ROLLING_BACK, 1, A.APPLYING, DirectiveAction.wait),
         (P.ROLLING_BACK, 1, A.ROLLED_BACK, DirectiveAction.wait),
         (P.ROLLING_BACK, 1, A.ROLLBACK_FAILED, DirectiveAction.wait),
@@ -134,7 +135,7 @@ def test_only_a_started_install_or_a_rollback_is_ever_ordered(
         found = decide_directive("ws-1", rollout, AssetTarget(asset_ring, state), NOW)
         if phase is P.APPLYING and asset_ring == ROLLOUT.ring and state is A.APPLYING:
             assert found.action == "install"
-        elif phase is P.ROLLING_BACK and state in (A.APPLIED, A.FAILED, A.ROLLING_BACK):
+        elif phase is P.ROLLING_BACK and state is A.ROLLING_BACK:
             assert found.action == "rollback"
         else:
             assert found.action == "wait"
@@ -144,7 +145,7 @@ def test_only_a_started_install_or_a_rollback_is_ever_ordered(
 
 def test_the_most_urgent_rollout_wins() -> None:
     other = replace(ROLLOUT, id="r-000002", product="acme/av", phase=P.ROLLING_BACK)
-    entries = [(ROLLOUT, AssetTarget(2, A.PENDING)), (other, AssetTarget(0, A.APPLIED))]
+    entries = [(ROLLOUT, AssetTarget(2, A.PENDING)), (other, AssetTarget(0, A.ROLLING_BACK))]
     assert choose_directive("ws-1", entries, NOW).rollout == "r-000002"
     assert choose_directive("ws-1", entries, NOW).action == "rollback"
     # Two waits: the oldest rollout (listed first) speaks.

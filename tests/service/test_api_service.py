@@ -184,7 +184,11 @@ def test_two_workers_drive_each_rollout_from_one_claim(
             while _claim_holders(postgres_url, quick) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert _claim_holders(postgres_url, quick) == []
-    # With both servers gone, nobody holds it; a new server takes the rollout on and people can still move it.
+    # With both servers gone, nobody holds it (a claim ends with its worker's connection, which PostgreSQL closes
+    # a moment after the server is gone); a new server takes the rollout on and people can still move it.
+    deadline = time.monotonic() + 10
+    while _claim_holders(postgres_url, baking) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _claim_holders(postgres_url, baking) == []
     with server_factory(postgres_url) as third, httpx.Client(base_url=third.url, timeout=60) as c:
         deadline = time.monotonic() + 30

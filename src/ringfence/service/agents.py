@@ -178,11 +178,17 @@ def decide_directive(asset_id: str, rollout: AgentRollout, target: AssetTarget, 
     if phase is RolloutPhase.ROLLING_BACK:
         if state is AssetState.ROLLED_BACK:
             return wait(f"{release} was rolled back here; rollout {rollout.id} is rolling back the rest")
-        if state in (AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK):
+        if state is AssetState.ROLLING_BACK:
             why = f"rollout {rollout.id} is rolling back {release}"
             if rollout.halt_reason:
                 why += f" ({rollout.halt_reason})"
             return act(DirectiveAction.rollback, why)
+        if state in (AssetState.APPLIED, AssetState.FAILED):
+            # Only once the controller has started this asset's rollback: it brings down members back first
+            # and the rest as their groups' redundancy allows (rule 7), so not every asset goes at once.
+            return wait(
+                f"rollout {rollout.id} is rolling back {release}; the controller says when this asset's turn is"
+            )
         if state is AssetState.APPLYING:
             # Rolled back once its install has finished, never in the middle (as reconcile does).
             return wait(f"rollout {rollout.id} is rolling back; report how the install of {release} ended")
