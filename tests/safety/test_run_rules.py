@@ -183,22 +183,33 @@ def test_a_canary_wave_whose_every_canary_was_skipped_gets_a_replacement() -> No
     assert outcome.phase is RolloutPhase.COMPLETED, [m.reason for m in rig.moves()]
 
 
-def test_a_rollback_never_takes_an_unheard_from_member_out_of_a_group_at_its_limit() -> None:
-    """s0 (tier 1) needs 1 of (t0, t1). The canary t0 is updated but sends no telemetry; t1, not updated yet, then
-    goes down by itself. The gate cannot pass (missing telemetry), a person aborts and rolls back — and the
-    rollback takes t0 out at once: an asset of the current ring not proven up counts as already unavailable,
-    which spares it the redundancy check, though it may well be up and carrying s0 alone."""
+@pytest.mark.parametrize("variant", ["found first", "found last"])
+def test_a_rollback_never_takes_an_unheard_from_member_out_of_a_group_at_its_limit(variant: str) -> None:
+    """An asset of the ring being rolled out that has not been heard from since its install may be down — or up
+    and carrying its service alone. Found twice by the properties, in two forms (both with s0, tier 1, needing 1
+    of a pair):
+
+    - first: t0 is updated, silent; t1, not updated yet, goes down by itself; the gate cannot pass (missing
+      telemetry), a person aborts and rolls back, and t0's rollback starts at once — counted as already
+      unavailable, it skipped the redundancy check;
+    - last: t0 was updated and judged healthy in the first canary wave; its partner t1, in the next wave, crashed
+      on its install and sends nothing; the gate cannot pass, a person aborts and rolls back, and t0's rollback
+      starts at once — t1, not heard from, is not counted against the pair."""
+    if variant == "found first":
+        assets = [
+            {"id": "t0", "site": "a"},
+            {"id": "t1", "site": "b"},
+            {"id": "t2", "site": "c"},
+            {"id": "t3", "site": "d"},
+        ]
+        run = Run(silent=frozenset({"t0"}), outside_crashes=((2, "t1"),), resumes=0)
+    else:
+        assets = [{"id": "t0", "site": "a"}, {"id": "t1", "site": "b"}, {"id": "t2", "site": "c"}]
+        run = Run(silent=frozenset({"t1"}), fault=frozenset({"t1"}), fault_after=0, resumes=0)
     document = _estate(
-        [
-            {"id": "t0", "site": "alone-0-0"},
-            {"id": "t1", "site": "alone-0-1"},
-            {"id": "t2", "site": "site-2"},
-            {"id": "t3", "site": "site-3"},
-        ],
-        [{"id": "s0", "name": "Service 0", "tier": 1, "requires": [{"any": 1, "of": ["t0", "t1"]}]}],
+        assets, [{"id": "s0", "name": "Service 0", "tier": 1, "requires": [{"any": 1, "of": ["t0", "t1"]}]}]
     )
-    run = Run(silent=frozenset({"t0"}), outside_crashes=((2, "t1"),), resumes=0)
-    play(MemoryRig(EstateCase(document, _update("reinstall"), frozenset()), run))
+    play(MemoryRig(EstateCase(document, _update("snapshot"), frozenset()), run))
 
 
 def test_a_gate_resumed_after_a_long_pause_judges_on_readings_taken_after_the_pause() -> None:

@@ -512,8 +512,8 @@ def _rolling_back(view: RolloutView) -> Decision:
     skip = _skip_unreached(view)
     to_roll = [a.asset_id for a in view.assets if a.state in (AssetState.APPLIED, AssetState.FAILED)]
     # Assets already down go first (rolling them back can only bring them up); the healthy ones as redundancy allows.
-    down = _down(view)
-    room = _Redundancy(view, down, down)
+    # A member of this ring not proven up may be down or carrying its service alone: counted, never waved through.
+    room = _Redundancy(view, _unavailable(view), _down(view))
     start = tuple(a for a in to_roll if room.admit(a) is None)
     if start:
         return Decision(
@@ -626,20 +626,26 @@ class _Redundancy:
         mine = self.view.groups_of.get(asset_id, ())
         if asset_id in self.down or not mine:
             return None
-        full = next((g for g in mine if self._used(g) >= self.view.groups[g].capacity), None)
-        if full is None:
+        # An asset already counted (updated in this ring, not proven up) takes nothing more out by its own
+        # operation, but the others counted still do: it is admitted only if the group has room beside them.
+        counted = 1 if asset_id in self.unavailable else 0
+        full = next((g for g in mine if self._used(g) - counted >= self.view.groups[g].capacity), None)
+        if full is None and not counted:
             for g in mine:
                 self.load[g] += 1
         return full
 
     def _full(self, asset_id: str) -> int | None:
         groups = self.view.groups
-        return next((g for g in self.view.groups_of.get(asset_id, ()) if self._used(g) >= groups[g].capacity), None)
+        counted = 1 if asset_id in self.unavailable else 0
+        mine = self.view.groups_of.get(asset_id, ())
+        return next((g for g in mine if self._used(g) - counted >= groups[g].capacity), None)
 
     def blockers(self, asset_id: str) -> list[str]:
         """The unavailable members of the first group that has no room for ``asset_id``."""
         full = self._full(asset_id)
-        return [] if full is None else [m for m in self.view.groups[full].members if m in self.unavailable]
+        members = [] if full is None else self.view.groups[full].members
+        return [m for m in members if m in self.unavailable and m != asset_id]
 
     def why_blocked(self, asset_id: str) -> str:
         full = self._full(asset_id)
