@@ -151,7 +151,7 @@ class Controller:
                 reused = True
             else:
                 decision = reconcile(view, now)
-                if not decision.is_empty and (view.state.phase.is_running or _starts_installs(decision)):
+                if not decision.is_empty and (view.state.phase in _DECIDES_ON_HEALTH or _starts_installs(decision)):
                     # A decision stands on health read now, not at the end of a step that may be hours old (a
                     # rollout paused at its gate and resumed later; the first step, before any reading): rule 7
                     # counts the members that are down now, and a gate judges what the canaries say now.
@@ -443,6 +443,11 @@ _VERBS = {
     OperationKind.apply: "install the update",
     OperationKind.rollback: "roll back",
 }
+
+
+_DECIDES_ON_HEALTH = frozenset({*(p for p in RolloutPhase if p.is_running), RolloutPhase.ROLLING_BACK})
+"""Phases whose decisions stand on health: gates, installs, and a rollback's order (rule 7), which may be asked
+for hours after the halt."""
 
 
 def _starts_installs(decision: Decision) -> bool:
