@@ -368,7 +368,8 @@ def play(rig: Rig) -> Outcome:
     resumes_left = run.resumes
     resumed = 0
     crashes = dict(run.outside_crashes)
-    interventions = {i.at_step: i.action for i in run.interventions}
+    interventions = {i.at_step: i.action for i in run.interventions if i.at_ring is None}
+    by_ring = [i for i in run.interventions if i.at_ring is not None]
     rolled_back_by_hand = False
     idle = 0
     bound = step_bound(rig)
@@ -378,6 +379,9 @@ def play(rig: Rig) -> Outcome:
         action = interventions.get(n)
         if action is not None:
             resumed += _intervene(rig, rid, action)
+        for due in [i for i in by_ring if i.at_ring is not None and rig.checker.ring >= i.at_ring]:
+            by_ring.remove(due)
+            resumed += _intervene(rig, rid, due.action)
         try:
             report = controller.step(rid)
         except Killed as death:

@@ -143,11 +143,13 @@ def adversarial_estates(draw: st.DrawFn, *, max_targets: int = 9, rollback: str 
 
 @dataclass(frozen=True)
 class Intervention:
-    """Something a person does before controller step ``at_step``, if the phase allows it then."""
+    """Something a person does before controller step ``at_step`` (or, with ``at_ring``, before the first step once
+    the rollout has reached that ring), if the phase allows it then."""
 
     at_step: int
     action: str
     """``pause``, ``resume``, ``abort`` or ``roll back``."""
+    at_ring: int | None = None
 
 
 @dataclass(frozen=True)

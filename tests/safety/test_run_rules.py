@@ -19,7 +19,7 @@ from ringfence.rollout.state import RolloutPhase
 
 from .conftest import SEED, hunt
 from .harness import MemoryRig, play
-from .strategies import EstateCase, Run, adversarial_estates, adversarial_runs
+from .strategies import EstateCase, Intervention, Run, adversarial_estates, adversarial_runs
 
 
 @st.composite
@@ -238,6 +238,27 @@ def test_a_gate_resumed_after_a_long_pause_judges_on_readings_taken_after_the_pa
     assert rig.world().down() == {"t0"}  # the canary is down, and has been for 2 h 40 min
     passed = [m for m in rig.moves() if m.from_phase is RolloutPhase.JUDGING and m.ring == 1]
     assert not passed, passed[0].reason
+
+
+def test_a_rollback_asked_for_hours_after_a_halt_decides_on_readings_taken_then() -> None:
+    """The web service needs 1 of (t0, t1), updated in rings 1 and 2; the release crashes t1 thirty minutes after
+    its install, after its ring's gate passed. A person aborts as ring 3 opens and asks for the rollback three
+    hours later. Found: the first rollback decision uses the readings of the halt, when t1 was still up, and
+    takes t0 out — with t1 down, that is the whole pair (reconcile reads afresh before decisions of a running
+    rollout, but a rolling-back one is not running)."""
+    document = _estate(
+        [{"id": f"t{i}"} for i in range(6)],
+        [{"id": "web", "name": "Web", "tier": 1, "requires": [{"any": 1, "of": ["t0", "t1"]}]}],
+    )
+    run = Run(
+        fault=frozenset({"t1"}),
+        fault_after=1800,
+        interventions=(Intervention(0, "abort", at_ring=3),),
+        reaction=3 * 3600,
+    )
+    rig = MemoryRig(EstateCase(document, _update("reinstall", [1, 2, 3, "100%"]), frozenset()), run)
+    assert rig.strategy.rings[1:3] == (("t0",), ("t1",)), rig.strategy.rings
+    play(rig)
 
 
 @pytest.mark.xfail(

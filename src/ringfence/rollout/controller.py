@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_
 from typing import Protocol
 
 from ringfence.drivers.base import Batch, Driver, OperationKind, OperationResult
@@ -294,7 +295,7 @@ class Controller:
             ring=view.state.ring,
             assignment=Columns(ids, list(map(attrgetter("ring"), assets))),
             states=Columns(ids, list(map(attrgetter("state"), assets))),
-            down=frozenset(a for a, h in view.health.items() if h.status is AssetStatus.failed),
+            down=_failed(view.health),
             # Every ring before the current one passed its gate: that is the only way a rollout moves on.
             judged_rings=view.state.ring,
         )
@@ -578,3 +579,11 @@ __all__ = [
     "roll_back_rollout",
     "start_rollout",
 ]
+
+
+def _failed(health: Mapping[str, AssetHealth]) -> frozenset[str]:
+    """The assets whose latest report is a failure. Read a column at a time (C loops, no Python frame per
+    report): at a million reports, a generator expression costs a third of the guard's whole check."""
+    statuses = map(attrgetter("status"), health.values())
+    return frozenset(compress(health.keys(), map(is_, statuses, repeat(AssetStatus.failed))))
+
