@@ -144,9 +144,9 @@ def plain_serial(workdir: Path, hosts: int, forks: int, *, with_health_check: bo
 
 
 def ringfence_rollout(workdir: Path, hosts: int, forks: int) -> Outcome:
-    from ringfence.drivers.base import load_driver
-    from ringfence.files import write_document
-    from ringfence.importers.ansible import import_ansible_inventory
+    from ringfence.core.driver import load_driver
+    from ringfence.files.disk import write_document
+    from ringfence.files.importers.ansible import import_ansible_inventory
     from ringfence.service import rollouts
     from ringfence.store.db import make_engine, upgrade
 

@@ -240,8 +240,8 @@ def estate_files(
     missing = [fmt for fmt, path in paths.items() if not path.exists()]
     if not missing:
         return paths
-    from ringfence.files import write_document
-    from ringfence.generate import generate_estate
+    from ringfence.core.generate import generate_estate
+    from ringfence.files.disk import write_document
 
     log(f"generating a {assets:,}-asset estate (seed {seed})…")
     document, seconds = timed(generate_estate, assets, seed=seed)

@@ -348,8 +348,8 @@ def open_ring_one(engine: Any, rollout_id: str) -> int:
 
     The canaries report a successful install and healthy heartbeats, as their agents would.
     """
+    from ringfence.core.rollout.state import AssetState, RolloutPhase
     from ringfence.drivers.agent import AgentDriver
-    from ringfence.rollout.state import AssetState, RolloutPhase
     from ringfence.service import rollouts
     from ringfence.service.agents import Heartbeat, HeartbeatStatus, ReportedOperation, ReportedResult
     from ringfence.service.agents import record_heartbeats as record
@@ -624,7 +624,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from ringfence.generate import generate_estate
+    from ringfence.core.generate import generate_estate
     from ringfence.store.db import make_engine, upgrade
 
     report = common.Report(

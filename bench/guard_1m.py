@@ -38,12 +38,12 @@ from typing import Any
 import common
 import plan_1m
 import shapes
-from ringfence.drivers.base import OperationKind
-from ringfence.drivers.simulation import SimulatedClock, SimulatedWorld, SimulationDriver
-from ringfence.rollout.controller import Controller, StepReport, start_rollout
-from ringfence.rollout.memory import MemoryRolloutRepository
-from ringfence.rollout.reconcile import Decision, RolloutView
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.driver import OperationKind
+from ringfence.core.rollout.controller import Controller, StepReport, start_rollout
+from ringfence.core.rollout.memory import MemoryRolloutRepository
+from ringfence.core.rollout.reconcile import Decision, RolloutView
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.simulation import SimulatedClock, SimulatedWorld, SimulationDriver
 
 NAME = "guard_1m"
 NOMINAL_ASSETS = 1_000_000
@@ -201,9 +201,9 @@ class Rig:
 
 
 def worker(path: Path, repeat: int) -> dict[str, Any]:
-    from ringfence.graph import compile_estate
-    from ringfence.rollout.strategy import plan_strategy
-    from ringfence.update import parse_update_text
+    from ringfence.core.graph import compile_estate
+    from ringfence.core.rollout.strategy import plan_strategy
+    from ringfence.core.update import parse_update_text
 
     estate, t_load, _ = common.cpu_timed(plan_1m.load_estate, path)
     graph, t_compile, _ = common.cpu_timed(compile_estate, estate)

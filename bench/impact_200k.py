@@ -27,7 +27,8 @@ NAME = "impact_200k"
 NOMINAL_ASSETS = 200_000
 TARGET_RATIO = 2.0
 STARTUP_IMPORTS = (
-    "from ringfence.cli import main; main._register(); import ringfence.files, ringfence.graph, ringfence.impact"
+    "from ringfence.cli import main; main._register(); "
+    "import ringfence.files.disk, ringfence.core.graph, ringfence.core.impact"
 )
 
 
@@ -49,10 +50,10 @@ def pick_failures(estate: Any) -> dict[str, str]:
 
 def worker(path: Path) -> dict[str, Any]:
     """Every phase of the command in this one process, timed separately (wall clock and CPU)."""
-    from ringfence.estate import parse_estate_text
-    from ringfence.files import read_text
-    from ringfence.graph import compile_estate
-    from ringfence.impact import compute_blast_radius
+    from ringfence.core.estate import parse_estate_text
+    from ringfence.core.graph import compile_estate
+    from ringfence.core.impact import compute_blast_radius
+    from ringfence.files.disk import read_text
 
     phases: dict[str, dict[str, float]] = {}
     text, wall, cpu = common.cpu_timed(read_text, path)

@@ -29,7 +29,7 @@ import shapes
 NAME = "plan_1m"
 NOMINAL_ASSETS = 1_000_000
 TARGET_PLAN = 10.0
-# Planner phases reported from the profiled run: (label, function name in ringfence.planner or impact).
+# Planner phases reported from the profiled run: (label, function name in ringfence.core.planner or impact).
 PHASES = (
     ("impact tiers", "impact_tiers"),
     ("groups of targets", "_groups"),
@@ -71,16 +71,16 @@ def load_estate(path: Path) -> Any:
 
     Locating warnings composes a YAML node tree of the whole text: on the ``warnings`` shape that is most of
     the load at 20,000 assets and gigabytes at a million. Planning needs the estate, not the lines."""
-    from ringfence.estate import EstateDocument, build_estate
-    from ringfence.files import read_text
+    from ringfence.core.estate import EstateDocument, build_estate
+    from ringfence.files.disk import read_text
 
     return build_estate(EstateDocument.model_validate_json(read_text(path)), str(path))
 
 
 def worker(path: Path, repeat: int) -> dict[str, Any]:
-    from ringfence.graph import compile_estate
-    from ringfence.planner import plan_rings
-    from ringfence.update import parse_update_text
+    from ringfence.core.graph import compile_estate
+    from ringfence.core.planner import plan_rings
+    from ringfence.core.update import parse_update_text
 
     estate, t_load, _ = common.cpu_timed(load_estate, path)
     graph, t_compile, _ = common.cpu_timed(compile_estate, estate)

@@ -38,9 +38,9 @@ def worst_site(graph: Any) -> tuple[str, int]:
 
 
 def worker(path: Path, repeat: int) -> dict[str, Any]:
-    from ringfence.files import read_estate
-    from ringfence.graph import compile_estate
-    from ringfence.recovery import plan_recovery
+    from ringfence.core.graph import compile_estate
+    from ringfence.core.recovery import plan_recovery
+    from ringfence.files.disk import read_estate
 
     estate, t_load, _ = common.cpu_timed(read_estate, path)
     graph, t_compile, _ = common.cpu_timed(compile_estate, estate)

@@ -1,14 +1,14 @@
 """The CrowdStrike 2024 pattern drilled on three estates: does the safety promise hold where nobody tuned it?
 
 The fault is the one of 19 July 2024: a content update of the endpoint sensor that crashes every Windows machine
-two minutes after it loads, with no remote rollback (``rollback: none``). It is drilled with ``ringfence.drills``
+two minutes after it loads, with no remote rollback (``rollback: none``). It is drilled with ``ringfence.core.drills``
 (the real controller, in simulated time) for each strategy — ``ringfence``, ``all-at-once`` and ``batches`` — on:
 
 1. ``city-general``: the bundled sample estate (``src/ringfence/examples/city-general``), whose canaries were
    designed by hand;
 2. ``acute``: the ``acute`` shape of ``shapes.py`` at ``--assets`` assets (default 3,000) — an acute trust whose
    tier-1 replicas (EPR, LIMS, PACS) sit alone in their strata, so every one of them must be its own canary;
-3. ``generator``: ``ringfence.generate`` at ``--assets`` assets, as it is.
+3. ``generator``: ``ringfence.core.generate`` at ``--assets`` assets, as it is.
 
 The update is the sample's ``crowdstrike-2024`` scenario with the failure two minutes after load: every asset
 running ``crowdstrike/falcon``, the default strata (kind, os, model, site), the default rings
@@ -66,9 +66,9 @@ seed: {seed}
 
 def estates(assets: int, seed: int) -> dict[str, Callable[[], Any]]:
     """Each estate as a function that builds its compiled graph (so one failing does not stop the others)."""
-    from ringfence.estate import parse_estate_document, parse_estate_text
-    from ringfence.generate import generate_estate
-    from ringfence.graph import compile_estate
+    from ringfence.core.estate import parse_estate_document, parse_estate_text
+    from ringfence.core.generate import generate_estate
+    from ringfence.core.graph import compile_estate
 
     return {
         "city-general": lambda: compile_estate(parse_estate_text(SAMPLE.read_text(), str(SAMPLE))),
@@ -79,10 +79,10 @@ def estates(assets: int, seed: int) -> dict[str, Callable[[], Any]]:
 
 def drill(graph: Any, seed: int) -> dict[str, Any]:
     """Every strategy's figures on one estate, and the ringfence plan's strata."""
-    from ringfence.drills import run_drill
-    from ringfence.impact import TIERS
-    from ringfence.planner import plan_rings
-    from ringfence.update import parse_scenario_text
+    from ringfence.core.drills import run_drill
+    from ringfence.core.impact import TIERS
+    from ringfence.core.planner import plan_rings
+    from ringfence.core.update import parse_scenario_text
 
     scenario = parse_scenario_text(scenario_text(seed), "crowdstrike-2024-2m.yaml")
     plan = plan_rings(graph, scenario.update)

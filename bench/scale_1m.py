@@ -51,9 +51,9 @@ def group_failures(estate: Any) -> list[str]:
 
 
 def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
-    from ringfence.files import read_estate
-    from ringfence.graph import compile_estate
-    from ringfence.impact import compute_blast_radius, find_single_points_of_failure
+    from ringfence.core.graph import compile_estate
+    from ringfence.core.impact import compute_blast_radius, find_single_points_of_failure
+    from ringfence.files.disk import read_estate
 
     estate, t_load, c_load = common.cpu_timed(read_estate, path)
     rss_after_load = common.current_rss_bytes() / 1e6
@@ -115,8 +115,8 @@ def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
 
 
 def worker_yaml(path: Path) -> dict[str, Any]:
-    from ringfence.files import read_estate
-    from ringfence.graph import compile_estate
+    from ringfence.core.graph import compile_estate
+    from ringfence.files.disk import read_estate
 
     estate, t_load, c_load = common.cpu_timed(read_estate, path)
     _, t_compile, c_compile = common.cpu_timed(compile_estate, estate)

@@ -1,6 +1,6 @@
 """Estate shapes for the benchmarks: the generator's trust, and three that stress what it does not.
 
-Every shape starts from ``ringfence.generate.generate_estate(assets, seed)`` (the estate behind
+Every shape starts from ``ringfence.core.generate.generate_estate(assets, seed)`` (the estate behind
 ``ringfence generate``) and reshapes that document, so each is a plausible trust of exactly ``assets``
 assets, deterministic by seed, and valid:
 
@@ -49,7 +49,7 @@ _AGENT = {"product": "crowdstrike/falcon", "version": "7.15"}
 
 def shape_document(shape: str, assets: int, seed: int = 0) -> Document:
     """The estate document of ``shape`` with exactly ``assets`` assets, the same for the same arguments."""
-    from ringfence.generate import generate_estate
+    from ringfence.core.generate import generate_estate
 
     if shape not in SHAPES:
         raise ValueError(f"there is no estate shape '{shape}'; use one of {', '.join(SHAPES)}")
@@ -80,7 +80,7 @@ def shape_files(
     missing = [fmt for fmt, path in paths.items() if not path.exists()]
     if not missing:
         return paths
-    from ringfence.files import write_document
+    from ringfence.files.disk import write_document
 
     log(f"generating the '{shape}' shape of {assets:,} assets (seed {seed})…")
     document, seconds = common.timed(shape_document, shape, assets, seed)

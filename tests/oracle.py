@@ -1,6 +1,6 @@
 """A brute-force reference for the estate graph, written straight from the estate format spec (estate-format.md).
 
-It shares no code with ``ringfence.graph`` or ``ringfence.impact``: everything here is ids and Python sets,
+It shares no code with ``ringfence.core.graph`` or ``ringfence.core.impact``: everything here is ids and Python sets,
 and the down set is found by the slowest obvious method (apply every rule to every node until nothing
 changes). Only single-asset selector matching (``Selector.matches``) and the Estate model are reused.
 Slow on purpose: it is the thing the fast engine is held against, so it must be easy to believe.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ringfence.errors import InputError
-from ringfence.estate import NO_SERVICE_TIER, AnyGroup, Asset, Estate, Service
-from ringfence.selectors import parse_selector
+from ringfence.core.errors import InputError
+from ringfence.core.estate import NO_SERVICE_TIER, AnyGroup, Asset, Estate, Service
+from ringfence.core.selectors import parse_selector
 
 NO_SERVICE = 5
 """Impact tier of an asset whose loss takes no service down."""

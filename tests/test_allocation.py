@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ringfence.allocation import FREEZE_AFTER, bulk_allocation
+from ringfence.core.allocation import FREEZE_AFTER, bulk_allocation
 
 
 @pytest.fixture

@@ -31,10 +31,10 @@ from drivers.ansible_fixtures import (
     Fleet,
     build_fleet,
 )
-from ringfence.drivers.base import load_driver
-from ringfence.importers.ansible import asset_id_for_host
-from ringfence.rollout.controller import StepReport
-from ringfence.rollout.state import AssetState, RolloutPhase
+from ringfence.core.driver import load_driver
+from ringfence.core.rollout.controller import StepReport
+from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.files.importers.ansible import asset_id_for_host
 from ringfence.service import rollouts
 from ringfence.store.db import make_engine, upgrade
 
@@ -108,7 +108,7 @@ def ansible_driver(fleet: Fleet, artifacts: Path, **extra: str) -> object:
 
 def drive(engine: Engine, rollout_id: str, driver: object, seconds: float = 600) -> StepReport:
     """The controller, stepping as ``ringfence rollout start`` does, until the rollout waits or ends."""
-    from ringfence.drivers.base import Driver
+    from ringfence.core.driver import Driver
 
     assert isinstance(driver, Driver)
     controller = rollouts.controller(engine, driver, now)

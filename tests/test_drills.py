@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from live_server import make_tokens, running_server
-from ringfence.drills import DrillReport, drill_document, run_drill, run_drill_text
-from ringfence.errors import InputError
-from ringfence.files import read_estate, read_text, read_with, sample_estate_path
-from ringfence.graph import EstateGraph, compile_estate
-from ringfence.rollout.strategy import plan_strategy
-from ringfence.selectors import parse_selector, scalar_value
-from ringfence.update import parse_scenario_text
+from ringfence.core.drills import DrillReport, drill_document, run_drill, run_drill_text
+from ringfence.core.errors import InputError
+from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.core.rollout.strategy import plan_strategy
+from ringfence.core.selectors import parse_selector, scalar_value
+from ringfence.core.update import parse_scenario_text
+from ringfence.files.disk import read_estate, read_text, read_with, sample_estate_path
 
 SCENARIOS = sorted((sample_estate_path().parent / "scenarios").glob("*.yaml"))
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ringfence.core.durations import LONGEST_DURATION, parse_duration
+from ringfence.core.errors import InputError
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.update import parse_scenario_text, parse_update_text
 from ringfence.drivers.simulated import SimulatedDriver
-from ringfence.durations import LONGEST_DURATION, parse_duration
-from ringfence.errors import InputError
-from ringfence.estate import parse_estate_text
-from ringfence.update import parse_scenario_text, parse_update_text
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 YEAR = 365 * 86400

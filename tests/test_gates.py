@@ -26,8 +26,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringfence.errors import InputError
-from ringfence.gates import (
+from ringfence.core.errors import InputError
+from ringfence.core.gates import (
     AssetHealth,
     AssetStatus,
     FailureSignal,
@@ -449,7 +449,7 @@ def test_gates_imports_only_the_domain_core_allowance() -> None:
     allowed_roots = {"numpy", "scipy"}
     for module in modules:
         root = module.split(".")[0]
-        assert module == "ringfence.errors" or root in allowed_roots or root in _stdlib(), module
+        assert module == "ringfence.core.errors" or root in allowed_roots or root in _stdlib(), module
 
 
 def _stdlib() -> frozenset[str]:

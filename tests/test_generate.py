@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ringfence.errors import InputError
-from ringfence.generate import MINIMUM_ASSETS, generate_estate
+from ringfence.core.errors import InputError
+from ringfence.core.generate import MINIMUM_ASSETS, generate_estate
 
 Doc = Mapping[str, Any]
 
@@ -310,10 +310,10 @@ def test_document_survives_json_and_yaml() -> None:
 
 
 def test_generated_document_loads_with_the_estate_parser() -> None:
-    estate_module = pytest.importorskip("ringfence.estate")
+    estate_module = pytest.importorskip("ringfence.core.estate")
     parse = getattr(estate_module, "parse_estate_document", None)
     if parse is None:
-        pytest.skip("ringfence.estate has no parse_estate_document yet")
+        pytest.skip("ringfence.core.estate has no parse_estate_document yet")
     estate = parse(generate_estate(2_000, seed=4), source="generated")
     assert len(estate.assets) == 2_000
     assert not estate.warnings
@@ -517,10 +517,10 @@ def test_updates_and_holds_name_products_the_estate_runs(city: Doc) -> None:
 
 
 def test_sample_loads_with_the_estate_parser(city: Doc) -> None:
-    estate_module = pytest.importorskip("ringfence.estate")
+    estate_module = pytest.importorskip("ringfence.core.estate")
     parse = getattr(estate_module, "parse_estate_document", None)
     if parse is None:
-        pytest.skip("ringfence.estate has no parse_estate_document yet")
+        pytest.skip("ringfence.core.estate has no parse_estate_document yet")
     estate = parse(city, source="estate.yaml")
     assert not estate.warnings
     assert len(estate.services) == 20

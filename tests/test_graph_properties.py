@@ -18,16 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import oracle
-from ringfence.errors import InputError
-from ringfence.estate import Estate, parse_estate_document
-from ringfence.graph import AssetIndex, compile_estate
-from ringfence.impact import (
+from ringfence.core.errors import InputError
+from ringfence.core.estate import Estate, parse_estate_document
+from ringfence.core.graph import AssetIndex, compile_estate
+from ringfence.core.impact import (
     compute_blast_radius,
     find_single_points_of_failure,
     impact_tiers,
     supplier_concentration,
 )
-from ringfence.selectors import parse_selector
+from ringfence.core.selectors import parse_selector
 
 # Not derandomized: CI should meet fresh examples; hypothesis prints the failing one.
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 import oracle
-from ringfence.errors import InputError
-from ringfence.estate import Estate, parse_estate_text
-from ringfence.graph import EstateGraph, compile_estate
-from ringfence.impact import (
+from ringfence.core.errors import InputError
+from ringfence.core.estate import Estate, parse_estate_text
+from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.core.impact import (
     compute_blast_radius,
     find_single_points_of_failure,
     impact_tiers,

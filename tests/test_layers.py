@@ -51,34 +51,15 @@ class Layer(StrEnum):
 LAYER_OF: Mapping[str, Layer] = {
     "__init__.py": Layer.CORE,  # the package's version, nothing more
     "__main__.py": Layer.ENTRY,
-    "errors.py": Layer.CORE,
-    "allocation.py": Layer.CORE,
-    "durations.py": Layer.CORE,
-    "selectors.py": Layer.CORE,
-    "estate.py": Layer.CORE,
-    "graph.py": Layer.CORE,
-    "impact.py": Layer.CORE,
-    "update.py": Layer.CORE,
-    "planner.py": Layer.CORE,
-    "gates.py": Layer.CORE,
-    "generate.py": Layer.CORE,
-    "audit.py": Layer.CORE,
-    "recovery.py": Layer.CORE,
-    "incident.py": Layer.CORE,
-    "documents.py": Layer.CORE,
-    "drills.py": Layer.CORE,
-    "rollout/": Layer.CORE,
-    # The driver protocol and the pure simulated world are core: the controller drives through the one,
-    # drills run on the other. The drivers that reach machines are adapters.
-    "drivers/": Layer.DRIVERS,
-    "drivers/base.py": Layer.CORE,
-    "drivers/simulation.py": Layer.CORE,
-    "files.py": Layer.FILES,
-    "importers/": Layer.FILES,
-    "report.py": Layer.FILES,
-    "continuity.py": Layer.FILES,
+    # The folders are the layers: core/ is pure (the model, planning, gates, the rollout state machine and
+    # reconcile, the guard, drills; the driver protocol and the simulated world drills run on), adapters
+    # around it.
+    "core/": Layer.CORE,
+    "files/": Layer.FILES,
     "examples/": Layer.FILES,
+    "templates/": Layer.FILES,
     "store/": Layer.STORE,
+    "drivers/": Layer.DRIVERS,
     "service/": Layer.SERVICE,
     "api/": Layer.API,
     "api/routes/": Layer.API_ROUTES,
@@ -246,7 +227,8 @@ def imports_of(source: str, tree: ast.Module, modules: Iterable[str], *, is_pack
     found: list[Import] = []
 
     def resolve(base: str, names: Iterable[str]) -> list[str]:
-        # `from ringfence.service import rollouts` imports the submodule; `from ringfence.files import x` the module.
+        # `from ringfence.service import rollouts` imports the submodule; `from ringfence.files.disk import x`
+        # the module.
         targets = [f"{base}.{name}" for name in names if f"{base}.{name}" in known]
         return targets or [base]
 
@@ -481,7 +463,7 @@ def test_no_import_cycle_hidden_inside_functions(package: Scan) -> None:
 
 
 def _fake(**modules: str) -> Scan:
-    """A package from module sources: keyword ``rollout__x`` is ``ringfence/rollout/x.py``, ``x__init`` is
+    """A package from module sources: keyword ``core__rollout__x`` is ``ringfence/core/rollout/x.py``, ``x__init`` is
     ``ringfence/x/__init__.py``."""
     package: dict[str, tuple[str, str]] = {}
     for key, text in modules.items():
@@ -498,31 +480,31 @@ TYPE_ONLY = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
 
 def test_the_scan_sees_io_in_the_core() -> None:
     found = _fake(
-        planner="import subprocess\nfrom sqlalchemy import select\n\ndef f():\n    open('x')\n",
-        rollout__guard="def g():\n    import time\n",
-        files="import os\nopen('fine: an adapter')\n",
+        core__planner="import subprocess\nfrom sqlalchemy import select\n\ndef f():\n    open('x')\n",
+        core__rollout__guard="def g():\n    import time\n",
+        files__disk="import os\nopen('fine: an adapter')\n",
     )
     assert io_in_core(found) == {
-        "ringfence.planner": {"subprocess", "sqlalchemy", "open()"},
-        "ringfence.rollout.guard": {"time"},
+        "ringfence.core.planner": {"subprocess", "sqlalchemy", "open()"},
+        "ringfence.core.rollout.guard": {"time"},
     }
 
 
 def test_the_scan_sees_a_layer_breach_and_resolves_submodules() -> None:
     found = _fake(
-        gates="from ringfence.store import repo\n",
+        core__gates="from ringfence.store import repo\n",
         store__repo="",
         service__rollouts="",
         web__views="from ringfence.api.routes import drills\nfrom ringfence.api import deps\n",
         api__deps="",
         api__routes__drills="",
-        drivers__base=TYPE_ONLY + "    from ringfence.service import rollouts\n",
+        core__driver=TYPE_ONLY + "    from ringfence.service import rollouts\n",
     )
     assert layer_breaches(found) == {
-        ("ringfence.gates", "ringfence.store.repo"),
+        ("ringfence.core.gates", "ringfence.store.repo"),
         ("ringfence.web.views", "ringfence.api.routes.drills"),
         # a type-only import still ties the core to an adapter's types
-        ("ringfence.drivers.base", "ringfence.service.rollouts"),
+        ("ringfence.core.driver", "ringfence.service.rollouts"),
     }
 
 
@@ -545,25 +527,27 @@ def test_the_scan_sees_sql_outside_the_store() -> None:
 
 def test_the_scan_tells_load_time_cycles_from_hidden_ones() -> None:
     found = _fake(
-        importers__init="from ringfence.importers.csv import import_csv\n",
-        importers__csv="from ringfence.importers import capped\n",
+        files__importers__init="from ringfence.files.importers.csv import import_csv\n",
+        files__importers__csv="from ringfence.files.importers import capped\n",
         service__rollouts="def halt():\n    from ringfence.service import incidents\n",
         service__incidents="from ringfence.service import rollouts\n",
-        graph=TYPE_ONLY + "    from ringfence import impact\n",
-        impact="from ringfence import graph\n",
-        drivers__init="from ringfence.drivers.base import Driver\n",
-        drivers__base="from ringfence.errors import Problem\n",
-        errors="",
+        core__graph=TYPE_ONLY + "    from ringfence.core import impact\n",
+        core__impact="from ringfence.core import graph\n",
+        drivers__init="from ringfence.core.driver import Driver\n",
+        core__driver="from ringfence.core.errors import Problem\n",
+        core__errors="",
     )
     # A package importing its own submodule is no cycle; a child importing its parent's names back is.
-    assert cycles(found, at_load_only=True) == {frozenset({"ringfence.importers", "ringfence.importers.csv"})}
+    assert cycles(found, at_load_only=True) == {
+        frozenset({"ringfence.files.importers", "ringfence.files.importers.csv"})
+    }
     assert cycles(found, at_load_only=False) == {
-        frozenset({"ringfence.importers", "ringfence.importers.csv"}),
+        frozenset({"ringfence.files.importers", "ringfence.files.importers.csv"}),
         frozenset({"ringfence.service.rollouts", "ringfence.service.incidents"}),
     }
 
 
 def test_a_module_in_a_new_folder_has_no_layer_until_given_one() -> None:
-    found = _fake(plugins__loader="", rollout__fresh="")
+    found = _fake(plugins__loader="", core__rollout__fresh="")
     assert found.layers["ringfence.plugins.loader"] is None
-    assert found.layers["ringfence.rollout.fresh"] is Layer.CORE
+    assert found.layers["ringfence.core.rollout.fresh"] is Layer.CORE

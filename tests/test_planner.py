@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ringfence.errors import ConflictError, InputError
-from ringfence.estate import AnyGroup, Estate, parse_estate_text
-from ringfence.files import examples_dir, read_estate, read_with, sample_estate_path
-from ringfence.graph import EstateGraph, compile_estate
-from ringfence.impact import compute_blast_radius, impact_tiers
-from ringfence.planner import plan_rings
-from ringfence.selectors import parse_selector
-from ringfence.update import Hold, HoldOverride, Update, check_holds, parse_holds_text, parse_update_text
+from ringfence.core.errors import ConflictError, InputError
+from ringfence.core.estate import AnyGroup, Estate, parse_estate_text
+from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.core.impact import compute_blast_radius, impact_tiers
+from ringfence.core.planner import plan_rings
+from ringfence.core.selectors import parse_selector
+from ringfence.core.update import Hold, HoldOverride, Update, check_holds, parse_holds_text, parse_update_text
+from ringfence.files.disk import examples_dir, read_estate, read_with, sample_estate_path
 
 UPDATES = ("esxi-7u3", "falcon-7.16", "windows-2024-11")
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from ringfence.documents import plan_document
-from ringfence.estate import parse_estate_text
-from ringfence.graph import compile_estate
-from ringfence.planner import plan_rings
-from ringfence.update import Update
+from ringfence.core.documents import plan_document
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.graph import compile_estate
+from ringfence.core.planner import plan_rings
+from ringfence.core.update import Update
 from test_planner_properties import check_plan
 
 CASES_DIR = Path(__file__).parent / "cases" / "plan"

@@ -47,11 +47,11 @@ from hypothesis import HealthCheck, currently_in_test_context, given, settings, 
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
-from ringfence.errors import InputError
-from ringfence.estate import parse_estate_document
-from ringfence.graph import compile_estate
-from ringfence.planner import Plan, plan_rings
-from ringfence.update import Update, parse_update_text
+from ringfence.core.errors import InputError
+from ringfence.core.estate import parse_estate_document
+from ringfence.core.graph import compile_estate
+from ringfence.core.planner import Plan, plan_rings
+from ringfence.core.update import Update, parse_update_text
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,4 +1,4 @@
-"""Restore order, continuity and RTOs at risk (``ringfence.recovery``): data-driven cases worked out by hand.
+"""Restore order, continuity and RTOs at risk (``ringfence.core.recovery``): data-driven cases worked out by hand.
 
 Each file in tests/cases/recovery/ is one estate, one failure and the plan it must get:
 
@@ -25,14 +25,14 @@ from typing import Any
 import pytest
 import yaml
 
-from ringfence.durations import parse_duration
-from ringfence.estate import Estate, parse_estate_document
-from ringfence.files import examples_dir, read_estate, read_text
-from ringfence.graph import compile_estate
-from ringfence.incident import ClockStatus, declare_incident, rto_clocks
-from ringfence.recovery import EVIDENCE_LABEL, RecoveryPlan, is_rto_at_risk, plan_recovery
+from ringfence.core.durations import parse_duration
+from ringfence.core.estate import Estate, parse_estate_document
+from ringfence.core.graph import compile_estate
+from ringfence.core.incident import ClockStatus, declare_incident, rto_clocks
+from ringfence.core.recovery import EVIDENCE_LABEL, RecoveryPlan, is_rto_at_risk, plan_recovery
+from ringfence.core.update import parse_incident_text
+from ringfence.files.disk import examples_dir, read_estate, read_text
 from ringfence.service.incidents import incident_document, incident_summary
-from ringfence.update import parse_incident_text
 
 CASES = Path(__file__).parent / "cases" / "recovery"
 CASE_FILES = sorted(CASES.glob("*.yaml"))

@@ -3,7 +3,7 @@
 The estates here are hard requirements only — a forward DAG of assets with rings added on top (each asset of
 a ring requires the next) — so the units that must come back together are exactly the strongly connected
 parts of the hard requirements among the down items, which a few lines of brute force find (no code shared
-with ``ringfence.recovery``). What must hold, for any such estate, failure and cap:
+with ``ringfence.core.recovery``). What must hold, for any such estate, failure and cap:
 
 * a cycle is one unit: all its items share a step, and a note says they are restored together;
 * nothing comes back before what it needs outside its own cycle;
@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import oracle
-from ringfence.estate import Estate, parse_estate_document
-from ringfence.graph import compile_estate
-from ringfence.recovery import RecoveryPlan, plan_recovery
+from ringfence.core.estate import Estate, parse_estate_document
+from ringfence.core.graph import compile_estate
+from ringfence.core.recovery import RecoveryPlan, plan_recovery
 
 PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RTOS = (None, "30m", "1h", "4h")

@@ -1,6 +1,6 @@
 """``plan_recovery`` held against a brute-force oracle on random estates and random failures.
 
-The oracle shares no code with ``ringfence.recovery`` or ``ringfence.graph``: the down set comes from
+The oracle shares no code with ``ringfence.core.recovery`` or ``ringfence.core.graph``: the down set comes from
 tests/oracle.py (naive fixpoint over ids and sets), and the restore steps from the contract's rule applied
 the slowest obvious way — for s = 1, 2, …, every down item not yet assigned whose hard requirements are all
 up or assigned a step < s, and each of whose ``any: K`` groups has at least K members up or assigned a step
@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import oracle
-from ringfence.durations import parse_duration
-from ringfence.estate import Estate, parse_estate_document
-from ringfence.graph import compile_estate
-from ringfence.incident import ClockStatus, declare_incident, rto_clocks
-from ringfence.recovery import RecoveryPlan, plan_recovery
+from ringfence.core.durations import parse_duration
+from ringfence.core.estate import Estate, parse_estate_document
+from ringfence.core.graph import compile_estate
+from ringfence.core.incident import ClockStatus, declare_incident, rto_clocks
+from ringfence.core.recovery import RecoveryPlan, plan_recovery
 
 # Not derandomized: CI should meet fresh examples; hypothesis prints the failing one.
 PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

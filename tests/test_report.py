@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.drills import DrillReport, StrategyResult, TimelinePoint, run_drill
-from ringfence.errors import InputError
-from ringfence.files import read_estate, read_with, sample_estate_path
-from ringfence.graph import compile_estate
-from ringfence.impact import ServiceDown
-from ringfence.report import compare_sentence, render_drill_reports, write_drill_report
-from ringfence.update import parse_scenario_text
+from ringfence.core.drills import DrillReport, StrategyResult, TimelinePoint, run_drill
+from ringfence.core.errors import InputError
+from ringfence.core.graph import compile_estate
+from ringfence.core.impact import ServiceDown
+from ringfence.core.update import parse_scenario_text
+from ringfence.files.disk import read_estate, read_with, sample_estate_path
+from ringfence.files.report import compare_sentence, render_drill_reports, write_drill_report
 
 WHEN = datetime(2025, 3, 12, 14, 5, tzinfo=UTC)
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
+from ringfence.core.driver import Batch, OperationKind, load_driver
+from ringfence.core.errors import DriverError, InputError, PermissionDeniedError
+from ringfence.core.gates import AssetStatus, FailureSignal
+from ringfence.core.rollout.controller import Controller
+from ringfence.core.rollout.state import AssetState, RolloutPhase
 from ringfence.drivers.agent import AgentDriver, HeartbeatSummary, health_from_heartbeats
-from ringfence.drivers.base import Batch, OperationKind, load_driver
-from ringfence.errors import DriverError, InputError, PermissionDeniedError
-from ringfence.gates import AssetStatus, FailureSignal
-from ringfence.rollout.controller import Controller
-from ringfence.rollout.state import AssetState, RolloutPhase
 from ringfence.service import rollouts
 from ringfence.service.agents import (
     DirectiveBoard,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from live_server import RINGFENCE, ServerProcess
-from ringfence.rollout.state import AssetState
+from ringfence.core.rollout.state import AssetState
 from ringfence.service.tokens import issue_token
 from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope

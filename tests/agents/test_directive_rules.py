@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ringfence.rollout.state import AssetState, RolloutPhase
+from ringfence.core.rollout.state import AssetState, RolloutPhase
 from ringfence.service.agents import (
     POLL_IDLE,
     POLL_LATER,

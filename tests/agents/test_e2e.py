@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from live_server import RINGFENCE, ServerProcess
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.rollout.state import RolloutPhase
 from ringfence.service import rollouts
 from ringfence.service.tokens import issue_token
 from ringfence.store import repo

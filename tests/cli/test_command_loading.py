@@ -31,7 +31,7 @@ def test_the_agent_loads_no_other_command_nor_the_analysis_stack() -> None:
     assert "ringfence.cli.agent" in loaded
     commands = {m for m in loaded if m.startswith("ringfence.cli.")} - {"ringfence.cli.main"}
     assert commands == {"ringfence.cli.agent"}
-    assert not {"numpy", "sqlalchemy", "ringfence.estate", "ringfence.graph"} & loaded
+    assert not {"numpy", "sqlalchemy", "ringfence.core.estate", "ringfence.core.graph"} & loaded
 
 
 def test_help_and_unknown_commands_load_every_command() -> None:

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from ringfence.estate import Estate
-from ringfence.files import examples_dir, read_estate, read_with, sample_estate_path
-from ringfence.graph import EstateGraph, compile_estate
-from ringfence.impact import compute_blast_radius, find_single_points_of_failure, supplier_concentration
-from ringfence.planner import plan_rings
-from ringfence.update import parse_update_text
+from ringfence.core.estate import Estate
+from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.core.impact import compute_blast_radius, find_single_points_of_failure, supplier_concentration
+from ringfence.core.planner import plan_rings
+from ringfence.core.update import parse_update_text
+from ringfence.files.disk import examples_dir, read_estate, read_with, sample_estate_path
 
 from .conftest import CliRunner
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ringfence.files import sample_estate_path
+from ringfence.files.disk import sample_estate_path
 
 SAMPLE = str(sample_estate_path())
 STEPS = [

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ringfence.cli.main import _register, app
-from ringfence.errors import ConflictError, InputError, PermissionDeniedError
-from ringfence.files import sample_estate_path
+from ringfence.core.errors import ConflictError, InputError, PermissionDeniedError
+from ringfence.files.disk import sample_estate_path
 
 _register()
 runner = CliRunner()

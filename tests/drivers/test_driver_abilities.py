@@ -24,9 +24,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from drivers.ansible_fixtures import ROLLBACK, SNAPSHOT, UPDATE, Fleet, build_fleet, host_name
-from ringfence.drivers.agent import MAX_TIMEOUT, NO_RESTORE_POINTS, AgentDriver
-from ringfence.drivers.ansible import SPEC_FILE, STOP_GRACE_SECONDS, AnsibleDriver, _Ledger, _Operation, _Run
-from ringfence.drivers.base import (
+from ringfence.core.driver import (
     Batch,
     OperationKind,
     OperationResult,
@@ -35,14 +33,16 @@ from ringfence.drivers.base import (
     refusal_for,
     require_able,
 )
+from ringfence.core.durations import parse_duration
+from ringfence.core.errors import InputError
+from ringfence.core.gates import AssetHealth
+from ringfence.core.update import Update, parse_update_text
+from ringfence.drivers.agent import MAX_TIMEOUT, NO_RESTORE_POINTS, AgentDriver
+from ringfence.drivers.ansible import SPEC_FILE, STOP_GRACE_SECONDS, AnsibleDriver, _Ledger, _Operation, _Run
 from ringfence.drivers.simulated import SimulatedDriver
-from ringfence.durations import parse_duration
-from ringfence.errors import InputError
-from ringfence.gates import AssetHealth
-from ringfence.importers.ansible import asset_id_for_host
+from ringfence.files.importers.ansible import asset_id_for_host
 from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
-from ringfence.update import Update, parse_update_text
 
 RINGFENCE = str(Path(sys.executable).with_name("ringfence"))
 T0 = datetime(2024, 11, 23, 12, 0, tzinfo=UTC)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.drivers.base import Batch, OperationKind, available_drivers, load_driver
+from ringfence.core.driver import Batch, OperationKind, available_drivers, load_driver
+from ringfence.core.errors import InputError
+from ringfence.core.gates import AssetStatus, FailureSignal
+from ringfence.core.simulation import DRILL_EPOCH, FaultModel, SimulatedClock, SimulationDriver
+from ringfence.core.update import Timing
 from ringfence.drivers.simulated import SimulatedDriver, read_world
-from ringfence.drivers.simulation import DRILL_EPOCH, FaultModel, SimulatedClock, SimulationDriver
-from ringfence.errors import InputError
-from ringfence.gates import AssetStatus, FailureSignal
-from ringfence.update import Timing
 
 TIMING = Timing(apply="10m", rollback="15m", restore_point="5m")
 

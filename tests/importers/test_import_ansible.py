@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.errors import InputError
-from ringfence.estate import parse_estate_document
-from ringfence.importers import import_ansible_inventory
-from ringfence.importers.ansible import InventoryHost, asset_id_for_host, estate_from_inventory_hosts
+from ringfence.core.errors import InputError
+from ringfence.core.estate import parse_estate_document
+from ringfence.files.importers import import_ansible_inventory
+from ringfence.files.importers.ansible import InventoryHost, asset_id_for_host, estate_from_inventory_hosts
 
 DATA = Path(__file__).parent / "data"
 CITY = DATA / "city_general"

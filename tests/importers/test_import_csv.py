@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.errors import InputError
-from ringfence.estate import parse_estate_document
-from ringfence.importers import import_csv, parse_requires_text, parse_software_text
+from ringfence.core.errors import InputError
+from ringfence.core.estate import parse_estate_document
+from ringfence.files.importers import import_csv, parse_requires_text, parse_software_text
 
 DATA = Path(__file__).parent / "data"
 

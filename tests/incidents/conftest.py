@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from live_server import Tokens, make_tokens, running_server
-from ringfence.estate import parse_estate_text
-from ringfence.graph import EstateGraph, compile_estate
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.graph import EstateGraph, compile_estate
 
 WARD = """\
 apiVersion: ringfence/v1

@@ -11,10 +11,10 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from ringfence.continuity import continuity_sheets, render_pack_html, render_pack_pdf, write_pack
-from ringfence.durations import humanize_duration
-from ringfence.errors import InputError
-from ringfence.graph import EstateGraph
+from ringfence.core.durations import humanize_duration
+from ringfence.core.errors import InputError
+from ringfence.core.graph import EstateGraph
+from ringfence.files.continuity import continuity_sheets, render_pack_html, render_pack_pdf, write_pack
 
 from .conftest import SAMPLE, run_cli
 

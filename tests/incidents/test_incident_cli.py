@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.files import read_with
-from ringfence.update import parse_incident_text
+from ringfence.core.update import parse_incident_text
+from ringfence.files.disk import read_with
 
 from .conftest import SAMPLE, run_cli
 

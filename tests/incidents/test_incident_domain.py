@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ringfence.errors import ConflictError, InputError
-from ringfence.graph import EstateGraph
-from ringfence.incident import (
+from ringfence.core.errors import ConflictError, InputError
+from ringfence.core.graph import EstateGraph
+from ringfence.core.incident import (
     ClockStatus,
     EventKind,
     Incident,
@@ -25,7 +25,7 @@ from ringfence.incident import (
     timeline,
     waiting_for,
 )
-from ringfence.recovery import plan_recovery
+from ringfence.core.recovery import plan_recovery
 
 from .conftest import T0
 

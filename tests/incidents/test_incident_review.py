@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from html.parser import HTMLParser
 
-from ringfence.graph import EstateGraph
-from ringfence.incident import (
+from ringfence.core.graph import EstateGraph
+from ringfence.core.incident import (
     IncidentReview,
     RolloutCause,
     add_note,

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
-from ringfence.drivers.simulation import FaultModel, SimulatedClock, SimulationDriver
-from ringfence.incident import ClockStatus, EventKind, Incident, IncidentStatus, rto_clocks
-from ringfence.rollout.controller import StepReport
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.incident import ClockStatus, EventKind, Incident, IncidentStatus, rto_clocks
+from ringfence.core.rollout.controller import StepReport
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.simulation import FaultModel, SimulatedClock, SimulationDriver
 from ringfence.service import incidents, rollouts
 from ringfence.store import repo
 from ringfence.store.db import session_scope

@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ringfence.drivers.simulation import FaultModel, SimulatedClock, SimulationDriver
-from ringfence.errors import ConflictError, InputError, NotFoundError
-from ringfence.incident import ClockStatus, IncidentStatus, RolloutCause
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.errors import ConflictError, InputError, NotFoundError
+from ringfence.core.incident import ClockStatus, IncidentStatus, RolloutCause
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.simulation import FaultModel, SimulatedClock, SimulationDriver
 from ringfence.service import incidents, rollouts
 from ringfence.store import repo
 from ringfence.store.db import session_scope

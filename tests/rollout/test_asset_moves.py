@@ -12,17 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from ringfence.errors import ConflictError
-from ringfence.estate import parse_estate_text
-from ringfence.graph import compile_estate
-from ringfence.rollout.controller import RolloutRepository
-from ringfence.rollout.memory import MemoryRolloutRepository
-from ringfence.rollout.reconcile import GIVEN_UP, AssetProgress, AssetUpdate, RingMove
-from ringfence.rollout.state import ASSET_MOVES, AssetMoveRejected, AssetState, move_asset
-from ringfence.rollout.strategy import plan_strategy
+from ringfence.core.errors import ConflictError
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.graph import compile_estate
+from ringfence.core.rollout.controller import RolloutRepository
+from ringfence.core.rollout.memory import MemoryRolloutRepository
+from ringfence.core.rollout.reconcile import GIVEN_UP, AssetProgress, AssetUpdate, RingMove
+from ringfence.core.rollout.state import ASSET_MOVES, AssetMoveRejected, AssetState, move_asset
+from ringfence.core.rollout.strategy import plan_strategy
+from ringfence.core.update import parse_update_text
 from ringfence.service import rollouts
 from ringfence.store.db import make_engine, upgrade
-from ringfence.update import parse_update_text
 
 S = AssetState
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)

@@ -6,12 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from ringfence.drivers.base import Batch
-from ringfence.drivers.simulation import FaultModel, SimulatedClock, SimulationDriver
-from ringfence.errors import ConflictError
-from ringfence.estate import parse_estate_text
-from ringfence.graph import EstateGraph, compile_estate
-from ringfence.rollout.controller import (
+from ringfence.core.driver import Batch
+from ringfence.core.errors import ConflictError
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.core.rollout.controller import (
     Controller,
     StepReport,
     abort_rollout,
@@ -20,10 +19,11 @@ from ringfence.rollout.controller import (
     roll_back_rollout,
     start_rollout,
 )
-from ringfence.rollout.memory import MemoryRolloutRepository
-from ringfence.rollout.state import AssetState, RolloutPhase
-from ringfence.rollout.strategy import plan_strategy
-from ringfence.update import Update
+from ringfence.core.rollout.memory import MemoryRolloutRepository
+from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.core.rollout.strategy import plan_strategy
+from ringfence.core.simulation import FaultModel, SimulatedClock, SimulationDriver
+from ringfence.core.update import Update
 
 ESTATE = """
 apiVersion: ringfence/v1

@@ -1,4 +1,4 @@
-"""The safety guard (``ringfence.rollout.guard``) held to rules 1–7 of update-and-drill-format.md.
+"""The safety guard (``ringfence.core.rollout.guard``) held to rules 1–7 of update-and-drill-format.md.
 
 - Hand-built plans and states, broken one rule at a time: the violation carries the rule's number and its
   sentence names the group or stratum and the assets. Correct openings pass: exempt groups, members outside
@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ringfence.errors import InputError
-from ringfence.rollout.guard import (
+from ringfence.core.errors import InputError
+from ringfence.core.rollout.guard import (
     RULES,
     SHOWN_PER_RULE,
     UNAVAILABLE_STATES,
@@ -35,7 +35,7 @@ from ringfence.rollout.guard import (
     check_opening,
     refusal_sentence,
 )
-from ringfence.rollout.state import AssetState
+from ringfence.core.rollout.state import AssetState
 
 S = AssetState
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -515,14 +515,17 @@ def test_the_guard_shares_no_code_with_the_planner_or_the_controller() -> None:
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     forbidden = {
-        "ringfence.planner",
-        "ringfence.rollout.reconcile",
-        "ringfence.gates",
-        "ringfence.graph",
-        "ringfence.impact",
+        "ringfence.core.planner",
+        "ringfence.core.rollout.reconcile",
+        "ringfence.core.gates",
+        "ringfence.core.graph",
+        "ringfence.core.impact",
     }
     assert not {m for m in imported if any(m == f or m.startswith(f + ".") for f in forbidden)}
-    assert {m for m in imported if m.startswith("ringfence")} == {"ringfence.errors", "ringfence.rollout.state"}
+    assert {m for m in imported if m.startswith("ringfence")} == {
+        "ringfence.core.errors",
+        "ringfence.core.rollout.state",
+    }
 
 
 # ------------------------------------------------------------------------------ hypothesis: estates

@@ -1,6 +1,6 @@
 """The safety guard read from columns, and its numbering of asset ids, give the answers of plain dicts.
 
-The controller hands the guard its million targets as :class:`~ringfence.rollout.guard.Columns` (one key list
+The controller hands the guard its million targets as :class:`~ringfence.core.rollout.guard.Columns` (one key list
 shared by the assignment, the states and the strata) rather than dicts, and the guard numbers asset ids by
 their sorted hashes rather than through a dict. Neither may change a verdict:
 
@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ringfence.errors import InputError
-from ringfence.rollout.guard import Columns, GuardGroup, GuardPlan, GuardState, Violation, check_opening
-from ringfence.rollout.state import AssetState
+from ringfence.core.errors import InputError
+from ringfence.core.rollout.guard import Columns, GuardGroup, GuardPlan, GuardState, Violation, check_opening
+from ringfence.core.rollout.state import AssetState
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 STRATA = (("host", "esxi"), ("vm", "linux"), ("endpoint", None), ())

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.graph import compile_estate
+from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.core.rollout.strategy import plan_strategy
+from ringfence.core.update import parse_update_text
 from ringfence.drivers.simulated import read_world
-from ringfence.estate import parse_estate_text
-from ringfence.graph import compile_estate
-from ringfence.rollout.state import AssetState, RolloutPhase
-from ringfence.rollout.strategy import plan_strategy
 from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
-from ringfence.update import parse_update_text
 
 pytestmark = pytest.mark.slow
 

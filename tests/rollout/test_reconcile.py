@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ringfence.drivers.base import OperationKind
-from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
-from ringfence.rollout.reconcile import (
+from ringfence.core.driver import OperationKind
+from ringfence.core.gates import AssetHealth, AssetStatus, FailureSignal
+from ringfence.core.rollout.reconcile import (
     GIVEN_UP,
     AssetProgress,
     AssetUpdate,
@@ -19,7 +19,7 @@ from ringfence.rollout.reconcile import (
     actions_from_document,
     reconcile,
 )
-from ringfence.rollout.state import (
+from ringfence.core.rollout.state import (
     ASSET_MOVES,
     AssetState,
     RolloutPhase,
@@ -27,8 +27,8 @@ from ringfence.rollout.state import (
     new_rollout_state,
     transition,
 )
-from ringfence.rollout.strategy import GateMode
-from ringfence.update import Update
+from ringfence.core.rollout.strategy import GateMode
+from ringfence.core.update import Update
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 P = RolloutPhase
@@ -398,8 +398,8 @@ def test_the_asset_table_has_one_start_and_reaches_every_state() -> None:
 @pytest.mark.parametrize("kind", list(OperationKind))
 @pytest.mark.parametrize("status", ["succeeded", "failed"])
 def test_every_result_the_controller_records_is_a_move_in_the_table(kind: OperationKind, status: str) -> None:
-    from ringfence.drivers.base import OperationResult
-    from ringfence.rollout.controller import _progress
+    from ringfence.core.driver import OperationResult
+    from ringfence.core.rollout.controller import _progress
 
     waiting = next(s for s in AssetState if asset("x", 0, s).in_flight is kind)
     update = _progress(kind, OperationResult("x", status, "disk gone"))

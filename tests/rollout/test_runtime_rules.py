@@ -12,23 +12,23 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ringfence.drivers.base import Batch, OperationResult
-from ringfence.drivers.simulation import (
+from ringfence.core.driver import Batch, OperationResult
+from ringfence.core.errors import DriverError
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.gates import AssetHealth
+from ringfence.core.graph import compile_estate
+from ringfence.core.rollout.controller import Controller, roll_back_rollout, start_rollout
+from ringfence.core.rollout.memory import MemoryRolloutRepository
+from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.core.rollout.strategy import plan_strategy
+from ringfence.core.simulation import (
     FaultModel,
     SimulatedAsset,
     SimulatedClock,
     SimulatedWorld,
     SimulationDriver,
 )
-from ringfence.errors import DriverError
-from ringfence.estate import parse_estate_text
-from ringfence.gates import AssetHealth
-from ringfence.graph import compile_estate
-from ringfence.rollout.controller import Controller, roll_back_rollout, start_rollout
-from ringfence.rollout.memory import MemoryRolloutRepository
-from ringfence.rollout.state import AssetState, RolloutPhase
-from ringfence.rollout.strategy import plan_strategy
-from ringfence.update import Update
+from ringfence.core.update import Update
 
 ID = "r-1"
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringfence.errors import ConflictError, InputError
-from ringfence.rollout.state import (
+from ringfence.core.errors import ConflictError, InputError
+from ringfence.core.rollout.state import (
     ALLOWED,
     RolloutPhase,
     RolloutState,

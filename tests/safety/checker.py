@@ -41,8 +41,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from oracle import impact_tier, rules_of
-from ringfence.estate import parse_estate_document
-from ringfence.rollout.state import AssetState, RolloutPhase
+from ringfence.core.estate import parse_estate_document
+from ringfence.core.rollout.state import AssetState, RolloutPhase
 
 Stratum = tuple[str | None, ...]
 

@@ -5,7 +5,7 @@ Two rigs share one loop (:func:`play`):
 - :class:`MemoryRig`: the in-memory repository and the simulation driver over a world in memory;
 - :class:`SqlRig`: the SQL repository on a real SQLite file and the file-backed ``simulated`` driver, so that a
   *kill* — the controller process dying at a driver call — is survived the way a restarted process survives
-  it: a new :class:`~ringfence.rollout.controller.Controller` and a new driver, over what was persisted.
+  it: a new :class:`~ringfence.core.rollout.controller.Controller` and a new driver, over what was persisted.
 
 The driver is wrapped by :class:`RefereedDriver`, which is not a mock: every call goes to the real driver.
 It asks the referee about rule 7 just before an operation starts, and plays the parts of the world a
@@ -24,14 +24,12 @@ from typing import Any
 
 import yaml
 
-from ringfence.drivers.base import Batch, OperationKind, OperationResult
-from ringfence.drivers.simulated import SimulatedDriver
-from ringfence.drivers.simulation import FaultModel, SimulatedAsset, SimulatedClock, SimulatedWorld, SimulationDriver
-from ringfence.errors import ConflictError, DriverError
-from ringfence.estate import parse_estate_document
-from ringfence.gates import AssetHealth
-from ringfence.graph import compile_estate
-from ringfence.rollout.controller import (
+from ringfence.core.driver import Batch, OperationKind, OperationResult
+from ringfence.core.errors import ConflictError, DriverError
+from ringfence.core.estate import parse_estate_document
+from ringfence.core.gates import AssetHealth
+from ringfence.core.graph import compile_estate
+from ringfence.core.rollout.controller import (
     Controller,
     RolloutRepository,
     abort_rollout,
@@ -40,13 +38,15 @@ from ringfence.rollout.controller import (
     roll_back_rollout,
     start_rollout,
 )
-from ringfence.rollout.memory import MemoryRolloutRepository
-from ringfence.rollout.state import RolloutPhase
-from ringfence.rollout.strategy import StrategyPlan, plan_strategy
+from ringfence.core.rollout.memory import MemoryRolloutRepository
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.rollout.strategy import StrategyPlan, plan_strategy
+from ringfence.core.simulation import FaultModel, SimulatedAsset, SimulatedClock, SimulatedWorld, SimulationDriver
+from ringfence.core.update import Update
+from ringfence.drivers.simulated import SimulatedDriver
 from ringfence.service import rollouts
 from ringfence.service.rollouts import SqlRolloutRepository
 from ringfence.store.db import make_engine, upgrade
-from ringfence.update import Update
 
 from .checker import Checker, Facts, Move, Progress, RuleViolation
 from .strategies import RELEASE, EstateCase, Run

@@ -20,11 +20,11 @@ import yaml
 from hypothesis import event, given, seed
 from hypothesis import strategies as st
 
+from ringfence.core.gates import FailureSignal
+from ringfence.core.rollout.controller import abort_rollout, resume_rollout, roll_back_rollout
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.simulation import SimulatedClock
 from ringfence.drivers.agent import AgentDriver
-from ringfence.drivers.simulation import SimulatedClock
-from ringfence.gates import FailureSignal
-from ringfence.rollout.controller import abort_rollout, resume_rollout, roll_back_rollout
-from ringfence.rollout.state import RolloutPhase
 from ringfence.service import rollouts
 from ringfence.service.agents import (
     DirectiveAction,

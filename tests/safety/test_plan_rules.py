@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from hypothesis import event, given, seed
 
-from ringfence.estate import parse_estate_document
-from ringfence.graph import compile_estate
-from ringfence.planner import plan_rings
-from ringfence.rollout.strategy import plan_strategy
-from ringfence.update import Update
+from ringfence.core.estate import parse_estate_document
+from ringfence.core.graph import compile_estate
+from ringfence.core.planner import plan_rings
+from ringfence.core.rollout.strategy import plan_strategy
+from ringfence.core.update import Update
 
 from .checker import Facts, plan_violations
 from .conftest import SEED, hunt

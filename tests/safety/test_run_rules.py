@@ -14,8 +14,8 @@ import pytest
 from hypothesis import event, given, seed
 from hypothesis import strategies as st
 
-from ringfence.rollout.controller import pause_rollout, resume_rollout, start_rollout
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.rollout.controller import pause_rollout, resume_rollout, start_rollout
+from ringfence.core.rollout.state import RolloutPhase
 
 from .conftest import SEED, hunt
 from .harness import MemoryRig, play

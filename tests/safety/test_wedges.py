@@ -3,7 +3,7 @@
 A loop on a simulated clock (drills, ``run_until_settled`` with a clock that jumps) only moves time to
 ``Controller.wake_at()``. So every wait the controller or reconcile makes must have a wake time, and a step that
 changed the rollout must say it made progress — otherwise the loop concludes that nothing will ever happen and
-stops with the rollout mid-ring (``ringfence.drills`` does exactly that: ``wake is None: break``).
+stops with the rollout mid-ring (``ringfence.core.drills`` does exactly that: ``wake is None: break``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, seed
 from hypothesis import strategies as st
 
-from ringfence.drivers.simulation import SimulatedClock
-from ringfence.rollout.controller import Controller, start_rollout
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.rollout.controller import Controller, start_rollout
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.simulation import SimulatedClock
 
 from .conftest import SEED, hunt
 from .harness import MemoryRig, RefereedDriver, play

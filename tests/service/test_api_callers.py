@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ringfence.errors import PermissionDeniedError
+from ringfence.core.errors import PermissionDeniedError
 from ringfence.service.tokens import TOKEN_CHECK_SECONDS, Role, TokenCache, issue_token, list_tokens, revoke_token
 from ringfence.store.db import make_engine
 

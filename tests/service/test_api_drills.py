@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ringfence.cli.main import _register, app
-from ringfence.files import examples_dir, read_text, sample_estate_path
+from ringfence.files.disk import examples_dir, read_text, sample_estate_path
 
 if TYPE_CHECKING:
     from conftest import Samples, Tokens

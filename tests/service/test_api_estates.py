@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from ringfence.estate import load_document_text
-from ringfence.files import dump_document
+from ringfence.core.estate import load_document_text
+from ringfence.files.disk import dump_document
 
 if TYPE_CHECKING:
     from conftest import Samples, Tokens

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from ringfence.gates import GateOutcome, RingVerdict
+from ringfence.core.gates import GateOutcome, RingVerdict
 from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import Observation, ObservationKind

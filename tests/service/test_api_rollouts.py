@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from ringfence.documents import plan_document
-from ringfence.estate import parse_estate_text
-from ringfence.graph import compile_estate
-from ringfence.planner import plan_rings
-from ringfence.update import parse_update_text
+from ringfence.core.documents import plan_document
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.graph import compile_estate
+from ringfence.core.planner import plan_rings
+from ringfence.core.update import parse_update_text
 
 if TYPE_CHECKING:
     from conftest import Samples, Tokens

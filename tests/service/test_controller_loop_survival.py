@@ -18,17 +18,17 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ringfence.core.driver import Driver, OperationKind
+from ringfence.core.errors import DriverError, InputError
+from ringfence.core.gates import AssetHealth
+from ringfence.core.update import Update
 from ringfence.drivers.agent import NO_RESTORE_POINTS, AgentDriver
-from ringfence.drivers.base import Driver, OperationKind
 from ringfence.drivers.simulated import SimulatedDriver
-from ringfence.errors import DriverError, InputError
-from ringfence.gates import AssetHealth
 from ringfence.service import rollouts
 from ringfence.service.runner import GIVE_UP_AFTER, ControllerLoop, DriverFactory, check_driver
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.store.tables import RolloutRow
-from ringfence.update import Update
 
 ESTATE = """\
 apiVersion: ringfence/v1

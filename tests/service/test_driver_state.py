@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from ringfence.drivers.base import Batch, OperationKind
+from ringfence.core.driver import Batch, OperationKind
+from ringfence.core.errors import DriverError, InputError
+from ringfence.core.update import parse_update_text
 from ringfence.drivers.simulated import SimulatedDriver
-from ringfence.errors import DriverError, InputError
 from ringfence.service import rollouts
 from ringfence.service.driver_state import DatabaseWorlds, load_world, rollout_driver, simulated_driver
 from ringfence.service.runner import in_process_drivers
-from ringfence.update import parse_update_text
 
 ESTATE = """
 apiVersion: ringfence/v1

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
-from ringfence.incident import EventKind, IncidentStatus
-from ringfence.rollout.reconcile import AssetUpdate
-from ringfence.rollout.state import ALLOWED, AssetState, RolloutPhase, RolloutState, TransitionRejected, transition
+from ringfence.core.incident import EventKind, IncidentStatus
+from ringfence.core.rollout.reconcile import AssetUpdate
+from ringfence.core.rollout.state import ALLOWED, AssetState, RolloutPhase, RolloutState, TransitionRejected, transition
 from ringfence.service import incidents, rollouts
 from ringfence.service.policies import AFTER_TRANSITION, policies_for
 from ringfence.store import repo

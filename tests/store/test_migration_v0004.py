@@ -14,9 +14,9 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ringfence.drivers.base import OperationKind
-from ringfence.drivers.simulation import SimulatedOperation, SimulatedWorld
-from ringfence.errors import NotFoundError
+from ringfence.core.driver import OperationKind
+from ringfence.core.errors import NotFoundError
+from ringfence.core.simulation import SimulatedOperation, SimulatedWorld
 from ringfence.service.driver_state import DatabaseWorlds
 from ringfence.store import repo
 from ringfence.store.db import alembic_config, current_revision, head_revision, make_engine, session_scope, upgrade

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.engine import Engine
 
-from ringfence.gates import GateOutcome, RingVerdict
+from ringfence.core.gates import GateOutcome, RingVerdict
 from ringfence.store import repo
 from ringfence.store.db import alembic_config, current_revision, head_revision, make_engine, session_scope, upgrade
 from ringfence.store.verdicts import add_gate_verdict, count_gate_verdicts, list_gate_verdicts

@@ -1,4 +1,4 @@
-"""The hash-chained audit log: the pure chain (``ringfence.audit``) and the log as stored in a database."""
+"""The hash-chained audit log: the pure chain (``ringfence.core.audit``) and the log as stored in a database."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ringfence.audit import GENESIS_HASH, AuditEntry, chain_entry, entry_hash, verify_chain
-from ringfence.errors import InputError
+from ringfence.core.audit import GENESIS_HASH, AuditEntry, chain_entry, entry_hash, verify_chain
+from ringfence.core.errors import InputError
 from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope, upgrade
 

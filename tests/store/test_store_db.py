@@ -17,8 +17,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
-from ringfence.errors import ConflictError, InputError
-from ringfence.rollout.state import RolloutPhase, transition
+from ringfence.core.errors import ConflictError, InputError
+from ringfence.core.rollout.state import RolloutPhase, transition
 from ringfence.store import repo
 from ringfence.store.db import (
     LOCK_NAMESPACE_AUDIT,

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ringfence.errors import ConflictError, InputError, NotFoundError
-from ringfence.estate import parse_estate_text
-from ringfence.graph import compile_estate
-from ringfence.incident import (
+from ringfence.core.errors import ConflictError, InputError, NotFoundError
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.graph import compile_estate
+from ringfence.core.incident import (
     EventKind,
     Incident,
     IncidentStatus,
@@ -22,7 +22,7 @@ from ringfence.incident import (
     declare_incident,
     mark_restored,
 )
-from ringfence.rollout.state import AssetState, RolloutPhase, TransitionRejected, transition
+from ringfence.core.rollout.state import AssetState, RolloutPhase, TransitionRejected, transition
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.store.records import DecisionStatus, EstateFormat, Observation, ObservationKind, RolloutAsset

@@ -17,10 +17,9 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ringfence.drivers.simulation import FaultModel, SimulatedClock, SimulationDriver
-from ringfence.errors import ConflictError, NotFoundError
-from ringfence.estate import parse_estate_text
-from ringfence.gates import (
+from ringfence.core.errors import ConflictError, NotFoundError
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.gates import (
     AssetHealth,
     AssetStatus,
     FailureSignal,
@@ -31,16 +30,17 @@ from ringfence.gates import (
     StratumVerdict,
     judge_ring,
 )
-from ringfence.graph import compile_estate
-from ringfence.rollout.controller import Controller, StepReport, start_rollout
-from ringfence.rollout.memory import MemoryRolloutRepository
-from ringfence.rollout.state import RolloutPhase
-from ringfence.rollout.strategy import plan_strategy
+from ringfence.core.graph import compile_estate
+from ringfence.core.rollout.controller import Controller, StepReport, start_rollout
+from ringfence.core.rollout.memory import MemoryRolloutRepository
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.rollout.strategy import plan_strategy
+from ringfence.core.simulation import FaultModel, SimulatedClock, SimulationDriver
+from ringfence.core.update import parse_update_text
 from ringfence.service import rollouts
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.store.verdicts import add_gate_verdict, count_gate_verdicts, list_gate_verdicts
-from ringfence.update import parse_update_text
 
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
 

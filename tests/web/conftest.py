@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Page
 from sqlalchemy.engine import Engine
 
 from live_server import LiveServer, running_server
-from ringfence.files import sample_estate_path
+from ringfence.files.disk import sample_estate_path
 from ringfence.service.estates import upload_estate
 from ringfence.service.tokens import issue_token
 

@@ -15,18 +15,18 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
-from ringfence.drills import run_drill
+from ringfence.core.drills import run_drill
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.graph import compile_estate
+from ringfence.core.impact import advice_for, find_single_points_of_failure
+from ringfence.core.update import parse_scenario_text
 from ringfence.drivers.simulated import SimulatedDriver
-from ringfence.estate import parse_estate_text
-from ringfence.files import examples_dir, read_with, sample_estate_path
-from ringfence.graph import compile_estate
-from ringfence.impact import advice_for, find_single_points_of_failure
-from ringfence.report import compare_sentence
+from ringfence.files.disk import examples_dir, read_with, sample_estate_path
+from ringfence.files.report import compare_sentence
 from ringfence.service import incidents as incident_service
 from ringfence.service import rollouts as rollout_service
 from ringfence.store import repo
 from ringfence.store.db import session_scope
-from ringfence.update import parse_scenario_text
 
 from .conftest import Site, Visitors, accept_dialogs, issue_people, serve, shot
 
@@ -154,7 +154,7 @@ def test_estate_overview_shows_tiers_spofs_and_supplier_concentration(
     expect(page.locator("table.services[data-tier='4'] tr[data-service='email']")).to_be_visible()
     expect(page.locator("#tier-4")).to_contain_text("business support")
 
-    # Single points of failure, worst first, each with its advice, as ringfence.impact computes them.
+    # Single points of failure, worst first, each with its advice, as ringfence.core.impact computes them.
     graph = compile_estate(parse_estate_text(sample_estate_path().read_text(encoding="utf-8")))
     expected = find_single_points_of_failure(graph)
     spof_rows = page.locator("table.spofs tbody tr")

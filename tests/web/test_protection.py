@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from ringfence.report import TIER_STYLES
+from ringfence.files.report import TIER_STYLES
 from ringfence.service import rollouts as rollout_service
 from ringfence.web import routes
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from ringfence.api.problems import UnauthenticatedError
-from ringfence.errors import PermissionDeniedError
+from ringfence.core.errors import PermissionDeniedError
 from ringfence.service.tokens import Caller, Role, TokenCache
 
 COOKIE = "ringfence_token"

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ringfence.errors import (
+from ringfence.core.errors import (
     ConflictError,
     DriverError,
     InputError,

@@ -1,7 +1,7 @@
 """Request and response bodies of the REST API, as pydantic models (so /openapi.json describes them).
 
 The analysis, plan, recovery and drill responses mirror the documents of the CLI contract key for key
-(``ringfence.documents``, ``ringfence.drills.drill_document``): the API and ``--json`` print the same JSON.
+(``ringfence.core.documents``, ``ringfence.core.drills.drill_document``): the API and ``--json`` print the same JSON.
 Responses forbid extra keys, so a document that grows a key without its model fails loudly in tests
 instead of losing the key quietly.
 """

@@ -115,7 +115,7 @@ class AgentMemory:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            from ringfence.errors import InputError, Problem
+            from ringfence.core.errors import InputError, Problem
 
             raise InputError([Problem(f"is not an agent state file ({exc})", source=str(path))]) from None
         return cls(
@@ -148,7 +148,7 @@ class AgentMemory:
     def save(self) -> None:
         if self.path is None:
             return
-        from ringfence.files import write_text_atomic
+        from ringfence.files.disk import write_text_atomic
 
         document = {"done": self.done, "owed": self.owed, "current_rollout": self.current_rollout}
         write_text_atomic(self.path, json.dumps(document, sort_keys=True))
@@ -311,8 +311,8 @@ def _problem(response: Any) -> str:
 
 
 def _seconds(option: str, value: str) -> float:
-    from ringfence.durations import parse_duration
-    from ringfence.errors import InputError, Problem
+    from ringfence.core.durations import parse_duration
+    from ringfence.core.errors import InputError, Problem
 
     try:
         seconds = parse_duration(value)
@@ -346,7 +346,7 @@ def agent(
     """Run the agent of one asset: poll its directive, install or roll back when told, report, heartbeat."""
     import httpx
 
-    from ringfence.errors import PermissionDeniedError
+    from ringfence.core.errors import PermissionDeniedError
 
     memory = AgentMemory.load(state)
     client = httpx.Client(

@@ -13,10 +13,10 @@ from rich.text import Text
 
 from ringfence.cli.main import app
 from ringfence.cli.output import emit_json, err, hold_until_exit, out, tier_chip, tier_label, warn
-from ringfence.documents import check_document, concentration_document, impact_document, spof_document
-from ringfence.estate import TIER_NAMES, Estate
-from ringfence.files import read_estate
-from ringfence.graph import EstateGraph, compile_estate
+from ringfence.core.documents import check_document, concentration_document, impact_document, spof_document
+from ringfence.core.estate import TIER_NAMES, Estate
+from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.files.disk import read_estate
 
 EstateArg = Annotated[Path, typer.Argument(help="Estate file (YAML or JSON).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (the CLI contract).")]
@@ -56,8 +56,8 @@ def check(
     strict: Annotated[bool, typer.Option(help="Treat warnings as a failed check (exit 1).")] = False,
 ) -> None:
     """Validate an estate file and summarise it."""
-    from ringfence.estate import locate_problems, parse_estate_text
-    from ringfence.files import read_text
+    from ringfence.core.estate import locate_problems, parse_estate_text
+    from ringfence.files.disk import read_text
 
     text = read_text(estate_file)
     with working(f"Checking {estate_file}…", as_json):
@@ -93,7 +93,7 @@ def check(
 @app.command(rich_help_panel="Know your estate")
 def impact(estate_file: EstateArg, fail: FailOpt, as_json: JsonOpt = False) -> None:
     """Blast radius: what goes down when something fails."""
-    from ringfence.impact import compute_blast_radius
+    from ringfence.core.impact import compute_blast_radius
 
     _, graph = load(estate_file, as_json)
     radius = compute_blast_radius(graph, fail)
@@ -122,7 +122,7 @@ def spof(
     limit: Annotated[int, typer.Option(min=1, help="Rows to show people (JSON has all).")] = 25,
 ) -> None:
     """Single points of failure: assets, suppliers, products and sites whose loss alone takes a service down."""
-    from ringfence.impact import advice_for, find_single_points_of_failure
+    from ringfence.core.impact import advice_for, find_single_points_of_failure
 
     _, graph = load(estate_file, as_json)
     if as_json or not err.is_terminal:
@@ -159,7 +159,7 @@ def spof(
 @app.command(rich_help_panel="Know your estate")
 def concentration(estate_file: EstateArg, as_json: JsonOpt = False) -> None:
     """Supplier concentration: what each supplier's failure takes down, as a share of each tier."""
-    from ringfence.impact import supplier_concentration
+    from ringfence.core.impact import supplier_concentration
 
     _, graph = load(estate_file, as_json)
     rows = supplier_concentration(graph)

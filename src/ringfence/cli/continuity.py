@@ -31,7 +31,7 @@ def pack(
     as_json: JsonOpt = False,
 ) -> None:
     """Write downtime sheets: the plan, contacts, RTO/RPO, dependencies, suppliers and restore order per service."""
-    from ringfence.continuity import continuity_sheets, write_pack
+    from ringfence.files.continuity import continuity_sheets, write_pack
 
     estate, graph = load(estate_file, as_json)
     sheets = continuity_sheets(graph, service)

@@ -20,7 +20,7 @@ def demo(
 ) -> None:
     """Tour the bundled sample estate: check it, show its biggest risks, replay the known incidents."""
     from ringfence.cli import analysis
-    from ringfence.files import sample_estate_path
+    from ringfence.files.disk import sample_estate_path
 
     estate = sample_estate_path()
     out.print(Rule(f"1. Check the sample estate ({estate.parent.name})"))

@@ -13,11 +13,11 @@ from rich.text import Text
 from ringfence.cli.analysis import EstateArg, JsonOpt, load, working
 from ringfence.cli.main import app
 from ringfence.cli.output import emit_json, err, out, tier_chip
-from ringfence.durations import humanize_duration
+from ringfence.core.durations import humanize_duration
 
 if TYPE_CHECKING:
-    from ringfence.drills import DrillReport
-    from ringfence.graph import EstateGraph
+    from ringfence.core.drills import DrillReport
+    from ringfence.core.graph import EstateGraph
 
 StrategyOpt = Annotated[
     list[str] | None,
@@ -43,7 +43,7 @@ def drill(
     strategy: StrategyOpt = None,
 ) -> None:
     """Replay a faulty release in simulated time with each strategy and compare what it would have cost."""
-    from ringfence.rollout.strategy import STRATEGIES
+    from ringfence.core.rollout.strategy import STRATEGIES
 
     strategies = tuple(strategy) if strategy else STRATEGIES
     estate, graph = load(estate_file, as_json)
@@ -51,7 +51,7 @@ def drill(
     if report is not None:
         write_report([result], report, estate_name=estate.name, quiet=as_json)
     if as_json:
-        from ringfence.drills import drill_document
+        from ringfence.core.drills import drill_document
 
         emit_json(drill_document(result))
         return
@@ -60,8 +60,8 @@ def drill(
 
 def run_scenario(graph: EstateGraph, scenario_file: Path, strategies: Sequence[str], *, quiet: bool) -> DrillReport:
     """Play the scenario file; a problem with it (a fault that reaches no target too) names its file and line."""
-    from ringfence.drills import run_drill_text
-    from ringfence.files import read_text
+    from ringfence.core.drills import run_drill_text
+    from ringfence.files.disk import read_text
 
     text = read_text(scenario_file)
     with working(f"Drilling {scenario_file.name}…", quiet):
@@ -69,8 +69,8 @@ def run_scenario(graph: EstateGraph, scenario_file: Path, strategies: Sequence[s
 
 
 def write_report(reports: Sequence[DrillReport], path: Path, *, estate_name: str, quiet: bool = False) -> None:
-    """Write the self-contained HTML report (``ringfence.report``), one drill or several."""
-    from ringfence.report import write_drill_report
+    """Write the self-contained HTML report (``ringfence.files.report``), one drill or several."""
+    from ringfence.files.report import write_drill_report
 
     write_drill_report(list(reports), path, estate_name=estate_name)
     if not quiet:

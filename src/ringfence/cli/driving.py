@@ -28,13 +28,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from ringfence.durations import humanize_duration
-from ringfence.gates import GateOutcome
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.durations import humanize_duration
+from ringfence.core.gates import GateOutcome
+from ringfence.core.rollout.state import RolloutPhase
 
 if TYPE_CHECKING:
-    from ringfence.rollout.controller import StepReport
-    from ringfence.rollout.record import StoredPlan
+    from ringfence.core.rollout.controller import StepReport
+    from ringfence.core.rollout.record import StoredPlan
 
 REFRESH_PER_SECOND = 4
 """How often the status line is redrawn on a terminal."""

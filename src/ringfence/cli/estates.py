@@ -22,9 +22,9 @@ OutOpt = Annotated[
 def _write(document: object, out_path: Path | None, *, source: Path | None = None, csv_rows: bool = False) -> None:
     from dataclasses import replace
 
-    from ringfence.errors import EstateError
-    from ringfence.estate import parse_estate_document
-    from ringfence.files import dump_document, write_document
+    from ringfence.core.errors import EstateError
+    from ringfence.core.estate import parse_estate_document
+    from ringfence.files.disk import dump_document, write_document
 
     # Validate before writing: an importer must never produce a file `check` would refuse. Problems name the
     # input (for a CSV, the row's line: assets[i] is line i + 2, after the header).
@@ -53,7 +53,7 @@ def generate(
     out_path: OutOpt = None,
 ) -> None:
     """Write a synthetic estate shaped like the sample, at any size (for benchmarks and tests)."""
-    from ringfence.generate import generate_estate
+    from ringfence.core.generate import generate_estate
 
     _write(generate_estate(assets, seed=seed), out_path)
 
@@ -65,7 +65,7 @@ def import_ansible(
     out_path: OutOpt = None,
 ) -> None:
     """Assets from an Ansible inventory: groups and host vars become attrs."""
-    from ringfence.importers.ansible import import_ansible_inventory
+    from ringfence.files.importers.ansible import import_ansible_inventory
 
     _write(import_ansible_inventory(inventory, estate_name=name), out_path, source=inventory)
 
@@ -77,6 +77,6 @@ def import_csv(
     out_path: OutOpt = None,
 ) -> None:
     """Assets from a CSV file, one a row."""
-    from ringfence.importers.csv import import_csv as read_csv
+    from ringfence.files.importers.csv import import_csv as read_csv
 
     _write(read_csv(csv_file, estate_name=name), out_path, source=csv_file, csv_rows=True)

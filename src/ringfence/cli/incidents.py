@@ -20,10 +20,10 @@ from ringfence.cli.analysis import FailOpt
 from ringfence.cli.main import app
 from ringfence.cli.output import emit_json, out, tier_chip
 from ringfence.cli.rollouts import _actor, _database
-from ringfence.durations import humanize_duration
+from ringfence.core.durations import humanize_duration
 
 if TYPE_CHECKING:
-    from ringfence.incident import Incident
+    from ringfence.core.incident import Incident
 
 incident_app = typer.Typer(
     name="incident",
@@ -63,9 +63,9 @@ def declare(
     as_json: JsonOpt = False,
 ) -> None:
     """Declare an incident: what failed, what that takes down, the plans to enact and the order to restore."""
-    from ringfence.durations import parse_duration
-    from ringfence.errors import InputError, Problem
-    from ringfence.files import read_text
+    from ringfence.core.durations import parse_duration
+    from ringfence.core.errors import InputError, Problem
+    from ringfence.files.disk import read_text
     from ringfence.service import incidents
 
     try:
@@ -210,8 +210,8 @@ def review(
     ] = None,
 ) -> None:
     """The post-incident review: timeline, impact by tier, time to restore against RTO, the rollout behind it."""
-    from ringfence.errors import InputError, Problem
-    from ringfence.files import write_text_atomic
+    from ringfence.core.errors import InputError, Problem
+    from ringfence.files.disk import write_text_atomic
     from ringfence.service import incidents
 
     suffix = output.suffix.lower() if output is not None else ".md"
@@ -236,8 +236,8 @@ def review(
 
 def print_incident(incident: Incident, now: datetime, *, timeline: int = 10) -> None:
     """Impact, continuity plans with their RTO clocks, restore order — and the latest of the timeline."""
-    from ringfence.incident import rto_clocks
-    from ringfence.incident import timeline as incident_timeline
+    from ringfence.core.incident import rto_clocks
+    from ringfence.core.incident import timeline as incident_timeline
 
     clocks = {c.service: c for c in rto_clocks(incident, now)}
     status = incident.status.value
@@ -312,7 +312,7 @@ def print_incident(incident: Incident, now: datetime, *, timeline: int = 10) -> 
 
 
 def _clock_text(clock: object) -> Text:
-    from ringfence.incident import ClockStatus, RtoClock
+    from ringfence.core.incident import ClockStatus, RtoClock
 
     assert isinstance(clock, RtoClock)
     rto = humanize_duration(clock.rto) if clock.rto is not None else "none"
@@ -337,7 +337,7 @@ def _clock_text(clock: object) -> Text:
 
 def _print_next(incident: Incident) -> None:
     """What can be restored now: the items still down that wait for nothing."""
-    from ringfence.incident import waiting_for
+    from ringfence.core.incident import waiting_for
 
     ready = [i.id for i in incident.still_down if not waiting_for(incident, i.id)]
     if ready:
@@ -362,9 +362,9 @@ def demo_incident(estate: Path, incident_file: Path) -> None:
     from rich.rule import Rule
 
     from ringfence.cli.analysis import load
-    from ringfence.files import read_with
-    from ringfence.incident import declare_incident
-    from ringfence.update import parse_incident_text
+    from ringfence.core.incident import declare_incident
+    from ringfence.core.update import parse_incident_text
+    from ringfence.files.disk import read_with
 
     scenario = read_with(incident_file, parse_incident_text)
     _, graph = load(estate, quiet=True)

@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import typer
 
-from ringfence.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError, RingfenceError
+from ringfence.core.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError, RingfenceError
 
 app = typer.Typer(
     name="ringfence",

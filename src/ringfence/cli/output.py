@@ -10,8 +10,8 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.text import Text
 
-from ringfence.documents import by_tier_json  # noqa: F401 - re-exported for the CLI's modules
-from ringfence.estate import TIER_NAMES
+from ringfence.core.documents import by_tier_json  # noqa: F401 - re-exported for the CLI's modules
+from ringfence.core.estate import TIER_NAMES
 
 TIER_STYLE = {1: "bold white on red", 2: "bold red", 3: "yellow", 4: "cyan", 5: "dim"}
 

@@ -16,8 +16,8 @@ from rich.text import Text
 from ringfence.cli.analysis import EstateArg, JsonOpt, load, working
 from ringfence.cli.main import app
 from ringfence.cli.output import emit_json, err, out, tier_chip, warn
-from ringfence.documents import plan_document
-from ringfence.durations import humanize_duration
+from ringfence.core.documents import plan_document
+from ringfence.core.durations import humanize_duration
 
 HoldsOpt = Annotated[
     Path | None,
@@ -40,8 +40,8 @@ OverrideOpt = Annotated[
 @contextmanager
 def located_in(path: Path, text: str) -> Iterator[None]:
     """Problems the planner finds with an update's fields are reported against the update file's lines."""
-    from ringfence.errors import InputError
-    from ringfence.estate import locate_problems
+    from ringfence.core.errors import InputError
+    from ringfence.core.estate import locate_problems
 
     try:
         yield
@@ -51,8 +51,8 @@ def located_in(path: Path, text: str) -> Iterator[None]:
 
 
 def load_holds(path: Path | None) -> tuple[object, ...]:
-    from ringfence.files import examples_dir, read_with
-    from ringfence.update import parse_holds_text
+    from ringfence.core.update import parse_holds_text
+    from ringfence.files.disk import examples_dir, read_with
 
     source = path or examples_dir() / "holds.yaml"
     if path is None and not source.exists():
@@ -69,9 +69,9 @@ def plan(
     override_hold: OverrideOpt = None,
 ) -> None:
     """Plan the rings of an update: canaries first, redundancy kept, criticality last."""
-    from ringfence.files import read_text
-    from ringfence.planner import format_stratum, plan_rings
-    from ringfence.update import Hold, check_holds, parse_update_text
+    from ringfence.core.planner import format_stratum, plan_rings
+    from ringfence.core.update import Hold, check_holds, parse_update_text
+    from ringfence.files.disk import read_text
 
     update_text = read_text(update_file)
     update = parse_update_text(update_text, str(update_file))

@@ -12,14 +12,14 @@ from rich.text import Text
 from ringfence.cli.analysis import EstateArg, FailOpt, JsonOpt, load
 from ringfence.cli.main import app
 from ringfence.cli.output import emit_json, out, tier_chip
-from ringfence.documents import recovery_document
-from ringfence.durations import humanize_duration, parse_duration
-from ringfence.errors import InputError, Problem
+from ringfence.core.documents import recovery_document
+from ringfence.core.durations import humanize_duration, parse_duration
+from ringfence.core.errors import InputError, Problem
 
 
 def recovery_markdown(plan: object, estate_name: str) -> str:
     """The restore order as a document for the incident file and the DSPT evidence folder."""
-    from ringfence.recovery import EVIDENCE_LABEL, RecoveryPlan
+    from ringfence.core.recovery import EVIDENCE_LABEL, RecoveryPlan
 
     assert isinstance(plan, RecoveryPlan)
     lines = [
@@ -69,8 +69,8 @@ def recover(
     as_json: JsonOpt = False,
 ) -> None:
     """Restore order, continuity plans to enact, and RTOs at risk after failures."""
-    from ringfence.files import write_text_atomic
-    from ringfence.recovery import EVIDENCE_LABEL, plan_recovery
+    from ringfence.core.recovery import EVIDENCE_LABEL, plan_recovery
+    from ringfence.files.disk import write_text_atomic
 
     try:
         step_seconds = parse_duration(step_time)

@@ -28,7 +28,7 @@ from ringfence.cli.output import emit_json, err, out, warn
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from ringfence.rollout.controller import StepReport
+    from ringfence.core.rollout.controller import StepReport
 
 rollout_app = typer.Typer(
     name="rollout",
@@ -98,13 +98,13 @@ def create(
 ) -> None:
     """Plan an update on an estate and store it as a rollout, ready to start (or to approve)."""
     from ringfence.cli.plans import load_holds
-    from ringfence.drivers.base import available_drivers
-    from ringfence.files import read_text
+    from ringfence.core.driver import available_drivers
+    from ringfence.core.update import Hold
+    from ringfence.files.disk import read_text
     from ringfence.service import rollouts
-    from ringfence.update import Hold
 
     if driver not in available_drivers():
-        from ringfence.drivers.base import load_driver
+        from ringfence.core.driver import load_driver
 
         load_driver(driver)  # raises the sentence listing the installed drivers
     held = tuple(h for h in load_holds(holds) if isinstance(h, Hold))
@@ -191,8 +191,8 @@ def start(
     the command again, or kill it any way you like and run it again, to carry on where it stopped.
     """
     from ringfence.cli.driving import CtrlC, StopDriving, Watch
-    from ringfence.errors import ConflictError, InputError, Problem
-    from ringfence.rollout.state import RolloutPhase
+    from ringfence.core.errors import ConflictError, InputError, Problem
+    from ringfence.core.rollout.state import RolloutPhase
     from ringfence.service import rollouts
     from ringfence.service.driver_state import rollout_driver
     from ringfence.service.runner import check_driver
@@ -304,8 +304,8 @@ def list_rollouts(
     as_json: JsonOpt = False,
 ) -> None:
     """Every rollout: its update, strategy, driver, phase and ring; newest first."""
-    from ringfence.errors import ConflictError, InputError, Problem
-    from ringfence.rollout.state import RolloutPhase
+    from ringfence.core.errors import ConflictError, InputError, Problem
+    from ringfence.core.rollout.state import RolloutPhase
     from ringfence.service import rollouts
     from ringfence.store import repo
     from ringfence.store.db import session_scope

@@ -42,7 +42,7 @@ def serve(
 
     url = database or database_url()
     if workers > 1 and normalise_url(url).get_backend_name() == "sqlite":
-        from ringfence.errors import InputError, Problem
+        from ringfence.core.errors import InputError, Problem
 
         raise InputError([Problem("several workers need PostgreSQL; SQLite has one writer", path=("--workers",))])
     upgrade(make_engine(url))

@@ -5,7 +5,7 @@
 ``simulated`` driver, which can also keep its world in a JSON file.
 """
 
-from ringfence.drivers.base import (
+from ringfence.core.driver import (
     Batch,
     Driver,
     OperationKind,

@@ -47,15 +47,15 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ringfence.drivers.base import Batch, OperationKind, OperationResult
-from ringfence.durations import humanize_duration, parse_duration
-from ringfence.errors import DriverError, InputError, Problem
-from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
-from ringfence.rollout.state import AssetState, RolloutPhase
+from ringfence.core.driver import Batch, OperationKind, OperationResult
+from ringfence.core.durations import humanize_duration, parse_duration
+from ringfence.core.errors import DriverError, InputError, Problem
+from ringfence.core.gates import AssetHealth, AssetStatus, FailureSignal
+from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.core.update import Update
 from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import ObservationKind
 from ringfence.store.tables import ObservationRow, RolloutAssetRow, RolloutRow
-from ringfence.update import Update
 
 HEARTBEAT_TIMEOUT_ENV = "RINGFENCE_AGENT_HEARTBEAT_TIMEOUT"
 INSTALL_TIMEOUT_ENV = "RINGFENCE_AGENT_INSTALL_TIMEOUT"

@@ -3,7 +3,7 @@
 Each operation on a batch is one ``ansible-playbook`` run of the matching playbook, limited to the batch's
 hosts, with the extra variables ``ringfence_product``, ``ringfence_version``, ``ringfence_rollout`` and
 ``ringfence_operation`` (and, for a rollback, ``ringfence_restore_points``: each host's restore point).
-Each host's outcome in the run's events becomes that asset's :class:`~ringfence.drivers.base.OperationResult`;
+Each host's outcome in the run's events becomes that asset's :class:`~ringfence.core.driver.OperationResult`;
 health comes from a health-check playbook. docs/ansible.md shows how a team wires its playbooks in.
 
 Options (``--driver-option key=value``)
@@ -32,7 +32,7 @@ Abilities
 
 Hosts and assets
     An asset is the inventory host whose name, sanitized as ``ringfence import ansible`` does it
-    (:func:`~ringfence.importers.ansible.asset_id_for_host`), is the asset's id; the inventory is read once,
+    (:func:`~ringfence.files.importers.ansible.asset_id_for_host`), is the asset's id; the inventory is read once,
     with ``ansible-inventory``, when the driver is built. An asset no host matches fails with a sentence.
 
 Runs outlive the controller
@@ -60,7 +60,7 @@ Results
     did not target it, or ansible-playbook stopped early) → failed, with ansible's error line; a run
     that timed out or was cancelled → failed for every host that had not already failed. Every detail
     ends with the run's artifacts directory, so it lands in the rollout's records. Nothing here raises
-    for what happens on hosts; only a missing ability does (:class:`~ringfence.errors.DriverError`).
+    for what happens on hosts; only a missing ability does (:class:`~ringfence.core.errors.DriverError`).
 
 Health (:meth:`AnsibleDriver.observe`)
     The health playbook runs, synchronously, on every asked host at the first call and whenever
@@ -95,13 +95,13 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import ringfence
-from ringfence.drivers.base import Batch, OperationKind, OperationResult, OperationStatus
-from ringfence.durations import format_duration, humanize_duration, parse_duration
-from ringfence.errors import DriverError, InputError, Problem
-from ringfence.files import write_text_atomic
-from ringfence.gates import AssetHealth, AssetStatus, FailureSignal
-from ringfence.importers.ansible import asset_id_for_host
-from ringfence.update import Update
+from ringfence.core.driver import Batch, OperationKind, OperationResult, OperationStatus
+from ringfence.core.durations import format_duration, humanize_duration, parse_duration
+from ringfence.core.errors import DriverError, InputError, Problem
+from ringfence.core.gates import AssetHealth, AssetStatus, FailureSignal
+from ringfence.core.update import Update
+from ringfence.files.disk import write_text_atomic
+from ringfence.files.importers.ansible import asset_id_for_host
 
 __all__ = [
     "AnsibleDriver",

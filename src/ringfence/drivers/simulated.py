@@ -1,4 +1,4 @@
-"""The ``simulated`` driver: the simulation of ``ringfence.drivers.simulation`` in wall-clock time, its world
+"""The ``simulated`` driver: the simulation of ``ringfence.core.simulation`` in wall-clock time, its world
 kept outside the process so that a process killed mid-rollout carries on in the same world.
 
 Where the world is kept: in the ``world`` file when that option is given; otherwise, for ``ringfence rollout
@@ -35,13 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from ringfence.drivers.base import Batch, OperationResult
-from ringfence.drivers.simulation import FaultModel, SimulatedWorld, SimulationDriver
-from ringfence.durations import LONGEST_DURATION, format_duration, parse_duration
-from ringfence.errors import DriverError, InputError, Problem
-from ringfence.files import read_text, write_text_atomic
-from ringfence.gates import FailureSignal
-from ringfence.update import Timing
+from ringfence.core.driver import Batch, OperationResult
+from ringfence.core.durations import LONGEST_DURATION, format_duration, parse_duration
+from ringfence.core.errors import DriverError, InputError, Problem
+from ringfence.core.gates import FailureSignal
+from ringfence.core.simulation import FaultModel, SimulatedWorld, SimulationDriver
+from ringfence.core.update import Timing
+from ringfence.files.disk import read_text, write_text_atomic
 
 
 def _wall_clock() -> datetime:

@@ -60,11 +60,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ringfence.durations import humanize_duration
-from ringfence.errors import InputError, PermissionDeniedError, Problem
-from ringfence.gates import FailureSignal
-from ringfence.rollout.record import StoredPlan
-from ringfence.rollout.state import AssetState, RolloutPhase
+from ringfence.core.durations import humanize_duration
+from ringfence.core.errors import InputError, PermissionDeniedError, Problem
+from ringfence.core.gates import FailureSignal
+from ringfence.core.rollout.record import StoredPlan
+from ringfence.core.rollout.state import AssetState, RolloutPhase
 from ringfence.service.tokens import Caller, Role, TokenCache
 from ringfence.store import repo
 from ringfence.store.db import session_scope

@@ -15,15 +15,15 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 
-from ringfence.drivers.base import Driver, load_driver
+from ringfence.core.driver import Driver, load_driver
+from ringfence.core.errors import DriverError
+from ringfence.core.simulation import SimulatedWorld
+from ringfence.core.update import Update
 from ringfence.drivers.simulated import SimulatedDriver
-from ringfence.drivers.simulation import SimulatedWorld
-from ringfence.errors import DriverError
 from ringfence.service import rollouts
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.store.driver_state import get_driver_state, put_driver_state
-from ringfence.update import Update
 
 SIMULATED = "simulated"
 

@@ -21,10 +21,10 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from ringfence.errors import EstateError, NotFoundError, Problem
-from ringfence.estate import Estate, locate_problems, parse_estate_text
-from ringfence.files import read_text, sample_estate_path
-from ringfence.graph import EstateGraph, compile_estate
+from ringfence.core.errors import EstateError, NotFoundError, Problem
+from ringfence.core.estate import Estate, locate_problems, parse_estate_text
+from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.files.disk import read_text, sample_estate_path
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.store.records import EstateFormat, EstateVersion

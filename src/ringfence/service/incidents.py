@@ -1,7 +1,7 @@
 """Incident use cases over SQL: declare (by hand, or when a rollout halts), restore, note, close, review.
 
 Each use case is one transaction (``session_scope``) and lands in the audit log in that transaction
-(subject ``incident:ID``, actor the person or token acting). The rules live in :mod:`ringfence.incident`;
+(subject ``incident:ID``, actor the person or token acting). The rules live in :mod:`ringfence.core.incident`;
 this module loads an incident, lets the domain decide, and stores what it decided.
 
 How an incident is stored: see :mod:`ringfence.store.repo` (its row with the snapshot it was declared
@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ringfence.audit import AuditValue
-from ringfence.durations import humanize_duration
-from ringfence.errors import InputError, Problem
-from ringfence.estate import TIER_NAMES, parse_estate_text
-from ringfence.graph import EstateGraph, compile_estate
-from ringfence.incident import (
+from ringfence.core.audit import AuditValue
+from ringfence.core.durations import humanize_duration
+from ringfence.core.errors import InputError, Problem
+from ringfence.core.estate import TIER_NAMES, parse_estate_text
+from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.core.incident import (
     DEFAULT_STEP_SECONDS,
     Incident,
     IncidentReview,
@@ -43,7 +43,7 @@ from ringfence.incident import (
     timeline,
     waiting_for,
 )
-from ringfence.rollout.state import AssetState, RolloutPhase, Transition
+from ringfence.core.rollout.state import AssetState, RolloutPhase, Transition
 from ringfence.store import repo
 from ringfence.store.db import LOCK_NAMESPACE_INCIDENT_IDS, advisory_lock, session_scope
 from ringfence.store.records import EstateFormat
@@ -136,7 +136,7 @@ def declare_for_halted_rollout(
     if existing is not None:
         return existing
     # Imported here: the rollout service calls this module from its halt path.
-    from ringfence.gates import AssetStatus
+    from ringfence.core.gates import AssetStatus
     from ringfence.service.rollouts import SqlRolloutSession
 
     view = SqlRolloutSession(session, rollout_id).view()
@@ -215,7 +215,7 @@ def settle_for_ended_rollout(session: Session, ended: Transition, *, actor: str 
 def _needing_a_person(session: Session, rollout_id: str) -> list[str]:
     """Each asset a failed rollout left for a person, with why: ``esx-a01 (rollback failed: timed out)``."""
     # Imported here: the rollout service calls this module from its transition path.
-    from ringfence.gates import AssetStatus
+    from ringfence.core.gates import AssetStatus
     from ringfence.service.rollouts import SqlRolloutSession
 
     view = SqlRolloutSession(session, rollout_id).view()

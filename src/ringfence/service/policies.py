@@ -1,6 +1,6 @@
 """What else happens when a rollout changes phase: the after-transition policies, named, in one table.
 
-The state machine (``ringfence.rollout.state``) decides whether a rollout may move; once a move is written,
+The state machine (``ringfence.core.rollout.state``) decides whether a rollout may move; once a move is written,
 :data:`AFTER_TRANSITION` says what follows from it. Each :class:`TransitionPolicy` names the phases it
 fires on (from and to) and why it exists, so reading this table answers "what does a halt do?" without
 reading a repository. The SQL rollout session (``ringfence.service.rollouts``) runs the policies that fire
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from ringfence.rollout.state import RolloutPhase, Transition
+from ringfence.core.rollout.state import RolloutPhase, Transition
 
 PolicyAction = Callable[[Session, Transition, str], None]
 """What a policy does: ``(session, transition, actor)``, in the caller's transaction. The transition names the

@@ -1,7 +1,7 @@
 """Rollout use cases over SQL: create, approve, start, run, pause, resume, abort, roll back, status, log.
 
 Each use case is one transaction (``session_scope``); every phase change goes through
-``ringfence.rollout.state.transition`` and lands in the audit log in the same transaction (the store's
+``ringfence.core.rollout.state.transition`` and lands in the audit log in the same transaction (the store's
 ``apply_transition`` writes both). :class:`SqlRolloutRepository` is the controller's repository on
 ``ringfence.store``: one session per transaction, the rollout's lock taken first.
 
@@ -25,14 +25,14 @@ from typing import Any, cast
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ringfence.audit import AuditEntry, AuditValue
-from ringfence.drivers.base import Driver, OperationKind, OperationResult, require_able
-from ringfence.errors import ConflictError, InputError, PermissionDeniedError
-from ringfence.estate import parse_estate_text
-from ringfence.gates import AssetHealth, AssetStatus, FailureSignal, GateOutcome, RingVerdict
-from ringfence.graph import compile_estate
-from ringfence.planner import format_stratum
-from ringfence.rollout.controller import (
+from ringfence.core.audit import AuditEntry, AuditValue
+from ringfence.core.driver import Driver, OperationKind, OperationResult, require_able
+from ringfence.core.errors import ConflictError, InputError, PermissionDeniedError
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.gates import AssetHealth, AssetStatus, FailureSignal, GateOutcome, RingVerdict
+from ringfence.core.graph import compile_estate
+from ringfence.core.planner import format_stratum
+from ringfence.core.rollout.controller import (
     Controller,
     PendingDecision,
     StepReport,
@@ -42,7 +42,7 @@ from ringfence.rollout.controller import (
     roll_back_rollout,
     start_rollout,
 )
-from ringfence.rollout.reconcile import (
+from ringfence.core.rollout.reconcile import (
     SINCE_INSTALL,
     AssetProgress,
     AssetUpdate,
@@ -51,9 +51,17 @@ from ringfence.rollout.reconcile import (
     RolloutView,
     actions_from_document,
 )
-from ringfence.rollout.record import StoredPlan
-from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, check_asset_moves, transition
-from ringfence.rollout.strategy import GateMode, StrategyPlan, plan_strategy
+from ringfence.core.rollout.record import StoredPlan
+from ringfence.core.rollout.state import (
+    AssetState,
+    RolloutPhase,
+    RolloutState,
+    Transition,
+    check_asset_moves,
+    transition,
+)
+from ringfence.core.rollout.strategy import GateMode, StrategyPlan, plan_strategy
+from ringfence.core.update import Hold, HoldOverride, Update, check_holds, parse_update_text
 from ringfence.service.policies import run_after_transition
 from ringfence.store import repo
 from ringfence.store.db import rollout_lock, session_scope
@@ -67,7 +75,6 @@ from ringfence.store.records import (
     RolloutAsset,
 )
 from ringfence.store.verdicts import add_gate_verdict, list_gate_verdicts
-from ringfence.update import Hold, HoldOverride, Update, check_holds, parse_update_text
 
 _RESULT_KIND = {
     OperationKind.restore_point: ObservationKind.RESTORE_POINT,

@@ -3,7 +3,7 @@
 Every ``interval`` seconds (sooner when a driver or a bake says something is due, or when :meth:`wake` is
 called after a person started or resumed a rollout) the loop steps each active rollout whose driver can
 run in this process, until the rollout makes no more progress, waits for a person, or ends. A step is
-:meth:`ringfence.rollout.controller.Controller.step`: crash-safe, with the rollout's lock held in each of
+:meth:`ringfence.core.rollout.controller.Controller.step`: crash-safe, with the rollout's lock held in each of
 its transactions.
 
 Drivers that run in-process are built by factories registered here by name: ``simulated`` (built from the
@@ -22,7 +22,7 @@ The loop outlives anything one rollout does (it is the only thing that drives th
 its death would stop them all without a word):
 
 - before it drives a rollout it builds the rollout's driver and asks whether the driver can do what the
-  rollout still needs (:func:`ringfence.drivers.base.refusal_for`); a refusal is an error of that rollout;
+  rollout still needs (:func:`ringfence.core.driver.refusal_for`); a refusal is an error of that rollout;
 - an error of one rollout (building its driver, a refusal, a step, settling) is caught for that rollout
   alone, logged once (not at every turn while it repeats) and counted in :class:`LoopStats`. A refusal
   or bad input (DriverError, InputError) will not go away by trying again, so the loop gives up at once;
@@ -51,15 +51,15 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 
-from ringfence.drivers.base import Driver, OperationKind, operations_for, refusal_for, require_able
-from ringfence.errors import DriverError, InputError, Problem, RingfenceError
-from ringfence.rollout.controller import Controller, StepReport, change_phase
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.driver import Driver, OperationKind, operations_for, refusal_for, require_able
+from ringfence.core.errors import DriverError, InputError, Problem, RingfenceError
+from ringfence.core.rollout.controller import Controller, StepReport, change_phase
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.update import Update
 from ringfence.service.rollouts import SqlRolloutRepository
 from ringfence.store import repo
 from ringfence.store.db import lock_key, session_scope
 from ringfence.store.records import Rollout
-from ringfence.update import Update
 
 log = logging.getLogger("ringfence.controller")
 
@@ -552,7 +552,7 @@ class ControllerLoop:
 
 
 def check_driver(engine: Engine, rollout_id: str, driver: Driver | None = None) -> None:
-    """Refuse, with :class:`~ringfence.errors.InputError` and nothing changed, to start or drive a rollout its
+    """Refuse, with :class:`~ringfence.core.errors.InputError` and nothing changed, to start or drive a rollout its
     driver cannot carry through from where it is: ``driver`` as built with its options, or (None) the
     rollout's own driver by what its class declares.
 

@@ -27,7 +27,7 @@ from enum import StrEnum
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ringfence.errors import InputError, PermissionDeniedError, Problem
+from ringfence.core.errors import InputError, PermissionDeniedError, Problem
 from ringfence.store import tokens as stored
 from ringfence.store.db import session_scope
 

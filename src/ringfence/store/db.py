@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
-from ringfence.errors import ConflictError, InputError
+from ringfence.core.errors import ConflictError, InputError
 
 DATABASE_URL_ENV = "RINGFENCE_DATABASE_URL"
 HOME_ENV = "RINGFENCE_HOME"

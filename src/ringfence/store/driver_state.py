@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ringfence.errors import NotFoundError
+from ringfence.core.errors import NotFoundError
 from ringfence.store.records import JSONValue
 from ringfence.store.tables import DriverStateRow, RolloutRow
 

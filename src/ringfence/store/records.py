@@ -1,8 +1,8 @@
 """What the repository hands back: frozen records instead of ORM rows, so nothing outside the store
 holds a live row (or can change one behind the session's back).
 
-The rollout's state-machine part is the domain's own :class:`~ringfence.rollout.state.RolloutState`;
-audit entries are :class:`~ringfence.audit.AuditEntry`.
+The rollout's state-machine part is the domain's own :class:`~ringfence.core.rollout.state.RolloutState`;
+audit entries are :class:`~ringfence.core.audit.AuditEntry`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TypeAlias
 
-from ringfence.gates import RingVerdict
-from ringfence.rollout.state import AssetState, RolloutState
+from ringfence.core.gates import RingVerdict
+from ringfence.core.rollout.state import AssetState, RolloutState
 
 JSONValue: TypeAlias = "str | int | float | bool | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
 """A JSON document as stored in a JSON column (update documents, plans, decision payloads)."""
@@ -125,7 +125,7 @@ __all__ = [
 class GateVerdict:
     """A gate's verdict on a ring of a rollout, as stored: ``seq`` numbers a rollout's verdicts from 1.
 
-    ``verdict`` is the domain's own :class:`~ringfence.gates.RingVerdict`: its outcome and each stratum's
+    ``verdict`` is the domain's own :class:`~ringfence.core.gates.RingVerdict`: its outcome and each stratum's
     outcome and numbers as fields, the sentences beside them to explain them, never to be parsed.
     """
 

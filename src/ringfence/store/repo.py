@@ -11,7 +11,7 @@ Locks, when two writers meet (PostgreSQL; on SQLite every read-write transaction
 - the audit chain: an advisory lock held to the end of the transaction, so appenders take turns and each
   one chains onto the entry really before it;
 - a rollout's phase: optimistic — :func:`apply_transition` writes only if the row is still at the version
-  the caller read, and refuses with :class:`~ringfence.errors.ConflictError` otherwise;
+  the caller read, and refuses with :class:`~ringfence.core.errors.ConflictError` otherwise;
 - a rollout's reconciliation: :func:`ringfence.store.db.rollout_lock`, taken first in the transaction;
 - numbering rollouts and incidents: an advisory lock per kind, so two creators never pick one id;
 - an incident's events: :func:`get_incident` with ``for_update`` (``SELECT … FOR UPDATE``), so writers of
@@ -36,9 +36,9 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from ringfence.audit import AuditEntry, AuditValue, ChainReport, chain_entry, verify_chain
-from ringfence.errors import ConflictError, InputError, NotFoundError
-from ringfence.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, new_rollout_state
+from ringfence.core.audit import AuditEntry, AuditValue, ChainReport, chain_entry, verify_chain
+from ringfence.core.errors import ConflictError, InputError, NotFoundError
+from ringfence.core.rollout.state import AssetState, RolloutPhase, RolloutState, Transition, new_rollout_state
 from ringfence.store.db import (
     LOCK_NAMESPACE_AUDIT,
     LOCK_NAMESPACE_INCIDENT_IDS,
@@ -68,8 +68,8 @@ from ringfence.store.tables import (
 )
 
 if TYPE_CHECKING:
-    from ringfence.incident import DownItem, Incident, IncidentEvent, IncidentStatus
-    from ringfence.recovery import ContinuityAction
+    from ringfence.core.incident import DownItem, Incident, IncidentEvent, IncidentStatus
+    from ringfence.core.recovery import ContinuityAction
 
 # Rows per executemany batch (psycopg pipelines them). Measured faster than one multi-row VALUES
 # statement, whose compilation dominates at this size.
@@ -282,7 +282,7 @@ def apply_transition(
     actor: str,
     approved_by: str | None = None,
 ) -> AuditEntry:
-    """Write a transition made by ``ringfence.rollout.state.transition`` and record it in the audit log.
+    """Write a transition made by ``ringfence.core.rollout.state.transition`` and record it in the audit log.
 
     Optimistic concurrency: the row changes only if it is still at the version ``new_state`` was made
     from; otherwise someone else moved the rollout first and this raises ConflictError, changing nothing.
@@ -573,7 +573,7 @@ def _observation(row: ObservationRow) -> Observation:
 
 # -------------------------------------------------------------------------------------------- incidents
 #
-# The incident model (``ringfence.incident``) is imported where it is used: it brings numpy and scipy, which
+# The incident model (``ringfence.core.incident``) is imported where it is used: it brings numpy and scipy, which
 # the commands that only touch tokens, migrations or the audit log should not load.
 
 
@@ -626,7 +626,7 @@ def add_incident_event(session: Session, incident_id: str, event: IncidentEvent)
 
 def mark_incident_closed(session: Session, incident_id: str, *, at: datetime) -> None:
     """Record on the row (for listing) what the incident's closing event says."""
-    from ringfence.incident import IncidentStatus
+    from ringfence.core.incident import IncidentStatus
 
     session.execute(
         sa.update(IncidentRow)
@@ -675,7 +675,7 @@ def _incident_events(session: Session, incident_ids: Sequence[str]) -> dict[str,
 
 
 def _incident(row: IncidentRow, events: Sequence[IncidentEventRow]) -> Incident:
-    from ringfence.incident import EventKind, Incident, IncidentEvent
+    from ringfence.core.incident import EventKind, Incident, IncidentEvent
 
     snapshot = cast(Mapping[str, Any], row.snapshot)
     return Incident(
@@ -728,7 +728,7 @@ def _snapshot_document(incident: Incident) -> dict[str, JSONValue]:
 
 
 def _down_item(doc: Mapping[str, Any]) -> DownItem:
-    from ringfence.incident import DownItem, GroupNeed, ItemKind
+    from ringfence.core.incident import DownItem, GroupNeed, ItemKind
 
     return DownItem(
         id=doc["id"],
@@ -743,7 +743,7 @@ def _down_item(doc: Mapping[str, Any]) -> DownItem:
 
 
 def _continuity_action(doc: Mapping[str, Any]) -> ContinuityAction:
-    from ringfence.recovery import ContinuityAction
+    from ringfence.core.recovery import ContinuityAction
 
     return ContinuityAction(
         doc["service"], doc["name"], int(doc["tier"]), doc["rto"], doc["plan"], tuple(doc["contacts"])

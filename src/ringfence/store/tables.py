@@ -19,8 +19,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ringfence.gates import GateOutcome
-from ringfence.rollout.state import AssetState, RolloutPhase
+from ringfence.core.gates import GateOutcome
+from ringfence.core.rollout.state import AssetState, RolloutPhase
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -180,7 +180,7 @@ class ObservationRow(Base):
 
 
 class AuditRow(Base):
-    """One hash-chained audit entry (see ``ringfence.audit``); rows are only ever appended."""
+    """One hash-chained audit entry (see ``ringfence.core.audit``); rows are only ever appended."""
 
     __tablename__ = "audit_log"
     __table_args__ = (sa.Index(None, "subject", "seq"),)
@@ -227,7 +227,7 @@ __all__ = [
 
 
 class IncidentRow(Base):
-    """An incident and the snapshot it was declared with (``ringfence.incident``); its events say the rest.
+    """An incident and the snapshot it was declared with (``ringfence.core.incident``); its events say the rest.
 
     ``snapshot`` holds the down items in restore order with what each waits for, and the continuity plans:
     an incident never changes because the estate file did. One rollout causes at most one incident.

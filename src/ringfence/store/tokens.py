@@ -14,7 +14,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ringfence.errors import NotFoundError
+from ringfence.core.errors import NotFoundError
 from ringfence.store.tables import ApiTokenRow
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ringfence.errors import ConflictError
-from ringfence.gates import GateOutcome, RingVerdict, StratumVerdict
+from ringfence.core.errors import ConflictError
+from ringfence.core.gates import GateOutcome, RingVerdict, StratumVerdict
 from ringfence.store.records import GateVerdict, JSONValue
 from ringfence.store.repo import _next_seq, _require_rollout
 from ringfence.store.tables import GateVerdictRow

@@ -1,6 +1,6 @@
 """The supplier concentration chart, drawn as inline SVG in the drill report's style.
 
-Tiers look the same as in the drill report (``ringfence.report.TIER_STYLES``): a colour, a fill pattern and
+Tiers look the same as in the drill report (``ringfence.files.report.TIER_STYLES``): a colour, a fill pattern and
 a ``T1``–``T4`` label, so the chart never says anything by colour alone. Every piece of text goes through
 ``escape``; the chart has a ``<title>``, a ``<desc>`` with its numbers, and the page shows the data as a table.
 """
@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from ringfence.estate import TIER_NAMES
-from ringfence.impact import TIERS, SupplierConcentration
-from ringfence.report import TIER_STYLES
+from ringfence.core.estate import TIER_NAMES
+from ringfence.core.impact import TIERS, SupplierConcentration
+from ringfence.files.report import TIER_STYLES
 
 _WIDTH = 900.0
 _LABEL = 130.0  # room for the supplier's id left of the bars

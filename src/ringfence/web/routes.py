@@ -29,9 +29,9 @@ from sqlalchemy.engine import Engine
 from ringfence import __version__
 from ringfence.api.deps import EngineDep
 from ringfence.api.routes.estates import Compiled
-from ringfence.durations import parse_duration
-from ringfence.errors import InputError, PermissionDeniedError, Problem
-from ringfence.rollout.state import RolloutState
+from ringfence.core.durations import parse_duration
+from ringfence.core.errors import InputError, PermissionDeniedError, Problem
+from ringfence.core.rollout.state import RolloutState
 from ringfence.service import incidents as incident_service
 from ringfence.service import rollouts as rollout_service
 from ringfence.service.tokens import Caller, Role, authenticate

@@ -32,7 +32,7 @@ from fastapi import Depends, Request
 
 from ringfence.api.deps import COOKIE, cross_site_reason, get_caller
 from ringfence.api.problems import UnauthenticatedError
-from ringfence.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError, RingfenceError
+from ringfence.core.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError, RingfenceError
 from ringfence.service.tokens import Caller, Role
 
 __all__ = [

@@ -20,13 +20,13 @@ from markupsafe import Markup
 from sqlalchemy.engine import Engine
 
 from ringfence.api.routes.drills import bundled_scenario_text, bundled_scenarios
-from ringfence.audit import AuditEntry, ChainReport
-from ringfence.drills import DrillReport, run_drill_text
-from ringfence.durations import humanize_duration
-from ringfence.estate import TIER_NAMES, Estate
-from ringfence.gates import AssetHealth, AssetStatus, RingVerdict, format_stratum
-from ringfence.graph import EstateGraph
-from ringfence.impact import (
+from ringfence.core.audit import AuditEntry, ChainReport
+from ringfence.core.drills import DrillReport, run_drill_text
+from ringfence.core.durations import humanize_duration
+from ringfence.core.estate import TIER_NAMES, Estate
+from ringfence.core.gates import AssetHealth, AssetStatus, RingVerdict, format_stratum
+from ringfence.core.graph import EstateGraph
+from ringfence.core.impact import (
     TIERS,
     ServiceDown,
     SinglePointOfFailure,
@@ -35,10 +35,10 @@ from ringfence.impact import (
     find_single_points_of_failure,
     supplier_concentration,
 )
-from ringfence.incident import Incident, rto_clocks, waiting_for
-from ringfence.report import DrillView, drill_view
-from ringfence.rollout.reconcile import SINCE_INSTALL, RolloutView, judge
-from ringfence.rollout.state import AssetState, RolloutPhase
+from ringfence.core.incident import Incident, rto_clocks, waiting_for
+from ringfence.core.rollout.reconcile import SINCE_INSTALL, RolloutView, judge
+from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.files.report import DrillView, drill_view
 from ringfence.service import estates as estates_service
 from ringfence.service import incidents as incident_service
 from ringfence.service import rollouts as rollout_service

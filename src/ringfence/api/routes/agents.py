@@ -26,12 +26,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ringfence.api.deps import CallerDep, get_caller
-from ringfence.drivers.base import Driver
-from ringfence.errors import PermissionDeniedError
-from ringfence.gates import FailureSignal
+from ringfence.core.driver import Driver
+from ringfence.core.errors import PermissionDeniedError
+from ringfence.core.gates import FailureSignal
+from ringfence.core.update import Update
 from ringfence.service import agents
 from ringfence.service.tokens import TokenCache
-from ringfence.update import Update
 
 router = APIRouter(prefix="/v1", tags=["agents"])
 

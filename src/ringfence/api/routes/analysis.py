@@ -1,6 +1,6 @@
 """Analysis of a stored estate: blast radius, single points of failure, supplier concentration, recovery.
 
-Each answers the same JSON document as the matching command's ``--json`` (``ringfence.documents``), on the
+Each answers the same JSON document as the matching command's ``--json`` (``ringfence.core.documents``), on the
 estate's current version or the one ``?version=`` names. Compiled graphs are cached per version.
 """
 
@@ -16,9 +16,9 @@ from fastapi import APIRouter, Query
 from ringfence.api.deps import EngineDep, Viewer
 from ringfence.api.routes.estates import Compiled
 from ringfence.api.schemas import ConcentrationDocument, ImpactDocument, RecoveryDocument, SpofDocument
-from ringfence.documents import concentration_document, impact_document, recovery_document, spof_document
-from ringfence.durations import parse_duration
-from ringfence.errors import InputError, Problem
+from ringfence.core.documents import concentration_document, impact_document, recovery_document, spof_document
+from ringfence.core.durations import parse_duration
+from ringfence.core.errors import InputError, Problem
 
 router = APIRouter(prefix="/v1/estates", tags=["analysis"])
 
@@ -53,7 +53,7 @@ def impact(
     name: str, fail: FailQuery, caller: Viewer, engine: EngineDep, cache: Compiled, version: VersionQuery = None
 ) -> ImpactDocument:
     """What goes down when the ``fail`` references fail (``ringfence impact --json``)."""
-    from ringfence.impact import compute_blast_radius
+    from ringfence.core.impact import compute_blast_radius
 
     graph = cache.get(engine, name, version).graph
     with named_as({"--fail": "fail"}):
@@ -73,7 +73,7 @@ def spof(
     version: VersionQuery = None,
 ) -> SpofDocument:
     """Assets, suppliers, products and sites whose loss alone takes a service down (``ringfence spof --json``)."""
-    from ringfence.impact import find_single_points_of_failure
+    from ringfence.core.impact import find_single_points_of_failure
 
     graph = cache.get(engine, name, version).graph
     return SpofDocument.model_validate(spof_document(find_single_points_of_failure(graph, max_tier=tier)))
@@ -84,7 +84,7 @@ def concentration(
     name: str, caller: Viewer, engine: EngineDep, cache: Compiled, version: VersionQuery = None
 ) -> ConcentrationDocument:
     """What each supplier's failure takes down, as a share of each tier (``ringfence concentration --json``)."""
-    from ringfence.impact import supplier_concentration
+    from ringfence.core.impact import supplier_concentration
 
     graph = cache.get(engine, name, version).graph
     return ConcentrationDocument.model_validate(concentration_document(supplier_concentration(graph)))
@@ -104,7 +104,7 @@ def recover(
     version: VersionQuery = None,
 ) -> RecoveryDocument:
     """Restore order, continuity plans to enact and RTOs at risk (``ringfence recover --json``)."""
-    from ringfence.recovery import plan_recovery
+    from ringfence.core.recovery import plan_recovery
 
     try:
         step_seconds = parse_duration(step_time)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from ringfence.api.deps import EngineDep, Viewer
 from ringfence.api.schemas import AuditEntryOut, AuditPage, AuditVerification
-from ringfence.audit import AuditEntry
+from ringfence.core.audit import AuditEntry
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 

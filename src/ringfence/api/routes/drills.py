@@ -14,9 +14,9 @@ from fastapi import APIRouter
 from ringfence.api.deps import EngineDep, Viewer
 from ringfence.api.routes.estates import Compiled
 from ringfence.api.schemas import BundledScenario, DrillDocument, DrillRequest, ScenarioList
-from ringfence.errors import NotFoundError
-from ringfence.files import examples_dir, read_text
-from ringfence.update import DrillScenario, parse_scenario_text
+from ringfence.core.errors import NotFoundError
+from ringfence.core.update import DrillScenario, parse_scenario_text
+from ringfence.files.disk import examples_dir, read_text
 
 router = APIRouter(prefix="/v1/drills", tags=["drills"])
 
@@ -54,8 +54,8 @@ def list_scenarios(caller: Viewer) -> ScenarioList:
 @router.post("", response_model=DrillDocument, summary="Run a drill")
 def run_drill(body: DrillRequest, caller: Viewer, engine: EngineDep, cache: Compiled) -> DrillDocument:
     """Play the scenario (its text, or a bundled one by id) with each strategy and compare what it would cost."""
-    from ringfence.drills import drill_document, run_drill_text
-    from ringfence.rollout.strategy import STRATEGIES
+    from ringfence.core.drills import drill_document, run_drill_text
+    from ringfence.core.rollout.strategy import STRATEGIES
 
     if body.scenario is not None:
         text, source = body.scenario, SCENARIO_SOURCE

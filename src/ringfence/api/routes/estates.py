@@ -25,8 +25,8 @@ from ringfence.api.schemas import (
     EstateVersionOut,
     ProblemOut,
 )
-from ringfence.documents import check_document
-from ringfence.errors import InputError, Problem
+from ringfence.core.documents import check_document
+from ringfence.core.errors import InputError, Problem
 from ringfence.service import estates
 from ringfence.service.estates import CheckedEstate, CompiledEstates
 from ringfence.store.records import EstateFormat, EstateVersion

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ringfence.api.deps import EngineDep, Operator, Viewer
-from ringfence.incident import DEFAULT_STEP_SECONDS, IncidentStatus
+from ringfence.core.incident import DEFAULT_STEP_SECONDS, IncidentStatus
 from ringfence.service import incidents
 from ringfence.service.incidents import IncidentListOut, IncidentOut
 

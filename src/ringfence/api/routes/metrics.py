@@ -30,8 +30,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ringfence.gates import GateOutcome
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.gates import GateOutcome
+from ringfence.core.rollout.state import RolloutPhase
 from ringfence.service.runner import DRIVEN_PHASES
 from ringfence.store.db import session_scope
 from ringfence.store.records import ObservationKind

@@ -33,18 +33,18 @@ from ringfence.api.schemas import (
     RolloutStatusDocument,
     RolloutSummary,
 )
-from ringfence.documents import plan_document
-from ringfence.errors import InputError, Problem
-from ringfence.estate import locate_problems
-from ringfence.planner import Plan, plan_rings
-from ringfence.rollout.state import RolloutPhase
+from ringfence.core.documents import plan_document
+from ringfence.core.errors import InputError, Problem
+from ringfence.core.estate import locate_problems
+from ringfence.core.planner import Plan, plan_rings
+from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.update import Hold, Update, check_holds, parse_holds_text, parse_update_text
 from ringfence.service import rollouts
 from ringfence.service.estates import LoadedEstate
 from ringfence.service.runner import ControllerLoop, check_driver
 from ringfence.store import repo
 from ringfence.store.db import session_scope
 from ringfence.store.records import EstateFormat
-from ringfence.update import Hold, Update, check_holds, parse_holds_text, parse_update_text
 
 router = APIRouter(prefix="/v1", tags=["rollouts"])
 
@@ -64,7 +64,7 @@ def _now() -> datetime:
 @lru_cache(maxsize=1)
 def bundled_holds() -> tuple[Hold, ...]:
     """The vendor holds shipped with ringfence (withdrawn releases), as ``ringfence plan`` uses by default."""
-    from ringfence.files import examples_dir, read_with
+    from ringfence.files.disk import examples_dir, read_with
 
     path = examples_dir() / "holds.yaml"
     return read_with(path, parse_holds_text) if path.exists() else ()
@@ -116,7 +116,7 @@ def plan(body: PlanRequest, caller: Viewer, engine: EngineDep, cache: Compiled) 
 def create_rollout(body: RolloutCreate, caller: Operator, engine: EngineDep, cache: Compiled) -> RolloutStatusDocument:
     """Plan the update on the estate and store it as a rollout: ``pending`` (start it), or
     ``awaiting_approval`` when a target has impact tier 1 or 2 or a vendor hold was overridden."""
-    from ringfence.drivers.base import available_drivers
+    from ringfence.core.driver import available_drivers
 
     loaded = cache.get(engine, body.estate, body.version)
     update = parse_update_text(body.update, UPDATE_SOURCE)

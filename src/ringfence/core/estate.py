@@ -1,0 +1,579 @@
+"""The estate model: services → assets → software → suppliers, and the rules a valid estate obeys.
+
+``parse_estate_text`` turns the text of an estate file (YAML or JSON) into an :class:`Estate`, or raises
+:class:`~ringfence.core.errors.EstateError` listing every problem with its file, line and field. Reading the file
+is the caller's business (``ringfence.files.disk``): this module does no I/O.
+
+The happy path is fast (the C YAML loader, or ``json`` for JSON text, then one pydantic validation pass);
+line numbers are found only when something is wrong, by composing the text again with position marks.
+
+The validated pydantic models are the domain model: they are frozen and checked once; copying a
+million assets into a second set of classes would double load time and memory for nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from ringfence.core.allocation import bulk_allocation
+from ringfence.core.durations import format_duration, parse_duration
+from ringfence.core.errors import EstateError, Problem
+from ringfence.core.selectors import Selector, parse_selector
+
+API_VERSION = "ringfence/v1"
+ID_PATTERN = r"^[a-z0-9._-]+$"
+_ID = re.compile(ID_PATTERN)
+MAX_PROBLEMS = 50
+
+
+class AssetKind(StrEnum):
+    HOST = "host"
+    VM = "vm"
+    ENDPOINT = "endpoint"
+    APPLIANCE = "appliance"
+    SAAS = "saas"
+    NETWORK = "network"
+    STORAGE = "storage"
+
+
+TIER_NAMES = {
+    1: "life-critical",
+    2: "urgent care",
+    3: "routine care",
+    4: "business support",
+}
+NO_SERVICE_TIER = 5
+"""The impact tier of an asset whose loss alone takes no service down."""
+
+
+def _duration(value: object) -> int:
+    return parse_duration(value)
+
+
+def _with_text_attrs(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with boolean attrs written as text, copying only what changes.
+
+    YAML turns ``yes``/``true`` into booleans, and importers pass them through; attrs are text so that
+    selectors compare like with like. Done here, once, rather than by a validator called for every asset,
+    so the JSON fast path (which rejects a boolean attr and falls back to this path) stays lean."""
+    assets = data.get("assets")
+    if not isinstance(assets, list):
+        return data
+    changed: list[Any] | None = None
+    for i, asset in enumerate(assets):
+        attrs = asset.get("attrs") if isinstance(asset, Mapping) else None
+        if isinstance(attrs, Mapping) and any(v is True or v is False for v in attrs.values()):
+            changed = changed if changed is not None else list(assets)
+            text = {k: ("true" if v else "false") if v is True or v is False else v for k, v in attrs.items()}
+            changed[i] = {**asset, "attrs": text}
+    return data if changed is None else {**data, "assets": changed}
+
+
+Duration = Annotated[int, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)]
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Attrs = dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], str]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class Supplier(_Model):
+    id: Id
+    name: str | None = None
+    contact: str | None = None
+    """Extension: who to call at the supplier when their product fails."""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+def supplier_of(product: str, supplier: str | None) -> str:
+    """Who supplies a product: the ``supplier`` given for it, else its vendor (``vendor/name``)."""
+    return supplier or product.split("/", 1)[0]
+
+
+class Software(_Model):
+    product: Annotated[str, Field(pattern=r"^[a-z0-9._-]+/[A-Za-z0-9._+-]+$")]
+    version: Annotated[str, Field(pattern=r"^[^\s,|@=!]+$")]
+    supplier: Id | None = None
+
+    @property
+    def supplier_id(self) -> str:
+        """Who supplies it: ``supplier`` when given, else the product's vendor."""
+        return supplier_of(self.product, self.supplier)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.product}@{self.version}"
+
+
+class AnyGroup(_Model):
+    """At least ``any`` of ``of`` (or of the assets ``where`` matches, never the owner itself) must be up."""
+
+    any: Annotated[int, Field(ge=1)] = 1
+    of: tuple[Id, ...] | None = None
+    where: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AnyGroup:
+        if (self.of is None) == (self.where is None):
+            raise ValueError("an any-group needs exactly one of 'of' (a list of ids) or 'where' (a selector)")
+        if self.of is not None:
+            if not self.of:
+                raise ValueError("an any-group's 'of' list cannot be empty")
+            if self.any > len(self.of):
+                raise ValueError(
+                    f"needs {self.any} of {len(self.of)} listed ({', '.join(self.of)}): "
+                    "K cannot be larger than its list"
+                )
+        if self.where is not None:
+            parse_selector(self.where)
+        return self
+
+    @cached_property
+    def selector(self) -> Selector | None:
+        return parse_selector(self.where) if self.where is not None else None
+
+    def describe(self) -> str:
+        if self.of is not None:
+            return f"any {self.any} of [{', '.join(self.of)}]"
+        return f"any {self.any} where {self.where}"
+
+
+def _requirement_tag(value: object) -> str:
+    return "ref" if isinstance(value, str) else "any-group"
+
+
+Requirement = Annotated[
+    Annotated[Id, Tag("ref")] | Annotated[AnyGroup, Tag("any-group")],
+    Discriminator(_requirement_tag),
+]
+_UNION_TAGS = {"ref", "any-group"}
+
+
+class _Node(_Model):
+    id: Id
+    requires: tuple[Requirement, ...] = ()
+
+    @property
+    def hard_requirements(self) -> tuple[str, ...]:
+        return tuple(r for r in self.requires if isinstance(r, str))
+
+    @property
+    def any_groups(self) -> tuple[AnyGroup, ...]:
+        return tuple(r for r in self.requires if isinstance(r, AnyGroup))
+
+
+class Service(_Node):
+    name: str | None = None
+    tier: Annotated[int, Field(ge=1, le=4)]
+    rto: Duration | None = None
+    rpo: Duration | None = None
+    continuity: str | None = None
+    contacts: tuple[str, ...] = ()
+    """Extension: who to call, printed on downtime packs."""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+class Asset(_Node):
+    kind: AssetKind
+    name: str | None = None
+    # Trimmed, then checked: a site is a selector value, so it cannot hold , | = or !.
+    site: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^,|=!]+$")] | None = None
+    supplier: Id | None = None
+    attrs: Attrs = Field(default_factory=dict)
+    software: tuple[Software, ...] = ()
+
+
+class EstateDocument(_Model):
+    """The file as written, validated field by field (references are checked by :func:`build_estate`)."""
+
+    api_version: Literal["ringfence/v1"] = Field(alias="apiVersion")
+    estate: Annotated[str, Field(min_length=1)]
+    suppliers: tuple[Supplier, ...] = ()
+    services: tuple[Service, ...] = ()
+    assets: tuple[Asset, ...] = ()
+
+
+@dataclass(frozen=True)
+class Estate:
+    """A validated estate: every reference resolves, ids are unique, every rule of the format holds.
+
+    ``suppliers`` holds the declared suppliers and, after them, the ones only named (by an asset's
+    ``supplier`` or a product's vendor), so a ``supplier:ID`` failure works for both.
+    """
+
+    name: str
+    suppliers: tuple[Supplier, ...]
+    services: tuple[Service, ...]
+    assets: tuple[Asset, ...]
+    declared_suppliers: int
+    source: str = "<estate>"
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+    @cached_property
+    def asset_by_id(self) -> Mapping[str, Asset]:
+        return {a.id: a for a in self.assets}
+
+    @cached_property
+    def service_by_id(self) -> Mapping[str, Service]:
+        return {s.id: s for s in self.services}
+
+    @cached_property
+    def supplier_by_id(self) -> Mapping[str, Supplier]:
+        return {s.id: s for s in self.suppliers}
+
+    @cached_property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(sorted({a.site for a in self.assets if a.site is not None}))
+
+    @cached_property
+    def products(self) -> tuple[str, ...]:
+        return tuple(sorted({s.product for a in self.assets for s in a.software}))
+
+    def node(self, node_id: str) -> Service | Asset:
+        found = self.service_by_id.get(node_id) or self.asset_by_id.get(node_id)
+        if found is None:
+            raise KeyError(node_id)
+        return found
+
+    def has_node(self, node_id: str) -> bool:
+        return node_id in self.service_by_id or node_id in self.asset_by_id
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+class _EstateLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
+    """YAML loader that keeps numbers and dates as the text written.
+
+    A version ``7.10`` must stay ``7.10`` (a float would make it ``7.1``); pydantic turns ``"1"`` into
+    the int a field wants. Duplicate keys are refused: YAML would silently keep the last one.
+    """
+
+
+_KEEP_AS_TEXT = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+_EstateLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _KEEP_AS_TEXT]
+    for first, resolvers in _EstateLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _construct_mapping_no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_EstateLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping_no_duplicates)
+
+
+def load_document_text(text: str, source: str) -> Any:
+    """Parse YAML or JSON text into plain data; syntax errors become problems with their line."""
+    if _looks_like_json(text):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EstateError([Problem(f"not valid JSON: {exc.msg}", source=source, line=exc.lineno)]) from exc
+    try:
+        return yaml.load(text, Loader=_EstateLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = exc.problem or "not valid YAML"
+        raise EstateError([Problem(f"not valid YAML: {what}", source=source, line=line)]) from exc
+    except yaml.YAMLError as exc:
+        raise EstateError([Problem(f"not valid YAML: {exc}", source=source)]) from exc
+
+
+def parse_estate_text(text: str, source: str = "<estate>") -> Estate:
+    """Parse and validate estate file text. Raises :class:`EstateError` naming file, line and field."""
+    try:
+        with bulk_allocation():
+            estate = _parse_estate_json(text, source) if _looks_like_json(text) else None
+            if estate is None:
+                estate = parse_estate_document(load_document_text(text, source), source=source)
+    except EstateError as exc:
+        raise EstateError(locate_problems(exc.problems, text)) from None
+    if estate.warnings:
+        estate = replace(estate, warnings=tuple(locate_problems(estate.warnings, text)))
+    return estate
+
+
+def _looks_like_json(text: str) -> bool:
+    return text.lstrip()[:1] in ("{", "[")
+
+
+def _parse_estate_json(text: str, source: str) -> Estate | None:
+    """The fast path for JSON: pydantic parses and validates the text in one pass, without building the plain
+    dicts and lists first (half the memory, and repeated strings such as sites and versions are shared).
+    Returns None when the text is not a valid estate document, so the plain path can say why, line by line."""
+    try:
+        document = EstateDocument.model_validate_json(text)
+    except ValidationError:
+        return None
+    return build_estate(document, source)
+
+
+def validate_document(data: Mapping[str, Any]) -> EstateDocument:
+    """Validate plain data field by field (boolean attrs become text); raises pydantic's ValidationError."""
+    return EstateDocument.model_validate(_with_text_attrs(data))
+
+
+def parse_estate_document(data: Any, source: str = "<estate>") -> Estate:
+    """Validate plain data (as loaded from YAML/JSON, or built by an importer) into an :class:`Estate`.
+
+    Problems carry field paths but no lines; :func:`parse_estate_text` adds lines from the text.
+    """
+    if not isinstance(data, Mapping):
+        found = "nothing" if data is None else type(data).__name__
+        raise EstateError(
+            [
+                Problem(
+                    f"an estate file is a mapping with apiVersion: {API_VERSION}; found {found}",
+                    source=source,
+                )
+            ]
+        )
+    try:
+        document = validate_document(data)
+    except ValidationError as exc:
+        raise EstateError(_problems_from_validation(exc, data, source)) from None
+    return build_estate(document, source)
+
+
+def _problems_from_validation(exc: ValidationError, data: Any, source: str) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False)[:MAX_PROBLEMS]:
+        path = tuple(part for part in error["loc"] if part not in _UNION_TAGS)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown field '{path[-1]}'"
+        elif kind == "missing":
+            message = f"required field '{path[-1]}' is missing"
+        elif path and path[-1] == "apiVersion":
+            message = f"apiVersion must be '{API_VERSION}'"
+        elif kind in ("enum", "literal_error"):
+            expected = error["msg"].removeprefix("Input should be ")
+            message = f"'{error['input']}' is not allowed here; use {expected}"
+        else:
+            message = error["msg"]
+            message = message.removeprefix("Value error, ")
+            message = message[0].lower() + message[1:] if message else message
+        problems.append(Problem(_with_owner(message, path, data), path=path, source=source))
+    return problems
+
+
+def _with_owner(message: str, path: tuple[str | int, ...], data: Any) -> str:
+    """Prefix a message with the asset/service/supplier it belongs to, when the document names one."""
+    if len(path) >= 2 and path[0] in ("assets", "services", "suppliers") and isinstance(path[1], int):
+        try:
+            item = data[path[0]][path[1]]
+            node_id = item.get("id") if isinstance(item, Mapping) else None
+        except (KeyError, IndexError, TypeError):
+            node_id = None
+        if isinstance(node_id, str):
+            noun = str(path[0])[:-1]
+            return f"{noun} '{node_id}': {message}"
+    return message
+
+
+# ------------------------------------------------------------------------------------------ semantics
+
+
+def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
+    """Check what field validation cannot (ids, references, groups) and build the :class:`Estate`."""
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+
+    def problem(message: str, *path: str | int) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(Problem(message, path=path, source=source))
+
+    supplier_ids: dict[str, int] = {}
+    for i, supplier in enumerate(document.suppliers):
+        if supplier.id in supplier_ids:
+            problem(
+                f"supplier '{supplier.id}' is defined twice (first at suppliers[{supplier_ids[supplier.id]}])",
+                "suppliers",
+                i,
+                "id",
+            )
+        supplier_ids.setdefault(supplier.id, i)
+
+    node_ids = [s.id for s in document.services] + [a.id for a in document.assets]
+    node_id_set = set(node_ids)
+    if len(node_id_set) != len(node_ids):
+        node_where: dict[str, tuple[str, int]] = {}
+        for section, items in (("services", document.services), ("assets", document.assets)):
+            for i, item in enumerate(items):
+                if item.id in node_where:
+                    first_section, first_index = node_where[item.id]
+                    problem(
+                        f"id '{item.id}' is already used by {first_section}[{first_index}]; "
+                        "assets and services share one namespace",
+                        section,
+                        i,
+                        "id",
+                    )
+                else:
+                    node_where[item.id] = (section, i)
+
+    noun = {"services": "service", "assets": "asset"}
+    for section, items in (("services", document.services), ("assets", document.assets)):
+        for i, item in enumerate(items):
+            if not item.requires:
+                continue
+            owner = f"{noun[section]} '{item.id}'"
+            seen_hard: set[str] = set()
+            for j, req in enumerate(item.requires):
+                if isinstance(req, str):
+                    if req == item.id:
+                        problem(f"{owner} requires itself", section, i, "requires", j)
+                    elif req in seen_hard:
+                        problem(f"{owner} lists '{req}' twice in its requires", section, i, "requires", j)
+                    elif req not in node_id_set:
+                        problem(f"{owner} requires '{req}', which is not defined", section, i, "requires", j)
+                    seen_hard.add(req)
+                    continue
+                if req.of is not None:
+                    seen_member: set[str] = set()
+                    for k, member in enumerate(req.of):
+                        at = (section, i, "requires", j, "of", k)
+                        if member == item.id:
+                            problem(f"{owner} lists itself in its own any-group", *at)
+                        elif member in seen_member:
+                            problem(f"{owner} lists '{member}' twice in one any-group", *at)
+                        elif member not in node_id_set:
+                            problem(f"{owner} requires any of '{member}', which is not defined", *at)
+                        seen_member.add(member)
+
+    if problems:
+        raise EstateError(problems)
+
+    # Suppliers named but not declared still exist (a `supplier:` failure must work); `check` says so.
+    # A million assets name a few dozen suppliers: find the undeclared ones from the distinct names first, and
+    # walk the assets for where each is first named only when there are any.
+    declared = {s.id for s in document.suppliers}
+    product_suppliers = {(item.product, item.supplier) for a in document.assets for item in a.software}
+    named = {a.supplier for a in document.assets if a.supplier} | {
+        supplier_of(product, supplier) for product, supplier in product_suppliers
+    }
+    implicit: dict[str, tuple[str | int, ...]] = {}
+    if not named <= declared:
+        for i, asset in enumerate(document.assets):
+            if asset.supplier and asset.supplier not in declared:
+                implicit.setdefault(asset.supplier, ("assets", i, "supplier"))
+            for k, software in enumerate(asset.software):
+                if software.supplier_id not in declared:
+                    implicit.setdefault(software.supplier_id, ("assets", i, "software", k))
+    for supplier_id, path in sorted(implicit.items()):
+        warnings.append(
+            Problem(
+                f"supplier '{supplier_id}' is named but not listed under suppliers; "
+                "add it to give its name and contact",
+                path=path,
+                source=source,
+            )
+        )
+    suppliers = document.suppliers + tuple(Supplier(id=s) for s in sorted(implicit))
+
+    for i, service in enumerate(document.services):
+        if not service.requires:
+            warnings.append(
+                Problem(
+                    f"service '{service.id}' requires nothing, so nothing can take it down",
+                    path=("services", i),
+                    source=source,
+                )
+            )
+
+    for i, service in enumerate(document.services):
+        if service.rto is None or service.continuity is None:
+            missing = [
+                name for name, value in (("rto", service.rto), ("continuity", service.continuity)) if value is None
+            ]
+            warnings.append(
+                Problem(
+                    f"service '{service.id}' (tier {service.tier}) has no {' or '.join(missing)}; "
+                    "recovery cannot plan for it",
+                    path=("services", i),
+                    source=source,
+                )
+            )
+
+    return Estate(
+        name=document.estate,
+        suppliers=suppliers,
+        services=document.services,
+        assets=document.assets,
+        declared_suppliers=len(document.suppliers),
+        source=source,
+        warnings=tuple(warnings),
+    )
+
+
+# ---------------------------------------------------------------------------------------- locations
+
+
+def locate_problems(problems: Sequence[Problem], text: str) -> list[Problem]:
+    """Fill in the line of each problem from the text's positions (composed once, only on error)."""
+    if not any(p.path and p.line is None for p in problems):
+        return list(problems)
+    try:
+        root = yaml.compose(text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader)
+    except yaml.YAMLError:
+        return list(problems)
+    return [Problem(p.message, p.path, p.source, p.line or _line_of(root, p.path)) if p.path else p for p in problems]
+
+
+def _line_of(root: yaml.Node | None, path: Iterable[str | int]) -> int | None:
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    line = key_node.start_mark.line + 1
+                    node = value_node
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

@@ -1,0 +1,1 @@
+"""Adapters that read and write files: estate and update files, importers, the drill report, downtime packs."""

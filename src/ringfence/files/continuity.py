@@ -1,0 +1,488 @@
+"""Downtime packs: one printable continuity sheet per service, for when the IT is down and paper is all there is.
+
+A sheet says what staff need without a computer: the continuity plan to enact, whom to call, the RTO and RPO,
+the clinical tier, what the service depends on (its direct requirements, and everything beneath them
+summarised: services, assets by kind, sites), the suppliers behind it with their contacts, and the order in
+which its own dependencies come back if they all went down (:func:`ringfence.core.recovery.plan_recovery`).
+
+Two renderings of the same sheets, so the pack can be kept both ways:
+
+* HTML (``templates/continuity_pack.html.j2``): self-contained (inline CSS, no script, no font, no URL),
+  print CSS for A4, one sheet per printed page;
+* PDF (reportlab, pure Python: no system library needed), one sheet or more per page, each sheet starting
+  on a new page, with a bookmark per service.
+
+:func:`continuity_sheets` is computation only; the rendering functions return text or bytes, and
+:func:`write_pack` writes the files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape as xml_escape
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from ringfence.core.durations import humanize_duration
+from ringfence.core.errors import InputError, Problem
+from ringfence.core.estate import TIER_NAMES, AnyGroup
+from ringfence.core.graph import EstateGraph, Failure
+from ringfence.core.recovery import plan_recovery
+from ringfence.files.disk import write_text_atomic
+
+TEMPLATE = "continuity_pack.html.j2"
+PACK_HTML = "continuity-pack.html"
+PACK_PDF = "continuity-pack.pdf"
+SHOWN_PER_STEP = 12
+"""Items named in one restore step on paper; the rest are counted by kind."""
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    id: str
+    name: str
+    tier: int
+
+
+@dataclass(frozen=True)
+class SupplierLine:
+    id: str
+    name: str
+    contact: str | None
+    assets: int
+    """How many of the service's assets it operates, hosts or writes software for."""
+
+
+@dataclass(frozen=True)
+class StepLine:
+    step: int
+    items: tuple[str, ...]
+    """The first :data:`SHOWN_PER_STEP` ids of the step."""
+    more: int = 0
+    more_kinds: str = ""
+    """What the items not named are, by kind: ``68 endpoint, 2 vm``."""
+
+
+@dataclass(frozen=True)
+class ContinuitySheet:
+    """Everything one service's downtime sheet says."""
+
+    service: str
+    name: str
+    tier: int
+    rto: int | None
+    rpo: int | None
+    plan: str | None
+    contacts: tuple[str, ...]
+    requires: tuple[str, ...]
+    """Its direct requirements, as the estate states them."""
+    services: tuple[ServiceRef, ...]
+    """Other services it needs, directly or beneath its assets."""
+    assets: int
+    kinds: tuple[tuple[str, int], ...]
+    """Assets it needs, directly or not, counted by kind (most first)."""
+    sites: tuple[str, ...]
+    suppliers: tuple[SupplierLine, ...]
+    restore: tuple[StepLine, ...]
+    """The order its dependencies come back in if they all went down, then the service itself."""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def tier_name(self) -> str:
+        return TIER_NAMES.get(self.tier, "")
+
+    @property
+    def rto_text(self) -> str:
+        return humanize_duration(self.rto) if self.rto is not None else "not set"
+
+    @property
+    def rpo_text(self) -> str:
+        return humanize_duration(self.rpo) if self.rpo is not None else "not set"
+
+    @property
+    def gaps(self) -> tuple[str, ...]:
+        """What the estate does not say and a sheet should (each gap is printed, not hidden)."""
+        gaps = []
+        if not self.plan:
+            gaps.append("No continuity plan is recorded for this service: agree one and add it to the estate.")
+        if not self.contacts:
+            gaps.append("No contacts are recorded for this service.")
+        if self.rto is None:
+            gaps.append("No RTO is recorded for this service.")
+        return tuple(gaps)
+
+
+# ------------------------------------------------------------------------------------------ the sheets
+
+
+def continuity_sheets(graph: EstateGraph, services: Sequence[str] | None = None) -> tuple[ContinuitySheet, ...]:
+    """One sheet per service (or per service named), most critical first (tier, then id)."""
+    estate = graph.estate
+    if services:
+        unknown = [
+            Problem(f"'{s}' is not a service of estate '{estate.name}'", path=("--service",))
+            for s in services
+            if s not in estate.service_by_id
+        ]
+        if unknown:
+            raise InputError(unknown)
+        chosen = [estate.service_by_id[s] for s in dict.fromkeys(services)]
+    else:
+        chosen = list(estate.services)
+    groups_of = _groups_by_owner(graph)
+    sheets = [_sheet(graph, graph.index[s.id], groups_of) for s in chosen]
+    return tuple(sorted(sheets, key=lambda s: (s.tier, s.service)))
+
+
+def _groups_by_owner(graph: EstateGraph) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of each node's any-groups: (ptr, group indices)."""
+    order = np.argsort(graph.group_owner, kind="stable")
+    ptr = np.zeros(graph.n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(graph.group_owner, minlength=graph.n), out=ptr[1:])
+    return ptr, order
+
+
+def _dependencies(graph: EstateGraph, node: int, groups_of: tuple[np.ndarray, np.ndarray]) -> list[int]:
+    """Everything ``node`` needs, directly or not: hard requirements and every member of its groups."""
+    ptr, order = groups_of
+    seen = {node}
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        needed = list(graph.hard_requirements_of(current))
+        for g in order[ptr[current] : ptr[current + 1]].tolist():
+            needed.extend(graph.members_of(g).tolist())
+        for other in needed:
+            if other not in seen:
+                seen.add(other)
+                stack.append(other)
+    seen.discard(node)
+    return sorted(seen)
+
+
+def _sheet(graph: EstateGraph, node: int, groups_of: tuple[np.ndarray, np.ndarray]) -> ContinuitySheet:
+    estate = graph.estate
+    service = estate.services[node]
+    needed = _dependencies(graph, node, groups_of)
+    assets = [estate.assets[i - graph.n_services] for i in needed if not graph.is_service(i)]
+    services = sorted(
+        (ServiceRef(s.id, s.label, s.tier) for s in (estate.services[i] for i in needed if graph.is_service(i))),
+        key=lambda s: (s.tier, s.id),
+    )
+    kinds: dict[str, int] = {}
+    for asset in assets:
+        kinds[asset.kind.value] = kinds.get(asset.kind.value, 0) + 1
+    supplied: dict[str, set[str]] = {}
+    for asset in assets:
+        for supplier in {asset.supplier, *(s.supplier_id for s in asset.software)} - {None}:
+            assert supplier is not None
+            supplied.setdefault(supplier, set()).add(asset.id)
+    suppliers = tuple(
+        SupplierLine(s, estate.supplier_by_id[s].label, estate.supplier_by_id[s].contact, len(ids))
+        for s, ids in sorted(supplied.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    )
+    requires = tuple(_describe(graph, r) for r in service.requires)
+    return ContinuitySheet(
+        service=service.id,
+        name=service.label,
+        tier=service.tier,
+        rto=service.rto,
+        rpo=service.rpo,
+        plan=" ".join(service.continuity.split()) if service.continuity else None,
+        contacts=service.contacts,
+        requires=requires,
+        services=tuple(services),
+        assets=len(assets),
+        kinds=tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+        sites=tuple(sorted({a.site for a in assets if a.site is not None})),
+        suppliers=suppliers,
+        restore=_restore_order(graph, node, needed),
+    )
+
+
+def _describe(graph: EstateGraph, requirement: str | AnyGroup) -> str:
+    if isinstance(requirement, AnyGroup):
+        return requirement.describe()
+    node = graph.estate.node(requirement)
+    name = getattr(node, "name", None)
+    return f"{requirement} ({name})" if name and name != requirement else requirement
+
+
+def _restore_order(graph: EstateGraph, node: int, needed: list[int]) -> tuple[StepLine, ...]:
+    """The restore order if everything the service needs went down: its dependencies, then itself."""
+    if not needed:
+        return (StepLine(1, (graph.ids[node],)),)
+    failure = Failure(f"dependencies of {graph.ids[node]}", np.asarray(needed, dtype=np.int64))
+    plan = plan_recovery(graph, [failure])
+    keep = {graph.ids[i] for i in needed} | {graph.ids[node]}
+    kind_of = {
+        a.id: a.kind.value for a in (graph.estate.assets[i - graph.n_services] for i in needed if i >= graph.n_services)
+    }
+    lines: list[StepLine] = []
+    for step in plan.steps:
+        # Other services that share these dependencies come back too; this sheet lists only its own.
+        items = [i for i in step.restore if i in keep]
+        if not items:
+            continue
+        shown, rest = items[:SHOWN_PER_STEP], items[SHOWN_PER_STEP:]
+        counts: dict[str, int] = {}
+        for item in rest:
+            kind = kind_of.get(item, "service")
+            counts[kind] = counts.get(kind, 0) + 1
+        more_kinds = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(StepLine(len(lines) + 1, tuple(shown), len(rest), more_kinds))
+    return tuple(lines)
+
+
+# ------------------------------------------------------------------------------------------ HTML
+
+
+def render_pack_html(sheets: Sequence[ContinuitySheet], *, estate_name: str, generated_at: datetime) -> str:
+    """The sheets as one self-contained HTML document, one sheet per printed A4 page."""
+    env = Environment(
+        loader=PackageLoader("ringfence", "templates"),
+        autoescape=True,  # every value comes from the estate file: text, never markup
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return env.get_template(TEMPLATE).render(
+        sheets=list(sheets),
+        estate_name=estate_name,
+        generated=_timestamp(generated_at),
+        contents=len(sheets) > 1,
+    )
+
+
+def _timestamp(when: datetime) -> str:
+    zone = when.tzname()
+    text = when.strftime("%d %B %Y, %H:%M")
+    return f"{text} {zone}" if zone else text
+
+
+# ------------------------------------------------------------------------------------------ PDF
+
+
+def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, generated_at: datetime) -> bytes:
+    """The sheets as a PDF on A4, each sheet starting on a new page, with a bookmark per service."""
+    import io
+
+    from reportlab.lib import colors  # type: ignore[import-untyped]
+    from reportlab.lib.pagesizes import A4  # type: ignore[import-untyped]
+    from reportlab.lib.styles import ParagraphStyle  # type: ignore[import-untyped]
+    from reportlab.lib.units import mm  # type: ignore[import-untyped]
+    from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
+    from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
+    from reportlab.pdfgen.canvas import Canvas  # type: ignore[import-untyped]
+    from reportlab.platypus import (  # type: ignore[import-untyped]
+        BaseDocTemplate,
+        Flowable,
+        Frame,
+        KeepTogether,
+        PageBreak,
+        PageTemplate,
+        Paragraph,
+        Table,
+        TableStyle,
+    )
+
+    # Bitstream Vera ships inside reportlab: dashes, quotes and accented names print as written, and
+    # nothing depends on the fonts of the machine that prints.
+    for face, file in (("Vera", "Vera.ttf"), ("Vera-Bold", "VeraBd.ttf")):
+        if face not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont(face, file))
+    ink = colors.HexColor("#1b1f24")
+    muted = colors.HexColor("#4a5561")
+    rule = colors.HexColor("#c9d0d6")
+    wash = colors.HexColor("#f3f5f7")
+    tier_colour = {1: "#8c1c13", 2: "#b4530e", 3: "#7d6a00", 4: "#4f6272"}
+
+    def style(name: str, size: float, *, bold: bool = False, colour: Any = ink, space: float = 3, **kw: Any) -> Any:
+        kw.setdefault("leading", size * 1.3)
+        return ParagraphStyle(
+            name, fontName="Vera-Bold" if bold else "Vera", fontSize=size, textColor=colour, spaceAfter=space, **kw
+        )
+
+    h1 = style("h1", 18, bold=True, space=2)
+    h2 = style("h2", 11.5, bold=True, space=3, spaceBefore=8)
+    body = style("body", 9.5)
+    small = style("small", 8, colour=muted)
+    plan_style = style("plan", 12, leading=16, backColor=wash, borderPadding=(6, 6, 6, 6), spaceBefore=4, space=10)
+    cell = style("cell", 8.5, space=0)
+    cell_bold = style("cellb", 8.5, bold=True, space=0)
+
+    def para(text: str, st: Any) -> Any:
+        return Paragraph(xml_escape(text), st)
+
+    class Bookmark(Flowable):  # type: ignore[misc]
+        """An outline entry for the page this lands on."""
+
+        def __init__(self, key: str, title: str) -> None:
+            super().__init__()
+            self.key, self.title = key, title
+            self.width = self.height = 0
+
+        def draw(self) -> None:
+            self.canv.bookmarkPage(self.key)
+            self.canv.addOutlineEntry(self.title, self.key, level=0)
+
+    def table(rows: list[list[Any]], widths: list[float]) -> Any:
+        t = Table(rows, colWidths=widths, repeatRows=1)
+        t.setStyle(
+            TableStyle(
+                [
+                    ("GRID", (0, 0), (-1, -1), 0.5, rule),
+                    ("BACKGROUND", (0, 0), (-1, 0), wash),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                    ("TOPPADDING", (0, 0), (-1, -1), 3),
+                    ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
+                ]
+            )
+        )
+        return t
+
+    width = A4[0] - 36 * mm
+    story: list[Any] = []
+    for n, sheet in enumerate(sheets):
+        if n:
+            story.append(PageBreak())
+        story.append(Bookmark(f"sheet-{sheet.service}", f"T{sheet.tier} {sheet.name}"))
+        story.append(
+            Paragraph(
+                f'<font color="{tier_colour.get(sheet.tier, "#333333")}"><b>TIER {sheet.tier}</b> · '
+                f"{xml_escape(sheet.tier_name)}</font>  ·  downtime continuity sheet",
+                style("kicker", 9, colour=muted, space=2),
+            )
+        )
+        story.append(para(sheet.name, h1))
+        story.append(para(f"service id: {sheet.service}", small))
+        facts = [
+            [para("RTO (back within)", cell_bold), para(sheet.rto_text, cell)],
+            [para("RPO (data loss up to)", cell_bold), para(sheet.rpo_text, cell)],
+            [para("Clinical tier", cell_bold), para(f"{sheet.tier} — {sheet.tier_name}", cell)],
+        ]
+        story.append(table(facts, [45 * mm, width - 45 * mm]))
+        story.append(para("When it is down, enact this plan", h2))
+        story.append(para(sheet.plan or "No continuity plan is recorded.", plan_style))
+        story.append(para("Whom to call", h2))
+        for contact in sheet.contacts or ("No contacts are recorded.",):
+            story.append(para(f"•  {contact}" if sheet.contacts else contact, body))
+        for gap in sheet.gaps:
+            story.append(para(gap, style("gap", 9, bold=True, colour=colors.HexColor("#8c1c13"))))
+        story.append(para("What it depends on", h2))
+        story.append(para("Directly: " + ("; ".join(sheet.requires) or "nothing recorded"), body))
+        if sheet.services:
+            story.append(
+                para("Services it needs: " + "; ".join(f"{s.name} ({s.id}, T{s.tier})" for s in sheet.services), body)
+            )
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sheet.kinds)
+        story.append(para(f"In all: {sheet.assets} assets ({kinds or 'none'})", body))
+        story.append(para("Sites: " + (", ".join(sheet.sites) or "none recorded"), body))
+        if sheet.suppliers:
+            rows = [[para(h, cell_bold) for h in ("supplier", "contact", "assets")]]
+            rows += [
+                [para(f"{s.name} ({s.id})", cell), para(s.contact or "—", cell), para(str(s.assets), cell)]
+                for s in sheet.suppliers
+            ]
+            story.append(
+                KeepTogether([para("Suppliers behind it", h2), table(rows, [70 * mm, width - 90 * mm, 20 * mm])])
+            )
+        rows = [[para(h, cell_bold) for h in ("step", "restore")]]
+        for line in sheet.restore:
+            text = ", ".join(line.items) + (f" … and {line.more} more ({line.more_kinds})" if line.more else "")
+            rows.append([para(str(line.step), cell), para(text, cell)])
+        story.append(para("If everything it depends on went down: restore in this order", h2))
+        story.append(table(rows, [14 * mm, width - 14 * mm]))
+
+    footer = f"ringfence downtime pack · {estate_name} · printed from the estate as of {_timestamp(generated_at)}"
+
+    def on_page(canvas: Canvas, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont("Vera", 7.5)
+        canvas.setFillColor(muted)
+        canvas.drawString(18 * mm, 10 * mm, footer)
+        canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, f"page {doc.page}")
+        canvas.restoreState()
+
+    buffer = io.BytesIO()
+    doc = BaseDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=18 * mm,
+        title=f"Downtime continuity pack — {estate_name}",
+        author="ringfence",
+        creator="ringfence",
+        invariant=True,  # the same sheets give the same bytes: packs can be compared and checksummed
+    )
+    frame = Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="sheet")
+    doc.addPageTemplates([PageTemplate(id="sheet", frames=[frame], onPage=on_page)])
+    doc.build(story or [para("No services.", body)])
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+@dataclass(frozen=True)
+class PackFiles:
+    html: Path
+    pdf: Path
+    sheets: tuple[Path, ...]
+    """One HTML file per service, named by its id."""
+
+
+def write_pack(
+    sheets: Sequence[ContinuitySheet], out_dir: Path, *, estate_name: str, generated_at: datetime
+) -> PackFiles:
+    """Write the pack: all sheets as one HTML and one PDF, and one HTML per service.
+
+    Everything is rendered before anything is written, so a failure leaves the last pack as it was.
+    """
+    whole = render_pack_html(sheets, estate_name=estate_name, generated_at=generated_at)
+    printed = render_pack_pdf(sheets, estate_name=estate_name, generated_at=generated_at)
+    singles = {
+        out_dir / f"{sheet.service}.html": render_pack_html([sheet], estate_name=estate_name, generated_at=generated_at)
+        for sheet in sheets
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html, pdf = out_dir / PACK_HTML, out_dir / PACK_PDF
+    write_text_atomic(html, whole)
+    _write_bytes_atomic(pdf, printed)
+    for path, text in singles.items():
+        write_text_atomic(path, text)
+    return PackFiles(html, pdf, tuple(singles))
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    # Beside the target, then renamed: a printer never picks up half a PDF.
+    part = path.with_name(f".{path.name}.part")
+    try:
+        part.write_bytes(data)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+__all__ = [
+    "PACK_HTML",
+    "PACK_PDF",
+    "ContinuitySheet",
+    "PackFiles",
+    "ServiceRef",
+    "StepLine",
+    "SupplierLine",
+    "continuity_sheets",
+    "render_pack_html",
+    "render_pack_pdf",
+    "write_pack",
+]
