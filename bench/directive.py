@@ -354,15 +354,15 @@ def open_ring_one(engine: Any, rollout_id: str) -> int:
     from ringfence.service.agents import Heartbeat, HeartbeatStatus, ReportedOperation, ReportedResult
     from ringfence.service.agents import record_heartbeats as record
     from ringfence.service.tokens import Caller, Role
-    from ringfence.store import repo
     from ringfence.store.db import session_scope
+    from ringfence.store.rollouts import list_rollout_assets
 
     def now() -> datetime:
         return datetime.now(UTC)
 
     controller = rollouts.controller(engine, AgentDriver(engine=engine), now)
     with session_scope(engine, readonly=True) as session:
-        canaries = [a.asset_id for a in repo.list_rollout_assets(session, rollout_id, ring=0)]
+        canaries = [a.asset_id for a in list_rollout_assets(session, rollout_id, ring=0)]
     proxy = Caller(0, "bench-proxy", Role.OPERATOR)
     result = ReportedResult(ReportedOperation.install, True, "installed")
     beats = [Heartbeat(a, HeartbeatStatus.ok, rollout_id=rollout_id, result=result) for a in canaries]
@@ -376,7 +376,7 @@ def open_ring_one(engine: Any, rollout_id: str) -> int:
         raise SystemExit(f"ring 1 did not open: the rollout is {report.phase} at ring {report.ring}")
     controller.step(rollout_id)  # records ring 1's installs as started
     with session_scope(engine, readonly=True) as session:
-        ring = repo.list_rollout_assets(session, rollout_id, ring=1)
+        ring = list_rollout_assets(session, rollout_id, ring=1)
     return sum(1 for a in ring if a.state is AssetState.APPLYING)
 
 

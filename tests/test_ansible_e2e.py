@@ -31,9 +31,9 @@ from drivers.ansible_fixtures import (
     Fleet,
     build_fleet,
 )
-from ringfence.core.driver import load_driver
 from ringfence.core.rollout.controller import StepReport
 from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.drivers.registry import load_driver
 from ringfence.files.importers.ansible import asset_id_for_host
 from ringfence.service import rollouts
 from ringfence.store.db import make_engine, upgrade

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from live_server import make_tokens, running_server
-from ringfence.core.drills import DrillReport, drill_document, run_drill, run_drill_text
+from ringfence.core.documents import drill_document
+from ringfence.core.drills import DrillReport, run_drill, run_drill_text
 from ringfence.core.errors import InputError
 from ringfence.core.graph import EstateGraph, compile_estate
 from ringfence.core.rollout.strategy import plan_strategy
@@ -84,7 +85,7 @@ def test_a_drill_is_deterministic(graph: EstateGraph, reports: dict[str, DrillRe
 
 
 def test_the_json_document_holds_the_contract_keys(reports: dict[str, DrillReport]) -> None:
-    document = drill_document(reports["crowdstrike-2024"])
+    document = drill_document(reports["crowdstrike-2024"]).model_dump(mode="json")
     assert document["scenario"] == "crowdstrike-2024"
     assert document["targets"] == reports["crowdstrike-2024"].targets
     assert [r["strategy"] for r in document["results"]] == ["ringfence", "all-at-once", "batches"]
@@ -289,9 +290,9 @@ def test_refused_exactly_when_no_target_can_fail(graph: EstateGraph, data: st.Da
     assert (problem.field, problem.line, problem.source) == ("fault.affects", 4, "probe.yaml")
     outside = sum(1 for a in estate.assets if fault.matches(a))
     if outside:
-        assert f"matches {outside} asset{'s' if outside != 1 else ''} of estate" in problem.message
+        assert f"matches {outside:,} asset{'s' if outside != 1 else ''} of estate" in problem.message
     else:
-        assert f"matches none of the {len(targets)} targets" in problem.message
+        assert f"matches none of the {len(targets):,} targets" in problem.message
     products = {v.partition("@")[0] for t in fault.terms if t.key == "software" for v in t.values}
     for key in dict.fromkeys(t.key for t in fault.terms):
         counts = reference_values(graph, f"software={product}", key, products)

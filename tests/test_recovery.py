@@ -28,7 +28,8 @@ import yaml
 from ringfence.core.durations import parse_duration
 from ringfence.core.estate import Estate, parse_estate_document
 from ringfence.core.graph import compile_estate
-from ringfence.core.incident import ClockStatus, declare_incident, rto_clocks
+from ringfence.core.incident import ClockStatus, rto_clocks
+from ringfence.core.incident_declaration import declare_incident
 from ringfence.core.recovery import EVIDENCE_LABEL, RecoveryPlan, is_rto_at_risk, plan_recovery
 from ringfence.core.update import parse_incident_text
 from ringfence.files.disk import examples_dir, read_estate, read_text

@@ -27,7 +27,8 @@ import oracle
 from ringfence.core.durations import parse_duration
 from ringfence.core.estate import Estate, parse_estate_document
 from ringfence.core.graph import compile_estate
-from ringfence.core.incident import ClockStatus, declare_incident, rto_clocks
+from ringfence.core.incident import ClockStatus, rto_clocks
+from ringfence.core.incident_declaration import declare_incident
 from ringfence.core.recovery import RecoveryPlan, plan_recovery
 
 # Not derandomized: CI should meet fresh examples; hypothesis prints the failing one.

@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from ringfence.drivers.agent import AgentDriver
 from ringfence.service import rollouts
 from ringfence.service.tokens import issue_token
-from ringfence.store import repo
 from ringfence.store.db import session_scope
+from ringfence.store.observations import list_observations
 from ringfence.store.records import ObservationKind
 
 from .conftest import AppServer, create_agent_rollout
@@ -89,7 +89,7 @@ def test_an_agent_token_speaks_only_for_its_own_asset(engine: Engine, client: ht
     assert refused.status_code == 403
     assert "nothing of it was stored" in refused.json()["detail"]
     with session_scope(engine, readonly=True) as session:
-        assert repo.list_observations(session, since=datetime.now(UTC) - timedelta(hours=1)) == []
+        assert list_observations(session, since=datetime.now(UTC) - timedelta(hours=1)) == []
 
 
 def test_heartbeats_and_results_are_stored(engine: Engine, client: httpx.Client) -> None:
@@ -111,7 +111,7 @@ def test_heartbeats_and_results_are_stored(engine: Engine, client: httpx.Client)
     assert stored.status_code == 200
     assert stored.json() == {"heartbeats": 2, "results": 1}
     with session_scope(engine, readonly=True) as session:
-        found = repo.list_observations(session, since=at - timedelta(minutes=1))
+        found = list_observations(session, since=at - timedelta(minutes=1))
     kinds = sorted((o.kind.value, o.status, o.rollout_id) for o in found)
     assert kinds == [
         ("heartbeat", "failed", None),

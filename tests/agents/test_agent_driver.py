@@ -8,26 +8,27 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
-from ringfence.core.driver import Batch, OperationKind, load_driver
+from ringfence.core.driver import Batch, OperationKind
 from ringfence.core.errors import DriverError, InputError, PermissionDeniedError
 from ringfence.core.gates import AssetStatus, FailureSignal
 from ringfence.core.rollout.controller import Controller
 from ringfence.core.rollout.state import AssetState, RolloutPhase
 from ringfence.drivers.agent import AgentDriver, HeartbeatSummary, health_from_heartbeats
+from ringfence.drivers.registry import load_driver
 from ringfence.service import rollouts
-from ringfence.service.agents import (
-    DirectiveBoard,
+from ringfence.service.agents import DirectiveBoard, TokenCache
+from ringfence.service.heartbeats import (
     Heartbeat,
     HeartbeatStatus,
     ReportedOperation,
     ReportedResult,
-    TokenCache,
     record_heartbeats,
 )
 from ringfence.service.tokens import Caller, Role, issue_token, revoke_token
-from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
+from ringfence.store.observations import list_observations
 from ringfence.store.records import ObservationKind
+from ringfence.store.rollouts import get_rollout, list_rollout_assets
 
 from .conftest import asset_ids, create_agent_rollout
 
@@ -114,7 +115,7 @@ def _result(asset: str, at: datetime, rollout: str, operation: str, ok: bool = T
 
 def _states(engine: Engine, rollout_id: str) -> dict[str, AssetState]:
     with session_scope(engine, readonly=True) as session:
-        return {a.asset_id: a.state for a in repo.list_rollout_assets(session, rollout_id)}
+        return {a.asset_id: a.state for a in list_rollout_assets(session, rollout_id)}
 
 
 def _actions(board: DirectiveBoard, assets: list[str], now: datetime) -> dict[str, str]:
@@ -152,7 +153,7 @@ def test_a_bad_canary_halts_the_rollout_and_only_the_canaries_roll_back(db_engin
             break
     assert report.phase is RolloutPhase.ROLLING_BACK
     with session_scope(db_engine, readonly=True) as session:
-        halt = repo.get_rollout(session, rollout_id).state.halt_reason
+        halt = get_rollout(session, rollout_id).state.halt_reason
     assert halt is not None
     assert "stratum vm/windows-2019/vmware-7/city: 1 of 1 updated failed a service check 5 s after install" in halt
 
@@ -281,12 +282,12 @@ def test_heartbeat_batches_are_checked_whole(db_engine: Engine) -> None:
         record_heartbeats(db_engine, agent, bad[:2], now)
     assert [(p.field, p.message) for p in unknown.value.problems] == [("[1].rollout", "there is no rollout 'r-999999'")]
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.list_observations(session, since=now - timedelta(hours=1)) == []
+        assert list_observations(session, since=now - timedelta(hours=1)) == []
     # The agent's own asset is fine; a heartbeat with no time takes the server's.
     receipt = record_heartbeats(db_engine, agent, [Heartbeat("lat-01", HeartbeatStatus.failed)], now)
     assert (receipt.heartbeats, receipt.results) == (1, 0)
     with session_scope(db_engine, readonly=True) as session:
-        stored = repo.list_observations(session, since=now - timedelta(hours=1))
+        stored = list_observations(session, since=now - timedelta(hours=1))
     assert [(o.asset_id, o.kind, o.status, o.at, o.rollout_id) for o in stored] == [
         ("lat-01", ObservationKind.HEARTBEAT, "failed", now, None)
     ]
@@ -340,7 +341,7 @@ def test_what_an_agent_writes_is_stored_as_written(db_engine: Engine) -> None:
     ]
     record_heartbeats(db_engine, PROXY, beats, now)
     with session_scope(db_engine, readonly=True) as session:
-        stored = repo.list_observations(session, since=now - timedelta(seconds=1))
+        stored = list_observations(session, since=now - timedelta(seconds=1))
     failed = next(o for o in stored if o.kind is ObservationKind.HEARTBEAT and o.status == "failed")
     assert failed.detail == {"signal": "service_check_failed", "detail": awkward, "rollout": rollout_id}
     assert failed.at == now

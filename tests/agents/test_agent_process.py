@@ -16,9 +16,10 @@ import pytest
 from live_server import RINGFENCE, ServerProcess
 from ringfence.core.rollout.state import AssetState
 from ringfence.service.tokens import issue_token
-from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
+from ringfence.store.observations import list_observations
 from ringfence.store.records import ObservationKind
+from ringfence.store.rollouts import list_rollout_assets
 
 from .conftest import create_agent_rollout
 
@@ -67,11 +68,11 @@ def test_an_agent_installs_reports_survives_a_restart_and_stops_on_sigterm(
 
     def state() -> AssetState:
         with session_scope(engine, readonly=True) as session:
-            return {a.asset_id: a.state for a in repo.list_rollout_assets(session, rollout_id)}["lat-01"]
+            return {a.asset_id: a.state for a in list_rollout_assets(session, rollout_id)}["lat-01"]
 
     def beats_since(at: datetime) -> int:
         with session_scope(engine, readonly=True) as session:
-            found = repo.list_observations(session, since=at, asset_ids=["lat-01"], kinds=[ObservationKind.HEARTBEAT])
+            found = list_observations(session, since=at, asset_ids=["lat-01"], kinds=[ObservationKind.HEARTBEAT])
         return len(found)
 
     try:

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ringfence.core.rollout.state import AssetState, RolloutPhase
-from ringfence.service.agents import (
+from ringfence.core.rollout.directive import (
     POLL_IDLE,
     POLL_LATER,
     POLL_SOON,
@@ -18,6 +17,7 @@ from ringfence.service.agents import (
     choose_directive,
     decide_directive,
 )
+from ringfence.core.rollout.state import AssetState, RolloutPhase
 
 NOW = datetime(2024, 11, 23, 12, 0, tzinfo=UTC)
 ROLLOUT = AgentRollout(

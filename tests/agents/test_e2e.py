@@ -23,8 +23,8 @@ from live_server import RINGFENCE, ServerProcess
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.service import rollouts
 from ringfence.service.tokens import issue_token
-from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
+from ringfence.store.observations import list_observations
 from ringfence.store.records import ObservationKind
 
 from .conftest import asset_ids, create_agent_rollout
@@ -92,8 +92,7 @@ def test_a_bad_update_halts_at_the_canary_and_the_other_agents_never_install(
         while True:
             with session_scope(engine, readonly=True) as session:
                 heard = {
-                    o.asset_id
-                    for o in repo.list_observations(session, since=started, kinds=[ObservationKind.HEARTBEAT])
+                    o.asset_id for o in list_observations(session, since=started, kinds=[ObservationKind.HEARTBEAT])
                 }
             if heard >= set(assets):
                 break

@@ -30,10 +30,11 @@ from drivers.ansible_fixtures import (
     build_fleet,
     host_name,
 )
-from ringfence.core.driver import Batch, Driver, OperationKind, OperationResult, load_driver
+from ringfence.core.driver import Batch, Driver, OperationKind, OperationResult
 from ringfence.core.errors import DriverError, InputError
 from ringfence.core.gates import AssetStatus, FailureSignal
 from ringfence.drivers.ansible import AnsibleDriver, HostOutcome, read_run_outcome
+from ringfence.drivers.registry import load_driver
 from ringfence.files.importers.ansible import asset_id_for_host
 
 ROLLOUT = "r-000007"

@@ -28,21 +28,20 @@ from ringfence.core.driver import (
     Batch,
     OperationKind,
     OperationResult,
-    load_driver,
     operations_for,
     refusal_for,
-    require_able,
 )
 from ringfence.core.durations import parse_duration
 from ringfence.core.errors import InputError
 from ringfence.core.gates import AssetHealth
 from ringfence.core.update import Update, parse_update_text
 from ringfence.drivers.agent import MAX_TIMEOUT, NO_RESTORE_POINTS, AgentDriver
-from ringfence.drivers.ansible import SPEC_FILE, STOP_GRACE_SECONDS, AnsibleDriver, _Ledger, _Operation, _Run
+from ringfence.drivers.ansible import SPEC_FILE, STOP_GRACE_SECONDS, AnsibleDriver, Ledger, LedgerOperation, LedgerRun
+from ringfence.drivers.registry import declared_class, driver_class, load_driver, require_driver_able
 from ringfence.drivers.simulated import SimulatedDriver
 from ringfence.files.importers.ansible import asset_id_for_host
-from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope
+from ringfence.store.rollouts import list_rollouts
 
 RINGFENCE = str(Path(sys.executable).with_name("ringfence"))
 T0 = datetime(2024, 11, 23, 12, 0, tzinfo=UTC)
@@ -120,7 +119,7 @@ def test_each_way_of_rolling_back_needs_its_operations() -> None:
 
 def test_the_agent_driver_refuses_snapshots_by_name_class_and_built(db_engine: Engine) -> None:
     built = AgentDriver(engine=db_engine)
-    for driver in ("agent", AgentDriver, built):
+    for driver in (driver_class("agent"), AgentDriver, built):
         assert refusal_for(driver, update("snapshot")) == NO_RESTORE_POINTS
         assert refusal_for(driver, update(None)) == NO_RESTORE_POINTS
         assert refusal_for(driver, update("reinstall")) is None
@@ -133,6 +132,12 @@ def test_the_agent_driver_refuses_snapshots_by_name_class_and_built(db_engine: E
 @pytest.mark.parametrize("driver", ["simulated", SimulatedDriver, "teleport", Bare, Bare()])
 @pytest.mark.parametrize("rollback", ["snapshot", "reinstall", "none"])
 def test_simulated_unknown_and_silent_drivers_honour_everything(driver: object, rollback: str) -> None:
+    if isinstance(driver, str):
+        require_driver_able(driver, update(rollback))  # by name, through the registry: nothing to say
+        found = declared_class(driver)
+        if found is None:
+            return  # not installed: named when it is built, not here
+        driver = found
     assert refusal_for(driver, update(rollback)) is None  # type: ignore[arg-type]
 
 
@@ -151,7 +156,7 @@ def ansible(fleet: Fleet, artifacts: Path, **options: str) -> AnsibleDriver:
 def test_the_ansible_drivers_abilities_are_known_once_it_is_built(fleet: Fleet, tmp_path: Path) -> None:
     # Before its options are known nothing is certain: the class refuses nothing.
     for rollback in ("snapshot", "reinstall", "none"):
-        assert refusal_for("ansible", update(rollback)) is None
+        assert refusal_for(driver_class("ansible"), update(rollback)) is None
     bare = ansible(fleet, tmp_path)
     snapshot_only = ansible(fleet, tmp_path, snapshot_playbook=str(SNAPSHOT))
     rollback_only = ansible(fleet, tmp_path, rollback_playbook=str(ROLLBACK))
@@ -185,18 +190,18 @@ def test_the_ansible_drivers_abilities_are_known_once_it_is_built(fleet: Fleet, 
 def test_a_refusal_names_the_rollback_field_and_its_line() -> None:
     text = update_text("snapshot")
     with pytest.raises(InputError) as raised:
-        require_able("agent", parse_update_text(text, "u.yaml"), source="u.yaml", text=text)
+        require_driver_able("agent", parse_update_text(text, "u.yaml"), source="u.yaml", text=text)
     [problem] = raised.value.problems
     assert (problem.source, problem.line, problem.field) == ("u.yaml", 8, "update.rollback")
     assert str(problem) == (f"u.yaml:8: update.rollback: {NO_RESTORE_POINTS} (the update says rollback: snapshot)")
     # Not written at all: snapshot is the default, and the sentence says so, at the update's line.
     text = update_text(None)
     with pytest.raises(InputError) as raised:
-        require_able("agent", parse_update_text(text, "u.yaml"), source="u.yaml", text=text)
+        require_driver_able("agent", parse_update_text(text, "u.yaml"), source="u.yaml", text=text)
     [problem] = raised.value.problems
     assert problem.line == 2
     assert problem.message.endswith("(the update says rollback: snapshot, the default)")
-    require_able("agent", update("reinstall"))  # nothing to say
+    require_driver_able("agent", update("reinstall"))  # nothing to say
 
 
 # ------------------------------------------------------------------------------------------ bounds
@@ -299,7 +304,7 @@ def test_an_ansible_run_that_will_not_stop_is_killed_and_its_hosts_fail(
     driver = ansible(fleet, artifacts, timeout="1s")
     rollout, host = "r-000009", host_name(0)
     asset = asset_id_for_host(host)
-    ledger = _Ledger(artifacts / rollout / "ledger.json", rollout)
+    ledger = Ledger(artifacts / rollout / "ledger.json", rollout)
     run_dir = artifacts / rollout / "apply-01"
     run_dir.mkdir(parents=True)
     # A run that ignores SIGTERM (a hung play), started past its timeout and both grace periods.
@@ -314,8 +319,8 @@ def test_an_ansible_run_that_will_not_stop_is_killed_and_its_hosts_fail(
     assert process.stdout.readline() == b"ready\n"  # it ignores SIGTERM from here on
     hung.append(process)
     started = time.time() - 1 - 2 * STOP_GRACE_SECONDS - 60
-    ledger.runs["apply-01"] = _Run("apply-01", OperationKind.apply, {asset: host}, started, pid=process.pid)
-    ledger.record(OperationKind.apply, asset, _Operation(host, "running", "apply-01"))
+    ledger.runs["apply-01"] = LedgerRun("apply-01", OperationKind.apply, {asset: host}, started, pid=process.pid)
+    ledger.record(OperationKind.apply, asset, LedgerOperation(host, "running", "apply-01"))
     ledger.save()
     asked = Batch(rollout, OperationKind.apply, "acme/ward-agent", "7.16.0", (asset,))
 
@@ -353,7 +358,7 @@ def stored_rollouts(workspace: Path) -> list[tuple[str, str]]:
     engine = make_engine(f"sqlite:///{workspace / 'ringfence.db'}")
     try:
         with session_scope(engine, readonly=True) as session:
-            return [(r.id, r.state.phase.value) for r in repo.list_rollouts(session)]
+            return [(r.id, r.state.phase.value) for r in list_rollouts(session)]
     finally:
         engine.dispose()
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.core.driver import Batch, OperationKind, available_drivers, load_driver
+from ringfence.core.driver import Batch, OperationKind
 from ringfence.core.errors import InputError
 from ringfence.core.gates import AssetStatus, FailureSignal
 from ringfence.core.simulation import DRILL_EPOCH, FaultModel, SimulatedClock, SimulationDriver
 from ringfence.core.update import Timing
+from ringfence.drivers.registry import available_drivers, load_driver
 from ringfence.drivers.simulated import SimulatedDriver, read_world
 
 TIMING = Timing(apply="10m", rollback="15m", restore_point="5m")

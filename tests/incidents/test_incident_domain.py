@@ -14,17 +14,16 @@ from ringfence.core.incident import (
     Incident,
     IncidentStatus,
     ItemKind,
-    RolloutCause,
     add_note,
     close_incident,
-    declare_incident,
     mark_restored,
     remaining_steps,
-    review_incident,
     rto_clocks,
     timeline,
     waiting_for,
 )
+from ringfence.core.incident_declaration import declare_incident
+from ringfence.core.incident_review import RolloutCause, review_incident
 from ringfence.core.recovery import plan_recovery
 
 from .conftest import T0

@@ -6,16 +6,10 @@ from datetime import timedelta
 from html.parser import HTMLParser
 
 from ringfence.core.graph import EstateGraph
-from ringfence.core.incident import (
-    IncidentReview,
-    RolloutCause,
-    add_note,
-    close_incident,
-    declare_incident,
-    mark_restored,
-    review_incident,
-)
-from ringfence.service.incidents import render_review_html, render_review_markdown
+from ringfence.core.incident import add_note, close_incident, mark_restored
+from ringfence.core.incident_declaration import declare_incident
+from ringfence.core.incident_review import IncidentReview, RolloutCause, review_incident
+from ringfence.files.incident_review import render_review_html, render_review_markdown
 
 from .conftest import T0
 

@@ -17,7 +17,7 @@ from ringfence.core.rollout.controller import StepReport
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.core.simulation import FaultModel, SimulatedClock, SimulationDriver
 from ringfence.service import incidents, rollouts
-from ringfence.store import repo
+from ringfence.store.audit import list_audit
 from ringfence.store.db import session_scope
 
 from .conftest import T0
@@ -75,7 +75,7 @@ def incident_of(engine: Engine, rollout_id: str) -> Incident:
 
 def audit_of(engine: Engine, incident_id: str) -> list[tuple[str, str]]:
     with session_scope(engine, readonly=True) as session:
-        return [(e.action, e.actor) for e in repo.list_audit(session, subject=f"incident:{incident_id}")]
+        return [(e.action, e.actor) for e in list_audit(session, subject=f"incident:{incident_id}")]
 
 
 def test_a_rollback_that_restores_everything_resolves_the_incident(db_engine: Engine) -> None:

@@ -9,12 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ringfence.core.errors import ConflictError, InputError, NotFoundError
-from ringfence.core.incident import ClockStatus, IncidentStatus, RolloutCause
+from ringfence.core.incident import ClockStatus, IncidentStatus
+from ringfence.core.incident_review import RolloutCause
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.core.simulation import FaultModel, SimulatedClock, SimulationDriver
 from ringfence.service import incidents, rollouts
-from ringfence.store import repo
+from ringfence.store.audit import list_audit, verify_audit
 from ringfence.store.db import session_scope
+from ringfence.store.estates import get_estate_version, list_estate_versions
+from ringfence.store.rollouts import list_rollout_assets
 from ringfence.store.tables import IncidentEventRow, IncidentRow
 
 from .conftest import T0, WARD
@@ -47,7 +50,7 @@ def declare_ward(engine: Engine, *refs: str, actor: str = "alice", at=T0):  # ty
 
 def audit_actions(engine: Engine, incident_id: str) -> list[tuple[str, str]]:
     with session_scope(engine, readonly=True) as session:
-        return [(e.action, e.actor) for e in repo.list_audit(session, subject=f"incident:{incident_id}")]
+        return [(e.action, e.actor) for e in list_audit(session, subject=f"incident:{incident_id}")]
 
 
 def test_an_incident_is_stored_and_read_back_whole(db_engine: Engine) -> None:
@@ -65,7 +68,7 @@ def test_an_incident_is_stored_and_read_back_whole(db_engine: Engine) -> None:
     )
     assert found.estate_version_id is not None
     with session_scope(db_engine, readonly=True) as session:
-        version = repo.get_estate_version(session, found.estate_version_id)
+        version = get_estate_version(session, found.estate_version_id)
     assert version.content == WARD
     assert audit_actions(db_engine, declared.id) == [("incident.declare", "alice")]
     assert declare_ward(db_engine, "asset:rota-db").id == "inc-000002"
@@ -90,7 +93,7 @@ def test_restore_note_close_each_land_with_their_audit_entry(db_engine: Engine) 
         ("incident.close", "carol"),
     ]
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.verify_audit(session).ok
+        assert verify_audit(session).ok
     assert [i.id for i in incidents.list_incidents(db_engine, status="closed")] == [declared.id]
     assert incidents.list_incidents(db_engine, status=IncidentStatus.OPEN) == []
 
@@ -119,7 +122,7 @@ def test_unknown_incidents_estates_and_statuses(db_engine: Engine) -> None:
         declare_ward(db_engine, "asset:nope")
     # Nothing half-declared: the estate upload rolled back with the refused declaration.
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.list_estate_versions(session) == []
+        assert list_estate_versions(session) == []
 
 
 def test_declaring_on_a_stored_estate_by_name_or_version(db_engine: Engine) -> None:
@@ -235,7 +238,7 @@ def test_a_halted_rollout_declares_the_incident_it_left(db_engine: Engine) -> No
 def test_an_asset_that_crashed_after_its_install_counts_as_failed(db_engine: Engine) -> None:
     rollout_id = halted_rollout(db_engine, crash=True)
     with session_scope(db_engine, readonly=True) as session:
-        (target,) = repo.list_rollout_assets(session, rollout_id)
+        (target,) = list_rollout_assets(session, rollout_id)
     assert target.state.value == "applied"  # installed fine; its health says otherwise
     incident = incidents.declare_from_rollout(db_engine, rollout_id, T0 + HOUR)
     assert incident is not None

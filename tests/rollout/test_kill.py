@@ -25,8 +25,11 @@ from ringfence.core.rollout.state import AssetState, RolloutPhase
 from ringfence.core.rollout.strategy import plan_strategy
 from ringfence.core.update import parse_update_text
 from ringfence.drivers.simulated import read_world
-from ringfence.store import repo
+from ringfence.store.audit import list_audit, verify_audit
 from ringfence.store.db import make_engine, session_scope
+from ringfence.store.decisions import list_decisions
+from ringfence.store.records import DecisionStatus
+from ringfence.store.rollouts import list_rollout_assets
 
 pytestmark = pytest.mark.slow
 
@@ -146,12 +149,12 @@ def test_sigkill_at_many_points_never_updates_an_asset_twice(db_url: str, tmp_pa
             a: s.installs for a, s in stored.assets.items() if s.installs > 1
         }
         with session_scope(engine, readonly=True) as session:
-            assets = {a.asset_id: a for a in repo.list_rollout_assets(session, ROLLOUT)}
+            assets = {a.asset_id: a for a in list_rollout_assets(session, ROLLOUT)}
             assert set(assets) == targets
-            assert repo.list_decisions(session, ROLLOUT, status=repo.DecisionStatus.PENDING) == []
-            audit = repo.verify_audit(session)
+            assert list_decisions(session, ROLLOUT, status=DecisionStatus.PENDING) == []
+            audit = verify_audit(session)
             assert audit.ok, audit.reason
-            log = repo.list_audit(session, subject=f"rollout:{ROLLOUT}")
+            log = list_audit(session, subject=f"rollout:{ROLLOUT}")
         # Every target accounted for, and the database agrees with the world about each one.
         for asset_id, state in assets.items():
             simulated = stored.assets.get(asset_id)

@@ -178,6 +178,71 @@ def test_with_both_members_up_the_pair_is_updated_one_at_a_time() -> None:
     assert rings["lin-1"] != rings["lin-2"]
 
 
+def test_a_pair_alone_in_its_stratum_replaces_its_skipped_canary_with_its_partner() -> None:
+    # lin-1 and lin-2 are the whole linux stratum and the EPR's pair; the canary lin-1 fails its restore point,
+    # so lin-2 is its only replacement and joins ring 0. Found: the safety guard counted the skipped lin-1 too
+    # (two of the pair in ring 0) and paused the rollout; lin-1 is never updated, so the pair is never both down.
+    probe = Rig(_estate(2, 3, PAIR), _update())
+    canary = _canary_of(probe, "lin-")
+    partner = next(a for a in ("lin-1", "lin-2") if a != canary)
+    rig = Rig(_estate(2, 3, PAIR), _update(), restore_point_failures=frozenset({canary}))
+    assert rig.run() is RolloutPhase.COMPLETED, rig.reasons()
+    states = rig.states()
+    assert states[canary] is AssetState.RESTORE_POINT_FAILED
+    assert states[partner] is AssetState.APPLIED
+    assert {a.asset_id: a.ring for a in rig.repo.assets(ID)}[partner] == 0
+    assert "safety guard" not in rig.reasons()
+
+
+def test_a_group_already_below_k_is_left_alone_even_for_a_member_that_is_down() -> None:
+    # Both EPR databases are down before the rollout (the service is out). Updating lin-2 adds nothing to the
+    # count, but rule 7 counts every member down: the group is left for a person. Found: reconcile started the
+    # install on the down member and the safety guard refused it, each reading rule 7 its own way.
+    world = SimulatedWorld(assets={a: SimulatedAsset(is_down=True) for a in ("lin-1", "lin-2")})
+    rig = Rig(_estate(2, 2, PAIR), _update(targets="id=lin-2|win-1|win-2"), world=world)
+    assert rig.run() is RolloutPhase.PAUSED
+    assert rig.driver.world.assets["lin-2"].installs == 0
+    reasons = rig.reasons()
+    assert "rule 7" in reasons
+    assert "safety guard" not in reasons
+
+
+def _sites_estate() -> str:
+    """The EHR needs 1 of its 5 servers, one per site. Sites a–c hold a server alone (it is their canary); sites d
+    and e also hold kiosks, the least critical there, so kiosks are their canaries and their servers wait."""
+    lines = [
+        "apiVersion: ringfence/v1",
+        "estate: sites",
+        "services:",
+        "  - {id: ehr, name: EHR, tier: 1, requires: [{any: 1, of: [ehr-a, ehr-b, ehr-c, ehr-d, ehr-e]}]}",
+        "assets:",
+    ]
+    agent = "software: [{product: acme/agent, version: '1'}]"
+    for asset, site in [*((f"ehr-{s}", s) for s in "abcde"), ("kiosk-d", "d"), ("kiosk-e", "e"), ("kiosk-e2", "e")]:
+        lines.append(f"  - {{id: {asset}, kind: vm, site: {site}, {agent}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_replacement_canary_never_overfills_its_ring_for_a_group() -> None:
+    # Every kiosk's restore point fails. Wave 2 of ring 0 replaces kiosk-d with ehr-d (4 of the 5 servers in
+    # ring 0: the most that may be down at once) and kiosk-e with kiosk-e2, which fails too. Wave 3 could only
+    # bring ehr-e, a fifth server in ring 0. Found: reconcile moved it in (rule 7 saw the earlier servers proven
+    # up) and the safety guard refused the ring under rule 4 — the two read the ring differently. Now reconcile
+    # counts the ring as rule 4 does and pauses, naming the group, before anything is moved.
+    update = _update(strata=["kind", "site"])
+    probe = Rig(_sites_estate(), update)
+    assert set(probe.strategy.rings[0]) == {"ehr-a", "ehr-b", "ehr-c", "kiosk-d", "kiosk-e"}, probe.strategy.rings
+    kiosks = frozenset({"kiosk-d", "kiosk-e", "kiosk-e2"})
+    rig = Rig(_sites_estate(), update, restore_point_failures=kiosks)
+    assert rig.run() is RolloutPhase.PAUSED
+    reasons = rig.reasons()
+    assert "another canary wave of ring 0 with ehr-d for stratum vm/d" in reasons
+    assert "safety guard" not in reasons
+    assert "no replacement can be updated now without breaking redundancy" in reasons
+    assert "ring 0 holds 4 of them already" in reasons
+    assert rig.driver.world.assets.get("ehr-e", SimulatedAsset()).installs == 0
+
+
 class Silent(SimulationDriver):
     """A world whose installs never report back: a host that never answers."""
 

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from ringfence.core.gates import FailureSignal
 from ringfence.core.rollout.controller import abort_rollout, resume_rollout, roll_back_rollout
+from ringfence.core.rollout.directive import DirectiveAction
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.core.simulation import SimulatedClock
 from ringfence.drivers.agent import AgentDriver
 from ringfence.service import rollouts
-from ringfence.service.agents import (
-    DirectiveAction,
-    DirectiveBoard,
+from ringfence.service.agents import DirectiveBoard
+from ringfence.service.heartbeats import (
     Heartbeat,
     HeartbeatStatus,
     ReportedOperation,

@@ -32,11 +32,12 @@ from drivers.ansible_fixtures import (
     Fleet,
     build_fleet,
 )
-from ringfence.core.driver import Batch, OperationResult, load_driver
+from ringfence.core.driver import Batch, OperationResult
 from ringfence.core.gates import AssetHealth
 from ringfence.core.rollout.controller import Controller
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.drivers.ansible import AnsibleDriver
+from ringfence.drivers.registry import load_driver
 from ringfence.files.importers.ansible import asset_id_for_host
 from ringfence.service import rollouts
 from ringfence.service.rollouts import SqlRolloutRepository

@@ -16,8 +16,10 @@ import pytest
 from hypothesis import event, given, seed
 from hypothesis import strategies as st
 
-from ringfence.store import repo
+from ringfence.store.audit import verify_audit
 from ringfence.store.db import make_engine, session_scope
+from ringfence.store.decisions import list_decisions
+from ringfence.store.records import DecisionStatus
 
 from .conftest import SEED, hunt
 from .harness import SqlRig, play
@@ -54,8 +56,8 @@ def test_a_controller_killed_anywhere_is_carried_on_by_a_new_one_and_every_rule_
     engine = make_engine(f"sqlite:///{directory / 'ringfence.db'}")
     try:
         with session_scope(engine, readonly=True) as session:
-            assert repo.list_decisions(session, rig.rollout_id, status=repo.DecisionStatus.PENDING) == []
-            audit = repo.verify_audit(session)
+            assert list_decisions(session, rig.rollout_id, status=DecisionStatus.PENDING) == []
+            audit = verify_audit(session)
             assert audit.ok, audit.reason
     finally:
         engine.dispose()

@@ -47,6 +47,14 @@ def test_every_step_keeps_rules_6_and_7_and_every_run_ends(drawn: tuple[EstateCa
     ):
         if words in reasons or (what == "canary waves > 1" and rig.strategy.canary_rings > 1):
             event(what)
+    _guard_agreed(reasons)
+
+
+def _guard_agreed(reasons: str) -> None:
+    """Reconcile and the safety guard read the same rules independently: a refusal by the guard of what reconcile
+    decided means one of them reads a rule wrong (found: the guard counted a canary skipped before its install
+    in its ring's load, and paused a rollout whose only replacement canary was that canary's partner)."""
+    assert "safety guard:" not in reasons, reasons
 
 
 @st.composite
@@ -87,6 +95,7 @@ def test_a_skipped_canary_is_replaced_or_the_rollout_pauses_never_widening_unjud
     # Every install of a later ring had a judged canary (the referee checked it as it happened); and no asset
     # whose restore point failed was ever installed.
     assert not (set(outcome.exposed) & run.restore_point_failures)
+    _guard_agreed(reasons)
 
 
 @st.composite

@@ -11,9 +11,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ringfence.core.gates import GateOutcome, RingVerdict
-from ringfence.store import repo
+from ringfence.store.audit import append_audit
 from ringfence.store.db import make_engine, session_scope
+from ringfence.store.estates import add_estate_version
+from ringfence.store.observations import add_observations
 from ringfence.store.records import Observation, ObservationKind
+from ringfence.store.rollouts import create_rollout
 from ringfence.store.verdicts import add_gate_verdict
 
 if TYPE_CHECKING:
@@ -68,7 +71,7 @@ def test_metrics_without_a_token(
     engine = make_engine(module_server.database_url)
     try:
         with session_scope(engine) as session:
-            repo.add_observations(
+            add_observations(
                 session,
                 [
                     Observation("app-1", now - timedelta(seconds=100), ObservationKind.HEARTBEAT, "healthy"),
@@ -115,10 +118,10 @@ def test_verdicts_are_counted_by_the_outcome_stored_never_by_their_words(live_se
     engine = make_engine(db_url)
     try:
         with session_scope(engine) as session:
-            version = repo.add_estate_version(
+            version = add_estate_version(
                 session, name="e", content="x", format="yaml", created_by="ana", asset_count=1, service_count=1, at=at
             )
-            rollout = repo.create_rollout(
+            rollout = create_rollout(
                 session,
                 estate_version_id=version.id,
                 update_id="u",
@@ -137,7 +140,7 @@ def test_verdicts_are_counted_by_the_outcome_stored_never_by_their_words(live_se
             ]:
                 add_gate_verdict(session, rollout.id, RingVerdict(ring, outcome, (), sentence), at=at)
             # A transition out of judging that reads like a verdict, with no verdict stored: not one.
-            repo.append_audit(
+            append_audit(
                 session,
                 actor="controller",
                 action="rollout.transition",

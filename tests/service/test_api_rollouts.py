@@ -68,7 +68,7 @@ def test_plan_is_the_cli_document_and_stores_nothing(
     )
     assert response.status_code == 200, response.text
     graph = compile_estate(parse_estate_text(samples.ward_estate))
-    expected = plan_document(plan_rings(graph, parse_update_text(samples.agent_update)))
+    expected = plan_document(plan_rings(graph, parse_update_text(samples.agent_update))).model_dump(mode="json")
     assert response.json() == expected
     assert response.json()["targets"] == 5
     listed = client.get("/v1/rollouts", headers=module_tokens.headers(module_tokens.viewer)).json()["rollouts"]

@@ -26,8 +26,8 @@ from ringfence.drivers.agent import NO_RESTORE_POINTS, AgentDriver
 from ringfence.drivers.simulated import SimulatedDriver
 from ringfence.service import rollouts
 from ringfence.service.runner import GIVE_UP_AFTER, ControllerLoop, DriverFactory, check_driver
-from ringfence.store import repo
 from ringfence.store.db import session_scope
+from ringfence.store.rollouts import get_rollout
 from ringfence.store.tables import RolloutRow
 
 ESTATE = """\
@@ -67,7 +67,7 @@ def create(engine: Engine, driver: str, *, rollback: str = "reinstall", start: b
 
 def phase(engine: Engine, rollout_id: str) -> tuple[str, str | None]:
     with session_scope(engine, readonly=True) as session:
-        state = repo.get_rollout(session, rollout_id).state
+        state = get_rollout(session, rollout_id).state
     return state.phase.value, state.halt_reason
 
 

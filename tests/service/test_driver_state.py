@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 from ringfence.core.driver import Batch, OperationKind
 from ringfence.core.errors import DriverError, InputError
 from ringfence.core.update import parse_update_text
+from ringfence.drivers.registry import DriverContext, server_driver
 from ringfence.drivers.simulated import SimulatedDriver
 from ringfence.service import rollouts
 from ringfence.service.driver_state import DatabaseWorlds, load_world, rollout_driver, simulated_driver
-from ringfence.service.runner import in_process_drivers
 
 ESTATE = """
 apiVersion: ringfence/v1
@@ -71,7 +71,7 @@ def test_the_update_times_the_operations_and_a_new_driver_finds_them(db_engine: 
         if build == "cli":
             found = rollout_driver(db_engine, rollout, {})
         else:
-            found = in_process_drivers()["simulated"](db_engine, update)
+            found = server_driver("simulated", DriverContext(engine=db_engine, update=update))
         assert isinstance(found, SimulatedDriver)
         return found
 

@@ -16,8 +16,8 @@ from ringfence.core.rollout.reconcile import AssetUpdate
 from ringfence.core.rollout.state import ALLOWED, AssetState, RolloutPhase, RolloutState, TransitionRejected, transition
 from ringfence.service import incidents, rollouts
 from ringfence.service.policies import AFTER_TRANSITION, policies_for
-from ringfence.store import repo
 from ringfence.store.db import make_engine, session_scope, upgrade
+from ringfence.store.rollouts import apply_transition, get_rollout
 
 P = RolloutPhase
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
@@ -132,10 +132,10 @@ def rollout_at(engine: Engine, frm: RolloutPhase, to: RolloutPhase) -> str:
         session.update_assets([AssetUpdate("app-1", AssetState.APPLYING)], T0)
         session.update_assets([AssetUpdate("app-1", AssetState.FAILED, "install failed: exit 1")], T0)
     with session_scope(engine) as session:
-        state = repo.get_rollout(session, rollout_id).state
+        state = get_rollout(session, rollout_id).state
         for n, phase in enumerate(path_to(state, frm, to), start=1):
             state, record = transition(state, phase, f"walked to {phase}", at=T0 + timedelta(minutes=n))
-            repo.apply_transition(session, record, state, actor="walker")
+            apply_transition(session, record, state, actor="walker")
     return rollout_id
 
 

@@ -15,8 +15,10 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ringfence.store import repo
+from ringfence.store.audit import verify_audit
 from ringfence.store.db import alembic_config, current_revision, head_revision, make_engine, session_scope, upgrade
+from ringfence.store.estates import add_estate_version
+from ringfence.store.rollouts import create_rollout, list_rollout_assets
 from ringfence.store.tables import ObservationRow, RolloutAssetRow
 
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
@@ -47,10 +49,10 @@ def old_engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     upgrade(engine, BEFORE)
     with session_scope(engine) as session:
-        version = repo.add_estate_version(
+        version = add_estate_version(
             session, name="e", content="x", format="yaml", created_by="ana", asset_count=6, service_count=1, at=T0
         )
-        repo.create_rollout(
+        create_rollout(
             session,
             estate_version_id=version.id,
             update_id="u",
@@ -117,9 +119,9 @@ def test_upgrade_moves_the_markers_into_states_and_indexes_observations(old_engi
         _set_state(old_engine, "exploded")
     # Nothing else of the rollout was lost in SQLite's table rebuild.
     with session_scope(old_engine, readonly=True) as session:
-        assets = repo.list_rollout_assets(session, "r-1")
+        assets = list_rollout_assets(session, "r-1")
         assert [a.asset_id for a in assets] == sorted(NEW_ROWS)
-        assert repo.verify_audit(session).ok
+        assert verify_audit(session).ok
 
 
 def test_downgrade_gives_the_markers_back(old_engine: Engine) -> None:

@@ -18,8 +18,10 @@ from alembic import command
 from sqlalchemy.engine import Engine
 
 from ringfence.core.gates import GateOutcome, RingVerdict
-from ringfence.store import repo
+from ringfence.store.audit import append_audit, list_audit, verify_audit
 from ringfence.store.db import alembic_config, current_revision, head_revision, make_engine, session_scope, upgrade
+from ringfence.store.estates import add_estate_version
+from ringfence.store.rollouts import create_rollout, get_rollout
 from ringfence.store.verdicts import add_gate_verdict, count_gate_verdicts, list_gate_verdicts
 
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
@@ -68,11 +70,11 @@ def old_engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     upgrade(engine, BEFORE)
     with session_scope(engine) as session:
-        version = repo.add_estate_version(
+        version = add_estate_version(
             session, name="e", content="x", format="yaml", created_by="ana", asset_count=1, service_count=1, at=T0
         )
         for rollout_id in ("r-1", "r-2"):
-            repo.create_rollout(
+            create_rollout(
                 session,
                 estate_version_id=version.id,
                 update_id="u",
@@ -84,7 +86,7 @@ def old_engine(db_url: str) -> Iterator[Engine]:
                 rollout_id=rollout_id,
             )
         for i, (rollout_id, action, was, to, ring, reason) in enumerate(HISTORY):
-            repo.append_audit(
+            append_audit(
                 session,
                 actor="controller",
                 action=action,
@@ -140,9 +142,9 @@ def test_downgrade_takes_the_table_away_and_leaves_the_log_and_the_rollouts(old_
     assert current_revision(old_engine) == BEFORE
     assert "gate_verdicts" not in sa.inspect(old_engine).get_table_names()
     with session_scope(old_engine, readonly=True) as session:
-        assert repo.get_rollout(session, "r-2").update_id == "u"
-        assert len(repo.list_audit(session)) == len(HISTORY) + 3  # two rollouts created, one estate uploaded
-        assert repo.verify_audit(session).ok
+        assert get_rollout(session, "r-2").update_id == "u"
+        assert len(list_audit(session)) == len(HISTORY) + 3  # two rollouts created, one estate uploaded
+        assert verify_audit(session).ok
 
     upgrade(old_engine)  # and up again: the same verdicts, found again in the log
     assert _found(old_engine) == _expected()

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from ringfence.core.audit import GENESIS_HASH, AuditEntry, chain_entry, entry_hash, verify_chain
 from ringfence.core.errors import InputError
-from ringfence.store import repo
+from ringfence.store.audit import append_audit, list_audit, verify_audit
 from ringfence.store.db import make_engine, session_scope, upgrade
 
 T0 = datetime(2024, 7, 19, 4, 9, 0, 123456, tzinfo=UTC)
@@ -235,7 +235,7 @@ def append_some(engine: Engine, count: int, *, start: int = 0) -> list[AuditEntr
     for i in range(start, start + count):
         with session_scope(engine) as session:
             written.append(
-                repo.append_audit(
+                append_audit(
                     session,
                     actor="ana",
                     action="drill.run",
@@ -250,11 +250,11 @@ def append_some(engine: Engine, count: int, *, start: int = 0) -> list[AuditEntr
 def test_the_stored_log_round_trips_and_verifies(db_engine: Engine) -> None:
     written = append_some(db_engine, 12)
     with session_scope(db_engine, readonly=True) as session:
-        stored = repo.list_audit(session)
-        report = repo.verify_audit(session)
-        assert repo.list_audit(session, after_seq=10) == written[10:]
-        assert repo.list_audit(session, subject="drill:d-3") == [written[3]]
-        assert repo.list_audit(session, limit=2) == written[:2]
+        stored = list_audit(session)
+        report = verify_audit(session)
+        assert list_audit(session, after_seq=10) == written[10:]
+        assert list_audit(session, subject="drill:d-3") == [written[3]]
+        assert list_audit(session, limit=2) == written[:2]
     assert stored == written
     assert all(e.at.tzinfo is UTC for e in stored)
     assert (report.ok, report.count, report.last_hash) == (True, 12, written[-1].hash)
@@ -274,7 +274,7 @@ def test_a_row_changed_with_sql_is_detected(db_engine: Engine, column: str, sql_
     with db_engine.begin() as connection:
         connection.exec_driver_sql(f"UPDATE audit_log SET {column} = {sql_value} WHERE seq = 5")
     with session_scope(db_engine, readonly=True) as session:
-        report = repo.verify_audit(session)
+        report = verify_audit(session)
     assert (report.ok, report.first_bad_seq, report.count) == (False, 5, 4)
     assert report.reason == "entry 5 was changed after it was written"
 
@@ -284,7 +284,7 @@ def test_a_changed_time_is_detected(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         session.execute(sa.text("UPDATE audit_log SET at = :at WHERE seq = 2"), {"at": T0 + timedelta(microseconds=1)})
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.verify_audit(session).reason == "entry 2 was changed after it was written"
+        assert verify_audit(session).reason == "entry 2 was changed after it was written"
 
 
 def test_a_row_deleted_with_sql_is_detected(db_engine: Engine) -> None:
@@ -292,7 +292,7 @@ def test_a_row_deleted_with_sql_is_detected(db_engine: Engine) -> None:
     with db_engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM audit_log WHERE seq = 17")
     with session_scope(db_engine, readonly=True) as session:
-        report = repo.verify_audit(session)
+        report = verify_audit(session)
     assert report.reason == "entry 18 does not follow entry 16: entry 17 is missing"
 
 
@@ -306,7 +306,7 @@ def test_appending_continues_the_stored_chain_across_engines(db_url: str) -> Non
         more = append_some(second, 2, start=3)
         assert more[0].seq == 4
         with session_scope(second, readonly=True) as session:
-            assert repo.verify_audit(session).count == 5
+            assert verify_audit(session).count == 5
     finally:
         second.dispose()
 
@@ -322,9 +322,7 @@ def test_concurrent_appenders_take_turns(db_engine: Engine) -> None:
             start.wait(timeout=30)
             for i in range(each):
                 with session_scope(db_engine) as session:
-                    repo.append_audit(
-                        session, actor=f"w{worker}", action="x.y", subject=f"s:{i}", detail={"i": i}, at=T0
-                    )
+                    append_audit(session, actor=f"w{worker}", action="x.y", subject=f"s:{i}", detail={"i": i}, at=T0)
         except BaseException as exc:  # reported below, in the test's own thread
             failures.append(exc)
 
@@ -335,7 +333,7 @@ def test_concurrent_appenders_take_turns(db_engine: Engine) -> None:
         thread.join(timeout=120)
     assert not failures, failures
     with session_scope(db_engine, readonly=True) as session:
-        report = repo.verify_audit(session)
-        actors = {e.actor for e in repo.list_audit(session)}
+        report = verify_audit(session)
+        actors = {e.actor for e in list_audit(session)}
     assert (report.ok, report.count) == (True, workers * each)
     assert actors == {f"w{w}" for w in range(workers)}

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from ringfence.core.errors import ConflictError, InputError
 from ringfence.core.rollout.state import RolloutPhase, transition
-from ringfence.store import repo
+from ringfence.store.audit import list_audit, verify_audit
 from ringfence.store.db import (
     LOCK_NAMESPACE_AUDIT,
     LOCK_NAMESPACE_ROLLOUT_IDS,
@@ -35,6 +35,9 @@ from ringfence.store.db import (
     try_rollout_lock,
     upgrade,
 )
+from ringfence.store.decisions import add_decision, list_decisions
+from ringfence.store.estates import add_estate_version, get_estate_version, list_estate_versions
+from ringfence.store.rollouts import apply_transition, create_rollout, get_rollout, list_rollouts
 from ringfence.store.tables import metadata
 
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
@@ -164,7 +167,7 @@ def test_migrations_render_as_sql_for_a_dba() -> None:
 )
 def test_the_database_refuses_values_outside_the_sets(db_engine: Engine, table: str, column: str, value: str) -> None:
     with session_scope(db_engine) as session:
-        version = repo.add_estate_version(
+        version = add_estate_version(
             session,
             name="e",
             content="x",
@@ -174,7 +177,7 @@ def test_the_database_refuses_values_outside_the_sets(db_engine: Engine, table: 
             service_count=1,
             at=T0,
         )
-        repo.create_rollout(
+        create_rollout(
             session,
             estate_version_id=version.id,
             update_id="u",
@@ -204,7 +207,7 @@ def test_foreign_keys_are_enforced(db_engine: Engine) -> None:
 
 
 def _estate(session: sa.orm.Session) -> int:
-    return repo.add_estate_version(
+    return add_estate_version(
         session,
         name="city-general",
         content="apiVersion: ringfence/v1\n",
@@ -220,12 +223,12 @@ def test_a_scope_commits_when_it_ends(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         version_id = _estate(session)
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.get_estate_version(session, version_id).name == "city-general"
+        assert get_estate_version(session, version_id).name == "city-general"
 
 
 def test_no_half_written_state_when_a_repository_call_raises(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
-        rollout = repo.create_rollout(
+        rollout = create_rollout(
             session,
             estate_version_id=_estate(session),
             update_id="u",
@@ -240,18 +243,18 @@ def test_no_half_written_state_when_a_repository_call_raises(db_engine: Engine) 
     def use_case() -> None:
         # One transaction: a decision, a transition, then the same transition again from a stale state.
         with session_scope(db_engine) as session:
-            repo.add_decision(session, rollout.id, kind="start", payload={"ring": 0}, at=T0)
+            add_decision(session, rollout.id, kind="start", payload={"ring": 0}, at=T0)
             new, record = transition(stale, RolloutPhase.APPLYING, "start", at=T0)
-            repo.apply_transition(session, record, new, actor="controller")
-            repo.apply_transition(session, record, new, actor="controller")  # raises: the row moved on
+            apply_transition(session, record, new, actor="controller")
+            apply_transition(session, record, new, actor="controller")  # raises: the row moved on
 
     with pytest.raises(ConflictError, match="was changed by someone else"):
         use_case()
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.get_rollout(session, rollout.id).state == stale
-        assert repo.list_decisions(session, rollout.id) == []
-        assert [e.action for e in repo.list_audit(session)] == ["estate.upload", "rollout.create"]
-        assert repo.verify_audit(session).ok
+        assert get_rollout(session, rollout.id).state == stale
+        assert list_decisions(session, rollout.id) == []
+        assert [e.action for e in list_audit(session)] == ["estate.upload", "rollout.create"]
+        assert verify_audit(session).ok
 
 
 def test_any_exception_rolls_back(db_engine: Engine) -> None:
@@ -263,19 +266,19 @@ def test_any_exception_rolls_back(db_engine: Engine) -> None:
     with pytest.raises(KeyboardInterrupt):
         interrupted()
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.list_estate_versions(session) == []
+        assert list_estate_versions(session) == []
 
 
 def test_a_read_only_scope_cannot_write(db_engine: Engine) -> None:
     with pytest.raises(DBAPIError, match=r"read-?only"), session_scope(db_engine, readonly=True) as session:
         _estate(session)
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.list_estate_versions(session) == []
+        assert list_estate_versions(session) == []
     # The connection goes back to the pool read-only; the next read-write scope must still write.
     with session_scope(db_engine) as session:
         _estate(session)
     with session_scope(db_engine, readonly=True) as session:
-        assert len(repo.list_estate_versions(session)) == 1
+        assert len(list_estate_versions(session)) == 1
 
 
 def test_a_read_only_scope_cannot_lock(db_engine: Engine) -> None:
@@ -287,7 +290,7 @@ def test_a_read_only_scope_cannot_lock(db_engine: Engine) -> None:
 def test_times_come_back_in_utc_with_microseconds(db_engine: Engine) -> None:
     at = datetime(2024, 3, 31, 3, 30, 0, 999999, tzinfo=timezone(timedelta(hours=-5)))
     with session_scope(db_engine) as session:
-        version_id = repo.add_estate_version(
+        version_id = add_estate_version(
             session,
             name="e",
             content="x",
@@ -298,7 +301,7 @@ def test_times_come_back_in_utc_with_microseconds(db_engine: Engine) -> None:
             at=at,
         ).id
     with session_scope(db_engine, readonly=True) as session:
-        stored = repo.get_estate_version(session, version_id).created_at
+        stored = get_estate_version(session, version_id).created_at
     assert stored == at
     assert stored.tzinfo is UTC
     assert stored.microsecond == 999999
@@ -306,7 +309,7 @@ def test_times_come_back_in_utc_with_microseconds(db_engine: Engine) -> None:
 
 def test_naive_times_are_refused(db_engine: Engine) -> None:
     with pytest.raises(StatementError, match="naive time"), session_scope(db_engine) as session:
-        repo.add_estate_version(
+        add_estate_version(
             session,
             name="e",
             content="x",
@@ -436,7 +439,7 @@ def test_sqlite_writers_wait_for_each_other(tmp_path: Path) -> None:
         assert third.locked.wait(WAIT)
         try:
             with session_scope(engine, readonly=True) as session:
-                assert repo.list_rollouts(session) == []
+                assert list_rollouts(session) == []
         finally:
             third.finish()
     finally:

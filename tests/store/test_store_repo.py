@@ -13,19 +13,32 @@ from sqlalchemy.orm import Session
 from ringfence.core.errors import ConflictError, InputError, NotFoundError
 from ringfence.core.estate import parse_estate_text
 from ringfence.core.graph import compile_estate
-from ringfence.core.incident import (
-    EventKind,
-    Incident,
-    IncidentStatus,
-    add_note,
-    close_incident,
-    declare_incident,
-    mark_restored,
-)
+from ringfence.core.incident import EventKind, Incident, IncidentStatus, add_note, close_incident, mark_restored
+from ringfence.core.incident_declaration import declare_incident
 from ringfence.core.rollout.state import AssetState, RolloutPhase, TransitionRejected, transition
-from ringfence.store import repo
+from ringfence.store.audit import list_audit, verify_audit
 from ringfence.store.db import session_scope
+from ringfence.store.decisions import add_decision, list_decisions, mark_decision_done
+from ringfence.store.estates import add_estate_version, get_estate_version, latest_estate_version, list_estate_versions
+from ringfence.store.incidents import (
+    add_incident,
+    add_incident_event,
+    get_incident,
+    incident_of_rollout,
+    list_incidents,
+    mark_incident_closed,
+    next_incident_id,
+)
+from ringfence.store.observations import add_observations, list_observations
 from ringfence.store.records import DecisionStatus, EstateFormat, Observation, ObservationKind, RolloutAsset
+from ringfence.store.rollouts import (
+    apply_transition,
+    create_rollout,
+    get_rollout,
+    list_rollout_assets,
+    list_rollouts,
+    upsert_rollout_assets,
+)
 
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
 ESTATE_TEXT = "apiVersion: ringfence/v1\nestate: city-general\n"
@@ -37,7 +50,7 @@ PLAN = {"rings": [{"index": 0, "name": "canary", "assets": ["esx-a1"], "bake": 3
 
 
 def add_estate(session: Session, content: str = ESTATE_TEXT, name: str = "city-general") -> int:
-    return repo.add_estate_version(
+    return add_estate_version(
         session,
         name=name,
         content=content,
@@ -50,7 +63,7 @@ def add_estate(session: Session, content: str = ESTATE_TEXT, name: str = "city-g
 
 
 def add_rollout(session: Session, *, needs_approval: bool = False, rollout_id: str | None = None) -> str:
-    return repo.create_rollout(
+    return create_rollout(
         session,
         estate_version_id=add_estate(session),
         update_id="esxi-7u3",
@@ -68,7 +81,7 @@ def add_rollout(session: Session, *, needs_approval: bool = False, rollout_id: s
 
 def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
-        first = repo.add_estate_version(
+        first = add_estate_version(
             session,
             name="city-general",
             content=ESTATE_TEXT,
@@ -78,7 +91,7 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
             service_count=2,
             at=T0,
         )
-        again = repo.add_estate_version(
+        again = add_estate_version(
             session,
             name="city-general",
             content=ESTATE_TEXT,
@@ -88,7 +101,7 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
             service_count=2,
             at=T0 + timedelta(hours=1),
         )
-        second = repo.add_estate_version(
+        second = add_estate_version(
             session,
             name="city-general",
             content=ESTATE_TEXT + "# edited\n",
@@ -98,7 +111,7 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
             service_count=2,
             at=T0 + timedelta(hours=2),
         )
-        other = repo.add_estate_version(
+        other = add_estate_version(
             session,
             name="county",
             content=ESTATE_TEXT,
@@ -113,12 +126,12 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
     assert first.created_by == "ana"
     assert first.sha256 == hashlib.sha256(ESTATE_TEXT.encode("utf-8")).hexdigest()
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.latest_estate_version(session, "city-general") == second
-        assert repo.latest_estate_version(session, "county") == other
-        assert repo.get_estate_version(session, first.id) == first
-        assert repo.list_estate_versions(session, "city-general") == [first, second]
-        assert len(repo.list_estate_versions(session)) == 3
-        uploads = [e for e in repo.list_audit(session) if e.action == "estate.upload"]
+        assert latest_estate_version(session, "city-general") == second
+        assert latest_estate_version(session, "county") == other
+        assert get_estate_version(session, first.id) == first
+        assert list_estate_versions(session, "city-general") == [first, second]
+        assert len(list_estate_versions(session)) == 3
+        uploads = [e for e in list_audit(session) if e.action == "estate.upload"]
     assert first.content == ESTATE_TEXT
     assert (first.format, other.format) == (EstateFormat.YAML, EstateFormat.JSON)
     assert [(u.subject, u.detail["version"]) for u in uploads] == [
@@ -131,16 +144,16 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
 def test_missing_estates_are_named(db_engine: Engine) -> None:
     with session_scope(db_engine, readonly=True) as session:
         with pytest.raises(NotFoundError) as caught:
-            repo.get_estate_version(session, 41)
+            get_estate_version(session, 41)
         assert str(caught.value) == "estate version 41 does not exist"
         with pytest.raises(NotFoundError) as caught:
-            repo.latest_estate_version(session, "nowhere")
+            latest_estate_version(session, "nowhere")
         assert str(caught.value) == "no estate named 'nowhere' has been uploaded"
 
 
 def test_an_unknown_estate_format_is_refused(db_engine: Engine) -> None:
     with session_scope(db_engine) as session, pytest.raises(InputError, match="yaml or json, not 'toml'"):
-        repo.add_estate_version(
+        add_estate_version(
             session, name="e", content="x", format="toml", created_by="a", asset_count=0, service_count=0, at=T0
         )
 
@@ -152,8 +165,8 @@ def test_a_rollout_round_trips(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
     with session_scope(db_engine, readonly=True) as session:
-        rollout = repo.get_rollout(session, rollout_id)
-        audit = repo.list_audit(session, subject=f"rollout:{rollout_id}")
+        rollout = get_rollout(session, rollout_id)
+        audit = list_audit(session, subject=f"rollout:{rollout_id}")
     assert rollout_id == "r-000001"
     assert rollout.update_id == "esxi-7u3"
     assert rollout.update_doc == UPDATE_DOC
@@ -188,7 +201,7 @@ def test_a_taken_rollout_id_is_refused(db_engine: Engine) -> None:
 
 def test_a_rollout_needs_an_existing_estate_version(db_engine: Engine) -> None:
     with session_scope(db_engine) as session, pytest.raises(NotFoundError, match="estate version 99"):
-        repo.create_rollout(
+        create_rollout(
             session,
             estate_version_id=99,
             update_id="u",
@@ -202,7 +215,7 @@ def test_a_rollout_needs_an_existing_estate_version(db_engine: Engine) -> None:
 
 def test_a_missing_rollout_is_named(db_engine: Engine) -> None:
     with session_scope(db_engine, readonly=True) as session, pytest.raises(NotFoundError) as caught:
-        repo.get_rollout(session, "r-404")
+        get_rollout(session, "r-404")
     assert str(caught.value) == "rollout r-404 does not exist"
 
 
@@ -221,9 +234,9 @@ def test_transitions_are_stored_and_audited(db_engine: Engine) -> None:
     ]
     for i, (to, reason) in enumerate(steps):
         with session_scope(db_engine) as session:
-            state = repo.get_rollout(session, rollout_id).state
+            state = get_rollout(session, rollout_id).state
             new, record = transition(state, to, reason, at=T0 + timedelta(minutes=i))
-            entry = repo.apply_transition(
+            entry = apply_transition(
                 session,
                 record,
                 new,
@@ -239,11 +252,11 @@ def test_transitions_are_stored_and_audited(db_engine: Engine) -> None:
                 **({"approved_by": "bob"} if i == 0 else {}),
             }
         with session_scope(db_engine, readonly=True) as session:
-            assert repo.get_rollout(session, rollout_id).state == new
+            assert get_rollout(session, rollout_id).state == new
     with session_scope(db_engine, readonly=True) as session:
-        rollout = repo.get_rollout(session, rollout_id)
-        audit = repo.list_audit(session, subject=f"rollout:{rollout_id}")
-        assert repo.verify_audit(session).ok
+        rollout = get_rollout(session, rollout_id)
+        audit = list_audit(session, subject=f"rollout:{rollout_id}")
+        assert verify_audit(session).ok
     assert rollout.approved_by == "bob"
     state = rollout.state
     assert (state.phase, state.ring, state.version) == (RolloutPhase.HALTED, 1, 1 + len(steps))
@@ -257,12 +270,12 @@ def test_transitions_are_stored_and_audited(db_engine: Engine) -> None:
 def test_the_paused_phase_is_stored_with_where_it_paused(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
-        state = repo.get_rollout(session, rollout_id).state
+        state = get_rollout(session, rollout_id).state
         for to in (RolloutPhase.TAKING_RESTORE_POINTS, RolloutPhase.PAUSED):
             state, record = transition(state, to, "next", at=T0)
-            repo.apply_transition(session, record, state, actor="controller")
+            apply_transition(session, record, state, actor="controller")
     with session_scope(db_engine, readonly=True) as session:
-        stored = repo.get_rollout(session, rollout_id).state
+        stored = get_rollout(session, rollout_id).state
     assert (stored.phase, stored.paused_from) == (RolloutPhase.PAUSED, RolloutPhase.TAKING_RESTORE_POINTS)
     with pytest.raises(TransitionRejected, match="it paused while taking_restore_points"):
         transition(stored, RolloutPhase.APPLYING, "resume", at=T0)
@@ -272,41 +285,41 @@ def test_a_stale_writer_is_refused(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
     with session_scope(db_engine, readonly=True) as session:
-        seen_by_both = repo.get_rollout(session, rollout_id).state
+        seen_by_both = get_rollout(session, rollout_id).state
     with session_scope(db_engine) as session:  # the first controller moves it on
         new, record = transition(seen_by_both, RolloutPhase.APPLYING, "start", at=T0)
-        repo.apply_transition(session, record, new, actor="controller-1")
+        apply_transition(session, record, new, actor="controller-1")
     late, late_record = transition(seen_by_both, RolloutPhase.FAILED, "abort before start", at=T0)
     with session_scope(db_engine) as session, pytest.raises(ConflictError) as caught:
-        repo.apply_transition(session, late_record, late, actor="controller-2")
+        apply_transition(session, late_record, late, actor="controller-2")
     assert str(caught.value) == (
         f"rollout {rollout_id} was changed by someone else: it is applying at version 2, "
         "not pending at version 1; reload it and decide again"
     )
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.get_rollout(session, rollout_id).state.phase is RolloutPhase.APPLYING
-        assert [e.actor for e in repo.list_audit(session)][-1] == "controller-1"
+        assert get_rollout(session, rollout_id).state.phase is RolloutPhase.APPLYING
+        assert [e.actor for e in list_audit(session)][-1] == "controller-1"
 
 
 def test_a_transition_of_a_missing_rollout_is_not_found(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
-        state = repo.get_rollout(session, add_rollout(session, rollout_id="r-1")).state
+        state = get_rollout(session, add_rollout(session, rollout_id="r-1")).state
     new, record = transition(state, RolloutPhase.APPLYING, "go", at=T0)
     ghost_state = dataclasses.replace(new, id="r-2")
     ghost_record = dataclasses.replace(record, rollout_id="r-2")
     with session_scope(db_engine) as session, pytest.raises(NotFoundError, match="rollout r-2 does not exist"):
-        repo.apply_transition(session, ghost_record, ghost_state, actor="controller")
+        apply_transition(session, ghost_record, ghost_state, actor="controller")
 
 
 def test_a_transition_must_match_its_state(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
-        state = repo.get_rollout(session, add_rollout(session)).state
+        state = get_rollout(session, add_rollout(session)).state
         new, record = transition(state, RolloutPhase.APPLYING, "go", at=T0)
         other, _ = transition(state, RolloutPhase.FAILED, "no", at=T0)
         with pytest.raises(ConflictError, match="is not the one the transition to applying produced"):
-            repo.apply_transition(session, record, other, actor="controller")
+            apply_transition(session, record, other, actor="controller")
         with pytest.raises(ConflictError, match="an approver is recorded only when an approval"):
-            repo.apply_transition(session, record, new, actor="controller", approved_by="bob")
+            apply_transition(session, record, new, actor="controller", approved_by="bob")
 
 
 def test_rollouts_are_listed_by_phase(db_engine: Engine) -> None:
@@ -314,15 +327,15 @@ def test_rollouts_are_listed_by_phase(db_engine: Engine) -> None:
         waiting = add_rollout(session, needs_approval=True)
         pending = add_rollout(session)
         started = add_rollout(session)
-        state = repo.get_rollout(session, started).state
+        state = get_rollout(session, started).state
         new, record = transition(state, RolloutPhase.APPLYING, "go", at=T0)
-        repo.apply_transition(session, record, new, actor="controller")
+        apply_transition(session, record, new, actor="controller")
     with session_scope(db_engine, readonly=True) as session:
-        assert [r.id for r in repo.list_rollouts(session)] == [waiting, pending, started]
+        assert [r.id for r in list_rollouts(session)] == [waiting, pending, started]
         running = [p for p in RolloutPhase if p.is_running]
-        assert [r.id for r in repo.list_rollouts(session, phases=running)] == [started]
-        assert [r.id for r in repo.list_rollouts(session, phases=[RolloutPhase.AWAITING_APPROVAL])] == [waiting]
-        assert repo.list_rollouts(session, phases=[]) == []
+        assert [r.id for r in list_rollouts(session, phases=running)] == [started]
+        assert [r.id for r in list_rollouts(session, phases=[RolloutPhase.AWAITING_APPROVAL])] == [waiting]
+        assert list_rollouts(session, phases=[]) == []
 
 
 # ----------------------------------------------------------------------------------- rollout assets
@@ -331,7 +344,7 @@ def test_rollouts_are_listed_by_phase(db_engine: Engine) -> None:
 def test_rollout_assets_are_upserted(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
-        written = repo.upsert_rollout_assets(
+        written = upsert_rollout_assets(
             session,
             rollout_id,
             [
@@ -343,7 +356,7 @@ def test_rollout_assets_are_upserted(db_engine: Engine) -> None:
         assert written == 3
     later = T0 + timedelta(minutes=5)
     with session_scope(db_engine) as session:
-        repo.upsert_rollout_assets(
+        upsert_rollout_assets(
             session,
             rollout_id,
             [
@@ -361,9 +374,9 @@ def test_rollout_assets_are_upserted(db_engine: Engine) -> None:
             ],
         )
     with session_scope(db_engine, readonly=True) as session:
-        everything = repo.list_rollout_assets(session, rollout_id)
-        ring1 = repo.list_rollout_assets(session, rollout_id, ring=1)
-        failed = repo.list_rollout_assets(session, rollout_id, states=[AssetState.RESTORE_POINT_FAILED])
+        everything = list_rollout_assets(session, rollout_id)
+        ring1 = list_rollout_assets(session, rollout_id, ring=1)
+        failed = list_rollout_assets(session, rollout_id, states=[AssetState.RESTORE_POINT_FAILED])
     assert everything == [
         RolloutAsset("esx-a1", 0, "host/esxi/R750", AssetState.RESTORE_POINT_TAKEN, later, restore_point_ref="snap-1"),
         RolloutAsset("esx-a2", 1, "host/esxi/R750", AssetState.PENDING, T0),
@@ -384,22 +397,22 @@ def test_many_rollout_assets_at_once(db_engine: Engine) -> None:
     assets = [RolloutAsset(f"ep-{i:05d}", i % 4, "endpoint/windows", AssetState.PENDING, T0) for i in range(1200)]
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
-        assert repo.upsert_rollout_assets(session, rollout_id, assets) == 1200
+        assert upsert_rollout_assets(session, rollout_id, assets) == 1200
         assert (
-            repo.upsert_rollout_assets(
+            upsert_rollout_assets(
                 session, rollout_id, [dataclasses.replace(a, state=AssetState.APPLIED) for a in assets]
             )
             == 1200
         )
     with session_scope(db_engine, readonly=True) as session:
-        stored = repo.list_rollout_assets(session, rollout_id)
+        stored = list_rollout_assets(session, rollout_id)
     assert len(stored) == 1200
     assert {a.state for a in stored} == {AssetState.APPLIED}
 
 
 def test_assets_of_a_missing_rollout_are_refused(db_engine: Engine) -> None:
     with session_scope(db_engine) as session, pytest.raises(NotFoundError, match="rollout r-9 does not exist"):
-        repo.upsert_rollout_assets(session, "r-9", [RolloutAsset("a", 0, "s", AssetState.PENDING, T0)])
+        upsert_rollout_assets(session, "r-9", [RolloutAsset("a", 0, "s", AssetState.PENDING, T0)])
 
 
 # ---------------------------------------------------------------------------------------- decisions
@@ -408,22 +421,22 @@ def test_assets_of_a_missing_rollout_are_refused(db_engine: Engine) -> None:
 def test_decisions_are_numbered_per_rollout_and_marked_done(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         first_rollout, second_rollout = add_rollout(session), add_rollout(session)
-        a = repo.add_decision(session, first_rollout, kind="start_batch", payload={"assets": ["esx-a1"]}, at=T0)
-        b = repo.add_decision(session, first_rollout, kind="judge", payload={"ring": 0}, at=T0)
-        c = repo.add_decision(session, second_rollout, kind="start_batch", payload={"assets": []}, at=T0)
+        a = add_decision(session, first_rollout, kind="start_batch", payload={"assets": ["esx-a1"]}, at=T0)
+        b = add_decision(session, first_rollout, kind="judge", payload={"ring": 0}, at=T0)
+        c = add_decision(session, second_rollout, kind="start_batch", payload={"assets": []}, at=T0)
     assert [(d.rollout_id, d.seq) for d in (a, b, c)] == [(first_rollout, 1), (first_rollout, 2), (second_rollout, 1)]
     assert a.status is DecisionStatus.PENDING
     assert a.done_at is None
     done_at = T0 + timedelta(seconds=30)
     with session_scope(db_engine) as session:
-        done = repo.mark_decision_done(session, first_rollout, 1, at=done_at)
-        again = repo.mark_decision_done(session, first_rollout, 1, at=done_at + timedelta(hours=1))
+        done = mark_decision_done(session, first_rollout, 1, at=done_at)
+        again = mark_decision_done(session, first_rollout, 1, at=done_at + timedelta(hours=1))
     assert done == again
     assert (done.status, done.done_at) == (DecisionStatus.DONE, done_at)
     with session_scope(db_engine, readonly=True) as session:
-        assert repo.list_decisions(session, first_rollout) == [done, b]
-        assert repo.list_decisions(session, first_rollout, status=DecisionStatus.PENDING) == [b]
-        assert repo.list_decisions(session, first_rollout, status=DecisionStatus.DONE) == [done]
+        assert list_decisions(session, first_rollout) == [done, b]
+        assert list_decisions(session, first_rollout, status=DecisionStatus.PENDING) == [b]
+        assert list_decisions(session, first_rollout, status=DecisionStatus.DONE) == [done]
         assert b.payload == {"ring": 0}
 
 
@@ -431,10 +444,10 @@ def test_unknown_decisions_are_named(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
         with pytest.raises(NotFoundError) as caught:
-            repo.mark_decision_done(session, rollout_id, 5, at=T0)
+            mark_decision_done(session, rollout_id, 5, at=T0)
         assert str(caught.value) == f"rollout {rollout_id} has no decision 5"
         with pytest.raises(NotFoundError, match="rollout r-0 does not exist"):
-            repo.add_decision(session, "r-0", kind="judge", payload={}, at=T0)
+            add_decision(session, "r-0", kind="judge", payload={}, at=T0)
 
 
 # ------------------------------------------------------------------------------------- observations
@@ -443,7 +456,7 @@ def test_unknown_decisions_are_named(db_engine: Engine) -> None:
 def test_observations_are_stored_and_found_by_time_asset_and_kind(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
-        stored = repo.add_observations(
+        stored = add_observations(
             session,
             [
                 Observation("esx-a1", T0 + timedelta(minutes=m), ObservationKind.HEARTBEAT, "ok", {"uptime": m * 60})
@@ -470,11 +483,11 @@ def test_observations_are_stored_and_found_by_time_asset_and_kind(db_engine: Eng
         )
         assert stored == 7
     with session_scope(db_engine, readonly=True) as session:
-        since_2 = repo.list_observations(session, since=T0 + timedelta(minutes=2))
-        window = repo.list_observations(session, since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3))
-        of_rollout = repo.list_observations(session, since=T0, rollout_id=rollout_id)
-        b_only = repo.list_observations(session, since=T0, asset_ids=["esx-b1"])
-        heartbeats = repo.list_observations(session, since=T0, kinds=[ObservationKind.HEARTBEAT])
+        since_2 = list_observations(session, since=T0 + timedelta(minutes=2))
+        window = list_observations(session, since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3))
+        of_rollout = list_observations(session, since=T0, rollout_id=rollout_id)
+        b_only = list_observations(session, since=T0, asset_ids=["esx-b1"])
+        heartbeats = list_observations(session, since=T0, kinds=[ObservationKind.HEARTBEAT])
     # "since" includes its own instant: a judging window must not lose the first heartbeat.
     assert [(o.asset_id, o.kind.value, (o.at - T0) // timedelta(minutes=1)) for o in since_2] == [
         ("esx-a1", "heartbeat", 2),
@@ -517,7 +530,7 @@ def declared(session: Session, *refs: str, rollout_id: str | None = None) -> Inc
     return declare_incident(
         graph,
         graph.resolve_failures(refs),
-        incident_id=repo.next_incident_id(session),
+        incident_id=next_incident_id(session),
         at=T0,
         actor="alice",
         rollout_id=rollout_id,
@@ -529,16 +542,16 @@ def test_an_incident_comes_back_as_declared_with_its_events_in_order(db_engine: 
     with session_scope(db_engine) as session:
         incident = declared(session, "sql-epr-1")
         assert incident.id == "inc-000001"
-        repo.add_incident(session, incident)
+        add_incident(session, incident)
     with session_scope(db_engine) as session:
-        stored = repo.get_incident(session, "inc-000001", for_update=True)
+        stored = get_incident(session, "inc-000001", for_update=True)
         assert stored == incident  # items, groups, continuity and events, field for field
         restored = mark_restored(stored, ["sql-epr-1"], T0 + timedelta(minutes=20), actor="bob")
-        assert repo.add_incident_event(session, stored.id, restored.events[-1]) == 2
+        assert add_incident_event(session, stored.id, restored.events[-1]) == 2
         noted = add_note(restored, "app servers rebooting", T0 + timedelta(minutes=25), actor="bob")
-        assert repo.add_incident_event(session, stored.id, noted.events[-1]) == 3
+        assert add_incident_event(session, stored.id, noted.events[-1]) == 3
     with session_scope(db_engine, readonly=True) as session:
-        again = repo.get_incident(session, "inc-000001")
+        again = get_incident(session, "inc-000001")
         assert again == noted
         assert [e.kind for e in again.events] == [EventKind.DECLARED, EventKind.RESTORED, EventKind.NOTE]
 
@@ -547,39 +560,39 @@ def test_incidents_are_numbered_listed_by_status_and_found_by_their_rollout(db_e
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
         first = declared(session, "rota-app")
-        repo.add_incident(session, first)
+        add_incident(session, first)
         second = declared(session, "sql-epr-1", rollout_id=rollout_id)
         assert second.id == "inc-000002"
-        repo.add_incident(session, second)
+        add_incident(session, second)
         closed = close_incident(first, T0 + timedelta(hours=1), actor="alice", reason="rota back on paper")
-        repo.add_incident_event(session, first.id, closed.events[-1])
-        repo.mark_incident_closed(session, first.id, at=T0 + timedelta(hours=1))
+        add_incident_event(session, first.id, closed.events[-1])
+        mark_incident_closed(session, first.id, at=T0 + timedelta(hours=1))
     with session_scope(db_engine, readonly=True) as session:
-        assert [i.id for i in repo.list_incidents(session)] == ["inc-000001", "inc-000002"]
-        assert [i.id for i in repo.list_incidents(session, status=IncidentStatus.OPEN)] == ["inc-000002"]
-        (done,) = repo.list_incidents(session, status=IncidentStatus.CLOSED)
+        assert [i.id for i in list_incidents(session)] == ["inc-000001", "inc-000002"]
+        assert [i.id for i in list_incidents(session, status=IncidentStatus.OPEN)] == ["inc-000002"]
+        (done,) = list_incidents(session, status=IncidentStatus.CLOSED)
         assert done == closed
         assert done.closed_at == T0 + timedelta(hours=1)
-        assert repo.incident_of_rollout(session, rollout_id) == second
-        assert repo.incident_of_rollout(session, "r-999999") is None
+        assert incident_of_rollout(session, rollout_id) == second
+        assert incident_of_rollout(session, "r-999999") is None
 
 
 def test_a_missing_incident_and_one_without_its_estate_are_refused(db_engine: Engine) -> None:
     with session_scope(db_engine) as session:
         with pytest.raises(NotFoundError, match="incident inc-000404 does not exist"):
-            repo.get_incident(session, "inc-000404")
+            get_incident(session, "inc-000404")
         unanchored = dataclasses.replace(declared(session, "rota-app"), estate_version_id=None)
         with pytest.raises(InputError, match="names no estate version"):
-            repo.add_incident(session, unanchored)
+            add_incident(session, unanchored)
 
 
 def test_every_asset_state_is_stored_and_read_back(db_engine: Engine) -> None:
     # The CHECK on rollout_assets.state (migration 0003) takes each state the state machine has.
     with session_scope(db_engine) as session:
         rollout_id = add_rollout(session)
-        repo.upsert_rollout_assets(
+        upsert_rollout_assets(
             session, rollout_id, [RolloutAsset(f"a-{s.value}", 0, "[]", s, T0, detail=None) for s in AssetState]
         )
     with session_scope(db_engine, readonly=True) as session:
-        stored = {a.asset_id: a.state for a in repo.list_rollout_assets(session, rollout_id)}
+        stored = {a.asset_id: a.state for a in list_rollout_assets(session, rollout_id)}
     assert stored == {f"a-{s.value}": s for s in AssetState}

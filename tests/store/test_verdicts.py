@@ -38,8 +38,10 @@ from ringfence.core.rollout.strategy import plan_strategy
 from ringfence.core.simulation import FaultModel, SimulatedClock, SimulationDriver
 from ringfence.core.update import parse_update_text
 from ringfence.service import rollouts
-from ringfence.store import repo
+from ringfence.store.audit import list_audit
 from ringfence.store.db import session_scope
+from ringfence.store.estates import add_estate_version
+from ringfence.store.rollouts import create_rollout
 from ringfence.store.verdicts import add_gate_verdict, count_gate_verdicts, list_gate_verdicts
 
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
@@ -47,7 +49,7 @@ T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
 
 def _rollout(engine: Engine, rollout_id: str) -> None:
     with session_scope(engine) as session:
-        version = repo.add_estate_version(
+        version = add_estate_version(
             session,
             name=f"e-{rollout_id}",
             content="x",
@@ -57,7 +59,7 @@ def _rollout(engine: Engine, rollout_id: str) -> None:
             service_count=1,
             at=T0,
         )
-        repo.create_rollout(
+        create_rollout(
             session,
             estate_version_id=version.id,
             update_id="u",
@@ -295,7 +297,7 @@ def test_the_controller_stores_each_verdict_it_acts_on_a_canary_wave_included(db
     judged = _judged_by(reports)
     with session_scope(db_engine, readonly=True) as session:
         stored = list_gate_verdicts(session, rollout_id)
-        log = repo.list_audit(session, subject=f"rollout:{rollout_id}")
+        log = list_audit(session, subject=f"rollout:{rollout_id}")
     assert [v.verdict for v in stored] == judged
     # Ring 0 twice: passed on windows alone (the linux canary skipped: a canary wave follows), then failed on linux.
     assert [(v.ring, v.outcome) for v in judged] == [(0, GateOutcome.passed), (0, GateOutcome.failed)]

@@ -25,7 +25,7 @@ from ringfence.files.disk import examples_dir, read_with, sample_estate_path
 from ringfence.files.report import compare_sentence
 from ringfence.service import incidents as incident_service
 from ringfence.service import rollouts as rollout_service
-from ringfence.store import repo
+from ringfence.store.audit import list_audit
 from ringfence.store.db import session_scope
 
 from .conftest import Site, Visitors, accept_dialogs, issue_people, serve, shot
@@ -528,7 +528,7 @@ def test_the_audit_log_lists_entries_and_verifies_the_chain(visitors: Visitors, 
     rollout_id = create(site, SNAPSHOT_UPDATE, actor="olga")
     rollout_service.start(site.server.engine, rollout_id, actor="olga", at=now())
     with session_scope(site.server.engine, readonly=True) as session:
-        entries = repo.list_audit(session)
+        entries = list_audit(session)
     page = visitors.sign_in(site.people.vera)
     page.get_by_role("link", name="Audit log").click()
     expect(page.locator(".chain-ok")).to_contain_text(f"Chain verified: {len(entries)} entries")

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from ringfence.files.report import TIER_STYLES
+from ringfence.files.svg import TIER_STYLES
 from ringfence.service import rollouts as rollout_service
-from ringfence.web import routes
+from ringfence.web import rendering
 
 from .conftest import Site
 
@@ -187,6 +187,6 @@ def test_the_live_fragment_is_the_section_the_script_swaps(client: httpx.Client,
     text = fragment.text.lstrip()
     assert text.startswith('<section id="live"')
     assert f'hx-get="/rollouts/{rollout_id}/live"' in text
-    assert f'hx-trigger="every {routes.REFRESH_SECONDS}s"' in text
+    assert f'hx-trigger="every {rendering.REFRESH_SECONDS}s"' in text
     assert 'hx-swap="outerHTML"' in text
     assert "<html" not in text

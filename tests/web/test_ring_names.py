@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ringfence.web.views import ring_names
+from ringfence.web.views.rollouts import ring_names
 
 
 @pytest.mark.parametrize(

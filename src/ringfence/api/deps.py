@@ -28,6 +28,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ringfence.api.problems import UnauthenticatedError
 from ringfence.core.errors import PermissionDeniedError
+from ringfence.service import compiled
+from ringfence.service.estates import CompiledEstates
 from ringfence.service.tokens import Caller, Role, TokenCache
 
 COOKIE = "ringfence_token"
@@ -43,6 +45,14 @@ def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def compiled_estates(request: Request) -> CompiledEstates:
+    """The app's cache of compiled estate versions (``ringfence.service.compiled``), for the API and the dashboard."""
+    return compiled.compiled_estates(request.app.state)
+
+
+Compiled = Annotated[CompiledEstates, Depends(compiled_estates)]
 
 
 def presented_token(request: Request) -> tuple[str, bool]:

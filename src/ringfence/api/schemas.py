@@ -1,9 +1,10 @@
-"""Request and response bodies of the REST API, as pydantic models (so /openapi.json describes them).
+"""Request bodies of the REST API, and the responses only the API gives, as pydantic models (so /openapi.json
+describes them).
 
-The analysis, plan, recovery and drill responses mirror the documents of the CLI contract key for key
-(``ringfence.core.documents``, ``ringfence.core.drills.drill_document``): the API and ``--json`` print the same JSON.
-Responses forbid extra keys, so a document that grows a key without its model fails loudly in tests
-instead of losing the key quietly.
+The documents the CLI prints too (analysis, plans, recovery, drills, rollout status, audit verification) are not
+here: each is one model in :mod:`ringfence.core.documents`, which the routes name as their ``response_model``.
+Responses forbid extra keys, so an answer that grows a key without its model fails loudly in tests instead of
+losing the key quietly.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ringfence.core.documents import CheckDocument
 from ringfence.service.tokens import Role
 
 EstateFormatName = Literal["yaml", "json"]
@@ -48,17 +50,6 @@ class EstateUpload(_In):
     name: Annotated[str | None, Field(description="Must match the `estate:` the content declares.")] = None
     content: Annotated[str, Field(min_length=1, description="The estate file (YAML or JSON), as text.")]
     format: Annotated[EstateFormatName | None, Field(description="Default: detected from the content.")] = None
-
-
-class CheckDocument(_Out):
-    """``ringfence check --json``."""
-
-    ok: bool
-    assets: int
-    services: int
-    suppliers: int
-    estate: str
-    warnings: list[str]
 
 
 class EstateVersionOut(_Out):
@@ -111,80 +102,6 @@ class EstateDetail(_Out):
     warnings: list[ProblemOut]
 
 
-# ---------------------------------------------------------------------------------------------- analysis
-
-
-class ServiceTier(_Out):
-    id: str
-    tier: int
-
-
-class ImpactDocument(_Out):
-    """``ringfence impact --json``."""
-
-    failed: list[str]
-    services_down: list[ServiceTier]
-    assets_down: list[str]
-    by_tier: dict[str, int]
-
-
-class SinglePointOfFailureOut(_Out):
-    ref: str
-    services: list[str]
-    worst_tier: int
-
-
-class SpofDocument(_Out):
-    """``ringfence spof --json``."""
-
-    spofs: list[SinglePointOfFailureOut]
-
-
-class SupplierShare(_Out):
-    id: str
-    services_down: list[str]
-    share_by_tier: dict[str, float]
-
-
-class ConcentrationDocument(_Out):
-    """``ringfence concentration --json``."""
-
-    suppliers: list[SupplierShare]
-
-
-class RestoreStepOut(_Out):
-    step: int
-    restore: list[str]
-
-
-class ContinuityOut(_Out):
-    service: str
-    tier: int
-    rto: int | None
-    plan: str | None
-    contacts: list[str]
-
-
-class RtoRiskOut(_Out):
-    service: str
-    tier: int
-    rto: int
-    restored_by: int
-
-
-class RecoveryDocument(_Out):
-    """``ringfence recover --json``."""
-
-    failed: list[str]
-    steps: list[RestoreStepOut]
-    continuity: list[ContinuityOut]
-    rto_at_risk: list[RtoRiskOut]
-    notes: list[str]
-    parallel: int | None
-    step_seconds: int
-    evidence: str
-
-
 # ------------------------------------------------------------------------------------ plans and rollouts
 
 
@@ -195,53 +112,16 @@ class PlanRequest(_In):
     override_hold: str | None = Field(default=None, description="Plan a held release anyway; why.")
 
 
-class PlanRing(_Out):
-    index: int
-    name: str
-    assets: list[str]
-    bake: int
-    size: int
-    strata: list[str]
-    tiers: dict[str, int]
-    canary: bool
-    why: str | None
-
-
-class PlanWarningOut(_Out):
-    kind: str
-    owners: list[str]
-    members: list[str]
-    k: int
-    message: str
-
-
-class HoldOverrideOut(_Out):
-    release: str
-    reason: str
-    justification: str
-
-
-class PlanDocument(_Out):
-    """``ringfence plan --json``."""
-
-    update: str
-    release: str
-    targets: int
-    strata_keys: list[str]
-    rings: list[PlanRing]
-    canary_rings: int
-    warnings: list[PlanWarningOut]
-    notes: list[str]
-    minimum_duration: int
-    worst_case_rollback: int | None
-    hold_override: HoldOverrideOut | None
-
-
 class RolloutCreate(_In):
     estate: str = Field(description="Estate name.")
     version: int | None = Field(default=None, description="Estate version id; default: the current one.")
     update: Annotated[str, Field(min_length=1, description="The update file (YAML or JSON), as text.")]
     driver: str = Field(default="simulated", description="Execution driver (entry point name).")
+    health_source: str | None = Field(
+        default=None,
+        description="What judges the rollout's health: `driver` (the default, the driver's own reading) or an "
+        "installed health source (entry point name in `ringfence.health_sources`: `heartbeats`, `ansible` …).",
+    )
     strategy: Literal["ringfence", "all-at-once", "batches"] = "ringfence"
     override_hold: str | None = Field(
         default=None, description="Roll out a held release anyway; recorded, and someone else must approve."
@@ -250,42 +130,6 @@ class RolloutCreate(_In):
 
 class RolloutAction(_In):
     reason: Annotated[str, Field(max_length=2000, description="Why (recorded in the audit log).")] = ""
-
-
-class RingStatusOut(_Out):
-    index: int
-    name: str
-    canary: bool
-    assets: int
-    states: dict[str, int]
-    strata: list[str]
-
-
-class RolloutAssetOut(_Out):
-    id: str
-    ring: int
-    state: str
-    detail: str | None
-
-
-class RolloutStatusDocument(_Out):
-    """``ringfence rollout status --json``."""
-
-    id: str
-    update: str
-    strategy: str
-    phase: str
-    ring: int
-    paused_from: str | None
-    halt_reason: str | None
-    version: int
-    created_by: str
-    approved_by: str | None
-    needs_approval: bool
-    updated_at: str
-    rings: list[RingStatusOut]
-    assets: list[RolloutAssetOut]
-    pending_decisions: int
 
 
 class RolloutSummary(_Out):
@@ -325,16 +169,6 @@ class AuditPage(_Out):
     last_seq: int = Field(description="Pass as `after` to get the entries written since.")
 
 
-class AuditVerification(_Out):
-    """``ringfence audit verify --json``."""
-
-    ok: bool
-    entries: int
-    first_bad_seq: int | None
-    reason: str | None
-    last_hash: str | None
-
-
 # ------------------------------------------------------------------------------------------------ drills
 
 
@@ -352,32 +186,6 @@ class DrillRequest(_In):
         if (self.scenario is None) == (self.bundled is None):
             raise ValueError("give exactly one of scenario (its text) or bundled (a bundled scenario's id)")
         return self
-
-
-class DrillStrategyResult(_Out):
-    strategy: str
-    exposed: int
-    failed: int
-    services_down: list[ServiceTier]
-    halted_at_ring: int | None
-    detected_after: float | None
-    data_lost: int
-    rings: int
-    duration: float
-    outcome: str
-    halt_reason: str | None
-    exposed_assets: list[str]
-    failed_assets: list[str]
-    data_lost_assets: list[str]
-
-
-class DrillDocument(_Out):
-    """``ringfence drill --json``."""
-
-    scenario: str
-    targets: int
-    affected: int
-    results: list[DrillStrategyResult]
 
 
 class BundledScenario(_Out):
@@ -419,11 +227,7 @@ class TokenList(_Out):
 __all__ = [
     "AuditEntryOut",
     "AuditPage",
-    "AuditVerification",
     "BundledScenario",
-    "CheckDocument",
-    "ConcentrationDocument",
-    "DrillDocument",
     "DrillRequest",
     "EstateDetail",
     "EstateList",
@@ -431,18 +235,13 @@ __all__ = [
     "EstateUploaded",
     "EstateVersionList",
     "EstateVersionOut",
-    "ImpactDocument",
-    "PlanDocument",
     "PlanRequest",
     "ProblemOut",
-    "RecoveryDocument",
     "RolloutAction",
     "RolloutCreate",
     "RolloutList",
-    "RolloutStatusDocument",
     "RolloutSummary",
     "ScenarioList",
-    "SpofDocument",
     "TokenCreate",
     "TokenIssued",
     "TokenList",

@@ -33,7 +33,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -41,6 +40,7 @@ from typing import Annotated, Any
 import typer
 
 from ringfence.cli.main import app
+from ringfence.core.clock import utc_now
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
@@ -251,7 +251,7 @@ class Agent:
 
     def send_heartbeat(self) -> None:
         status, detail = self.health()
-        at = datetime.now(UTC).isoformat()
+        at = utc_now().isoformat()
         beat: dict[str, Any] = {"asset": self.asset, "at": at, "status": status}
         if status == "failed":
             beat["signal"] = "service_check_failed"
@@ -297,7 +297,7 @@ class Agent:
         return body if isinstance(body, dict) else {}
 
     def say(self, message: str) -> None:
-        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        stamp = utc_now().strftime("%H:%M:%S")
         sys.stderr.write(f"{stamp} {self.asset}: {message}\n")
         sys.stderr.flush()
 

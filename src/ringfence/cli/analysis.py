@@ -12,14 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, err, hold_until_exit, out, tier_chip, tier_label, warn
+from ringfence.cli.output import JsonOpt, emit_json, err, hold_until_exit, out, tier_chip, tier_label, warn
 from ringfence.core.documents import check_document, concentration_document, impact_document, spof_document
 from ringfence.core.estate import TIER_NAMES, Estate
 from ringfence.core.graph import EstateGraph, compile_estate
 from ringfence.files.disk import read_estate
 
 EstateArg = Annotated[Path, typer.Argument(help="Estate file (YAML or JSON).", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (the CLI contract).")]
 FailOpt = Annotated[
     list[str],
     typer.Option(
@@ -29,6 +28,20 @@ FailOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+StepTimeOpt = Annotated[str, typer.Option(help="How long one restore step takes, for RTO estimates.")]
+
+
+def step_seconds_of(step_time: str) -> int:
+    """``--step-time`` in seconds; a bad duration is an input error that names the option."""
+    from ringfence.core.durations import parse_duration
+    from ringfence.core.errors import InputError, Problem
+
+    try:
+        return parse_duration(step_time)
+    except ValueError as exc:
+        raise InputError([Problem(str(exc), path=("--step-time",))]) from None
 
 
 @contextmanager
@@ -67,7 +80,7 @@ def check(
     warnings = [*estate.warnings, *locate_problems(graph.warnings, text)]
     ok = not (strict and warnings)
     if as_json:
-        emit_json(check_document(estate, warnings, ok=ok))
+        emit_json(check_document(estate, warnings, ok=ok).model_dump(mode="json"))
     else:
         for w in warnings:
             warn(str(w))
@@ -98,7 +111,7 @@ def impact(estate_file: EstateArg, fail: FailOpt, as_json: JsonOpt = False) -> N
     _, graph = load(estate_file, as_json)
     radius = compute_blast_radius(graph, fail)
     if as_json:
-        emit_json(impact_document(radius))
+        emit_json(impact_document(radius).model_dump(mode="json"))
         return
     out.print(f"[bold]If {', '.join(radius.failed)} fails:[/]")
     if not radius.services_down:
@@ -138,7 +151,7 @@ def spof(
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     if as_json:
-        emit_json(spof_document(spofs))
+        emit_json(spof_document(spofs).model_dump(mode="json"))
         return
     if not spofs:
         out.print("No single point of failure found.")
@@ -164,7 +177,7 @@ def concentration(estate_file: EstateArg, as_json: JsonOpt = False) -> None:
     _, graph = load(estate_file, as_json)
     rows = supplier_concentration(graph)
     if as_json:
-        emit_json(concentration_document(rows))
+        emit_json(concentration_document(rows).model_dump(mode="json"))
         return
     tiers = sorted({t for r in rows for t in r.share_by_tier})
     table = Table(title="Supplier concentration: services lost if the supplier fails", title_justify="left")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ringfence.cli.analysis import EstateArg, JsonOpt, load
+from ringfence.cli.analysis import EstateArg, load
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, out
+from ringfence.cli.output import JsonOpt, emit_json, out
+from ringfence.core.clock import utc_now
+from ringfence.core.words import count
 
 continuity_app = typer.Typer(
     name="continuity",
@@ -35,7 +36,7 @@ def pack(
 
     estate, graph = load(estate_file, as_json)
     sheets = continuity_sheets(graph, service)
-    files = write_pack(sheets, output, estate_name=estate.name, generated_at=datetime.now(UTC))
+    files = write_pack(sheets, output, estate_name=estate.name, generated_at=utc_now())
     if as_json:
         emit_json(
             {
@@ -49,7 +50,7 @@ def pack(
         )
         return
     out.print(
-        f"Downtime pack for {estate.name}: {len(sheets)} service sheet{'s' if len(sheets) != 1 else ''} "
+        f"Downtime pack for {estate.name}: {count(len(sheets), 'service sheet')} "
         f"in {files.html} and {files.pdf} (one HTML per service beside them)."
     )
     for sheet in sheets:

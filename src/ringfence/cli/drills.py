@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ringfence.cli.analysis import EstateArg, JsonOpt, load, working
+from ringfence.cli.analysis import EstateArg, load, working
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, err, out, tier_chip
+from ringfence.cli.output import JsonOpt, emit_json, err, out, tier_chip
 from ringfence.core.durations import humanize_duration
 
 if TYPE_CHECKING:
@@ -51,9 +51,9 @@ def drill(
     if report is not None:
         write_report([result], report, estate_name=estate.name, quiet=as_json)
     if as_json:
-        from ringfence.core.drills import drill_document
+        from ringfence.core.documents import drill_document
 
-        emit_json(drill_document(result))
+        emit_json(drill_document(result).model_dump(mode="json"))
         return
     print_drill(result)
 

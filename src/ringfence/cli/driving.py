@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
@@ -28,9 +28,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from ringfence.core.clock import utc_now
 from ringfence.core.durations import humanize_duration
 from ringfence.core.gates import GateOutcome
 from ringfence.core.rollout.state import RolloutPhase
+from ringfence.core.words import count
 
 if TYPE_CHECKING:
     from ringfence.core.rollout.controller import StepReport
@@ -112,10 +114,6 @@ class _Where:
     phase_entered_at: datetime
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 class Watch:
     """Shows one rollout being driven (see the module docstring). Feed it each step's report."""
 
@@ -136,7 +134,7 @@ class Watch:
         self.where = _Where(phase, ring, 0, phase_entered_at)
         self.plan = plan
         self.quiet = quiet
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or utc_now
         self.is_live = console.is_terminal and not quiet
         self._live: Live | None = None
         self._printed = ""
@@ -158,9 +156,9 @@ class Watch:
             return f"{self.rollout_id}: baking {name}: {humanize_duration(left)} left"
         text = f"{self.rollout_id}: {phase} {name}"
         if self.plan is not None and not phase.is_terminal:
-            text += f" ({where.ring} of {_count(self.plan.ring_count, 'ring')} done)"
+            text += f" ({where.ring} of {count(self.plan.ring_count, 'ring')} done)"
         if where.in_flight:
-            text += f": {_count(where.in_flight, _IN_FLIGHT.get(phase, 'operation'))} in flight"
+            text += f": {count(where.in_flight, _IN_FLIGHT.get(phase, 'operation'))} in flight"
         return text
 
     def __rich__(self) -> Text:

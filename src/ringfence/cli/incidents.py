@@ -7,7 +7,7 @@ it needs is down, closing with items down and no reason) exits 1 with the reason
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,11 +16,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ringfence.cli.analysis import FailOpt
+from ringfence.cli.analysis import FailOpt, StepTimeOpt, step_seconds_of
+from ringfence.cli.database import database, resolve_actor
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, out, tier_chip
-from ringfence.cli.rollouts import _actor, _database
+from ringfence.cli.output import JsonOpt, emit_json, out, tier_chip
+from ringfence.core.clock import utc_now
 from ringfence.core.durations import humanize_duration
+from ringfence.core.words import count
 
 if TYPE_CHECKING:
     from ringfence.core.incident import Incident
@@ -33,7 +35,6 @@ incident_app = typer.Typer(
 app.add_typer(incident_app, name="incident", rich_help_panel="Recover")
 
 IdArg = Annotated[str, typer.Argument(help="Incident id (inc-000001).", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is acting (recorded in the timeline and audit log); default: $USER.")
 ]
@@ -49,36 +50,27 @@ _STATUS_STYLE = {
 _SHOWN_PER_STEP = 12
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @incident_app.command("declare")
 def declare(
     estate_file: Annotated[Path, typer.Option("--estate", help="Estate file (YAML or JSON).", show_default=False)],
     fail: FailOpt,
     title: Annotated[str | None, typer.Option("--title", help="A title people will recognise.")] = None,
-    step_time: Annotated[str, typer.Option(help="How long one restore step takes, for RTO estimates.")] = "1h",
+    step_time: StepTimeOpt = "1h",
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Declare an incident: what failed, what that takes down, the plans to enact and the order to restore."""
-    from ringfence.core.durations import parse_duration
-    from ringfence.core.errors import InputError, Problem
     from ringfence.files.disk import read_text
     from ringfence.service import incidents
 
-    try:
-        step_seconds = parse_duration(step_time)
-    except ValueError as exc:
-        raise InputError([Problem(str(exc), path=("--step-time",))]) from None
+    step_seconds = step_seconds_of(step_time)
     text = read_text(estate_file)
-    now = _now()
-    with _database() as engine:
+    now = utc_now()
+    with database() as engine:
         incident = incidents.declare(
             engine,
             fail=fail,
-            actor=_actor(actor),
+            actor=resolve_actor(actor),
             at=now,
             title=title,
             estate_text=text,
@@ -99,8 +91,8 @@ def list_command(
     """Incidents, oldest first, with how far recovery has got and which RTOs are breached or at risk."""
     from ringfence.service import incidents
 
-    now = _now()
-    with _database() as engine:
+    now = utc_now()
+    with database() as engine:
         found = incidents.list_incidents(engine, status=status)
     summaries = [incidents.incident_summary(i, now) for i in found]
     if as_json:
@@ -139,8 +131,8 @@ def show(
     """An incident: impact, continuity plans, restore order, and the RTO countdowns with breach warnings."""
     from ringfence.service import incidents
 
-    now = _now()
-    with _database() as engine:
+    now = utc_now()
+    with database() as engine:
         incident = incidents.get(engine, incident_id)
     if as_json:
         emit_json(incidents.incident_document(incident, now).model_dump(mode="json"))
@@ -158,9 +150,9 @@ def restore(
     """Mark items restored. Refused (exit 1), with the reason, while what they need is still down."""
     from ringfence.service import incidents
 
-    now = _now()
-    with _database() as engine:
-        incident = incidents.restore(engine, incident_id, items, actor=_actor(actor), at=now)
+    now = utc_now()
+    with database() as engine:
+        incident = incidents.restore(engine, incident_id, items, actor=resolve_actor(actor), at=now)
     if as_json:
         emit_json(incidents.incident_document(incident, now).model_dump(mode="json"))
         return
@@ -177,8 +169,8 @@ def note(
     """Add a note to the incident's timeline."""
     from ringfence.service import incidents
 
-    with _database() as engine:
-        incident = incidents.note(engine, incident_id, text, actor=_actor(actor), at=_now())
+    with database() as engine:
+        incident = incidents.note(engine, incident_id, text, actor=resolve_actor(actor), at=utc_now())
     out.print(f"Noted in {incident.id} ({len(incident.events)} events).")
 
 
@@ -193,8 +185,8 @@ def close(
     """Close an incident: everything restored, or a reason. Then write its review (`incident review`)."""
     from ringfence.service import incidents
 
-    with _database() as engine:
-        incident = incidents.close(engine, incident_id, actor=_actor(actor), at=_now(), reason=reason)
+    with database() as engine:
+        incident = incidents.close(engine, incident_id, actor=resolve_actor(actor), at=utc_now(), reason=reason)
     out.print(f"Incident {incident.id} {incident.events[-1].text}.")
     out.print(f"Write its review with: ringfence incident review {incident.id} --out review.html")
 
@@ -212,16 +204,15 @@ def review(
     """The post-incident review: timeline, impact by tier, time to restore against RTO, the rollout behind it."""
     from ringfence.core.errors import InputError, Problem
     from ringfence.files.disk import write_text_atomic
+    from ringfence.files.incident_review import render_review_html, render_review_markdown
     from ringfence.service import incidents
 
     suffix = output.suffix.lower() if output is not None else ".md"
     if suffix not in (".html", ".htm", ".md", ".markdown"):
         raise InputError([Problem(f"'{output}' is neither .html nor .md; say which by its suffix", path=("--out",))])
-    with _database() as engine:
-        found = incidents.review(engine, incident_id, _now())
-    text = (
-        incidents.render_review_html(found) if suffix in (".html", ".htm") else incidents.render_review_markdown(found)
-    )
+    with database() as engine:
+        found = incidents.review(engine, incident_id, utc_now())
+    text = render_review_html(found) if suffix in (".html", ".htm") else render_review_markdown(found)
     if output is None:
         out.file.write(text)
         return
@@ -251,7 +242,7 @@ def print_incident(incident: Incident, now: datetime, *, timeline: int = 10) -> 
     tiers = ", ".join(f"T{t} ×{n}" for t, n in incident.by_tier.items() if n)
     out.print(
         f"Failed: {', '.join(incident.failed)}{cause}\n"
-        f"Down: {len(services)} service{'s' if len(services) != 1 else ''}"
+        f"Down: {count(len(services), 'service')}"
         + (f" ({tiers})" if tiers else "")
         + f", {len(incident.items) - len(services)} assets · "
         f"{len(incident.restored)} of {len(incident.items)} items restored",
@@ -362,13 +353,13 @@ def demo_incident(estate: Path, incident_file: Path) -> None:
     from rich.rule import Rule
 
     from ringfence.cli.analysis import load
-    from ringfence.core.incident import declare_incident
+    from ringfence.core.incident_declaration import declare_incident
     from ringfence.core.update import parse_incident_text
     from ringfence.files.disk import read_with
 
     scenario = read_with(incident_file, parse_incident_text)
     _, graph = load(estate, quiet=True)
-    now = _now()
+    now = utc_now()
     incident = declare_incident(
         graph,
         graph.resolve_failures(scenario.fail),

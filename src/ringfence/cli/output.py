@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
+import typer
 from rich.console import Console
 from rich.text import Text
 
-from ringfence.core.documents import by_tier_json  # noqa: F401 - re-exported for the CLI's modules
 from ringfence.core.estate import TIER_NAMES
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (the CLI contract).")]
+"""The ``--json`` option of every command that has one."""
 
 TIER_STYLE = {1: "bold white on red", 2: "bold red", 3: "yellow", 4: "cyan", 5: "dim"}
 

@@ -13,9 +13,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from ringfence.cli.analysis import EstateArg, JsonOpt, load, working
+from ringfence.cli.analysis import EstateArg, load, working
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, err, out, tier_chip, warn
+from ringfence.cli.output import JsonOpt, emit_json, err, out, tier_chip, warn
 from ringfence.core.documents import plan_document
 from ringfence.core.durations import humanize_duration
 
@@ -81,7 +81,7 @@ def plan(
     with working("Planning rings…", as_json), located_in(update_file, update_text):
         result = plan_rings(graph, update, hold_override=override)
     if as_json:
-        emit_json(plan_document(result))
+        emit_json(plan_document(result).model_dump(mode="json"))
         return
     if override:
         warn(f"{override.release} is on hold ({override.reason}); planned anyway because: {override.justification}")

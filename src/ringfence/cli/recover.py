@@ -9,12 +9,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ringfence.cli.analysis import EstateArg, FailOpt, JsonOpt, load
+from ringfence.cli.analysis import EstateArg, FailOpt, StepTimeOpt, load, step_seconds_of
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, out, tier_chip
+from ringfence.cli.output import JsonOpt, emit_json, out, tier_chip
 from ringfence.core.documents import recovery_document
-from ringfence.core.durations import humanize_duration, parse_duration
-from ringfence.core.errors import InputError, Problem
+from ringfence.core.durations import humanize_duration
 
 
 def recovery_markdown(plan: object, estate_name: str) -> str:
@@ -62,7 +61,7 @@ def recover(
     parallel: Annotated[
         int | None, typer.Option(min=1, help="At most N items restored at once; ordered by tier, then RTO.")
     ] = None,
-    step_time: Annotated[str, typer.Option(help="How long one restore step takes, for RTO estimates.")] = "1h",
+    step_time: StepTimeOpt = "1h",
     export: Annotated[
         Path | None, typer.Option(help="Also write the plan as Markdown evidence (DSPT B5.a).", show_default=False)
     ] = None,
@@ -72,16 +71,13 @@ def recover(
     from ringfence.core.recovery import EVIDENCE_LABEL, plan_recovery
     from ringfence.files.disk import write_text_atomic
 
-    try:
-        step_seconds = parse_duration(step_time)
-    except ValueError as exc:
-        raise InputError([Problem(str(exc), path=("--step-time",))]) from None
+    step_seconds = step_seconds_of(step_time)
     estate, graph = load(estate_file, as_json)
     plan = plan_recovery(graph, graph.resolve_failures(fail), parallel=parallel, step_seconds=step_seconds)
     if export is not None:
         write_text_atomic(export, recovery_markdown(plan, estate.name))
     if as_json:
-        emit_json(recovery_document(plan))
+        emit_json(recovery_document(plan).model_dump(mode="json"))
         return
     out.print(f"[bold]Recovery after {', '.join(plan.failed)}[/]  [dim]{EVIDENCE_LABEL}[/]")
     if not plan.continuity:

@@ -7,11 +7,8 @@ until the rollout waits for a person or is over; kill it at any moment and run i
 
 from __future__ import annotations
 
-import getpass
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from datetime import UTC, datetime
+from contextlib import nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,12 +19,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ringfence.cli.database import database, resolve_actor
 from ringfence.cli.main import app
-from ringfence.cli.output import emit_json, err, out, warn
+from ringfence.cli.output import JsonOpt, emit_json, err, out, warn
+from ringfence.core.clock import utc_now
+from ringfence.drivers.registry import available_health_sources
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from ringfence.core.rollout.controller import StepReport
 
 rollout_app = typer.Typer(
@@ -38,7 +36,6 @@ rollout_app = typer.Typer(
 app.add_typer(rollout_app, name="rollout", rich_help_panel="Change safely")
 
 IdArg = Annotated[str, typer.Argument(help="Rollout id (r-000001).", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is acting (recorded in the audit log); default: $USER.")
 ]
@@ -53,37 +50,20 @@ _STYLE = {
 }
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _actor(actor: str | None) -> str:
-    if actor and actor.strip():
-        return actor.strip()
-    try:
-        return os.environ.get("RINGFENCE_ACTOR") or getpass.getuser()
-    except OSError:
-        return "cli"
-
-
-@contextmanager
-def _database() -> Iterator[Engine]:
-    """The database, migrated to the newest schema; its connections are closed when the command ends."""
-    from ringfence.store.db import make_engine, upgrade
-
-    engine = make_engine()
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-
-
 @rollout_app.command("create")
 def create(
     estate_file: Annotated[Path, typer.Argument(help="Estate file.", show_default=False)],
     update_file: Annotated[Path, typer.Argument(help="Update file.", show_default=False)],
     driver: Annotated[str, typer.Option("--driver", help="Execution driver (entry point name).")] = "simulated",
+    health_source: Annotated[
+        str | None,
+        typer.Option(
+            "--health-source",
+            help="What judges the rollout's health: driver (the default, the driver's own reading) or an "
+            "installed health source: " + ", ".join(s for s in available_health_sources() if s != "driver") + ".",
+            show_default=False,
+        ),
+    ] = None,
     holds: Annotated[Path | None, typer.Option("--holds", help="Vendor holds file.", show_default=False)] = None,
     override_hold: Annotated[
         str | None, typer.Option("--override-hold", help="Roll out a held release anyway; recorded.")
@@ -98,31 +78,33 @@ def create(
 ) -> None:
     """Plan an update on an estate and store it as a rollout, ready to start (or to approve)."""
     from ringfence.cli.plans import load_holds
-    from ringfence.core.driver import available_drivers
     from ringfence.core.update import Hold
+    from ringfence.drivers.registry import available_drivers
     from ringfence.files.disk import read_text
     from ringfence.service import rollouts
 
     if driver not in available_drivers():
-        from ringfence.core.driver import load_driver
+        from ringfence.drivers.registry import load_driver
 
         load_driver(driver)  # raises the sentence listing the installed drivers
+    rollouts.check_health_source(health_source, path=("--health-source",))  # exit 2 naming the known sources
     held = tuple(h for h in load_holds(holds) if isinstance(h, Hold))
-    with nullcontext(None) if dry_run else _database() as engine:
+    with nullcontext(None) if dry_run else database() as engine:
         created = rollouts.create_rollout(
             engine,
             estate_text=read_text(estate_file),
             estate_source=str(estate_file),
             update_text=read_text(update_file),
             update_source=str(update_file),
-            actor=_actor(actor),
-            at=_now(),
+            actor=resolve_actor(actor),
+            at=utc_now(),
             holds=held,
             override_hold=override_hold,
             driver=driver,
             strategy=strategy,
             require_approval=require_approval,
             dry_run=dry_run,
+            health_source=health_source,
         )
     rings = created.strategy.rings
     if as_json:
@@ -160,8 +142,8 @@ def approve(rollout_id: IdArg, actor: ActorOpt = None) -> None:
     """Approve a rollout awaiting approval (not by the person who created it)."""
     from ringfence.service import rollouts
 
-    with _database() as engine:
-        state = rollouts.approve_rollout(engine, rollout_id, actor=_actor(actor), at=_now())
+    with database() as engine:
+        state = rollouts.approve_rollout(engine, rollout_id, actor=resolve_actor(actor), at=utc_now())
     out.print(f"Rollout {rollout_id} approved; it is {state.phase}.")
 
 
@@ -194,7 +176,7 @@ def start(
     from ringfence.core.errors import ConflictError, InputError, Problem
     from ringfence.core.rollout.state import RolloutPhase
     from ringfence.service import rollouts
-    from ringfence.service.driver_state import rollout_driver
+    from ringfence.service.driver_state import rollout_driver, rollout_health_source
     from ringfence.service.runner import check_driver
 
     # Written so that NaN is refused too; a poll interval of hours would only hide progress.
@@ -202,15 +184,18 @@ def start(
         raise InputError(
             [Problem(f"{poll_interval} is not a number of seconds from 0 to 3600", path=("--poll-interval",))]
         )
-    with _database() as engine:
-        who = _actor(actor)
+    with database() as engine:
+        who = resolve_actor(actor)
         options = rollouts.parse_driver_options(driver_option or [])
         # The simulated driver: the update's own timing unless an option says otherwise, its world kept in the
         # database, so that a start after a kill finds the installs the killed process had begun.
         driver = rollout_driver(engine, rollout_id, options)
         check_driver(engine, rollout_id, driver)  # exit 2 with the driver's sentence, before the rollout moves
-        rollouts.start(engine, rollout_id, actor=who, at=_now())
-        controller = rollouts.controller(engine, driver, _now, actor="controller")
+        # What judges it: the health source its plan names (the driver's own unless it names another), built
+        # before the rollout moves, so a source that cannot be built is exit 2 with nothing changed.
+        health = rollout_health_source(engine, rollout_id, driver)
+        rollouts.start(engine, rollout_id, actor=who, at=utc_now())
+        controller = rollouts.controller(engine, driver, utc_now, actor="controller", health=health)
         found = rollouts.status(engine, rollout_id).rollout
         try:
             plan = rollouts.stored_plan(found)
@@ -225,12 +210,12 @@ def start(
             phase_entered_at=state.updated_at,
             plan=plan,
             quiet=quiet,
-            clock=_now,
+            clock=utc_now,
         )
         ctrl_c = CtrlC()
 
         def wait_until(at: datetime | None) -> None:
-            delay = poll_interval if at is None else min(poll_interval, max(0.0, (at - _now()).total_seconds()))
+            delay = poll_interval if at is None else min(poll_interval, max(0.0, (at - utc_now()).total_seconds()))
             ctrl_c.sleep(delay)
 
         def show(report: StepReport) -> None:
@@ -264,10 +249,10 @@ def status(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
     """Where a rollout is: its phase and each ring's progress."""
     from ringfence.service import rollouts
 
-    with _database() as engine:
+    with database() as engine:
         found = rollouts.status(engine, rollout_id)
     if as_json:
-        emit_json(rollouts.status_document(found))
+        emit_json(rollouts.status_document(found).model_dump(mode="json"))
         return
     r = found.rollout
     state = r.state
@@ -275,6 +260,8 @@ def status(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
     head += Text(state.phase.value, style=_STYLE.get(state.phase.value, "cyan"))
     head += Text(f" at ring {state.ring}")
     out.print(head)
+    if found.health_source != "driver":  # installs by its driver, judged by another source
+        out.print(Text("health judged by: ", style="bold") + Text(found.health_source))
     if state.halt_reason:
         out.print(Text("halted: ", style="red") + Text(state.halt_reason))
     table = Table(title_justify="left")
@@ -307,7 +294,7 @@ def list_rollouts(
     from ringfence.core.errors import ConflictError, InputError, Problem
     from ringfence.core.rollout.state import RolloutPhase
     from ringfence.service import rollouts
-    from ringfence.store import repo
+    from ringfence.store import rollouts as stored_rollouts
     from ringfence.store.db import session_scope
 
     allowed = [p.value for p in RolloutPhase]
@@ -319,8 +306,8 @@ def list_rollouts(
                 [Problem(f"{given!r} is not a rollout phase; the phases are: {', '.join(allowed)}", path=("--phase",))]
             )
         wanted.append(RolloutPhase(given.strip()))
-    with _database() as engine, session_scope(engine, readonly=True) as session:
-        found = repo.list_rollouts(session, phases=wanted or None)
+    with database() as engine, session_scope(engine, readonly=True) as session:
+        found = stored_rollouts.list_rollouts(session, phases=wanted or None)
     rows = []
     for r in found:
         try:
@@ -385,8 +372,8 @@ def _move(verb: str, rollout_id: str, actor: str | None, reason: str) -> None:
         "abort": rollouts.abort,
         "rollback": rollouts.roll_back,
     }[verb]
-    with _database() as engine:
-        state = act(engine, rollout_id, actor=_actor(actor), at=_now(), why=reason)
+    with database() as engine:
+        state = act(engine, rollout_id, actor=resolve_actor(actor), at=utc_now(), why=reason)
     out.print(f"Rollout {rollout_id} is {state.phase}.")
     if verb in ("resume", "rollback"):
         err.print(f"Run `ringfence rollout start {rollout_id}` to drive it.")
@@ -421,7 +408,7 @@ def log(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
     """The rollout's audit log: every transition, who made it and why."""
     from ringfence.service import rollouts
 
-    with _database() as engine:
+    with database() as engine:
         entries = rollouts.log(engine, rollout_id)
     if as_json:
         emit_json({"rollout": rollout_id, "entries": rollouts.log_document(entries)})

@@ -122,17 +122,17 @@ def token_revoke(token_id: int, database: DatabaseOpt = None) -> None:
 @audit_app.command("verify")
 def audit_verify(database: DatabaseOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check the audit log's hash chain; exit 1 if any entry was changed, removed or inserted."""
-    from ringfence.store import repo
+    from ringfence.store.audit import verify_audit
     from ringfence.store.db import make_engine, session_scope, upgrade
 
     engine = make_engine(database)
     upgrade(engine)
     with session_scope(engine, readonly=True) as session:
-        report = repo.verify_audit(session)
+        report = verify_audit(session)
     if as_json:
-        emit_json(
-            {"ok": report.ok, "entries": report.count, "first_bad_seq": report.first_bad_seq, "reason": report.reason}
-        )
+        from ringfence.core.documents import CLI_AUDIT_VERIFICATION_OMITS, audit_verification
+
+        emit_json(audit_verification(report).model_dump(mode="json", exclude=set(CLI_AUDIT_VERIFICATION_OMITS)))
     elif report.ok:
         out.print(f"Audit log intact: {report.count} entries, chain verified.")
     else:

@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -43,6 +42,7 @@ from ringfence.core.rollout.strategy import STRATEGIES, StrategyPlan, plan_strat
 from ringfence.core.selectors import Selector, parse_selector
 from ringfence.core.simulation import FaultModel, SimulatedClock, SimulationDriver
 from ringfence.core.update import DrillScenario, parse_scenario_text
+from ringfence.core.words import count
 
 _STOPS = frozenset({RolloutPhase.HALTED, RolloutPhase.PAUSED})
 _ROLLOUT = "drill"
@@ -134,10 +134,10 @@ def _require_fault_reaches_targets(
         return  # the update's own problem: plan_strategy names it at update.targets
     if np.intersect1d(targets, affected, assume_unique=True).size:
         return
-    of_update = f"{_count(int(targets.size), 'target')} of update '{update.id}' ({update.target_selector})"
+    of_update = f"{count(int(targets.size), 'target')} of update '{update.id}' ({update.target_selector})"
     if affected.size:
         where = (
-            f"'{affects}' matches {_count(int(affected.size), 'asset')} of estate '{graph.estate.name}', "
+            f"'{affects}' matches {count(int(affected.size), 'asset')} of estate '{graph.estate.name}', "
             f"none of them among the {of_update}"
         )
     else:
@@ -167,11 +167,7 @@ def _target_values(graph: EstateGraph, targets: IntArray, key: str, affects: Sel
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     shown = ", ".join(f"{value} ({n})" for value, n in ranked[:_SHOWN_VALUES])
     rest = len(ranked) - _SHOWN_VALUES
-    return shown + (f" and {rest} more value{'s' if rest != 1 else ''}" if rest > 0 else "")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    return shown + (f" and {count(rest, 'more value')}" if rest > 0 else "")
 
 
 def _play(
@@ -264,32 +260,4 @@ class _ServicesDown:
         return found
 
 
-def drill_document(report: DrillReport) -> dict[str, Any]:
-    """The drill as the CLI contract's JSON: counts under the contract's keys, id lists under extra keys."""
-    return {
-        "scenario": report.scenario.scenario,
-        "targets": report.targets,
-        "affected": report.affected,
-        "results": [
-            {
-                "strategy": r.strategy,
-                "exposed": len(r.exposed),
-                "failed": len(r.failed),
-                "services_down": [{"id": s.id, "tier": s.tier} for s in r.services_down],
-                "halted_at_ring": r.halted_at_ring,
-                "detected_after": r.detected_after,
-                "data_lost": len(r.data_lost),
-                "rings": r.rings,
-                "duration": r.duration,
-                "outcome": r.outcome,
-                "halt_reason": r.halt_reason,
-                "exposed_assets": list(r.exposed),
-                "failed_assets": list(r.failed),
-                "data_lost_assets": list(r.data_lost),
-            }
-            for r in report.results
-        ],
-    }
-
-
-__all__ = ["DrillReport", "StrategyResult", "TimelinePoint", "drill_document", "run_drill", "run_drill_text"]
+__all__ = ["DrillReport", "StrategyResult", "TimelinePoint", "run_drill", "run_drill_text"]

@@ -20,17 +20,24 @@ not?" with a sentence, or None when it can (or cannot tell):
 A driver that declares nothing is taken to honour everything (the ``simulated`` driver does); if it then
 refuses at run time, the controller halts the rollout with its sentence.
 
-Drivers register under the entry point group ``ringfence.drivers``; :func:`load_driver` finds them.
+Options: a driver declares the options (``--driver-option``) it takes once, as :class:`DriverOptions` (name, kind,
+default, bounds, help), which reads and checks them (a bad one is an InputError naming it) and lists them.
+
+Health: what judges a rollout is a :class:`HealthSource`, by default the driver's own ``observe``.
+
+Drivers register under the entry point group ``ringfence.drivers`` and health sources under
+``ringfence.health_sources``; ``ringfence.drivers.registry`` finds and builds them (this module is pure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from ringfence.core.durations import format_duration, parse_duration
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.gates import AssetHealth
 
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
     from ringfence.core.update import Update
 
 ENTRY_POINT_GROUP = "ringfence.drivers"
+HEALTH_SOURCE_GROUP = "ringfence.health_sources"
 
 
 class OperationKind(StrEnum):
@@ -96,33 +104,250 @@ class Driver(Protocol):
         """When something will next change by itself (simulated drivers, for drills); real drivers: None."""
 
 
-def available_drivers() -> tuple[str, ...]:
-    """Names of the installed drivers, sorted."""
-    from importlib.metadata import entry_points
+# ------------------------------------------------------------------------------------------ options
 
-    return tuple(sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}))
+OptionKind = Literal["text", "path", "duration", "number", "whole", "flag", "choice", "ids"]
+"""How an option's value is read: free text, a file path (its existence is the driver's to check), a
+duration (``30s``, ``5m``: :func:`~ringfence.core.durations.parse_duration`), a number, a whole number,
+``true``/``false``, one of ``choices``, or comma-separated asset ids."""
+
+_KIND_WORDS: Mapping[str, str] = {
+    "text": "TEXT",
+    "path": "PATH",
+    "duration": "DURATION",
+    "number": "NUMBER",
+    "whole": "N",
+    "flag": "true|false",
+    "choice": "CHOICE",
+    "ids": "ID,ID,…",
+}
+
+OptionValue = str | int | float | bool | frozenset[str] | None
 
 
-def load_driver(name: str, **options: str) -> Driver:
-    """The driver registered as ``name``, built with ``options`` (``--driver-option key=value``)."""
-    from importlib.metadata import entry_points
+@dataclass(frozen=True)
+class DriverOption:
+    """One ``--driver-option key=value`` a driver takes: read, bounded, defaulted and explained from here.
 
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not found:
-        installed = ", ".join(available_drivers()) or "none"
-        raise InputError(
-            [Problem(f"there is no driver '{name}'; the installed drivers are: {installed}", path=("--driver",))]
-        )
-    factory = found[0].load()
-    try:
-        driver = factory(**options)
-    except TypeError as exc:
-        raise InputError(
-            [Problem(f"driver '{name}' does not take these options ({exc})", path=("--driver-option",))]
-        ) from None
-    if not isinstance(driver, Driver):
-        raise InputError(f"the entry point for driver '{name}' does not build a driver (got {type(driver).__name__})")
-    return driver
+    ``default`` is written as a person would give it (``"2m"``); None: no default (the option is unset unless
+    ``required``). ``minimum``/``maximum`` bound numbers, whole numbers and durations (in seconds).
+    ``expected`` replaces the generated complaint about a bad value ("expected …") when the driver words it
+    its own way.
+    """
+
+    name: str
+    help: str
+    kind: OptionKind = "text"
+    default: str | None = None
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    expected: str | None = None
+
+    @property
+    def metavar(self) -> str:
+        return "|".join(self.choices) if self.kind == "choice" and self.choices else _KIND_WORDS[self.kind]
+
+    def describe(self) -> str:
+        """One line of help: the option, what it is, its default and bounds."""
+        extra: list[str] = []
+        if self.required:
+            extra.append("required")
+        if self.default is not None:
+            extra.append(f"default {self.default}")
+        if self.minimum is not None and self.kind != "duration":
+            extra.append(f"at least {self.minimum:g}")
+        if self.maximum is not None:
+            shown = format_duration(self.maximum) if self.kind == "duration" else f"{self.maximum:g}"
+            extra.append(f"at most {shown}")
+        tail = f" ({', '.join(extra)})" if extra else ""
+        return f"{self.name}={self.metavar}: {self.help}{tail}"
+
+
+@dataclass(frozen=True)
+class DriverOptions:
+    """The options one driver takes, declared once: :meth:`read` checks and types them, :meth:`describe`
+    lists them for ``ringfence drivers`` and the docs."""
+
+    driver: str
+    options: tuple[DriverOption, ...]
+
+    def __iter__(self) -> Iterator[DriverOption]:
+        return iter(self.options)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.options)
+
+    def describe(self) -> tuple[str, ...]:
+        return tuple(o.describe() for o in self.options)
+
+    def read(self, given: Mapping[str, str | None]) -> ReadOptions:
+        """The options ``given`` (unset: None), checked, with defaults filled in.
+
+        Raises :class:`~ringfence.core.errors.InputError` naming the option: an option this driver does not
+        take (listing those it does), a missing required one, or a value it cannot read.
+        """
+        unknown = sorted(set(given) - set(self.names))
+        if unknown:
+            takes = ", ".join(self.names) or "none"
+            raise InputError(
+                [
+                    Problem(
+                        f"driver '{self.driver}' does not take these options ({', '.join(unknown)}); it takes: {takes}",
+                        path=("--driver-option",),
+                    )
+                ]
+            )
+        values: dict[str, OptionValue] = {}
+        for option in self.options:
+            raw = given.get(option.name)
+            if raw is None or (not raw.strip() and option.default is None):
+                # Blank is unset only for an option with no default: a blank timeout is a mistake, not "default".
+                raw = option.default
+            if raw is None:
+                if option.required:
+                    raise InputError(
+                        [
+                            Problem(
+                                f"the {self.driver} driver needs --driver-option {option.name}={option.metavar} "
+                                f"({option.help})",
+                                path=("--driver-option",),
+                            )
+                        ]
+                    )
+                values[option.name] = None
+                continue
+            values[option.name] = self._value(option, raw)
+        return ReadOptions(self.driver, values)
+
+    def _value(self, option: DriverOption, raw: str) -> OptionValue:
+        complaint = _complaint(option, raw)
+        if complaint is not None:
+            said = option.expected or complaint
+            raise InputError(
+                [Problem(f"{self.driver} driver option {option.name}={raw!r}: {said}", path=("--driver-option",))]
+            )
+        match option.kind:
+            case "duration":
+                return parse_duration(raw)
+            case "number":
+                return float(raw)
+            case "whole":
+                return int(raw.strip())
+            case "flag":
+                return raw.strip().lower() == "true"
+            case "ids":
+                return frozenset(part.strip() for part in raw.split(",") if part.strip())
+            case "choice":
+                return raw.strip()
+            case _:
+                return raw
+
+
+def _complaint(option: DriverOption, raw: str) -> str | None:
+    """What is wrong with ``raw`` as a value of ``option``, as "expected …"; None when nothing is."""
+    low, high = option.minimum, option.maximum
+    if option.kind == "duration":
+        try:
+            seconds = parse_duration(raw)
+        except ValueError:
+            return "expected a duration such as 30s, 5m or 1h"
+        if low is not None and seconds < low:
+            return f"expected at least {format_duration(low)}"
+        if high is not None and seconds > high:
+            return f"expected at most {format_duration(high)}"
+        return None
+    if option.kind == "number":
+        try:
+            number = float(raw)
+        except ValueError:
+            number = float("nan")
+        if number != number or (low is not None and number < low) or (high is not None and number > high):
+            return "expected a number" + _bounds(low, high)
+        return None
+    if option.kind == "whole":
+        text = raw.strip()
+        digits = text[1:] if text.startswith("-") else text
+        if not digits.isdigit() or (low is not None and int(text) < low) or (high is not None and int(text) > high):
+            return "expected a whole number" + _bounds(low, high, whole=True)
+        return None
+    if option.kind == "flag" and raw.strip().lower() not in ("true", "false"):
+        return "expected true or false"
+    if option.kind == "choice" and raw.strip() not in option.choices:
+        return "expected " + (", ".join(option.choices[:-1]) + " or " + option.choices[-1])
+    return None
+
+
+def _bounds(low: float | None, high: float | None, *, whole: bool = False) -> str:
+    if low is not None and high is not None:
+        return f" from {low:g} to {high:g}"
+    if low is not None:
+        return f" of at least {low:g}"
+    if high is not None:
+        return f" of at most {high:g}"
+    return ""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """A driver's options as :meth:`DriverOptions.read` left them: typed accessors, each checking the kind."""
+
+    driver: str
+    values: Mapping[str, OptionValue]
+
+    def text(self, name: str) -> str | None:
+        value = self.values[name]
+        return value if isinstance(value, str) else None
+
+    def seconds(self, name: str) -> int:
+        return self._typed(name, int)
+
+    def whole(self, name: str) -> int:
+        return self._typed(name, int)
+
+    def number(self, name: str) -> float:
+        value = self.values[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{self.driver} driver option {name} is not a number")
+        return float(value)
+
+    def flag(self, name: str) -> bool:
+        return self.values[name] is True
+
+    def ids(self, name: str) -> frozenset[str]:
+        value = self.values[name]
+        return value if isinstance(value, frozenset) else frozenset()
+
+    def _typed(self, name: str, kind: type[int]) -> int:
+        value = self.values[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise TypeError(f"{self.driver} driver option {name} is not a {kind.__name__}")
+        return value
+
+
+# ------------------------------------------------------------------------------------------ health sources
+
+
+@runtime_checkable
+class HealthSource(Protocol):
+    """Where a rollout's health readings come from, apart from what installs (Argo's metric providers).
+
+    Every driver is one (its ``observe``): by default a rollout is judged by the driver that updates it.
+    Another source (agents' heartbeats, the Ansible health playbook, later a metrics system) may judge
+    instead: "Ansible installs, Prometheus judges". Sources register under the entry point group
+    ``ringfence.health_sources`` (``ringfence.drivers.registry``).
+    """
+
+    name: str
+
+    def observe(self, asset_ids: Sequence[str]) -> Mapping[str, AssetHealth]:
+        """The latest health of each asset that reported; silent assets are left out (unknown)."""
+
+
+DRIVERS_OWN_HEALTH = "driver"
+"""The health source a rollout uses unless it names another: the driver's own ``observe``."""
 
 
 # ------------------------------------------------------------------------------------------ abilities
@@ -142,20 +367,15 @@ def operations_for(update: Update) -> tuple[OperationKind, ...]:
 
 
 def refusal_for(
-    driver: str | type | Driver, update: Update, *, operations: Iterable[OperationKind] | None = None
+    driver: type | Driver, update: Update, *, operations: Iterable[OperationKind] | None = None
 ) -> str | None:
     """Why ``driver`` cannot carry a rollout of ``update`` through, in a sentence; None when nothing says it cannot.
 
-    ``driver`` is a registered driver's name or class (before its options are known: only what it refuses
-    whatever its options counts) or a built driver (what it refuses with its options too). ``operations``:
-    only these (default: every operation the update may need, :func:`operations_for`). A name no driver is
-    registered under, or a driver that declares nothing, refuses nothing here.
+    ``driver`` is a registered driver's class (before its options are known: only what it refuses whatever its
+    options counts; ``ringfence.drivers.registry.driver_class`` finds it by name) or a built driver (what it
+    refuses with its options too). ``operations``: only these (default: every operation the update may need,
+    :func:`operations_for`). A driver that declares nothing refuses nothing here.
     """
-    if isinstance(driver, str):
-        found = _registered_class(driver)
-        if found is None:
-            return None
-        driver = found
     asked = tuple(operations) if operations is not None else operations_for(update)
     hooks = [getattr(driver, "always_refuses", None)]
     if not isinstance(driver, type):
@@ -171,7 +391,7 @@ def refusal_for(
 
 
 def require_able(
-    driver: str | type | Driver,
+    driver: type | Driver,
     update: Update,
     *,
     operations: Iterable[OperationKind] | None = None,
@@ -194,31 +414,21 @@ def require_able(
     raise InputError([problem])
 
 
-def _registered_class(name: str) -> type | None:
-    """The class registered as driver ``name`` (loaded, not built), or None when there is none to ask."""
-    from importlib.metadata import entry_points
-
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not found:
-        return None
-    try:
-        factory = found[0].load()
-    except (ImportError, AttributeError):
-        # A driver that cannot even be imported is reported when it is built (`rollout start`), where its
-        # options are given too; asking it about abilities here would only hide that sentence.
-        return None
-    return factory if isinstance(factory, type) else None
-
-
 __all__ = [
+    "DRIVERS_OWN_HEALTH",
     "ENTRY_POINT_GROUP",
+    "HEALTH_SOURCE_GROUP",
     "Batch",
     "Driver",
+    "DriverOption",
+    "DriverOptions",
+    "HealthSource",
     "OperationKind",
     "OperationResult",
     "OperationStatus",
-    "available_drivers",
-    "load_driver",
+    "OptionKind",
+    "OptionValue",
+    "ReadOptions",
     "operations_for",
     "refusal_for",
     "require_able",

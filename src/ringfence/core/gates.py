@@ -54,11 +54,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ringfence.core.durations import humanize_duration
 from ringfence.core.errors import InputError, Problem
+from ringfence.core.words import count, names
 
 Stratum = tuple[str | None, ...]
 """Attribute values of a stratum, in the update's ``strata`` order; ``None`` or ``""`` is a missing value."""
@@ -235,7 +237,7 @@ def judge_stratum(sample: StratumSample, policy: GatePolicy) -> StratumVerdict:
 
     if f <= policy.max_failures:
         if f:
-            seen += f" ({_plural(policy.max_failures, 'failure')} tolerated)"
+            seen += f" ({count(policy.max_failures, 'failure')} tolerated)"
         if not coverage_ok:
             missing = f"{seen}, {u} of {big_n} did not report" if f else f"{u} of {big_n} updated did not report"
             return verdict(GateOutcome.inconclusive, f"{missing}: missing telemetry is never a pass")
@@ -261,7 +263,7 @@ def judge_stratum(sample: StratumSample, policy: GatePolicy) -> StratumVerdict:
         reason = "the control group is failing too"
     else:
         reason = (
-            f"more than the {_plural(policy.max_failures, 'failure')} tolerated, but not significantly "
+            f"more than the {count(policy.max_failures, 'failure')} tolerated, but not significantly "
             f"more than the baseline rate of {policy.baseline_failure_rate:.4g} per asset"
         )
     return verdict(GateOutcome.inconclusive, f"{evidence}: {reason}", p, p_binomial, p_fisher)
@@ -290,16 +292,16 @@ def judge_ring(ring: int, samples: Sequence[StratumSample], policy: GatePolicy) 
         GateOutcome.error: "in error",
         GateOutcome.inconclusive: "inconclusive",
     }
-    total = _plural(len(strata), "stratum", "strata")
+    total = count(len(strata), "stratum")
     worst = [o for o in precedence if by_outcome[o]]
     if worst:
         first, *rest = worst
-        body = f"{len(by_outcome[first])} of {total} {words[first]} ({_name_list(by_outcome[first])})"
-        body += "".join(f"; {len(by_outcome[o])} {words[o]} ({_name_list(by_outcome[o])})" for o in rest)
+        body = f"{len(by_outcome[first])} of {total} {words[first]} ({names(by_outcome[first])})"
+        body += "".join(f"; {len(by_outcome[o])} {words[o]} ({names(by_outcome[o])})" for o in rest)
     else:
         body = f"{len(strata)} of {total} passed"
     if repeated:
-        body += f"; {'stratum' if len(repeated) == 1 else 'strata'} {_name_list(repeated)} listed more than once"
+        body += f"; {'stratum' if len(repeated) == 1 else 'strata'} {names(repeated)} listed more than once"
     return RingVerdict(ring, outcome, strata, f"ring {ring} {outcome}: {body}")
 
 
@@ -353,7 +355,7 @@ def _describe_updated(failures: Sequence[AssetHealth], total: int) -> str:
     times = sorted(h.seconds_after_install for h in failures if h.seconds_after_install is not None)
     when = ""
     if times:
-        first, last = _format_duration(times[0]), _format_duration(times[-1])
+        first, last = humanize_duration(times[0]), humanize_duration(times[-1])
         when = f" {first} after install" if first == last else f" {first} to {last} after install"
     return f"{f} of {total} updated {what}{when}"
 
@@ -378,28 +380,7 @@ def _format_p(p: float, alpha: float) -> str:
     return repr(p)
 
 
-def _format_duration(seconds: float) -> str:
-    """840 → ``14 min``; 7500 → ``2 h 5 min``; 45 → ``45 s`` (rounded down)."""
-    if seconds < 60:
-        return f"{math.floor(seconds)} s"
-    hours, minutes = divmod(math.floor(seconds / 60), 60)
-    if not hours:
-        return f"{minutes} min"
-    return f"{hours} h" if not minutes else f"{hours} h {minutes} min"
-
-
-def _plural(k: int, one: str, many: str | None = None) -> str:
-    return f"{k} {one if k == 1 else many or one + 's'}"
-
-
 def _asset_list(ids: Sequence[str]) -> str:
     quoted = [f"'{a}'" for a in ids]
-    shown = _name_list(quoted)
+    shown = names(quoted)
     return f"asset {shown} is" if len(ids) == 1 else f"assets {shown} are"
-
-
-def _name_list(names: Iterable[str], limit: int = 5) -> str:
-    """``a, b, c`` — at most ``limit`` names, then ``and 7 more``."""
-    names = list(names)
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"

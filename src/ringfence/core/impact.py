@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ringfence.core.clinical import TIERS as TIERS
 from ringfence.core.estate import NO_SERVICE_TIER
 from ringfence.core.graph import DownSet, EstateGraph, Failure, IntArray
-
-TIERS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)

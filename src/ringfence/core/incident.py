@@ -15,12 +15,13 @@ derived from the snapshot, the events and the time asked about:
   whole estate) does not hold anything up: nothing could ever satisfy it;
 * every down service with an RTO has a clock started at declaration. It is **at risk** while the time
   left is less than the estimated time to restore (its step in a restore plan of what is still down,
-  times the time a step takes; :func:`ringfence.core.recovery.is_rto_at_risk`, the rule ``ringfence recover``
+  times the time a step takes; :func:`ringfence.core.clinical.is_rto_at_risk`, the rule ``ringfence recover``
   uses too), **breached** once past its RTO, and **met** or **missed** once restored;
 * closing needs every item restored, or a reason written down.
 
-Pure: standard library, numpy and the core only; no I/O. Functions return new values and never change
-the incident they are given.
+Pure and standard library only (no numpy: the store reads incidents without the graph engine); no I/O.
+Functions return new values and never change the incident given. Declaring one (the snapshot, taken on the
+estate graph) is :mod:`ringfence.core.incident_declaration`; the review, :mod:`ringfence.core.incident_review`.
 """
 
 from __future__ import annotations
@@ -31,13 +32,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 
-import numpy as np
-
+from ringfence.core.clinical import TIERS, ContinuityAction, is_rto_at_risk
 from ringfence.core.durations import humanize_duration
 from ringfence.core.errors import ConflictError, InputError, Problem
-from ringfence.core.graph import EstateGraph, Failure
-from ringfence.core.impact import TIERS
-from ringfence.core.recovery import ContinuityAction, is_rto_at_risk, plan_recovery
+from ringfence.core.words import and_list, count, names
 
 DEFAULT_STEP_SECONDS = 3600
 """How long one restore step is assumed to take when estimating time to restore (as ``ringfence recover``)."""
@@ -198,108 +196,6 @@ class Incident:
         return min((s.tier for s in self.services if s.tier is not None), default=None)
 
 
-# ------------------------------------------------------------------------------------------ declaring
-
-
-def declare_incident(
-    graph: EstateGraph,
-    failures: Sequence[Failure],
-    *,
-    incident_id: str,
-    at: datetime,
-    actor: str,
-    title: str | None = None,
-    step_seconds: int = DEFAULT_STEP_SECONDS,
-    rollout_id: str | None = None,
-    estate_version_id: int | None = None,
-    note: str | None = None,
-) -> Incident:
-    """Declare an incident: snapshot what ``failures`` take down, in restore order, with its continuity plans.
-
-    ``note`` is added to the declaration's text (e.g. the halt reason of the rollout that caused it).
-    """
-    _require_aware(at, "declared")
-    if not failures:
-        raise InputError([Problem("say what failed (e.g. supplier:advanced) to declare an incident", path=("fail",))])
-    if step_seconds < 1:
-        raise InputError([Problem(f"a restore step takes at least 1 s, not {step_seconds}", path=("step_seconds",))])
-    plan = plan_recovery(graph, failures, step_seconds=step_seconds)
-    refs = plan.failed
-    down = graph.down_after(failures).mask
-    if not down.any():
-        raise InputError(
-            [
-                Problem(
-                    f"{', '.join(refs)} takes nothing down in estate '{graph.estate.name}': there is no incident "
-                    "to declare",
-                    path=("fail",),
-                )
-            ]
-        )
-    step_of = plan.step_of()
-    items = _down_items(graph, down, step_of)
-    title = (title or "").strip() or f"Loss of {', '.join(refs)}"
-    services = sum(1 for i in items if i.kind is ItemKind.SERVICE)
-    text = (
-        f"declared: {', '.join(refs)} failed; {services} service{'s' if services != 1 else ''} and "
-        f"{len(items) - services} asset{'s' if len(items) - services != 1 else ''} down, "
-        f"{len(plan.steps)} restore step{'s' if len(plan.steps) != 1 else ''}"
-    )
-    if rollout_id is not None:
-        text += f"; caused by rollout {rollout_id}"
-    if note:
-        text += f" ({note})"
-    return Incident(
-        id=incident_id,
-        title=title,
-        estate=graph.estate.name,
-        failed=refs,
-        declared_at=at,
-        declared_by=_actor(actor),
-        items=items,
-        continuity=plan.continuity,
-        events=(IncidentEvent(at, EventKind.DECLARED, _actor(actor), text, ()),),
-        step_seconds=step_seconds,
-        rollout_id=rollout_id,
-        estate_version_id=estate_version_id,
-    )
-
-
-def _down_items(graph: EstateGraph, down: np.ndarray, step_of: Mapping[str, int]) -> tuple[DownItem, ...]:
-    estate = graph.estate
-    # The short groups of each down owner: only these can hold an item up.
-    groups_of: dict[int, list[GroupNeed]] = {}
-    for g in np.flatnonzero(down[graph.group_owner]).tolist():
-        members = graph.members_of(g)
-        down_members = members[down[members]]
-        up = int(members.size - down_members.size)
-        k = int(graph.group_k[g])
-        if up >= k:
-            continue
-        names = tuple(sorted(graph.ids[m] for m in down_members.tolist()))
-        groups_of.setdefault(int(graph.group_owner[g]), []).append(
-            GroupNeed(k, up, names, graph.group_spec[g].describe())
-        )
-    items = []
-    for node in np.flatnonzero(down).tolist():
-        node_id = graph.ids[node]
-        needs = tuple(sorted(graph.ids[r] for r in graph.hard_requirements_of(node) if down[r]))
-        groups = tuple(groups_of.get(node, ()))
-        if graph.is_service(node):
-            service = estate.services[node]
-            items.append(
-                DownItem(
-                    node_id, ItemKind.SERVICE, service.label, step_of[node_id], service.tier, service.rto, needs, groups
-                )
-            )
-        else:
-            asset = estate.assets[node - graph.n_services]
-            items.append(
-                DownItem(node_id, ItemKind.ASSET, asset.name or asset.id, step_of[node_id], None, None, needs, groups)
-            )
-    return tuple(sorted(items, key=lambda i: (i.step, i.id)))
-
-
 # ------------------------------------------------------------------------------------------ changing
 
 
@@ -310,7 +206,7 @@ def mark_restored(incident: Incident, items: str | Iterable[str], at: datetime, 
     restored together.
     """
     _require_open(incident, "mark anything restored")
-    _require_aware(at, "restored")
+    require_aware(at, "restored")
     _require_after_declaration(incident, at, "restored")
     wanted = [items] if isinstance(items, str) else list(items)
     if not wanted:
@@ -334,38 +230,40 @@ def mark_restored(incident: Incident, items: str | Iterable[str], at: datetime, 
     ordered = tuple(dict.fromkeys(wanted))
     text = f"restored: {', '.join(ordered)}"
     left = len(incident.items) - len(incident.restored) - len(ordered)
-    text += f"; {left} item{'s' if left != 1 else ''} still down" if left else "; everything is back"
-    return _with_event(incident, IncidentEvent(at, EventKind.RESTORED, _actor(actor), text, ordered))
+    text += f"; {count(left, 'item')} still down" if left else "; everything is back"
+    return _with_event(incident, IncidentEvent(at, EventKind.RESTORED, require_actor(actor), text, ordered))
 
 
 def add_note(incident: Incident, text: str, at: datetime, *, actor: str) -> Incident:
     """Add a note to the timeline (what was decided, who was called, what was seen)."""
     _require_open(incident, "take notes")
-    _require_aware(at, "noted")
+    require_aware(at, "noted")
     _require_after_declaration(incident, at, "noted")
     if not text.strip():
         raise InputError([Problem("a note needs some text", path=("text",))])
-    return _with_event(incident, IncidentEvent(at, EventKind.NOTE, _actor(actor), text.strip()))
+    return _with_event(incident, IncidentEvent(at, EventKind.NOTE, require_actor(actor), text.strip()))
 
 
 def close_incident(incident: Incident, at: datetime, *, actor: str, reason: str | None = None) -> Incident:
     """Close the incident: every item restored, or a written reason why it closes with some still down."""
     _require_open(incident, "be closed again")
-    _require_aware(at, "closed")
+    require_aware(at, "closed")
     _require_after_declaration(incident, at, "closed")
     down = incident.still_down
     reason = (reason or "").strip() or None
     if down and reason is None:
-        shown = ", ".join(i.id for i in down[:5]) + (f" and {len(down) - 5} more" if len(down) > 5 else "")
+        one = len(down) == 1
         raise ConflictError(
-            f"cannot close incident {incident.id}: {len(down)} item{'s are' if len(down) != 1 else ' is'} still "
-            f"down ({shown}); mark {'them' if len(down) != 1 else 'it'} restored, or give a reason to close anyway"
+            f"cannot close incident {incident.id}: {count(len(down), 'item')} {'is' if one else 'are'} still down "
+            f"({names(i.id for i in down)}); mark {'it' if one else 'them'} restored, or give a reason to close anyway"
         )
     if down:
-        text = f"closed with {len(down)} item{'s' if len(down) != 1 else ''} still down: {reason}"
+        text = f"closed with {count(len(down), 'item')} still down: {reason}"
     else:
         text = "closed: everything restored" + (f"; {reason}" if reason else "")
-    return _with_event(incident, IncidentEvent(at, EventKind.CLOSED, _actor(actor), text, tuple(i.id for i in down)))
+    return _with_event(
+        incident, IncidentEvent(at, EventKind.CLOSED, require_actor(actor), text, tuple(i.id for i in down))
+    )
 
 
 def _with_event(incident: Incident, event: IncidentEvent) -> Incident:
@@ -382,25 +280,19 @@ def _require_open(incident: Incident, what: str) -> None:
         )
 
 
-def _require_aware(at: datetime, what: str) -> None:
+def require_aware(at: datetime, what: str) -> None:
     if at.tzinfo is None or at.utcoffset() is None:
         raise InputError([Problem(f"the time {what} ({at.isoformat()}) has no timezone; give it in UTC", path=("at",))])
 
 
 def _require_after_declaration(incident: Incident, at: datetime, what: str) -> None:
     if at < incident.declared_at:
-        raise InputError(
-            [
-                Problem(
-                    f"incident {incident.id} cannot be {what} at {at.isoformat(timespec='seconds')}, before it was "
-                    f"declared at {incident.declared_at.isoformat(timespec='seconds')}",
-                    path=("at",),
-                )
-            ]
-        )
+        when, declared = at.isoformat(timespec="seconds"), incident.declared_at.isoformat(timespec="seconds")
+        problem = f"incident {incident.id} cannot be {what} at {when}, before it was declared at {declared}"
+        raise InputError([Problem(problem, path=("at",))])
 
 
-def _actor(actor: str) -> str:
+def require_actor(actor: str) -> str:
     if not actor.strip():
         raise InputError([Problem("say who is acting (it goes in the incident's timeline)", path=("actor",))])
     return actor.strip()
@@ -423,8 +315,8 @@ def waiting_for(incident: Incident, item_id: str, *, also_restored: Iterable[str
     reasons = []
     hard = [r for r in item.needs if not is_back(r)]
     if hard:
-        names = _and(hard)
-        reasons.append(f"it needs {names}, which {'is' if len(hard) == 1 else 'are'} still down")
+        needed = and_list(hard)
+        reasons.append(f"it needs {needed}, which {'is' if len(hard) == 1 else 'are'} still down")
     for group in item.groups:
         if not group.is_meetable:
             continue
@@ -470,21 +362,21 @@ def remaining_steps(incident: Incident) -> dict[str, int]:
     counts_for: dict[str, list[tuple[str, int]]] = {}
     for item_id in pending:
         own = part[item_id]
-        count = 0
+        outside = 0
         for r in hard[item_id]:
             if part[r] != own:
-                count += 1
+                outside += 1
                 dependents.setdefault(r, []).append(own)
         for g, missing, members in groups.get(item_id, ()):
             # Members of its own part come back with it.
             missing -= sum(1 for m in members if part[m] == own)
             if missing > 0:
                 short[(item_id, g)] = missing
-                count += 1
+                outside += 1
                 for m in members:
                     if part[m] != own:
                         counts_for.setdefault(m, []).append((item_id, g))
-        waiting[own] = waiting.get(own, 0) + count
+        waiting[own] = waiting.get(own, 0) + outside
     members_of: dict[int, list[str]] = {}
     for item_id in sorted(pending):
         members_of.setdefault(part[item_id], []).append(item_id)
@@ -600,7 +492,7 @@ class RtoClock:
 
 def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
     """Every down service's clock at ``now`` (the clocks stop when the incident closes), most critical first."""
-    _require_aware(now, "asked about")
+    require_aware(now, "asked about")
     as_of = min(now, incident.closed_at) if incident.closed_at is not None else now
     as_of = max(as_of, incident.declared_at)
     steps = remaining_steps(incident)
@@ -612,7 +504,7 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
         if restored_at is not None and restored_at > as_of:
             restored_at = None
         if restored_at is not None:
-            took = _seconds(restored_at - incident.declared_at)
+            took = whole_seconds(restored_at - incident.declared_at)
             if service.rto is None:
                 status = ClockStatus.NO_RTO
             else:
@@ -632,7 +524,7 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
             )
             continue
         deadline = incident.declared_at + timedelta(seconds=service.rto)
-        remaining = _seconds(deadline - as_of)
+        remaining = whole_seconds(deadline - as_of)
         if as_of > deadline:
             status = ClockStatus.BREACHED
         elif is_rto_at_risk(remaining, estimated):
@@ -673,113 +565,9 @@ def timeline(incident: Incident, now: datetime) -> tuple[IncidentEvent, ...]:
     return tuple(e for _, _, _, e in sorted(ordered, key=lambda t: (t[0], t[1], t[2])))
 
 
-# ------------------------------------------------------------------------------------------ review
-
-
-@dataclass(frozen=True)
-class RolloutCause:
-    """The rollout an incident came from, as the review tells it."""
-
-    rollout_id: str
-    update: str | None = None
-    release: str | None = None
-    halt_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class TierImpact:
-    tier: int
-    services: tuple[DownItem, ...]
-    met: int
-    """Restored within their RTO."""
-    breached: int
-    """Past their RTO, restored late or not at all."""
-
-
-@dataclass(frozen=True)
-class IncidentReview:
-    """The post-incident review: timeline, impact by tier, time to restore against RTO, the cause."""
-
-    incident: Incident
-    as_of: datetime
-    duration: int
-    """Seconds from declaration to closing (or to ``as_of`` while open)."""
-    timeline: tuple[IncidentEvent, ...]
-    impact: tuple[TierImpact, ...]
-    clocks: tuple[RtoClock, ...]
-    cause: RolloutCause | None
-    still_down: tuple[DownItem, ...]
-
-    @property
-    def is_draft(self) -> bool:
-        """A review of an incident still open is a draft: its numbers change until the incident closes."""
-        return self.incident.status is IncidentStatus.OPEN
-
-    @property
-    def summary(self) -> str:
-        """The review in one sentence with its numbers."""
-        services = self.incident.services
-        tiers = ", ".join(f"{len(t.services)} of tier {t.tier}" for t in self.impact if t.services)
-        with_rto = [c for c in self.clocks if c.rto is not None]
-        met = sum(1 for c in with_rto if c.status is ClockStatus.MET)
-        late = [c.service for c in with_rto if c.status in (ClockStatus.MISSED, ClockStatus.BREACHED)]
-        sentence = (
-            f"{', '.join(self.incident.failed)} took down {len(services)} service{'s' if len(services) != 1 else ''}"
-            + (f" ({tiers})" if tiers else "")
-            + f" and {len(self.incident.items) - len(services)} assets for {humanize_duration(self.duration)}; "
-            f"{met} of {len(with_rto)} services with an RTO were restored within it"
-        )
-        if late:
-            sentence += f"; RTO breached: {', '.join(late)}"
-        if self.still_down:
-            sentence += f"; {len(self.still_down)} item{'s' if len(self.still_down) != 1 else ''} still down"
-        return sentence
-
-
-def review_incident(incident: Incident, now: datetime, *, cause: RolloutCause | None = None) -> IncidentReview:
-    """The post-incident review as of ``now`` (or as of the closing, once closed)."""
-    clocks = rto_clocks(incident, now)
-    as_of = clocks[0].as_of if clocks else (min(now, incident.closed_at) if incident.closed_at else now)
-    by_service = {c.service: c for c in clocks}
-    impact = []
-    for tier in TIERS:
-        services = tuple(sorted((s for s in incident.services if s.tier == tier), key=lambda s: s.id))
-        states = [by_service[s.id].status for s in services]
-        impact.append(
-            TierImpact(
-                tier,
-                services,
-                sum(1 for s in states if s is ClockStatus.MET),
-                sum(1 for s in states if s in (ClockStatus.MISSED, ClockStatus.BREACHED)),
-            )
-        )
-    if cause is None and incident.rollout_id is not None:
-        cause = RolloutCause(incident.rollout_id)
-    return IncidentReview(
-        incident=incident,
-        as_of=as_of,
-        duration=_seconds(as_of - incident.declared_at),
-        timeline=timeline(incident, as_of),
-        impact=tuple(impact),
-        clocks=clocks,
-        cause=cause,
-        still_down=tuple(i for i in incident.still_down if i.id not in _restored_by(incident, as_of)),
-    )
-
-
-def _restored_by(incident: Incident, as_of: datetime) -> set[str]:
-    return {item for item, at in incident.restored.items() if at <= as_of}
-
-
-def _seconds(delta: timedelta) -> int:
-    # Whole seconds, rounded down: a clock shows 0 s left only once the deadline has really come.
+def whole_seconds(delta: timedelta) -> int:
+    """Whole seconds, rounded down: a clock shows 0 s left only once the deadline has really come."""
     return int(delta.total_seconds() // 1)
-
-
-def _and(names: Sequence[str]) -> str:
-    if len(names) == 1:
-        return names[0]
-    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 __all__ = [
@@ -791,19 +579,17 @@ __all__ = [
     "GroupNeed",
     "Incident",
     "IncidentEvent",
-    "IncidentReview",
     "IncidentStatus",
     "ItemKind",
-    "RolloutCause",
     "RtoClock",
-    "TierImpact",
     "add_note",
     "close_incident",
-    "declare_incident",
     "mark_restored",
     "remaining_steps",
-    "review_incident",
+    "require_actor",
+    "require_aware",
     "rto_clocks",
     "timeline",
     "waiting_for",
+    "whole_seconds",
 ]

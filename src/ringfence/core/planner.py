@@ -27,7 +27,7 @@ import heapq
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,112 +35,13 @@ from ringfence.core.errors import InputError, Problem
 from ringfence.core.estate import NO_SERVICE_TIER
 from ringfence.core.graph import EstateGraph, IntArray
 from ringfence.core.impact import impact_tiers
-from ringfence.core.rollout.record import RedundancyGroup
+from ringfence.core.plan import Plan, PlanGroup, PlanWarning, Ring, Stratum, format_stratum
 from ringfence.core.selectors import parse_selector
 from ringfence.core.update import HoldOverride, Update
-
-Stratum = tuple[str | None, ...]
+from ringfence.core.words import count, names
 
 _SHOWN = 8
 """Members named in a sentence about a group; the rest are counted."""
-
-
-def format_stratum(stratum: Stratum) -> str:
-    """``("host", "esxi", None, "city")`` → ``host/esxi/-/city``."""
-    return "/".join("-" if v is None else v for v in stratum)
-
-
-@dataclass(frozen=True)
-class Ring:
-    index: int
-    name: str
-    """``canary`` (ring 0), ``canary wave 2``, ``canary wave 3``… then ``ring N`` with N its index."""
-    assets: tuple[str, ...]
-    """Sorted by id."""
-    strata: tuple[int, ...]
-    """Stratum number (into :attr:`Plan.strata`) of each asset, aligned with ``assets``."""
-    tiers: tuple[int, ...]
-    """Impact tier of each asset, aligned with ``assets``."""
-    bake: int
-    canary: bool = False
-    """Part of the canary phase (rules 2 and 3 hold over these rings together)."""
-    why: str | None = None
-    """Why this ring exists, when the planner added it rather than a step of ``rings``; None otherwise."""
-
-    @property
-    def size(self) -> int:
-        return len(self.assets)
-
-    def tier_counts(self) -> dict[int, int]:
-        counts: dict[int, int] = {}
-        for tier in self.tiers:
-            counts[tier] = counts.get(tier, 0) + 1
-        return dict(sorted(counts.items()))
-
-
-@dataclass(frozen=True)
-class PlanWarning:
-    """A group that this plan cannot update without dropping below K up."""
-
-    kind: str
-    """``no-slack``: the group has n − K ≤ 0, so updating any member is an outage."""
-    owners: tuple[str, ...]
-    members: tuple[str, ...]
-    k: int
-    message: str
-
-
-PlanGroup = RedundancyGroup
-"""A distinct ``any: K`` group with at least one target among its members (exempt ones too): the plan hands the
-run-time rules the same value the rollout persists (``ringfence.core.rollout.record``)."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    update: Update
-    strata_keys: tuple[str, ...]
-    strata: tuple[Stratum, ...]
-    rings: tuple[Ring, ...]
-    warnings: tuple[PlanWarning, ...]
-    hold_override: HoldOverride | None = None
-    groups: tuple[PlanGroup, ...] = ()
-    """Every distinct any-group with a target among its members; the rollout keeps them up at run time."""
-    notes: tuple[str, ...] = ()
-    """Sentences about the plan as a whole, e.g. a step of ``rings`` that adds no asset on this estate."""
-    targets: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "targets", sum(r.size for r in self.rings))
-
-    @property
-    def canary_rings(self) -> int:
-        """How many leading rings form the canary phase (canary waves included)."""
-        count = 0
-        for ring in self.rings:
-            if not ring.canary:
-                break
-            count += 1
-        return count
-
-    @property
-    def minimum_duration(self) -> int:
-        """Seconds from start to done if every gate passes at once: per ring, restore points, apply, bake."""
-        timing = self.update.timing
-        per_ring = timing.apply + (timing.restore_point if self.update.rollback == "snapshot" else 0)
-        return sum(per_ring + ring.bake for ring in self.rings)
-
-    @property
-    def worst_case_rollback(self) -> int | None:
-        """Seconds to roll back everything, ring by ring, if the last gate fails; None without a rollback path."""
-        if self.update.rollback == "none":
-            return None
-        return self.update.timing.rollback * len(self.rings)
-
-    def ring_of(self) -> dict[str, int]:
-        return {asset: ring.index for ring in self.rings for asset in ring.assets}
-
-    def stratum_of(self) -> dict[str, Stratum]:
-        return {a: self.strata[s] for ring in self.rings for a, s in zip(ring.assets, ring.strata, strict=True)}
 
 
 @dataclass
@@ -510,21 +411,13 @@ def _ring_name(canary_wave: int) -> str:
 # ----------------------------------------------------------------------------------------- sentences
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _owners_text(owners: Sequence[str], shown: int = 5) -> str:
-    return ", ".join(owners[:shown]) + (f" and {len(owners) - shown} more" if len(owners) > shown else "")
-
-
 def _group_phrase(graph: EstateGraph, group: _Group) -> str:
     """``epr needs 1 of 2 (epr-db-1, epr-db-2) up``; a large group names its first members by id and counts."""
     owners = sorted({graph.ids[o] for o in group.owners})
     n = int(group.members.size)
     first = heapq.nsmallest(_SHOWN, (graph.ids[m] for m in group.members.tolist()))
     listed = ", ".join(first) + (", …" if n > _SHOWN else "")
-    return f"{_owners_text(owners)} needs {group.k} of {n} ({listed}) up"
+    return f"{names(owners)} needs {group.k} of {n} ({listed}) up"
 
 
 def _wave_why(
@@ -562,15 +455,15 @@ def _wave_why(
 def _deferred_why(index: int, deferred: int, blocked: Counter[int], graph: EstateGraph, groups: list[_Group]) -> str:
     """Why ring ``index`` is added: the ring before it deferred ``deferred`` targets to keep groups up."""
     if not blocked:  # pragma: no cover - a ring is only cut short by a group it would overfill
-        return f"ring {index} added: {_plural(deferred, 'asset')} deferred from ring {index - 1}"
+        return f"ring {index} added: {count(deferred, 'asset')} deferred from ring {index - 1}"
     g, _ = blocked.most_common(1)[0]
     group = groups[g]
     owners = sorted({graph.ids[o] for o in group.owners})
     others = len(blocked) - 1
     return (
-        f"ring {index} added: {_plural(deferred, 'asset')} deferred from ring {index - 1} to keep redundancy of "
-        f"{_owners_text(owners)} (needs {group.k} of {group.members.size})"
-        + (f" and of {_plural(others, 'other group')}" if others else "")
+        f"ring {index} added: {count(deferred, 'asset')} deferred from ring {index - 1} to keep redundancy of "
+        f"{names(owners)} (needs {group.k} of {group.members.size})"
+        + (f" and of {count(others, 'other group')}" if others else "")
     )
 
 
@@ -590,9 +483,9 @@ def _idle_step_note(j: int, step: int | str, end: int, n: int, done: int, reache
     if isinstance(step, str):
         asked = f"{step} of {n} targets ({end})"
     elif step > n:
-        asked = f"{_plural(step, 'target')} (capped at the {n} there are)"
+        asked = f"{count(step, 'target')} (capped at the {n} there are)"
     else:
-        asked = _plural(step, "target")
+        asked = count(step, "target")
     return (
         f"rings[{j}] ({_step_text(step)}) adds no ring on this estate: it asks for {asked} to be done, "
         f"and {done} already are after {reached_by}"

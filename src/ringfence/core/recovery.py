@@ -33,6 +33,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ringfence.core.clinical import ContinuityAction as ContinuityAction
+from ringfence.core.clinical import is_rto_at_risk as is_rto_at_risk
 from ringfence.core.estate import NO_SERVICE_TIER
 from ringfence.core.graph import EstateGraph, Failure, IntArray, distinct, gather
 
@@ -48,16 +50,6 @@ class RestoreStep:
     step: int
     restore: tuple[str, ...]
     """Ids, sorted."""
-
-
-@dataclass(frozen=True)
-class ContinuityAction:
-    service: str
-    name: str
-    tier: int
-    rto: int | None
-    plan: str | None
-    contacts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -122,17 +114,6 @@ def plan_recovery(
         step_seconds=step_seconds,
         parallel=parallel,
     )
-
-
-def is_rto_at_risk(remaining: int, estimated: int) -> bool:
-    """Whether a service still down is at risk of missing its RTO: ``remaining`` seconds left until the
-    deadline, ``estimated`` seconds until it is restored.
-
-    At risk only when the time left is *less* than the time needed: with exactly enough time it would be
-    restored at its deadline, and restored at the deadline meets an RTO. The one rule for ``ringfence
-    recover``, ``ringfence incident declare``/``list``/``show``, the API and the dashboard.
-    """
-    return remaining < estimated
 
 
 def _restore_steps(graph: EstateGraph, down: np.ndarray, parallel: int | None) -> tuple[IntArray, list[str]]:

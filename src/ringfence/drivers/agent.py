@@ -28,9 +28,9 @@ without one.
 
 Construction: the driver needs the database the server and agents share.
 
-- in the server's controller loop, ``AgentDriver(engine=engine)`` — the routes register that factory with
-  ``ringfence.service.runner`` (``heartbeat_timeout`` and ``install_timeout`` from the environment
-  variables ``RINGFENCE_AGENT_HEARTBEAT_TIMEOUT`` and ``RINGFENCE_AGENT_INSTALL_TIMEOUT``);
+- in the server's controller loop, :meth:`AgentDriver.for_server` on the server's database
+  (``heartbeat_timeout`` and ``install_timeout`` from the environment variables
+  ``RINGFENCE_AGENT_HEARTBEAT_TIMEOUT`` and ``RINGFENCE_AGENT_INSTALL_TIMEOUT``);
 - from the command line, ``ringfence rollout run ID --driver-option database=URL`` (default: the database
   ``ringfence`` uses, ``RINGFENCE_DATABASE_URL`` or the SQLite file under ``RINGFENCE_HOME``), with
   ``--driver-option heartbeat_timeout=2m`` and ``--driver-option install_timeout=1h``. Each is above zero
@@ -40,22 +40,22 @@ Construction: the driver needs the database the server and agents share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ringfence.core.driver import Batch, OperationKind, OperationResult
-from ringfence.core.durations import humanize_duration, parse_duration
-from ringfence.core.errors import DriverError, InputError, Problem
+from ringfence.core.driver import Batch, DriverOption, DriverOptions, OperationKind, OperationResult
+from ringfence.core.durations import humanize_duration
+from ringfence.core.errors import DriverError
 from ringfence.core.gates import AssetHealth, AssetStatus, FailureSignal
-from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.core.rollout.state import AssetState
 from ringfence.core.update import Update
+from ringfence.drivers.registry import DriverContext
+from ringfence.store.agent_reports import FailedHeartbeat, heartbeat_histories, in_state_since, latest_results
 from ringfence.store.db import make_engine, session_scope
 from ringfence.store.records import ObservationKind
-from ringfence.store.tables import ObservationRow, RolloutAssetRow, RolloutRow
 
 HEARTBEAT_TIMEOUT_ENV = "RINGFENCE_AGENT_HEARTBEAT_TIMEOUT"
 INSTALL_TIMEOUT_ENV = "RINGFENCE_AGENT_INSTALL_TIMEOUT"
@@ -71,8 +71,32 @@ _RESULT_KIND = {
     OperationKind.rollback: ObservationKind.ROLLBACK_RESULT,
 }
 _IN_FLIGHT = {OperationKind.apply: AssetState.APPLYING.value, OperationKind.rollback: AssetState.ROLLING_BACK.value}
-_CHUNK = 1000  # asset ids per IN (…) list: well under SQLite's limit on bound parameters
-_ACTIVE_PHASES = tuple(p.value for p in RolloutPhase if not p.is_terminal)
+_TIMEOUT_EXPECTED = (
+    f"expected a duration above zero and at most {humanize_duration(MAX_TIMEOUT)}, such as 30s, 5m or 1h"
+)
+
+
+def _timeout(name: str, help: str, default: str) -> DriverOption:
+    # A silent agent must not hold a ring open for ever, nor for longer than anyone watches it.
+    return DriverOption(
+        name, help, "duration", default=default, minimum=1, maximum=MAX_TIMEOUT, expected=_TIMEOUT_EXPECTED
+    )
+
+
+_DATABASE = DriverOption("database", "the database the server and agents share (default: ringfence's own)")
+_HEARTBEAT_TIMEOUT = _timeout("heartbeat_timeout", "an asset silent this long after its install has failed", "2m")
+OPTIONS = DriverOptions(
+    "agent",
+    (
+        _DATABASE,
+        _HEARTBEAT_TIMEOUT,
+        _timeout("install_timeout", "an asset with no result this long after its batch opened has failed", "1h"),
+    ),
+)
+"""The options of the ``agent`` driver."""
+
+HEARTBEAT_OPTIONS = DriverOptions("heartbeats", (_DATABASE, _HEARTBEAT_TIMEOUT))
+"""The options of the ``heartbeats`` health source."""
 
 
 @dataclass(frozen=True)
@@ -128,17 +152,46 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _seconds(key: str, value: str) -> int:
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        seconds = 0
-    if not 0 < seconds <= MAX_TIMEOUT:
-        expected = f"a duration above zero and at most {humanize_duration(MAX_TIMEOUT)}, such as 30s, 5m or 1h"
-        raise InputError(
-            [Problem(f"agent driver option {key}={value!r}: expected {expected}", path=("--driver-option",))]
-        )
-    return seconds
+class AgentHeartbeats:
+    """The health source ``heartbeats``: agents' heartbeats turned into health (:func:`health_from_heartbeats`).
+
+    The ``agent`` driver judges its rollouts by it; another driver's rollout may name it too (Ansible
+    installs, the assets' agents say whether they are well).
+    """
+
+    name = "heartbeats"
+    options = HEARTBEAT_OPTIONS
+
+    def __init__(
+        self, *, engine: Engine | None = None, clock: Callable[[], datetime] = _utc_now, **options: str
+    ) -> None:
+        read = HEARTBEAT_OPTIONS.read(options)
+        self.heartbeat_timeout = read.seconds("heartbeat_timeout")
+        self.engine = engine if engine is not None else make_engine(read.text("database"))
+        self.clock = clock
+
+    @classmethod
+    def from_context(cls, options: Mapping[str, str], context: DriverContext) -> AgentHeartbeats:
+        given = dict(options)
+        if "heartbeat_timeout" not in given and HEARTBEAT_TIMEOUT_ENV in context.environ:
+            given["heartbeat_timeout"] = context.environ[HEARTBEAT_TIMEOUT_ENV]
+        engine = context.engine if "database" not in given else None
+        return cls(engine=engine, clock=_utc_now, **given)
+
+    def observe(self, asset_ids: Sequence[str]) -> Mapping[str, AssetHealth]:
+        if not asset_ids:
+            return {}
+        now = self.clock()
+        window_start = now - timedelta(seconds=self.heartbeat_timeout)
+        with session_scope(self.engine, readonly=True) as session:
+            histories = heartbeat_histories(session, asset_ids, window_start)
+        health: dict[str, AssetHealth] = {}
+        for asset_id, history in histories.items():
+            summary = _summary(history.installed_at, history.last_at, history.failures)
+            reading = health_from_heartbeats(asset_id, history.installed_at, summary, now, self.heartbeat_timeout)
+            if reading.status is not AssetStatus.unknown:
+                health[asset_id] = reading
+        return health
 
 
 class AgentDriver:
@@ -146,23 +199,44 @@ class AgentDriver:
 
     name = "agent"
 
+    options = OPTIONS
+
     def __init__(
-        self,
-        *,
-        database: str | None = None,
-        heartbeat_timeout: str = "2m",
-        install_timeout: str = "1h",
-        engine: Engine | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        self, *, engine: Engine | None = None, clock: Callable[[], datetime] = _utc_now, **options: str
     ) -> None:
-        self.heartbeat_timeout = _seconds("heartbeat_timeout", heartbeat_timeout)
-        self.install_timeout = _seconds("install_timeout", install_timeout)
-        self.engine = engine if engine is not None else make_engine(database)
+        read = OPTIONS.read(options)
+        self.heartbeat_timeout = read.seconds("heartbeat_timeout")
+        self.install_timeout = read.seconds("install_timeout")
+        self.engine = engine if engine is not None else make_engine(read.text("database"))
         self.clock = clock
+        self.heartbeats = AgentHeartbeats(
+            engine=self.engine, clock=self._now, heartbeat_timeout=f"{self.heartbeat_timeout}s"
+        )
+        """How this driver reads health: its assets' heartbeats."""
         self.opened: dict[tuple[str, OperationKind], datetime] = {}
         """(rollout, operation) → when this driver first opened it (for inspection; the database is the record)."""
         self._first_asked: dict[tuple[str, OperationKind, str], datetime] = {}
         """(rollout, operation, asset) → when ``poll`` first asked about an asset no row showed in flight."""
+
+    def _now(self) -> datetime:
+        return self.clock()  # through the attribute, so a clock set after building is the one heartbeats use
+
+    @classmethod
+    def from_context(cls, options: Mapping[str, str], context: DriverContext) -> AgentDriver:
+        """Built on the context's database unless ``options`` name one (``--driver-option database=URL``)."""
+        engine = context.engine if "database" not in options else None
+        return cls(engine=engine, clock=_utc_now, **options)
+
+    @classmethod
+    def for_server(cls, context: DriverContext) -> AgentDriver:
+        """In the server's loop, on its database, with the timeouts of its environment
+        (:data:`HEARTBEAT_TIMEOUT_ENV`, :data:`INSTALL_TIMEOUT_ENV`)."""
+        given = {
+            key: context.environ[env]
+            for key, env in (("heartbeat_timeout", HEARTBEAT_TIMEOUT_ENV), ("install_timeout", INSTALL_TIMEOUT_ENV))
+            if context.environ.get(env)
+        }
+        return cls(engine=context.engine, clock=_utc_now, **given)
 
     # ------------------------------------------------------------------------------ abilities
 
@@ -189,32 +263,13 @@ class AgentDriver:
             return [OperationResult(a, "failed", NO_RESTORE_POINTS) for a in dict.fromkeys(batch.assets)]
         kind = _RESULT_KIND[batch.kind]
         now = self.clock()
-        latest: dict[str, OperationResult] = {}
-        waiting_since: dict[str, datetime] = {}
         with session_scope(self.engine, readonly=True) as session:
-            for chunk in _chunks(batch.assets):
-                rows = session.execute(
-                    sa.select(ObservationRow.asset_id, ObservationRow.status, ObservationRow.detail)
-                    .where(
-                        ObservationRow.rollout_id == batch.rollout_id,
-                        ObservationRow.kind == kind.value,
-                        ObservationRow.asset_id.in_(chunk),
-                    )
-                    .order_by(ObservationRow.at, ObservationRow.id)
-                )
-                for asset_id, status, detail in rows:
-                    note = detail.get("detail") if isinstance(detail, Mapping) else None
-                    ok = status == "succeeded"
-                    latest[asset_id] = OperationResult(asset_id, "succeeded" if ok else "failed", str(note or ""))
-                opened = session.execute(
-                    sa.select(RolloutAssetRow.asset_id, RolloutAssetRow.updated_at).where(
-                        RolloutAssetRow.rollout_id == batch.rollout_id,
-                        RolloutAssetRow.state == _IN_FLIGHT[batch.kind],
-                        RolloutAssetRow.asset_id.in_(chunk),
-                    )
-                )
-                for asset_id, opened_at in opened:
-                    waiting_since[asset_id] = opened_at
+            reported = latest_results(session, batch.rollout_id, kind, batch.assets)
+            waiting_since = in_state_since(session, batch.rollout_id, _IN_FLIGHT[batch.kind], batch.assets)
+        latest = {
+            asset_id: OperationResult(asset_id, "succeeded" if found.succeeded else "failed", found.detail)
+            for asset_id, found in reported.items()
+        }
         results: list[OperationResult] = []
         verb = "install" if batch.kind is OperationKind.apply else "rollback"
         for asset_id in batch.assets:
@@ -243,66 +298,7 @@ class AgentDriver:
         return None
 
     def observe(self, asset_ids: Sequence[str]) -> Mapping[str, AssetHealth]:
-        if not asset_ids:
-            return {}
-        now = self.clock()
-        window_start = now - timedelta(seconds=self.heartbeat_timeout)
-        health: dict[str, AssetHealth] = {}
-        with session_scope(self.engine, readonly=True) as session:
-            active = list(session.scalars(sa.select(RolloutRow.id).where(RolloutRow.phase.in_(_ACTIVE_PHASES))))
-            for chunk in _chunks(asset_ids):
-                # The install that counts is one of a rollout still under way (an asset updated by a
-                # finished rollout is a control like any other), at the time its first report says (the
-                # agent's own; the controller records the same result a little later). Read through the
-                # rollouts' own observations, which are few: heartbeats are not filed under a rollout.
-                installed: dict[str, datetime] = {}
-                for asset_id, at in session.execute(
-                    sa.select(ObservationRow.asset_id, sa.func.min(ObservationRow.at))
-                    .where(
-                        ObservationRow.rollout_id.in_(active),
-                        ObservationRow.kind == ObservationKind.INSTALL_RESULT.value,
-                        ObservationRow.status == "succeeded",
-                        ObservationRow.asset_id.in_(chunk),
-                    )
-                    .group_by(ObservationRow.asset_id, ObservationRow.rollout_id)
-                ):
-                    if asset_id not in installed or at > installed[asset_id]:
-                        installed[asset_id] = at
-                since = min([window_start, *installed.values()])
-                beats = ObservationRow.kind == ObservationKind.HEARTBEAT.value
-                last: dict[str, datetime] = {}
-                for asset_id, at in session.execute(
-                    sa.select(ObservationRow.asset_id, sa.func.max(ObservationRow.at))
-                    .where(ObservationRow.asset_id.in_(chunk), beats, ObservationRow.at >= window_start)
-                    .group_by(ObservationRow.asset_id)
-                ):
-                    last[asset_id] = at
-                # Failed heartbeats are few: read them whole, from the earliest install on.
-                failures: dict[str, list[tuple[datetime, str | None, str | None]]] = {}
-                for asset_id, at, detail in session.execute(
-                    sa.select(ObservationRow.asset_id, ObservationRow.at, ObservationRow.detail)
-                    .where(
-                        ObservationRow.asset_id.in_(chunk),
-                        beats,
-                        ObservationRow.status == "failed",
-                        ObservationRow.at >= since,
-                    )
-                    .order_by(ObservationRow.at, ObservationRow.id)
-                ):
-                    info = detail if isinstance(detail, Mapping) else {}
-                    signal = info.get("signal")
-                    note = info.get("detail")
-                    failures.setdefault(asset_id, []).append(
-                        (at, str(signal) if signal else None, str(note) if note else None)
-                    )
-                for asset_id in chunk:
-                    summary = _summary(installed.get(asset_id), last.get(asset_id), failures.get(asset_id, []))
-                    reading = health_from_heartbeats(
-                        asset_id, installed.get(asset_id), summary, now, self.heartbeat_timeout
-                    )
-                    if reading.status is not AssetStatus.unknown:
-                        health[asset_id] = reading
-        return health
+        return self.heartbeats.observe(asset_ids)
 
     def next_event_at(self) -> datetime | None:
         return None
@@ -318,26 +314,19 @@ def _signal(value: str | None) -> FailureSignal | None:
 
 
 def _summary(
-    installed_at: datetime | None,
-    last_at: datetime | None,
-    failures: list[tuple[datetime, str | None, str | None]],
+    installed_at: datetime | None, last_at: datetime | None, failures: Sequence[FailedHeartbeat]
 ) -> HeartbeatSummary:
     last_failure = failures[-1] if failures else None
-    last_failed = last_failure is not None and last_at is not None and last_failure[0] >= last_at
-    first = next((f for f in failures if installed_at is not None and f[0] >= installed_at), None)
+    last_failed = last_failure is not None and last_at is not None and last_failure.at >= last_at
+    first = next((f for f in failures if installed_at is not None and f.at >= installed_at), None)
     return HeartbeatSummary(
         last_at=last_at,
         last_failed=last_failed,
-        last_signal=_signal(last_failure[1]) if last_failed and last_failure else None,
-        first_failure_at=first[0] if first else None,
-        first_failure_signal=_signal(first[1]) if first else None,
-        first_failure_detail=first[2] if first else None,
+        last_signal=_signal(last_failure.signal) if last_failed and last_failure else None,
+        first_failure_at=first.at if first else None,
+        first_failure_signal=_signal(first.signal) if first else None,
+        first_failure_detail=first.detail if first else None,
     )
-
-
-def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield list(ids[start : start + _CHUNK])
 
 
 __all__ = [
@@ -345,7 +334,9 @@ __all__ = [
     "INSTALL_TIMEOUT_ENV",
     "MAX_TIMEOUT",
     "NO_RESTORE_POINTS",
+    "OPTIONS",
     "AgentDriver",
+    "AgentHeartbeats",
     "HeartbeatSummary",
     "health_from_heartbeats",
 ]

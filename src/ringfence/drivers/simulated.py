@@ -3,7 +3,7 @@ kept outside the process so that a process killed mid-rollout carries on in the 
 
 Where the world is kept: in the ``world`` file when that option is given; otherwise, for ``ringfence rollout
 start`` and the server, in the database, one world per rollout (:meth:`SimulatedDriver.keep_worlds_in` with
-``ringfence.service.driver_state.DatabaseWorlds``); built bare (tests, ``load_driver``), in memory only. A
+:class:`DatabaseWorlds`); built bare (tests, ``load_driver``), in memory only. A
 world kept per rollout is read when the driver first hears of the rollout (when it is built for it, or at the
 first batch of it) and written whole after every change; a driver then serves that one rollout.
 
@@ -30,32 +30,29 @@ Options (``--driver-option key=value``), all optional:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from ringfence.core.driver import Batch, OperationResult
-from ringfence.core.durations import LONGEST_DURATION, format_duration, parse_duration
+from sqlalchemy.engine import Engine
+
+from ringfence.core.driver import Batch, DriverOption, DriverOptions, OperationResult
+from ringfence.core.durations import LONGEST_DURATION, format_duration
 from ringfence.core.errors import DriverError, InputError, Problem
 from ringfence.core.gates import FailureSignal
 from ringfence.core.simulation import FaultModel, SimulatedWorld, SimulationDriver
 from ringfence.core.update import Timing
+from ringfence.drivers.registry import DriverContext
 from ringfence.files.disk import read_text, write_text_atomic
+from ringfence.store.db import session_scope
+from ringfence.store.driver_state import get_driver_state, put_driver_state
+
+SIMULATED = "simulated"
 
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def _ids(value: str | None) -> frozenset[str]:
-    return frozenset(part.strip() for part in (value or "").split(",") if part.strip())
-
-
-def _option_error(key: str, value: str, expected: str) -> InputError:
-    return InputError(
-        [Problem(f"simulated driver option {key}={value!r}: expected {expected}", path=("--driver-option",))]
-    )
 
 
 class WorldStore(Protocol):
@@ -68,54 +65,100 @@ class WorldStore(Protocol):
         """Keep ``world`` in place of the one before, atomically: a kill mid-save leaves the previous one whole."""
 
 
+class DatabaseWorlds:
+    """The simulated worlds of the rollouts of one database, one document per rollout (``driver_state``)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = _wall_clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def load(self, rollout_id: str) -> SimulatedWorld:
+        with session_scope(self.engine, readonly=True) as session:
+            document = get_driver_state(session, rollout_id, SIMULATED)
+        if document is None:
+            return SimulatedWorld()
+        if not isinstance(document, Mapping):
+            raise DriverError(f"the simulated world kept for rollout {rollout_id} is not a JSON object")
+        return SimulatedWorld.from_document(document, f"the simulated world kept for rollout {rollout_id}")
+
+    def save(self, rollout_id: str, world: SimulatedWorld) -> None:
+        # A short transaction of its own, never inside the controller's: the world and the rollout's rows
+        # are written apart, and the controller is built to repeat a step whose results it did not record.
+        with session_scope(self.engine) as session:
+            put_driver_state(session, rollout_id, SIMULATED, world.to_document(), at=self.clock())
+
+
+_DURATION_EXPECTED = f"expected a duration such as 30s, 5m or 1h, at most {format_duration(LONGEST_DURATION)}"
+
+OPTIONS = DriverOptions(
+    "simulated",
+    (
+        DriverOption("world", "JSON file holding the world (instead of the database)", "path"),
+        DriverOption("fail", "asset ids the release breaks", "ids"),
+        DriverOption(
+            "probability",
+            "chance that a listed asset fails once updated",
+            "number",
+            default="1",
+            minimum=0,
+            maximum=1,
+            expected="expected a number from 0 to 1",
+        ),
+        DriverOption("after", "time from install to failure", "duration", default="1m", expected=_DURATION_EXPECTED),
+        DriverOption(
+            "signal",
+            "how a broken asset fails",
+            "choice",
+            default="crashed",
+            choices=tuple(s.value for s in FailureSignal),
+            expected="expected crashed, heartbeat_lost, reboot_loop or service_check_failed",
+        ),
+        DriverOption(
+            "rollback_loses_data", "rolling back without a verified restore point loses data", "flag", default="false"
+        ),
+        DriverOption("seed", "seed of the failure draws", "whole", default="0"),
+        DriverOption(
+            "apply", "how long an install takes (default: the update's timing)", "duration", expected=_DURATION_EXPECTED
+        ),
+        DriverOption(
+            "rollback",
+            "how long a rollback takes (default: the update's timing)",
+            "duration",
+            expected=_DURATION_EXPECTED,
+        ),
+        DriverOption(
+            "restore_point",
+            "how long a restore point takes (default: the update's timing)",
+            "duration",
+            expected=_DURATION_EXPECTED,
+        ),
+        DriverOption("restore_point_failures", "asset ids whose restore point fails verification", "ids"),
+        DriverOption("install_failures", "asset ids whose install fails", "ids"),
+        DriverOption("rollback_failures", "asset ids whose rollback fails", "ids"),
+        DriverOption("silent", "asset ids that never report health", "ids"),
+    ),
+)
+"""The options of the ``simulated`` driver (the table in the module docstring)."""
+
+
 class SimulatedDriver(SimulationDriver):
     """The entry point ``simulated``: built from string options, on the wall clock."""
 
-    def __init__(
-        self,
-        *,
-        world: str | None = None,
-        fail: str | None = None,
-        probability: str = "1",
-        after: str = "1m",
-        signal: str = "crashed",
-        rollback_loses_data: str = "false",
-        seed: str = "0",
-        apply: str | None = None,
-        rollback: str | None = None,
-        restore_point: str | None = None,
-        restore_point_failures: str | None = None,
-        install_failures: str | None = None,
-        rollback_failures: str | None = None,
-        silent: str | None = None,
-    ) -> None:
-        try:
-            chance = float(probability)
-        except ValueError:
-            raise _option_error("probability", probability, "a number from 0 to 1") from None
-        if not 0 <= chance <= 1:
-            raise _option_error("probability", probability, "a number from 0 to 1")
-        if not seed.lstrip("-").isdigit():
-            raise _option_error("seed", seed, "a whole number")
-        if rollback_loses_data.lower() not in ("true", "false"):
-            raise _option_error("rollback_loses_data", rollback_loses_data, "true or false")
-        try:
-            fault_signal = FailureSignal(signal)
-        except ValueError:
-            raise _option_error(
-                "signal", signal, "crashed, heartbeat_lost, reboot_loop or service_check_failed"
-            ) from None
+    options = OPTIONS
+
+    def __init__(self, **options: str) -> None:
+        read = OPTIONS.read(options)
         fault = FaultModel(
-            affected=_ids(fail),
-            probability=chance,
-            after=float(self._seconds("after", after)),
-            signal=fault_signal,
-            rollback_loses_data=rollback_loses_data.lower() == "true",
-            seed=int(seed),
+            affected=read.ids("fail"),
+            probability=read.number("probability"),
+            after=float(read.seconds("after")),
+            signal=FailureSignal(read.text("signal") or FailureSignal.crashed),
+            rollback_loses_data=read.flag("rollback_loses_data"),
+            seed=read.whole("seed"),
         )
-        given = {"apply": apply, "rollback": rollback, "restore_point": restore_point}
-        # Checked here so that a bad value is named as a driver option, not as an update field.
-        timing = Timing(**{key: f"{self._seconds(key, value)}s" for key, value in given.items() if value})
+        given = {key: read.values[key] for key in ("apply", "rollback", "restore_point")}
+        timing = Timing(**{key: f"{value}s" for key, value in given.items() if value is not None})
+        world = read.text("world")
         self.world_path = Path(world) if world else None
         self._store: WorldStore | None = None
         self._rollout: str | None = None
@@ -125,12 +168,36 @@ class SimulatedDriver(SimulationDriver):
             timing=timing,
             fault=fault,
             world=loaded,
-            restore_point_failures=_ids(restore_point_failures),
-            install_failures=_ids(install_failures),
-            rollback_failures=_ids(rollback_failures),
-            silent=_ids(silent),
+            restore_point_failures=read.ids("restore_point_failures"),
+            install_failures=read.ids("install_failures"),
+            rollback_failures=read.ids("rollback_failures"),
+            silent=read.ids("silent"),
             on_change=self._keep,
         )
+
+    @classmethod
+    def from_context(cls, options: Mapping[str, str], context: DriverContext) -> SimulatedDriver:
+        """Built for a rollout: each operation takes the update's own ``timing`` unless ``options`` say
+        otherwise, and the world is kept in the database per rollout (in the ``world`` file when given)."""
+        given: dict[str, str] = {}
+        if context.update is not None:
+            timing = context.update.timing
+            given = {
+                "apply": f"{timing.apply}s",
+                "rollback": f"{timing.rollback}s",
+                "restore_point": f"{timing.restore_point}s",
+            }
+        given.update(options)
+        driver = cls(**given)
+        if context.engine is not None and driver.world_path is None:
+            driver.keep_worlds_in(DatabaseWorlds(context.engine), rollout_id=context.rollout_id)
+        return driver
+
+    @classmethod
+    def for_server(cls, context: DriverContext) -> SimulatedDriver:
+        """In the server's loop: the update's own timing (a test or demo update says 0s; a real one minutes),
+        and the world kept in the database, so a server killed mid-install carries on with those installs."""
+        return cls.from_context({}, context)
 
     def keep_worlds_in(self, store: WorldStore, *, rollout_id: str | None = None) -> None:
         """Keep the world of the rollout this driver serves in ``store``, read from there now (``rollout_id``
@@ -173,15 +240,6 @@ class SimulatedDriver(SimulationDriver):
         super().cancel(batch)
 
     @staticmethod
-    def _seconds(key: str, value: str) -> int:
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise _option_error(
-                key, value, f"a duration such as 30s, 5m or 1h, at most {format_duration(LONGEST_DURATION)}"
-            ) from None
-
-    @staticmethod
     def _load(path: Path) -> SimulatedWorld:
         if not path.exists():
             return SimulatedWorld()
@@ -207,4 +265,4 @@ def read_world(path: Path | str) -> SimulatedWorld:
     return SimulatedDriver._load(Path(path))
 
 
-__all__ = ["SimulatedDriver", "WorldStore", "read_world"]
+__all__ = ["OPTIONS", "SIMULATED", "DatabaseWorlds", "SimulatedDriver", "WorldStore", "read_world"]

@@ -18,23 +18,24 @@ Two renderings of the same sheets, so the pack can be kept both ways:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment
 
 from ringfence.core.durations import humanize_duration
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.estate import TIER_NAMES, AnyGroup
 from ringfence.core.graph import EstateGraph, Failure
 from ringfence.core.recovery import plan_recovery
-from ringfence.files.disk import write_text_atomic
+from ringfence.files.disk import write_bytes_atomic, write_text_atomic
+from ringfence.files.templating import printed_time, template_environment
 
 TEMPLATE = "continuity_pack.html.j2"
 PACK_HTML = "continuity-pack.html"
@@ -245,26 +246,20 @@ def _restore_order(graph: EstateGraph, node: int, needed: list[int]) -> tuple[St
 
 def render_pack_html(sheets: Sequence[ContinuitySheet], *, estate_name: str, generated_at: datetime) -> str:
     """The sheets as one self-contained HTML document, one sheet per printed A4 page."""
-    env = Environment(
-        loader=PackageLoader("ringfence", "templates"),
-        autoescape=True,  # every value comes from the estate file: text, never markup
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    return env.get_template(TEMPLATE).render(
+    # every value comes from the estate file: text, never markup (the environment autoescapes)
+    template = _environment().get_template(TEMPLATE)
+    return template.render(
         sheets=list(sheets),
         estate_name=estate_name,
-        generated=_timestamp(generated_at),
+        generated=printed_time(generated_at),
         contents=len(sheets) > 1,
     )
 
 
-def _timestamp(when: datetime) -> str:
-    zone = when.tzname()
-    text = when.strftime("%d %B %Y, %H:%M")
-    return f"{text} {zone}" if zone else text
+@cache
+def _environment() -> Environment:
+    # One for all the sheets of a pack (each is also rendered alone): its templates are compiled once.
+    return template_environment()
 
 
 # ------------------------------------------------------------------------------------------ PDF
@@ -401,7 +396,7 @@ def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, gene
         story.append(para("If everything it depends on went down: restore in this order", h2))
         story.append(table(rows, [14 * mm, width - 14 * mm]))
 
-    footer = f"ringfence downtime pack · {estate_name} · printed from the estate as of {_timestamp(generated_at)}"
+    footer = f"ringfence downtime pack · {estate_name} · printed from the estate as of {printed_time(generated_at)}"
 
     def on_page(canvas: Canvas, doc: Any) -> None:
         canvas.saveState()
@@ -457,20 +452,10 @@ def write_pack(
     out_dir.mkdir(parents=True, exist_ok=True)
     html, pdf = out_dir / PACK_HTML, out_dir / PACK_PDF
     write_text_atomic(html, whole)
-    _write_bytes_atomic(pdf, printed)
+    write_bytes_atomic(pdf, printed)
     for path, text in singles.items():
         write_text_atomic(path, text)
     return PackFiles(html, pdf, tuple(singles))
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    # Beside the target, then renamed: a printer never picks up half a PDF.
-    part = path.with_name(f".{path.name}.part")
-    try:
-        part.write_bytes(data)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
 
 
 __all__ = [

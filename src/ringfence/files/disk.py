@@ -74,13 +74,21 @@ class _PlainDumper(yaml.CSafeDumper if hasattr(yaml, "CSafeDumper") else yaml.Sa
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:
-    """Write all of ``text`` or nothing: a temporary file in the same directory, then a rename."""
+    """Write all of ``text`` (as UTF-8) or nothing: see :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    """Write all of ``data`` or nothing: a temporary file in the same directory, then a rename.
+
+    The one file writer of the package: a reader (a person, a printer, the next run) never finds half a file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         # mkstemp creates the file for its owner only; a report or estate file is as shareable as any other.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)

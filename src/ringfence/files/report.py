@@ -7,7 +7,8 @@ autoescaping on; the SVG is built here, and every piece of text put into it goes
 
 Charts say what they show without colour: strategies differ by colour, dash pattern and a label at the
 end of each line; impact tiers by colour, fill pattern and a ``T1``–``T4`` label under each bar. Every
-chart has a ``<title>``, a ``<desc>`` stating its numbers, and the data behind it in a table.
+chart has a ``<title>``, a ``<desc>`` stating its numbers, and the data behind it in a table. The pieces
+they are drawn with (and the dashboard's chart too) are ``ringfence.files.svg``'s.
 
 The plot frame of each chart is written on its ``<svg>`` (``data-plot``, ``data-x-max``, ``data-y-max``) so
 the drawn coordinates can be read back into the drill's numbers — which the tests do.
@@ -15,48 +16,44 @@ the drawn coordinates can be read back into the drill's numbers — which the te
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from ringfence.core.clock import utc_now
 from ringfence.core.drills import DrillReport, StrategyResult, TimelinePoint
 from ringfence.core.durations import humanize_duration
 from ringfence.core.errors import InputError
 from ringfence.core.estate import TIER_NAMES
 from ringfence.core.impact import TIERS
+from ringfence.core.words import count
 from ringfence.files.disk import write_text_atomic
+from ringfence.files.svg import (
+    TIER_STYLES,
+    Frame,
+    SeriesStyle,
+    chart_open,
+    count_ticks,
+    count_title,
+    line,
+    nice_ceiling,
+    num,
+    services_by_tier,
+    text,
+    tier_bar,
+    tier_patterns,
+    tier_swatch,
+)
+from ringfence.files.templating import printed_time, template_environment
 
 TEMPLATE = "drill_report.html.j2"
 RINGFENCE = "ringfence"
 
 Series = Literal["exposed", "failed"]
-
-
-@dataclass(frozen=True)
-class SeriesStyle:
-    """How one strategy is drawn: never by colour alone."""
-
-    colour: str
-    dash: str
-    """An SVG ``stroke-dasharray``; empty for a solid line."""
-    pattern_name: str
-    """The dash pattern in words, for the legend's text."""
-    swatch: Literal["solid", "dash", "dot"]
-    """The nearest CSS border style, for the swatches in the page's text."""
-
-
-@dataclass(frozen=True)
-class TierStyle:
-    colour: str
-    pattern: str
-    """The SVG path drawn in white over the colour, one tile of the fill pattern ("" for a plain fill)."""
-    pattern_name: str
 
 
 # Okabe–Ito hues, darkened until each has at least 4.5:1 contrast on white, so lines and labels stay legible.
@@ -71,13 +68,6 @@ _SPARE_STYLES = (
     SeriesStyle("#444444", "1 2", "fine dotted line", "dot"),
 )
 
-TIER_STYLES: dict[int, TierStyle] = {
-    1: TierStyle("#8c1c13", "M0 0L6 6M6 0L0 6", "cross-hatched"),
-    2: TierStyle("#b4530e", "M0 6L6 0M-1 1L1 -1M5 7L7 5", "diagonal stripes"),
-    3: TierStyle("#7d6a00", "M1.5 1.5h1v1h-1zM4.5 4.5h1v1h-1z", "dotted"),
-    4: TierStyle("#4f6272", "", "plain"),
-}
-
 # Chart geometry in SVG user units; the CSS scales the whole drawing to the page width.
 _WIDTH = 680.0
 _TIME_PLOT = (64.0, 18.0, 470.0, 190.0)  # left, top, width, height — the right margin holds the line labels
@@ -86,39 +76,6 @@ _BAR_PLOT = (64.0, 44.0, 596.0, 170.0)
 _BAR_HEIGHT = 268.0
 _LABEL_GAP = 13.0
 _TIME_STEPS = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A plot area and the data range it shows: data ↦ SVG user units."""
-
-    left: float
-    top: float
-    width: float
-    height: float
-    x_max: float
-    y_max: float
-
-    def x(self, value: float) -> float:
-        return self.left + self.width * value / self.x_max
-
-    def y(self, value: float) -> float:
-        return self.top + self.height * (1 - value / self.y_max)
-
-    @property
-    def bottom(self) -> float:
-        return self.top + self.height
-
-    @property
-    def right(self) -> float:
-        return self.left + self.width
-
-    def attributes(self) -> str:
-        """The frame on the ``<svg>``, so a reader (or a test) can turn coordinates back into numbers."""
-        return (
-            f'data-plot="{_n(self.left)} {_n(self.top)} {_n(self.width)} {_n(self.height)}" '
-            f'data-x-max="{_n(self.x_max)}" data-y-max="{_n(self.y_max)}"'
-        )
 
 
 @dataclass(frozen=True)
@@ -202,10 +159,11 @@ def render_drill_reports(reports: Sequence[DrillReport], *, estate_name: str, ge
     strategies: list[str] = []
     for report in reports:
         strategies.extend(r.strategy for r in report.results if r.strategy not in strategies)
-    template = _environment().get_template(TEMPLATE)
+    # Every value from a file or a drill is text, never markup: the environment autoescapes.
+    template = template_environment().get_template(TEMPLATE)
     return template.render(
         estate_name=estate_name,
-        generated_at=_timestamp(generated_at),
+        generated_at=printed_time(generated_at),
         drills=drills,
         legend=tuple(Legend(name, style_of(name, strategies)) for name in strategies),
         tiers=tuple((tier, TIER_NAMES[tier], TIER_STYLES[tier]) for tier in TIERS),
@@ -221,7 +179,7 @@ def write_drill_report(
 ) -> None:
     """Render the report and write it whole or not at all (a half-written report is worse than none)."""
     drills = (reports,) if isinstance(reports, DrillReport) else tuple(reports)
-    when = generated_at if generated_at is not None else datetime.now(UTC)
+    when = generated_at if generated_at is not None else utc_now()
     write_text_atomic(path, render_drill_reports(drills, estate_name=estate_name, generated_at=when))
 
 
@@ -254,7 +212,7 @@ def compare_sentence(report: DrillReport) -> str:
 
 def outcome_phrase(result: StrategyResult) -> str:
     """``all-at-once: 2,032 assets failed, 15 services down including 4 life-critical``."""
-    parts = [f"{_count(len(result.failed), 'asset')} failed"]
+    parts = [f"{count(len(result.failed), 'asset')} failed"]
     down = result.services_down
     if not down:
         parts.append("no service down")
@@ -263,11 +221,11 @@ def outcome_phrase(result: StrategyResult) -> str:
         worst_tier = sum(1 for s in down if s.tier == most)
         name = _tier_name(most)
         if worst_tier == len(down):
-            parts.append(f"{_count(len(down), f'{name} service')} down")
+            parts.append(f"{count(len(down), f'{name} service')} down")
         else:
-            parts.append(f"{_count(len(down), 'service')} down including {worst_tier:,} {name}")
+            parts.append(f"{count(len(down), 'service')} down including {worst_tier:,} {name}")
     if result.data_lost:
-        parts.append(f"data lost on {_count(len(result.data_lost), 'asset')}")
+        parts.append(f"data lost on {count(len(result.data_lost), 'asset')}")
     return f"{result.strategy}: {', '.join(parts)}"
 
 
@@ -284,32 +242,10 @@ def _harm(result: StrategyResult) -> tuple[int, ...]:
 
 
 def _by_tier(result: StrategyResult) -> dict[int, int]:
-    counts = dict.fromkeys(TIERS, 0)
-    for service in result.services_down:
-        counts[service.tier] = counts.get(service.tier, 0) + 1
-    return counts
+    return services_by_tier(result.services_down)
 
 
 # --- the page -----------------------------------------------------------------------------------------------
-
-
-def _environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("ringfence", "templates"),
-        autoescape=True,  # every value from a file or a drill is text, never markup
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["thousands"] = lambda n: f"{n:,}"
-    return env
-
-
-def _timestamp(when: datetime) -> str:
-    zone = when.tzname()
-    text = when.strftime("%d %B %Y, %H:%M")
-    return f"{text} {zone}" if zone else text
 
 
 def drill_view(index: int, report: DrillReport) -> DrillView:
@@ -400,7 +336,7 @@ def _ringfence_reason(result: StrategyResult | None) -> str | None:
         return result.halt_reason
     ended = result.outcome.replace("_", " ") if result.outcome else "ended"
     if result.failed:
-        return f"ringfence did not stop although {_count(len(result.failed), 'asset')} failed; the rollout {ended}."
+        return f"ringfence did not stop although {count(len(result.failed), 'asset')} failed; the rollout {ended}."
     return f"ringfence did not stop: no gate found a failure, and the rollout {ended}."
 
 
@@ -431,7 +367,7 @@ def time_frame(report: DrillReport) -> Frame:
     # The axis ends where the simulation did; ticks fall on round times within it.
     x_max = end if end > 0 else 3600.0
     left, top, width, height = _TIME_PLOT
-    return Frame(left, top, width, height, float(x_max), float(_nice_ceiling(peak)))
+    return Frame(left, top, width, height, float(x_max), float(nice_ceiling(peak)))
 
 
 def step_points(timeline: Sequence[TimelinePoint], series: Series, end: float) -> list[tuple[float, int]]:
@@ -464,12 +400,10 @@ def _timeline_chart(anchor: str, report: DrillReport, series: Series, end: float
         points = step_points(result.timeline, series, end)
         final = points[-1][1]
         finals.append(f"{result.strategy} {final:,}")
-        coords = " ".join(f"{_n(frame.x(t))},{_n(frame.y(v))}" for t, v in points)
-        dash = f' stroke-dasharray="{style.dash}"' if style.dash else ""
+        coords = " ".join(f"{num(frame.x(t))},{num(frame.y(v))}" for t, v in points)
         lines.append(
             f'<polyline class="series" data-strategy="{escape(result.strategy)}" data-series="{series}" '
-            f'points="{coords}" fill="none" stroke="{style.colour}" stroke-width="2.5"{dash} '
-            f'stroke-linejoin="round"/>'
+            f'points="{coords}" fill="none" {style.stroke} stroke-linejoin="round"/>'
         )
         labels.append((frame.y(final), f"{result.strategy} {final:,}", style))
     desc = (
@@ -477,10 +411,7 @@ def _timeline_chart(anchor: str, report: DrillReport, series: Series, end: float
         f"started (0 to {_clock(frame.x_max)} hours). At the end: {'; '.join(finals)}."
     )
     parts = [
-        f'<svg class="chart" viewBox="0 0 {_n(_WIDTH)} {_n(_TIME_HEIGHT)}" role="img" '
-        f'aria-labelledby="{chart_id}-title {chart_id}-desc" {frame.attributes()} data-chart="{series}">',
-        f'<title id="{chart_id}-title">{escape(title)}</title>',
-        f'<desc id="{chart_id}-desc">{escape(desc)}</desc>',
+        *chart_open(chart_id, title, desc, width=_WIDTH, height=_TIME_HEIGHT, kind=series, frame=frame.attributes()),
         *_time_axes(frame, f"assets {series}"),
         *lines,
         *_end_labels(frame, labels),
@@ -494,32 +425,21 @@ def _timeline_chart(anchor: str, report: DrillReport, series: Series, end: float
 
 
 def _time_axes(frame: Frame, y_title: str) -> list[str]:
-    out = ['<g class="axes">']
-    y_step = _nice_step(frame.y_max)
-    tick = 0.0
-    while tick <= frame.y_max + 1e-9:
-        y = frame.y(tick)
-        out.append(_line("grid", frame.left, y, frame.right, y))
-        out.append(_text(frame.left - 6, y + 4, f"{int(tick):,}", anchor="end"))
-        tick += y_step
+    out = ['<g class="axes">', *count_ticks(frame)]
     x_step = next((s for s in _TIME_STEPS if frame.x_max / s <= 6), _TIME_STEPS[-1])
     while frame.x_max / x_step > 6:  # a drill of weeks: keep doubling rather than crowd the axis
         x_step *= 2
     tick = 0.0
     while tick <= frame.x_max + 1e-9:
         x = frame.x(tick)
-        out.append(_line("tick", x, frame.bottom, x, frame.bottom + 5))
-        out.append(_text(x, frame.bottom + 18, _clock(tick), anchor="middle"))
+        out.append(line("tick", x, frame.bottom, x, frame.bottom + 5))
+        out.append(text(x, frame.bottom + 18, _clock(tick), anchor="middle"))
         tick += x_step
-    out.append(_line("axis", frame.left, frame.bottom, frame.right, frame.bottom))
-    out.append(_line("axis", frame.left, frame.top, frame.left, frame.bottom))
+    out.append(line("axis", frame.left, frame.bottom, frame.right, frame.bottom))
+    out.append(line("axis", frame.left, frame.top, frame.left, frame.bottom))
     x_title = "hours since the rollout started (h:mm)"
-    out.append(_text(frame.left + frame.width / 2, frame.bottom + 38, x_title, anchor="middle"))
-    middle = frame.top + frame.height / 2
-    out.append(
-        f'<text class="axis-title" x="14" y="{_n(middle)}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {_n(middle)})">{escape(y_title)}</text>'
-    )
+    out.append(text(frame.left + frame.width / 2, frame.bottom + 38, x_title, anchor="middle"))
+    out.append(count_title(frame, y_title))
     out.append("</g>")
     return out
 
@@ -534,15 +454,11 @@ def _end_labels(frame: Frame, labels: list[tuple[float, str, SeriesStyle]]) -> l
     if overflow > 0:  # pushed below the plot: shift the stack up, keeping the gaps
         placed = [p - overflow for p in placed]
     out = []
-    for (y, text, style), at in zip(ordered, placed, strict=True):
+    for (y, label, style), at in zip(ordered, placed, strict=True):
         x = frame.right + 6
-        dash = f' stroke-dasharray="{style.dash}"' if style.dash else ""
+        out.append(f'<line x1="{num(frame.right)}" y1="{num(y)}" x2="{num(x + 16)}" y2="{num(at)}" {style.stroke}/>')
         out.append(
-            f'<line x1="{_n(frame.right)}" y1="{_n(y)}" x2="{_n(x + 16)}" y2="{_n(at)}" '
-            f'stroke="{style.colour}" stroke-width="2.5"{dash}/>'
-        )
-        out.append(
-            f'<text class="line-label" x="{_n(x + 20)}" y="{_n(at + 4)}" fill="{style.colour}">{escape(text)}</text>'
+            f'<text class="line-label" x="{num(x + 20)}" y="{num(at + 4)}" fill="{style.colour}">{escape(label)}</text>'
         )
     return out
 
@@ -550,7 +466,7 @@ def _end_labels(frame: Frame, labels: list[tuple[float, str, SeriesStyle]]) -> l
 def services_frame(report: DrillReport) -> Frame:
     peak = max((n for r in report.results for n in _by_tier(r).values()), default=0)
     left, top, width, height = _BAR_PLOT
-    return Frame(left, top, width, height, float(max(1, len(report.results))), float(_nice_ceiling(peak)))
+    return Frame(left, top, width, height, float(max(1, len(report.results))), float(nice_ceiling(peak)))
 
 
 def _services_chart(anchor: str, report: DrillReport, order: Sequence[str]) -> Chart:
@@ -560,11 +476,6 @@ def _services_chart(anchor: str, report: DrillReport, order: Sequence[str]) -> C
     title = f"Services down by impact tier, {report.scenario.scenario}"
     group_width = frame.width / frame.x_max
     bar = min(34.0, group_width * 0.8 / len(TIERS))
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {_n(_WIDTH)} {_n(_BAR_HEIGHT)}" role="img" '
-        f'aria-labelledby="{chart_id}-title {chart_id}-desc" {frame.attributes()} data-chart="services">',
-        f'<title id="{chart_id}-title">{escape(title)}</title>',
-    ]
     summaries = []
     for result in report.results:
         tiers = _by_tier(result)
@@ -574,55 +485,42 @@ def _services_chart(anchor: str, report: DrillReport, order: Sequence[str]) -> C
         "Grouped bars: for each strategy, the number of services down at some moment of the drill in each "
         f"impact tier, T1 life-critical to T4 business support. {'; '.join(summaries)}."
     )
-    parts.append(f'<desc id="{chart_id}-desc">{escape(desc)}</desc>')
-    parts.append("<defs>")
-    for tier in TIERS:
-        style = TIER_STYLES[tier]
-        tile = (
-            f'<path d="{style.pattern}" stroke="#ffffff" stroke-width="1.3" fill="#ffffff"/>' if style.pattern else ""
-        )
-        parts.append(
-            f'<pattern id="{chart_id}-t{tier}" patternUnits="userSpaceOnUse" width="6" height="6">'
-            f'<rect width="6" height="6" fill="{style.colour}"/>{tile}</pattern>'
-        )
-    parts.append("</defs>")
-    parts.extend(_tier_legend(chart_id))
-    parts.append('<g class="axes">')
-    y_step = _nice_step(frame.y_max)
-    tick = 0.0
-    while tick <= frame.y_max + 1e-9:
-        y = frame.y(tick)
-        parts.append(_line("grid", frame.left, y, frame.right, y))
-        parts.append(_text(frame.left - 6, y + 4, f"{int(tick):,}", anchor="end"))
-        tick += y_step
-    middle = frame.top + frame.height / 2
-    parts.append(
-        f'<text class="axis-title" x="14" y="{_n(middle)}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {_n(middle)})">services down</text>'
-    )
-    parts.append("</g>")
+    parts = [
+        *chart_open(chart_id, title, desc, width=_WIDTH, height=_BAR_HEIGHT, kind="services", frame=frame.attributes()),
+        *tier_patterns(chart_id),
+        *_tier_legend(chart_id),
+        '<g class="axes">',
+        *count_ticks(frame),
+        count_title(frame, "services down"),
+        "</g>",
+    ]
     for index, result in enumerate(report.results):
         tiers = _by_tier(result)
         group_left = frame.left + group_width * index
         first = group_left + (group_width - bar * len(TIERS)) / 2
         for position, tier in enumerate(TIERS):
-            count = tiers[tier]
+            down = tiers[tier]
             x = first + bar * position
-            top = frame.y(count)
-            name = TIER_NAMES[tier]
+            top = frame.y(down)
+            tooltip = f"{result.strategy}: {count(down, f'{TIER_NAMES[tier]} service')} down"
+            box = (x + 2, top, bar - 4, frame.bottom - top)
             parts.append(
-                f'<rect class="bar" data-strategy="{escape(result.strategy)}" data-tier="{tier}" data-count="{count}" '
-                f'x="{_n(x + 2)}" y="{_n(top)}" width="{_n(bar - 4)}" height="{_n(frame.bottom - top)}" '
-                f'fill="url(#{chart_id}-t{tier})" stroke="{TIER_STYLES[tier].colour}" stroke-width="1">'
-                f"<title>{escape(result.strategy)}: {count:,} {escape(name)} service{'s' if count != 1 else ''} "
-                "down</title></rect>"
+                tier_bar(
+                    chart_id,
+                    tier,
+                    down,
+                    owner=("strategy", result.strategy),
+                    box=box,
+                    tooltip=tooltip,
+                    outline=' stroke-width="1"',
+                )
             )
-            parts.append(_text(x + bar / 2, top - 5, f"{count:,}", anchor="middle", css="bar-value"))
-            parts.append(_text(x + bar / 2, frame.bottom + 14, f"T{tier}", anchor="middle", css="bar-tier"))
+            parts.append(text(x + bar / 2, top - 5, f"{down:,}", anchor="middle", css="bar-value"))
+            parts.append(text(x + bar / 2, frame.bottom + 14, f"T{tier}", anchor="middle", css="bar-tier"))
         parts.append(
-            _text(group_left + group_width / 2, frame.bottom + 34, result.strategy, anchor="middle", css="group-label")
+            text(group_left + group_width / 2, frame.bottom + 34, result.strategy, anchor="middle", css="group-label")
         )
-    parts.append(_line("axis", frame.left, frame.bottom, frame.right, frame.bottom))
+    parts.append(line("axis", frame.left, frame.bottom, frame.right, frame.bottom))
     parts.append("</svg>")
     caption = (
         "Services down at some moment of the drill, counted per impact tier, for each strategy. "
@@ -635,11 +533,8 @@ def _tier_legend(chart_id: str) -> list[str]:
     out = ['<g class="legend">']
     x = 64.0
     for tier in TIERS:
-        out.append(
-            f'<rect x="{_n(x)}" y="8" width="16" height="16" fill="url(#{chart_id}-t{tier})" '
-            f'stroke="{TIER_STYLES[tier].colour}"/>'
-        )
-        out.append(_text(x + 22, 21, f"T{tier} {TIER_NAMES[tier]}"))
+        out.append(tier_swatch(chart_id, tier, x, 16))
+        out.append(text(x + 22, 21, f"T{tier} {TIER_NAMES[tier]}"))
         x += 150
     out.append("</g>")
     return out
@@ -648,40 +543,8 @@ def _tier_legend(chart_id: str) -> list[str]:
 # --- small helpers ------------------------------------------------------------------------------------------
 
 
-def _line(css: str, x1: float, y1: float, x2: float, y2: float) -> str:
-    return f'<line class="{css}" x1="{_n(x1)}" y1="{_n(y1)}" x2="{_n(x2)}" y2="{_n(y2)}"/>'
-
-
 def _tier_name(tier: int) -> str:
     return TIER_NAMES.get(tier, f"tier {tier}")
-
-
-def _text(x: float, y: float, content: str, *, anchor: str = "start", css: str = "") -> str:
-    klass = f' class="{css}"' if css else ""
-    return f'<text{klass} x="{_n(x)}" y="{_n(y)}" text-anchor="{anchor}">{escape(content)}</text>'
-
-
-def _n(value: float) -> str:
-    """A coordinate to 1/100 of a unit: exact enough to read counts back, short enough to keep the file small."""
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def _nice_step(span: float, ticks: int = 5) -> float:
-    """A 1, 2 or 5 × 10ⁿ step (whole numbers: these axes count things) giving about ``ticks`` intervals."""
-    raw = max(span, 1.0) / ticks
-    magnitude = 10 ** math.floor(math.log10(raw))
-    for mantissa in (1, 2, 5, 10):
-        step = mantissa * magnitude
-        if step >= raw:
-            return float(max(1, round(step)))
-    return float(10 * magnitude)
-
-
-def _nice_ceiling(peak: float) -> int:
-    """The top of a count axis: the first step at or above ``peak`` (at least 1, so an all-zero chart draws)."""
-    step = _nice_step(peak)
-    return max(1, math.ceil(max(peak, 1) / step) * int(step))
 
 
 def _clock(seconds: float) -> str:
@@ -693,10 +556,6 @@ def _clock(seconds: float) -> str:
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 __all__ = [

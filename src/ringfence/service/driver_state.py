@@ -1,4 +1,4 @@
-"""The simulated driver's worlds kept in the database, and the driver a rollout is driven with.
+"""The simulated driver's worlds kept in the database, and the driver (and health source) a rollout is driven with.
 
 ``ringfence rollout start`` and the server's controller loop build the simulated driver here, so both run a
 rollout the same way: each operation takes the update's own ``timing`` (a ``--driver-option`` says otherwise),
@@ -10,49 +10,19 @@ installs begun before the kill end at the time they were given, and their result
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+import os
+from collections.abc import Mapping
 
 from sqlalchemy.engine import Engine
 
-from ringfence.core.driver import Driver, load_driver
-from ringfence.core.errors import DriverError
+from ringfence.core.driver import Driver, HealthSource
 from ringfence.core.simulation import SimulatedWorld
 from ringfence.core.update import Update
-from ringfence.drivers.simulated import SimulatedDriver
+from ringfence.drivers.registry import DriverContext, build_driver, build_health_source, load_driver
+from ringfence.drivers.simulated import SIMULATED, DatabaseWorlds
 from ringfence.service import rollouts
-from ringfence.store import repo
 from ringfence.store.db import session_scope
-from ringfence.store.driver_state import get_driver_state, put_driver_state
-
-SIMULATED = "simulated"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class DatabaseWorlds:
-    """The simulated worlds of the rollouts of one database, one document per rollout (``driver_state``)."""
-
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = _utc_now) -> None:
-        self.engine = engine
-        self.clock = clock
-
-    def load(self, rollout_id: str) -> SimulatedWorld:
-        with session_scope(self.engine, readonly=True) as session:
-            document = get_driver_state(session, rollout_id, SIMULATED)
-        if document is None:
-            return SimulatedWorld()
-        if not isinstance(document, Mapping):
-            raise DriverError(f"the simulated world kept for rollout {rollout_id} is not a JSON object")
-        return SimulatedWorld.from_document(document, f"the simulated world kept for rollout {rollout_id}")
-
-    def save(self, rollout_id: str, world: SimulatedWorld) -> None:
-        # A short transaction of its own, never inside the controller's: the world and the rollout's rows
-        # are written apart, and the controller is built to repeat a step whose results it did not record.
-        with session_scope(self.engine) as session:
-            put_driver_state(session, rollout_id, SIMULATED, world.to_document(), at=self.clock())
+from ringfence.store.rollouts import get_rollout
 
 
 def simulated_driver(
@@ -63,27 +33,31 @@ def simulated_driver(
 
     Without ``rollout_id`` (the server's factory knows only the update) the world is read at the first batch.
     """
-    timing = update.timing
-    given = {
-        "apply": f"{timing.apply}s",
-        "rollback": f"{timing.rollback}s",
-        "restore_point": f"{timing.restore_point}s",
-    }
-    given.update(options or {})
-    driver = load_driver(SIMULATED, **given)
-    if isinstance(driver, SimulatedDriver) and "world" not in given:
-        driver.keep_worlds_in(DatabaseWorlds(engine), rollout_id=rollout_id)
-    return driver
+    return build_driver(SIMULATED, options, DriverContext(engine=engine, update=update, rollout_id=rollout_id))
 
 
 def rollout_driver(engine: Engine, rollout_id: str, options: Mapping[str, str]) -> Driver:
     """The driver ``rollout_id`` was created for, built with ``options`` (``--driver-option key=value``)."""
     with session_scope(engine, readonly=True) as session:
-        rollout = repo.get_rollout(session, rollout_id)
+        rollout = get_rollout(session, rollout_id)
     name = rollouts.stored_plan(rollout).driver
     if name != SIMULATED:
         return load_driver(name, **options)
     return simulated_driver(engine, Update.model_validate(rollout.update_doc), options, rollout_id=rollout_id)
+
+
+def rollout_health_source(engine: Engine, rollout_id: str, driver: Driver) -> HealthSource:
+    """What judges ``rollout_id`` when ``driver`` drives it: the health source its stored plan names (the
+    driver's own reading unless it names another), built as the server's loop builds it, on ``engine``."""
+    with session_scope(engine, readonly=True) as session:
+        rollout = get_rollout(session, rollout_id)
+    context = DriverContext(
+        engine=engine,
+        update=Update.model_validate(rollout.update_doc),
+        rollout_id=rollout_id,
+        environ=dict(os.environ),  # the agent timeouts, as the server reads them
+    )
+    return build_health_source(rollouts.stored_plan(rollout).health_source, driver, context=context)
 
 
 def load_world(engine: Engine, rollout_id: str) -> SimulatedWorld:
@@ -91,4 +65,11 @@ def load_world(engine: Engine, rollout_id: str) -> SimulatedWorld:
     return DatabaseWorlds(engine).load(rollout_id)
 
 
-__all__ = ["SIMULATED", "DatabaseWorlds", "load_world", "rollout_driver", "simulated_driver"]
+__all__ = [
+    "SIMULATED",
+    "DatabaseWorlds",
+    "load_world",
+    "rollout_driver",
+    "rollout_health_source",
+    "simulated_driver",
+]

@@ -25,8 +25,8 @@ from ringfence.core.errors import EstateError, NotFoundError, Problem
 from ringfence.core.estate import Estate, locate_problems, parse_estate_text
 from ringfence.core.graph import EstateGraph, compile_estate
 from ringfence.files.disk import read_text, sample_estate_path
-from ringfence.store import repo
 from ringfence.store.db import session_scope
+from ringfence.store.estates import add_estate_version, get_estate_version, latest_estate_version, list_estate_versions
 from ringfence.store.records import EstateFormat, EstateVersion
 
 SAMPLE_ACTOR = "ringfence (sample estate)"
@@ -143,8 +143,8 @@ def upload_estate(
     estate = checked.estate
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     with session_scope(engine) as session:
-        already = any(v.sha256 == digest for v in repo.list_estate_versions(session, estate.name))
-        version = repo.add_estate_version(
+        already = any(v.sha256 == digest for v in list_estate_versions(session, estate.name))
+        version = add_estate_version(
             session,
             name=estate.name,
             content=text,
@@ -160,7 +160,7 @@ def upload_estate(
 def list_estates(engine: Engine) -> list[EstateSummary]:
     """Every estate name with its newest version, sorted by name."""
     with session_scope(engine, readonly=True) as session:
-        versions = repo.list_estate_versions(session)
+        versions = list_estate_versions(session)
     by_name: dict[str, list[EstateVersion]] = {}
     for version in versions:
         by_name.setdefault(version.name, []).append(version)
@@ -170,7 +170,7 @@ def list_estates(engine: Engine) -> list[EstateSummary]:
 def estate_versions(engine: Engine, name: str) -> list[EstateVersion]:
     """The versions of estate ``name``, oldest first; NotFoundError when it was never uploaded."""
     with session_scope(engine, readonly=True) as session:
-        found = repo.list_estate_versions(session, name)
+        found = list_estate_versions(session, name)
     if not found:
         raise NotFoundError(f"no estate named {name!r} has been uploaded")
     return found
@@ -180,8 +180,8 @@ def estate_version(engine: Engine, name: str, version_id: int | None = None) -> 
     """Version ``version_id`` of estate ``name``, or its newest when ``version_id`` is None."""
     with session_scope(engine, readonly=True) as session:
         if version_id is None:
-            return repo.latest_estate_version(session, name)
-        version = repo.get_estate_version(session, version_id)
+            return latest_estate_version(session, name)
+        version = get_estate_version(session, version_id)
     if version.name != name:
         raise NotFoundError(f"estate version {version_id} is a version of {version.name!r}, not of {name!r}")
     return version
@@ -194,7 +194,7 @@ def load_sample_estate(engine: Engine, *, at: datetime) -> EstateVersion | None:
     Several workers starting at once store it once: the same text is the same version.
     """
     with session_scope(engine, readonly=True) as session:
-        if repo.list_estate_versions(session):
+        if list_estate_versions(session):
             return None
     path = sample_estate_path()
     return upload_estate(engine, read_text(path), actor=SAMPLE_ACTOR, at=at, source=str(path)).version

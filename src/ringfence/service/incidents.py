@@ -4,7 +4,7 @@ Each use case is one transaction (``session_scope``) and lands in the audit log 
 (subject ``incident:ID``, actor the person or token acting). The rules live in :mod:`ringfence.core.incident`;
 this module loads an incident, lets the domain decide, and stores what it decided.
 
-How an incident is stored: see :mod:`ringfence.store.repo` (its row with the snapshot it was declared
+How an incident is stored: see :mod:`ringfence.store.incidents` (its row with the snapshot it was declared
 on, and its timeline of events, appended to only).
 
 Writers of one incident take turns on its row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's single
@@ -17,39 +17,46 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import cast
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ringfence.core.audit import AuditValue
-from ringfence.core.durations import humanize_duration
 from ringfence.core.errors import InputError, Problem
-from ringfence.core.estate import TIER_NAMES, parse_estate_text
+from ringfence.core.estate import parse_estate_text
+from ringfence.core.gates import AssetStatus
 from ringfence.core.graph import EstateGraph, compile_estate
 from ringfence.core.incident import (
     DEFAULT_STEP_SECONDS,
     Incident,
-    IncidentReview,
     IncidentStatus,
     ItemKind,
-    RolloutCause,
     add_note,
     close_incident,
-    declare_incident,
     mark_restored,
-    review_incident,
     rto_clocks,
     timeline,
     waiting_for,
 )
+from ringfence.core.incident_declaration import declare_incident
+from ringfence.core.incident_review import IncidentReview, RolloutCause, review_incident
 from ringfence.core.rollout.state import AssetState, RolloutPhase, Transition
-from ringfence.store import repo
+from ringfence.core.words import count
+from ringfence.service.rollout_view import read_rollout_view
+from ringfence.store.audit import append_audit
 from ringfence.store.db import LOCK_NAMESPACE_INCIDENT_IDS, advisory_lock, session_scope
+from ringfence.store.estates import add_estate_version, get_estate_version, latest_estate_version
+from ringfence.store.incidents import (
+    add_incident,
+    add_incident_event,
+    get_incident,
+    incident_of_rollout,
+    mark_incident_closed,
+    next_incident_id,
+)
+from ringfence.store.incidents import list_incidents as list_stored_incidents
 from ringfence.store.records import EstateFormat
-
-REVIEW_HTML_TEMPLATE = "incident_review.html.j2"
-REVIEW_MARKDOWN_TEMPLATE = "incident_review.md.j2"
+from ringfence.store.rollouts import get_rollout
 
 # ------------------------------------------------------------------------------------------ use cases
 
@@ -77,7 +84,7 @@ def declare(
         if graph is not None:
             assert estate_text is not None
             estate = graph.estate
-            version = repo.add_estate_version(
+            version = add_estate_version(
                 session,
                 name=estate.name,
                 content=estate_text,
@@ -90,9 +97,9 @@ def declare(
             version_id = version.id
         else:
             stored = (
-                repo.get_estate_version(session, estate_version)
+                get_estate_version(session, estate_version)
                 if estate_version is not None
-                else repo.latest_estate_version(session, cast(str, estate_name))
+                else latest_estate_version(session, cast(str, estate_name))
             )
             if estate_name is not None and stored.name != estate_name:
                 raise InputError(
@@ -132,14 +139,10 @@ def declare_for_halted_rollout(
     """
     # Declarers take turns here, so two halts of one rollout never both find no incident and declare.
     advisory_lock(session, LOCK_NAMESPACE_INCIDENT_IDS)
-    existing = repo.incident_of_rollout(session, rollout_id)
+    existing = incident_of_rollout(session, rollout_id)
     if existing is not None:
         return existing
-    # Imported here: the rollout service calls this module from its halt path.
-    from ringfence.core.gates import AssetStatus
-    from ringfence.service.rollouts import SqlRolloutSession
-
-    view = SqlRolloutSession(session, rollout_id).view()
+    view = read_rollout_view(session, rollout_id)
     failed = sorted(
         a.asset_id
         for a in view.assets
@@ -148,15 +151,13 @@ def declare_for_halted_rollout(
     )
     if not failed:
         return None
-    rollout = repo.get_rollout(session, rollout_id)
-    version = repo.get_estate_version(session, rollout.estate_version_id)
+    rollout = get_rollout(session, rollout_id)
+    version = get_estate_version(session, rollout.estate_version_id)
     graph = _stored_graph(version.content, version.name, version.id)
     refs = [f"asset:{a}" for a in failed if a in graph.estate.asset_by_id]
     if not refs:
         return None
-    title = (
-        f"Rollout {rollout_id} of {rollout.update_id} halted: {len(refs)} asset{'s' if len(refs) != 1 else ''} failed"
-    )
+    title = f"Rollout {rollout_id} of {rollout.update_id} halted: {count(len(refs), 'asset')} failed"
     return _declare_in(
         session,
         graph,
@@ -181,10 +182,10 @@ def settle_for_ended_rollout(session: Session, ended: Transition, *, actor: str 
     """
     if ended.to_phase not in (RolloutPhase.ROLLED_BACK, RolloutPhase.FAILED):
         return None
-    found = repo.incident_of_rollout(session, ended.rollout_id)
+    found = incident_of_rollout(session, ended.rollout_id)
     if found is None:
         return None
-    incident = repo.get_incident(session, found.id, for_update=True)
+    incident = get_incident(session, found.id, for_update=True)
     if incident.status is IncidentStatus.CLOSED:
         return None
     # An incident declared by hand after the halt may carry a later time than the controller's clock: its
@@ -194,7 +195,8 @@ def settle_for_ended_rollout(session: Session, ended: Transition, *, actor: str 
         text = f"rollout {ended.rollout_id} ended failed ({ended.reason})"
         stuck = _needing_a_person(session, ended.rollout_id)
         if stuck:
-            text += f"; {len(stuck)} asset{'s need' if len(stuck) != 1 else ' needs'} a person: {'; '.join(stuck)}"
+            need = "needs" if len(stuck) == 1 else "need"
+            text += f"; {count(len(stuck), 'asset')} {need} a person: {'; '.join(stuck)}"
         noted = add_note(incident, text, at, actor=actor)
         _record_change(session, noted, "incident.note", {"text": text, "rollout": ended.rollout_id})
         return noted
@@ -208,17 +210,13 @@ def settle_for_ended_rollout(session: Session, ended: Transition, *, actor: str 
     reason = f"rolled back by rollout {ended.rollout_id}: every updated asset restored"
     closed = close_incident(incident, at, actor=actor, reason=reason)
     _record_change(session, closed, "incident.close", {"reason": reason, "still_down": [], "rollout": ended.rollout_id})
-    repo.mark_incident_closed(session, closed.id, at=at)
+    mark_incident_closed(session, closed.id, at=at)
     return closed
 
 
 def _needing_a_person(session: Session, rollout_id: str) -> list[str]:
     """Each asset a failed rollout left for a person, with why: ``esx-a01 (rollback failed: timed out)``."""
-    # Imported here: the rollout service calls this module from its transition path.
-    from ringfence.core.gates import AssetStatus
-    from ringfence.service.rollouts import SqlRolloutSession
-
-    view = SqlRolloutSession(session, rollout_id).view()
+    view = read_rollout_view(session, rollout_id)
     found = []
     for a in sorted(view.assets, key=lambda a: a.asset_id):
         health = view.health.get(a.asset_id)
@@ -236,13 +234,13 @@ def _needing_a_person(session: Session, rollout_id: str) -> list[str]:
 
 def get(engine: Engine, incident_id: str) -> Incident:
     with session_scope(engine, readonly=True) as session:
-        return repo.get_incident(session, incident_id)
+        return get_incident(session, incident_id)
 
 
 def of_rollout(engine: Engine, rollout_id: str) -> Incident | None:
     """The incident ``rollout_id``'s halt declared, if any (a rollout causes at most one)."""
     with session_scope(engine, readonly=True) as session:
-        return repo.incident_of_rollout(session, rollout_id)
+        return incident_of_rollout(session, rollout_id)
 
 
 def list_incidents(engine: Engine, *, status: IncidentStatus | str | None = None) -> list[Incident]:
@@ -256,13 +254,13 @@ def list_incidents(engine: Engine, *, status: IncidentStatus | str | None = None
                 [Problem(f"'{status}' is not an incident status; use open or closed", ("status",))]
             ) from None
     with session_scope(engine, readonly=True) as session:
-        return repo.list_incidents(session, status=wanted)
+        return list_stored_incidents(session, status=wanted)
 
 
 def restore(engine: Engine, incident_id: str, items: Sequence[str], *, actor: str, at: datetime) -> Incident:
     """Mark items restored; refused with the reason while what they need is still down."""
     with session_scope(engine) as session:
-        incident = repo.get_incident(session, incident_id, for_update=True)
+        incident = get_incident(session, incident_id, for_update=True)
         changed = mark_restored(incident, items, at, actor=actor)
         event = changed.events[-1]
         _record_change(
@@ -273,7 +271,7 @@ def restore(engine: Engine, incident_id: str, items: Sequence[str], *, actor: st
 
 def note(engine: Engine, incident_id: str, text: str, *, actor: str, at: datetime) -> Incident:
     with session_scope(engine) as session:
-        incident = repo.get_incident(session, incident_id, for_update=True)
+        incident = get_incident(session, incident_id, for_update=True)
         changed = add_note(incident, text, at, actor=actor)
         _record_change(session, changed, "incident.note", {"text": changed.events[-1].text})
         return changed
@@ -282,23 +280,23 @@ def note(engine: Engine, incident_id: str, text: str, *, actor: str, at: datetim
 def close(engine: Engine, incident_id: str, *, actor: str, at: datetime, reason: str | None = None) -> Incident:
     """Close an incident: everything restored, or a reason for closing with items still down."""
     with session_scope(engine) as session:
-        incident = repo.get_incident(session, incident_id, for_update=True)
+        incident = get_incident(session, incident_id, for_update=True)
         changed = close_incident(incident, at, actor=actor, reason=reason)
         still_down = list(changed.events[-1].items)
         _record_change(
             session, changed, "incident.close", {"reason": (reason or "").strip() or None, "still_down": still_down}
         )
-        repo.mark_incident_closed(session, incident_id, at=at)
+        mark_incident_closed(session, incident_id, at=at)
         return changed
 
 
 def review(engine: Engine, incident_id: str, now: datetime) -> IncidentReview:
     """The post-incident review, with the rollout that caused it (its update, release and halt reason)."""
     with session_scope(engine, readonly=True) as session:
-        incident = repo.get_incident(session, incident_id)
+        incident = get_incident(session, incident_id)
         cause = None
         if incident.rollout_id is not None:
-            rollout = repo.get_rollout(session, incident.rollout_id)
+            rollout = get_rollout(session, incident.rollout_id)
             doc = rollout.update_doc
             release = None
             if isinstance(doc, Mapping) and "product" in doc and "version" in doc:
@@ -327,7 +325,7 @@ def _declare_in(
     incident = declare_incident(
         graph,
         failures,
-        incident_id=repo.next_incident_id(session),
+        incident_id=next_incident_id(session),
         at=at,
         actor=actor,
         title=title,
@@ -336,8 +334,8 @@ def _declare_in(
         estate_version_id=version_id,
         note=note,
     )
-    repo.add_incident(session, incident)
-    repo.append_audit(
+    add_incident(session, incident)
+    append_audit(
         session,
         actor=incident.declared_by,
         action="incident.declare",
@@ -359,8 +357,8 @@ def _declare_in(
 def _record_change(session: Session, changed: Incident, action: str, detail: Mapping[str, AuditValue]) -> None:
     """Store the newest event of a changed incident, and the audit entry that says who did it."""
     event = changed.events[-1]
-    repo.add_incident_event(session, changed.id, event)
-    repo.append_audit(
+    add_incident_event(session, changed.id, event)
+    append_audit(
         session, actor=event.actor, action=action, subject=f"incident:{changed.id}", detail=detail, at=event.at
     )
 
@@ -573,56 +571,6 @@ def incident_summary(incident: Incident, now: datetime) -> IncidentSummaryOut:
     )
 
 
-# ------------------------------------------------------------------------------------------ the review
-
-
-def render_review_html(review: IncidentReview) -> str:
-    """The post-incident review as one self-contained HTML page (inline CSS, nothing fetched, prints on A4)."""
-    return _environment(html=True).get_template(REVIEW_HTML_TEMPLATE).render(**_review_context(review))
-
-
-def render_review_markdown(review: IncidentReview) -> str:
-    """The post-incident review as Markdown, for the incident file or a ticket."""
-    return _environment(html=False).get_template(REVIEW_MARKDOWN_TEMPLATE).render(**_review_context(review))
-
-
-def _review_context(review: IncidentReview) -> dict[str, object]:
-    return {
-        "review": review,
-        "incident": review.incident,
-        "tier_names": TIER_NAMES,
-    }
-
-
-def _environment(*, html: bool) -> Environment:
-    env = Environment(
-        loader=PackageLoader("ringfence", "templates"),
-        autoescape=html,  # HTML: every value is text, never markup. Markdown: cells are escaped by `md`.
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["duration"] = lambda seconds: "—" if seconds is None else humanize_duration(seconds)
-    env.filters["when"] = _when
-    env.filters["md"] = _markdown_cell
-    return env
-
-
-def _when(at: datetime | None) -> str:
-    if at is None:
-        return "—"
-    return at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-
-
-def _markdown_cell(value: object) -> str:
-    """Text safe inside a Markdown table cell: no line breaks, pipes and markup characters escaped."""
-    text = " ".join(str(value).split())
-    for char in ("\\", "|", "*", "_", "`", "<", ">", "[", "]"):
-        text = text.replace(char, "\\" + char)
-    return text
-
-
 __all__ = [
     "IncidentListOut",
     "IncidentOut",
@@ -637,8 +585,6 @@ __all__ = [
     "list_incidents",
     "note",
     "of_rollout",
-    "render_review_html",
-    "render_review_markdown",
     "restore",
     "review",
     "settle_for_ended_rollout",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from ringfence.core.rollout.state import RolloutPhase, Transition
+from ringfence.service.incidents import declare_for_halted_rollout, settle_for_ended_rollout
 
 PolicyAction = Callable[[Session, Transition, str], None]
 """What a policy does: ``(session, transition, actor)``, in the caller's transaction. The transition names the
@@ -51,18 +52,12 @@ class TransitionPolicy:
 
 
 def _declare_incident(session: Session, transition: Transition, actor: str) -> None:
-    # Imported when a policy runs: the incident service loads Jinja2 for its reviews, which a rollout that never
-    # halts has no use for.
-    from ringfence.service.incidents import declare_for_halted_rollout
-
     # No actor passed: the incident is declared by "controller" whoever made the halt (who halted is in the
     # halt's own audit entry).
     declare_for_halted_rollout(session, transition.rollout_id, at=transition.at)
 
 
 def _settle_incident(session: Session, transition: Transition, actor: str) -> None:
-    from ringfence.service.incidents import settle_for_ended_rollout
-
     settle_for_ended_rollout(session, transition, actor=actor)
 
 

@@ -7,8 +7,8 @@ Each use case is one transaction (``session_scope``); every phase change goes th
 
 How a rollout is stored
     ``rollouts.update_doc`` the update as JSON; ``rollouts.plan`` the strategy (name, gate mode, bake,
-    whether it rolls back, the rings, the driver, plan warnings); ``rollout_assets`` each target's ring,
-    stratum (a JSON list) and progress; ``decisions`` the controller's decisions (actions as JSON);
+    whether it rolls back, the rings, the driver, the health source, plan warnings); ``rollout_assets`` each
+    target's ring, stratum (a JSON list) and progress; ``decisions`` the controller's decisions (actions as JSON);
     ``observations`` operation results and health readings (a reading is written when it changes, or
     when the last one predates the asset's install, so the latest reading is always the one to use).
 """
@@ -26,10 +26,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ringfence.core.audit import AuditEntry, AuditValue
-from ringfence.core.driver import Driver, OperationKind, OperationResult, require_able
-from ringfence.core.errors import ConflictError, InputError, PermissionDeniedError
+from ringfence.core.documents import RingStatusOut, RolloutAssetOut, RolloutStatusDocument
+from ringfence.core.driver import DRIVERS_OWN_HEALTH, Driver, HealthSource, OperationKind, OperationResult
+from ringfence.core.errors import ConflictError, InputError, PermissionDeniedError, Problem
 from ringfence.core.estate import parse_estate_text
-from ringfence.core.gates import AssetHealth, AssetStatus, FailureSignal, GateOutcome, RingVerdict
+from ringfence.core.gates import AssetHealth, RingVerdict
 from ringfence.core.graph import compile_estate
 from ringfence.core.planner import format_stratum
 from ringfence.core.rollout.controller import (
@@ -43,15 +44,12 @@ from ringfence.core.rollout.controller import (
     start_rollout,
 )
 from ringfence.core.rollout.reconcile import (
-    SINCE_INSTALL,
-    AssetProgress,
     AssetUpdate,
     Decision,
     RingMove,
     RolloutView,
     actions_from_document,
 )
-from ringfence.core.rollout.record import StoredPlan
 from ringfence.core.rollout.state import (
     AssetState,
     RolloutPhase,
@@ -60,11 +58,18 @@ from ringfence.core.rollout.state import (
     check_asset_moves,
     transition,
 )
-from ringfence.core.rollout.strategy import GateMode, StrategyPlan, plan_strategy
+from ringfence.core.rollout.strategy import StrategyPlan, plan_strategy
 from ringfence.core.update import Hold, HoldOverride, Update, check_holds, parse_update_text
+from ringfence.drivers.registry import available_health_sources, require_driver_able
 from ringfence.service.policies import run_after_transition
-from ringfence.store import repo
+from ringfence.service.rollout_view import latest_health, read_rollout_view, stored_plan
+from ringfence.store.audit import append_audit, list_audit
 from ringfence.store.db import rollout_lock, session_scope
+from ringfence.store.decisions import add_decision as insert_decision
+from ringfence.store.decisions import list_decisions
+from ringfence.store.decisions import mark_decision_done as mark_stored_decision_done
+from ringfence.store.estates import add_estate_version
+from ringfence.store.observations import add_observations
 from ringfence.store.records import (
     DecisionStatus,
     EstateFormat,
@@ -74,7 +79,10 @@ from ringfence.store.records import (
     Rollout,
     RolloutAsset,
 )
-from ringfence.store.verdicts import add_gate_verdict, list_gate_verdicts
+from ringfence.store.rollouts import apply_transition as write_transition
+from ringfence.store.rollouts import create_rollout as insert_rollout
+from ringfence.store.rollouts import get_rollout, list_rollout_assets, upsert_rollout_assets
+from ringfence.store.verdicts import add_gate_verdict
 
 _RESULT_KIND = {
     OperationKind.restore_point: ObservationKind.RESTORE_POINT,
@@ -104,51 +112,11 @@ class SqlRolloutSession:
         self.session = session
         self.rollout_id = rollout_id
 
-    def _latest_health(self, created_at: datetime) -> dict[str, tuple[datetime, AssetHealth]]:
-        latest: dict[str, tuple[datetime, AssetHealth]] = {}
-        for obs in repo.list_observations(
-            self.session, since=created_at, rollout_id=self.rollout_id, kinds=[ObservationKind.HEALTH_CHECK]
-        ):
-            latest[obs.asset_id] = (obs.at, _health_of(obs))
-        return latest
-
     def view(self) -> RolloutView:
-        rollout = repo.get_rollout(self.session, self.rollout_id)
-        plan = stored_plan(rollout)
-        assets = tuple(_progress(a) for a in repo.list_rollout_assets(self.session, self.rollout_id))
-        by_id = {a.asset_id: a for a in assets}
-        health: dict[str, AssetHealth] = {}
-        for asset_id, (at, reading) in self._latest_health(rollout.created_at).items():
-            progress = by_id.get(asset_id)
-            # What an asset said before its install says nothing about the update.
-            if progress is not None and progress.state in SINCE_INSTALL and at < progress.updated_at:
-                continue
-            health[asset_id] = reading
-        return RolloutView(
-            state=rollout.state,
-            update=Update.model_validate(rollout.update_doc),
-            gate_mode=GateMode(plan.gate_mode),
-            rolls_back_on_halt=plan.rolls_back_on_halt,
-            bake=plan.bake,
-            ring_count=plan.ring_count,
-            assets=assets,
-            health=health,
-            canary_rings=plan.canary_rings,
-            groups=plan.groups,
-            tiers=plan.tiers,
-            planned_rings=plan.rings,
-            ring_passed_at=max(
-                (
-                    v.at
-                    for v in list_gate_verdicts(self.session, self.rollout_id, ring=rollout.state.ring)
-                    if v.verdict.outcome is GateOutcome.passed
-                ),
-                default=None,
-            ),
-        )
+        return read_rollout_view(self.session, self.rollout_id)
 
     def pending_decision(self) -> PendingDecision | None:
-        pending = repo.list_decisions(self.session, self.rollout_id, status=DecisionStatus.PENDING)
+        pending = list_decisions(self.session, self.rollout_id, status=DecisionStatus.PENDING)
         if not pending:
             return None
         first = pending[0]
@@ -158,11 +126,11 @@ class SqlRolloutSession:
         """Write the transition and its audit entry, then run the after-transition policies that fire on it
         (``ringfence.service.policies``), all in this one transaction: a side effect never lands without its
         transition, nor a transition without its side effects."""
-        repo.apply_transition(self.session, record, new_state, actor=actor)
+        write_transition(self.session, record, new_state, actor=actor)
         run_after_transition(self.session, record, actor=actor)
 
     def update_assets(self, updates: Sequence[AssetUpdate], at: datetime) -> None:
-        current = {a.asset_id: a for a in repo.list_rollout_assets(self.session, self.rollout_id)}
+        current = {a.asset_id: a for a in list_rollout_assets(self.session, self.rollout_id)}
         # The whole batch through the asset door before any row is written: a refused move changes nothing.
         check_asset_moves(
             self.rollout_id, {a: row.state for a, row in current.items()}, ((u.asset_id, u.state) for u in updates)
@@ -182,17 +150,17 @@ class SqlRolloutSession:
                     restore_point_ref=ref,
                 )
             )
-        repo.upsert_rollout_assets(self.session, self.rollout_id, rows)
+        upsert_rollout_assets(self.session, self.rollout_id, rows)
 
     def move_assets(self, moves: Sequence[RingMove], at: datetime) -> None:
-        current = {a.asset_id: a for a in repo.list_rollout_assets(self.session, self.rollout_id)}
+        current = {a.asset_id: a for a in list_rollout_assets(self.session, self.rollout_id)}
         # A ring move keeps the state: through the door all the same, so every write of an asset passes it.
         check_asset_moves(
             self.rollout_id,
             {a: row.state for a, row in current.items()},
             ((m.asset_id, current[m.asset_id].state) for m in moves),
         )
-        repo.upsert_rollout_assets(
+        upsert_rollout_assets(
             self.session,
             self.rollout_id,
             [
@@ -217,13 +185,13 @@ class SqlRolloutSession:
             "actions": cast(JSONValue, decision.actions_document()),
             "transitions": [{"to": t.to.value, "reason": t.reason} for t in decision.transitions],
         }
-        return repo.add_decision(self.session, self.rollout_id, kind="reconcile", payload=payload, at=at).seq
+        return insert_decision(self.session, self.rollout_id, kind="reconcile", payload=payload, at=at).seq
 
     def mark_decision_done(self, seq: int, at: datetime) -> None:
-        repo.mark_decision_done(self.session, self.rollout_id, seq, at=at)
+        mark_stored_decision_done(self.session, self.rollout_id, seq, at=at)
 
     def record_results(self, kind: OperationKind, results: Sequence[OperationResult], at: datetime) -> None:
-        repo.add_observations(
+        add_observations(
             self.session,
             [
                 Observation(
@@ -239,9 +207,9 @@ class SqlRolloutSession:
         )
 
     def record_health(self, health: Mapping[str, AssetHealth], at: datetime) -> None:
-        rollout = repo.get_rollout(self.session, self.rollout_id)
-        latest = self._latest_health(rollout.created_at)
-        installed = {a.asset_id: a.updated_at for a in repo.list_rollout_assets(self.session, self.rollout_id)}
+        rollout = get_rollout(self.session, self.rollout_id)
+        latest = latest_health(self.session, self.rollout_id, rollout.created_at)
+        installed = {a.asset_id: a.updated_at for a in list_rollout_assets(self.session, self.rollout_id)}
         fresh = []
         for asset_id, reading in health.items():
             last = latest.get(asset_id)
@@ -262,38 +230,7 @@ class SqlRolloutSession:
                     )
                 )
         if fresh:
-            repo.add_observations(self.session, fresh)
-
-
-def _health_of(obs: Observation) -> AssetHealth:
-    detail = obs.detail
-    signal = detail.get("signal")
-    seconds = detail.get("seconds_after_install")
-    note = detail.get("detail")
-    return AssetHealth(
-        obs.asset_id,
-        AssetStatus(obs.status),
-        FailureSignal(str(signal)) if signal else None,
-        float(cast(float, seconds)) if seconds is not None else None,
-        str(note) if note is not None else None,
-    )
-
-
-def _progress(asset: RolloutAsset) -> AssetProgress:
-    return AssetProgress(
-        asset_id=asset.asset_id,
-        ring=asset.ring,
-        stratum=tuple(json.loads(asset.stratum)),
-        state=asset.state,
-        updated_at=asset.updated_at,
-        detail=asset.detail,
-        restore_point_ref=asset.restore_point_ref,
-    )
-
-
-def stored_plan(rollout: Rollout) -> StoredPlan:
-    """The plan ``rollout`` follows, read through the one codec."""
-    return StoredPlan.from_document(rollout.plan, rollout_id=rollout.id)
+            add_observations(self.session, fresh)
 
 
 # ------------------------------------------------------------------------------------------ use cases
@@ -324,25 +261,28 @@ def create_rollout(
     strategy: str = "ringfence",
     require_approval: bool = False,
     dry_run: bool = False,
+    health_source: str | None = None,
 ) -> CreatedRollout:
     """Plan an update on an estate and store it as a new rollout (pending, or awaiting approval).
 
     A release under a vendor hold is refused unless ``override_hold`` says why; an overridden hold
-    always needs someone else's approval before the rollout can start.
+    always needs someone else's approval before the rollout can start. ``health_source`` names what judges
+    the rollout's health (None: its driver's own reading); an unknown name is refused, nothing stored.
     """
+    judged_by = check_health_source(health_source)
     estate = parse_estate_text(estate_text, estate_source)
     update = parse_update_text(update_text, update_source)
-    require_able(driver, update, source=update_source, text=update_text)  # before anything is planned or stored
+    require_driver_able(driver, update, source=update_source, text=update_text)  # before anything is planned or stored
     override = check_holds(update, holds, override_hold)
     graph = compile_estate(estate)
     planned = plan_strategy(strategy, graph, update, hold_override=override)
     if dry_run or engine is None:
         return CreatedRollout(None, planned, update, override)
     needs_approval = require_approval or override is not None
-    plan_doc = cast(JSONValue, planned.stored(driver, override).to_document())
+    plan_doc = cast(JSONValue, planned.stored(driver, override, health_source=judged_by).to_document())
     fmt = EstateFormat.JSON if estate_source.lower().endswith(".json") else EstateFormat.YAML
     with session_scope(engine) as session:
-        version = repo.add_estate_version(
+        version = add_estate_version(
             session,
             name=estate.name,
             content=estate_text,
@@ -352,7 +292,7 @@ def create_rollout(
             service_count=len(estate.services),
             at=at,
         )
-        rollout = repo.create_rollout(
+        rollout = insert_rollout(
             session,
             estate_version_id=version.id,
             update_id=update.id,
@@ -362,7 +302,7 @@ def create_rollout(
             needs_approval=needs_approval,
             at=at,
         )
-        repo.upsert_rollout_assets(
+        upsert_rollout_assets(
             session,
             rollout.id,
             [
@@ -378,7 +318,7 @@ def create_rollout(
             ],
         )
         if override is not None:
-            repo.append_audit(
+            append_audit(
                 session,
                 actor=actor,
                 action="rollout.hold_override",
@@ -393,11 +333,25 @@ def create_rollout(
     return CreatedRollout(rollout, planned, update, override)
 
 
+def check_health_source(name: str | None, *, path: tuple[str, ...] = ("health_source",)) -> str:
+    """``name`` as a rollout stores it (None: ``driver``, the driver's own reading); an InputError naming the
+    known sources, at ``path`` (the API's field, the CLI's option), when no health source of that name is installed."""
+    if name is None or name == DRIVERS_OWN_HEALTH:
+        return DRIVERS_OWN_HEALTH
+    known = available_health_sources()
+    if name not in known:
+        listed = ", ".join(known)
+        raise InputError(
+            [Problem(f"there is no health source '{name}'; the known health sources are: {listed}", path=path)]
+        )
+    return name
+
+
 def approve_rollout(engine: Engine, rollout_id: str, *, actor: str, at: datetime) -> RolloutState:
     """Approve a rollout awaiting approval. The person who created it cannot approve it (four eyes)."""
     with session_scope(engine) as session:
         rollout_lock(session, rollout_id)
-        rollout = repo.get_rollout(session, rollout_id)
+        rollout = get_rollout(session, rollout_id)
         if rollout.state.phase is not RolloutPhase.AWAITING_APPROVAL:
             raise ConflictError(f"rollout {rollout_id} is {rollout.state.phase}, not awaiting approval")
         if rollout.created_by == actor:
@@ -405,7 +359,7 @@ def approve_rollout(engine: Engine, rollout_id: str, *, actor: str, at: datetime
                 f"rollout {rollout_id} was created by {actor}, who cannot also approve it; ask someone else"
             )
         new_state, record = transition(rollout.state, RolloutPhase.PENDING, f"approved by {actor}", at=at)
-        repo.apply_transition(session, record, new_state, actor=actor, approved_by=actor)
+        write_transition(session, record, new_state, actor=actor, approved_by=actor)
         return new_state
 
 
@@ -429,13 +383,16 @@ def roll_back(engine: Engine, rollout_id: str, *, actor: str, at: datetime, why:
     return roll_back_rollout(SqlRolloutRepository(engine), rollout_id, actor=actor, at=at, why=why)
 
 
-def controller(engine: Engine, driver: Driver, clock: Any, *, actor: str = "controller") -> Controller:
-    return Controller(SqlRolloutRepository(engine), driver, clock, actor=actor)
+def controller(
+    engine: Engine, driver: Driver, clock: Any, *, actor: str = "controller", health: HealthSource | None = None
+) -> Controller:
+    """The controller of ``engine``'s rollouts on ``driver``, judged by ``health`` (None: the driver's own)."""
+    return Controller(SqlRolloutRepository(engine), driver, clock, actor=actor, health=health)
 
 
 def driver_name(engine: Engine, rollout_id: str) -> str:
     with session_scope(engine, readonly=True) as session:
-        plan = stored_plan(repo.get_rollout(session, rollout_id))
+        plan = stored_plan(get_rollout(session, rollout_id))
     return plan.driver
 
 
@@ -457,13 +414,14 @@ class RolloutStatus:
     rings: tuple[RingStatus, ...]
     assets: tuple[RolloutAsset, ...]
     pending_decisions: int
+    health_source: str = DRIVERS_OWN_HEALTH
 
 
 def status(engine: Engine, rollout_id: str) -> RolloutStatus:
     with session_scope(engine, readonly=True) as session:
-        rollout = repo.get_rollout(session, rollout_id)
-        assets = tuple(repo.list_rollout_assets(session, rollout_id))
-        pending = len(repo.list_decisions(session, rollout_id, status=DecisionStatus.PENDING))
+        rollout = get_rollout(session, rollout_id)
+        assets = tuple(list_rollout_assets(session, rollout_id))
+        pending = len(list_decisions(session, rollout_id, status=DecisionStatus.PENDING))
     plan = stored_plan(rollout)
     rings = []
     for index in range(plan.ring_count):
@@ -475,47 +433,49 @@ def status(engine: Engine, rollout_id: str) -> RolloutStatus:
         rings.append(
             RingStatus(index, plan.ring_name(index), plan.is_canary_ring(index), len(members), counts, tuple(strata))
         )
-    return RolloutStatus(rollout, plan.strategy, tuple(rings), assets, pending)
+    return RolloutStatus(rollout, plan.strategy, tuple(rings), assets, pending, plan.health_source)
 
 
-def status_document(found: RolloutStatus) -> dict[str, Any]:
+def status_document(found: RolloutStatus) -> RolloutStatusDocument:
+    """``ringfence rollout status --json`` and the API's answer about a rollout: one model (core.documents)."""
     r = found.rollout
-    return {
-        "id": r.id,
-        "update": r.update_id,
-        "strategy": found.strategy,
-        "phase": r.state.phase.value,
-        "ring": r.state.ring,
-        "paused_from": r.state.paused_from.value if r.state.paused_from else None,
-        "halt_reason": r.state.halt_reason,
-        "version": r.state.version,
-        "created_by": r.created_by,
-        "approved_by": r.approved_by,
-        "needs_approval": r.needs_approval,
-        "updated_at": r.state.updated_at.isoformat(),
-        "rings": [
-            {
-                "index": ring.index,
-                "name": ring.name,
-                "canary": ring.is_canary,
-                "assets": ring.assets,
-                "states": ring.states,
-                "strata": list(ring.strata),
-            }
+    return RolloutStatusDocument(
+        id=r.id,
+        update=r.update_id,
+        strategy=found.strategy,
+        phase=r.state.phase.value,
+        ring=r.state.ring,
+        paused_from=r.state.paused_from.value if r.state.paused_from else None,
+        halt_reason=r.state.halt_reason,
+        version=r.state.version,
+        created_by=r.created_by,
+        approved_by=r.approved_by,
+        needs_approval=r.needs_approval,
+        updated_at=r.state.updated_at.isoformat(),
+        rings=[
+            RingStatusOut(
+                index=ring.index,
+                name=ring.name,
+                canary=ring.is_canary,
+                assets=ring.assets,
+                states=ring.states,
+                strata=list(ring.strata),
+            )
             for ring in found.rings
         ],
-        "assets": [
-            {"id": a.asset_id, "ring": a.ring, "state": a.state.value, "detail": a.detail}
+        assets=[
+            RolloutAssetOut(id=a.asset_id, ring=a.ring, state=a.state.value, detail=a.detail)
             for a in sorted(found.assets, key=lambda a: a.asset_id)
         ],
-        "pending_decisions": found.pending_decisions,
-    }
+        pending_decisions=found.pending_decisions,
+        health_source=found.health_source,
+    )
 
 
 def log(engine: Engine, rollout_id: str) -> list[AuditEntry]:
     with session_scope(engine, readonly=True) as session:
-        repo.get_rollout(session, rollout_id)
-        return repo.list_audit(session, subject=f"rollout:{rollout_id}")
+        get_rollout(session, rollout_id)
+        return list_audit(session, subject=f"rollout:{rollout_id}")
 
 
 def log_document(entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
@@ -553,6 +513,7 @@ __all__ = [
     "StepReport",
     "abort",
     "approve_rollout",
+    "check_health_source",
     "controller",
     "create_rollout",
     "driver_name",
@@ -565,4 +526,5 @@ __all__ = [
     "start",
     "status",
     "status_document",
+    "stored_plan",
 ]

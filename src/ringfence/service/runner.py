@@ -6,17 +6,20 @@ run in this process, until the rollout makes no more progress, waits for a perso
 :meth:`ringfence.core.rollout.controller.Controller.step`: crash-safe, with the rollout's lock held in each of
 its transactions.
 
-Drivers that run in-process are built by factories registered here by name: ``simulated`` (built from the
-update's own timing, its world kept in the database per rollout) and whatever other parts of
-ringfence register (``register_in_process_driver("agent", ...)``). Rollouts on any other driver are left to
-``ringfence rollout start``.
+Drivers come from the one registry (``ringfence.drivers.registry``): a rollout's driver runs here when its
+class can be built for the server (``for_server``, given the database, the update and the process's
+environment in a :class:`~ringfence.drivers.registry.DriverContext`): ``simulated`` (the update's own timing,
+its world kept in the database per rollout) and ``agent``. Rollouts on any other driver are left to
+``ringfence rollout start``. A loop may be given its own factories instead (tests). Health is read through the
+rollout's health source (``registry.build_health_source``): the driver's own unless the stored plan names
+another (``health_source``).
 
 Several workers on one PostgreSQL database: a worker drives a rollout only while it holds that rollout's
-*claim*, a session-level advisory lock on a connection of its own, taken without waiting and kept until the
-rollout ends or the worker stops. So exactly one worker drives a rollout, and the driver it built (with any
-state it keeps in memory) stays with the rollout. The claim uses its own lock namespace, so it never waits
-on, or blocks, the per-transaction rollout lock the controller's steps take. On SQLite there is one worker
-(``ringfence serve`` refuses more) and every write transaction already runs alone.
+*claim*, a session-level advisory lock on a connection of its own (``ringfence.store.locks``), taken without
+waiting and kept until the rollout ends or the worker stops. So exactly one worker drives a rollout, and the
+driver it built (with any state it keeps in memory) stays with the rollout. The claim uses its own lock
+namespace, so it never waits on, or blocks, the per-transaction rollout lock the controller's steps take. On
+SQLite there is one worker (``ringfence serve`` refuses more) and every write transaction already runs alone.
 
 The loop outlives anything one rollout does (it is the only thing that drives the server's rollouts, so
 its death would stop them all without a word):
@@ -41,30 +44,37 @@ its death would stop them all without a word):
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-import sqlalchemy.exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ringfence.core.driver import Driver, OperationKind, operations_for, refusal_for, require_able
 from ringfence.core.errors import DriverError, InputError, Problem, RingfenceError
 from ringfence.core.rollout.controller import Controller, StepReport, change_phase
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.core.update import Update
+from ringfence.drivers.registry import (
+    DriverContext,
+    build_health_source,
+    declared_class,
+    runs_in_server,
+    server_driver,
+)
+from ringfence.service.rollout_view import stored_plan
 from ringfence.service.rollouts import SqlRolloutRepository
-from ringfence.store import repo
-from ringfence.store.db import lock_key, session_scope
+from ringfence.store.db import session_scope
+from ringfence.store.locks import LOCK_NAMESPACE_ROLLOUT_CLAIM, RolloutClaims, claim_key
 from ringfence.store.records import Rollout
+from ringfence.store.rollouts import get_rollout, list_rollouts
 
 log = logging.getLogger("ringfence.controller")
-
-LOCK_NAMESPACE_ROLLOUT_CLAIM = 0x52460101
-"""Advisory-lock namespace of a worker's claim on a rollout (apart from ``ringfence.store.db``'s namespaces)."""
 
 DRIVEN_PHASES = frozenset(
     {
@@ -94,90 +104,11 @@ _NOT_STOPPED = _RUNNING | {RolloutPhase.PENDING, RolloutPhase.AWAITING_APPROVAL,
 """Phases from which a rollout may still need every operation its update calls for."""
 
 DriverFactory = Callable[[Engine, Update], Driver]
-"""Builds the driver of one rollout, given the database and the update it rolls out."""
-
-
-def _simulated(engine: Engine, update: Update) -> Driver:
-    from ringfence.service.driver_state import simulated_driver
-
-    # The update's own timing (a test or demo update says 0s; a real one minutes), and the world kept in the
-    # database: a server killed mid-install carries on with those installs when it starts again.
-    return simulated_driver(engine, update)
-
-
-_IN_PROCESS: dict[str, DriverFactory] = {"simulated": _simulated}
-
-
-def register_in_process_driver(name: str, factory: DriverFactory) -> None:
-    """Let the server's loop drive rollouts of driver ``name`` with drivers built by ``factory``."""
-    _IN_PROCESS[name] = factory
-
-
-def in_process_drivers() -> dict[str, DriverFactory]:
-    """The drivers the loop can build, by name (a copy)."""
-    return dict(_IN_PROCESS)
+"""Builds the driver of one rollout, given the database and the update it rolls out (a test's own drivers)."""
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class _Claims:
-    """A worker's claims on rollouts (see the module docstring). On SQLite every claim is granted.
-
-    PostgreSQL's advisory locks are shared by the whole database, schemas included, so a claim's key is
-    made of the schema and the rollout id: two ringfence installations in two schemas of one database
-    never hold up each other's rollouts.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.is_shared = engine.dialect.name == "postgresql"
-        self._connection: Connection | None = None
-        self._schema = ""
-        self._held: set[str] = set()
-
-    def _conn(self) -> Connection:
-        if self._connection is None or self._connection.closed or self._connection.invalidated:
-            # Session-level locks live as long as this connection: a lost connection loses every claim.
-            self._held.clear()
-            self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._schema = str(self._connection.execute(sa.text("SELECT current_schema()")).scalar_one())
-        return self._connection
-
-    def _lock(self, function: str, rollout_id: str) -> bool:
-        connection = self._conn()
-        found = connection.execute(
-            sa.text(f"SELECT {function}(:namespace, :key)"),
-            {"namespace": LOCK_NAMESPACE_ROLLOUT_CLAIM, "key": claim_key(self._schema, rollout_id)},
-        )
-        return bool(found.scalar_one())
-
-    def claim(self, rollout_id: str) -> bool:
-        if not self.is_shared or rollout_id in self._held:
-            return True
-        if self._lock("pg_try_advisory_lock", rollout_id):
-            self._held.add(rollout_id)
-            return True
-        return False
-
-    def release(self, rollout_id: str) -> None:
-        if rollout_id not in self._held:
-            return
-        self._held.discard(rollout_id)
-        if self._connection is not None and not self._connection.closed:
-            self._lock("pg_advisory_unlock", rollout_id)
-
-    def close(self) -> None:
-        self._held.clear()
-        if self._connection is not None:
-            self._connection.close()  # ending the session releases every advisory lock it held
-            self._connection = None
-
-
-def claim_key(schema: str, rollout_id: str) -> int:
-    """The advisory-lock key of a claim on ``rollout_id`` by a worker whose tables are in ``schema``."""
-    return lock_key(f"{schema}/{rollout_id}")
 
 
 @dataclass
@@ -250,7 +181,7 @@ class ControllerLoop:
         interval: float = 2.0,
         clock: Callable[[], datetime] = _utc_now,
         actor: str = "controller",
-        drivers: dict[str, DriverFactory] | None = None,
+        drivers: Mapping[str, DriverFactory] | None = None,
         give_up_after: int = GIVE_UP_AFTER,
     ) -> None:
         # Written so that NaN is refused too: a loop that never wakes is a loop that never drives.
@@ -271,7 +202,7 @@ class ControllerLoop:
         self._troubles: dict[str, _Trouble] = {}
         self._turn_error_logged: str | None = None
         self._skipped: set[str] = set()
-        self._claims = _Claims(engine)
+        self._claims = RolloutClaims(engine)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -358,7 +289,7 @@ class ControllerLoop:
         """
         self.stats.turns += 1
         with session_scope(self.engine, readonly=True) as session:
-            active = repo.list_rollouts(session, phases=DRIVEN_PHASES)
+            active = list_rollouts(session, phases=DRIVEN_PHASES)
         steps = 0
         for rollout in active:
             if self._stopping.is_set():
@@ -425,9 +356,9 @@ class ControllerLoop:
         still needs; :meth:`_cannot_drive` then releases the claim.
         """
         name = _driver_of(rollout)
-        factories = self._drivers if self._drivers is not None else _IN_PROCESS
-        factory = factories.get(name)
-        if factory is None:
+        factory = self._drivers.get(name) if self._drivers is not None else None
+        runnable = factory is not None if self._drivers is not None else runs_in_server(name)
+        if not runnable:
             if rollout.id not in self._skipped:
                 self._skipped.add(rollout.id)
                 log.info(
@@ -437,18 +368,23 @@ class ControllerLoop:
         if not self._claims.claim(rollout.id):
             return None  # another worker drives it
         update = Update.model_validate(rollout.update_doc)
-        driver = factory(self.engine, update)
+        # Not the rollout's id: a simulated driver built for the server reads its world at the first batch.
+        context = DriverContext(engine=self.engine, update=update, environ=dict(os.environ))
+        driver = factory(self.engine, update) if factory is not None else server_driver(name, context)
+        if driver is None:
+            raise DriverError(f"driver {name!r} cannot be built in the server")
         refusal = refusal_for(driver, update, operations=_operations_ahead(rollout.state.phase, update))
         if refusal is not None:
             raise DriverError(refusal)
-        controller = Controller(SqlRolloutRepository(self.engine), driver, self.clock, actor=self.actor)
+        health = build_health_source(stored_plan(rollout).health_source, driver, context=context)
+        controller = Controller(SqlRolloutRepository(self.engine), driver, self.clock, actor=self.actor, health=health)
         driven = _Driven(controller)
         self._driven[rollout.id] = driven
         return driven
 
     def _settle(self, rollout_id: str, report: StepReport, driven: _Driven) -> None:
         with session_scope(self.engine, readonly=True) as session:
-            driven.settled_version = repo.get_rollout(session, rollout_id).state.version
+            driven.settled_version = get_rollout(session, rollout_id).state.version
         self.stats.settled[rollout_id] = report.phase.value
 
     def _forget(self, rollout_id: str) -> None:
@@ -499,7 +435,7 @@ class ControllerLoop:
         repository = SqlRolloutRepository(self.engine)
         try:
             with session_scope(self.engine, readonly=True) as session:
-                state = repo.get_rollout(session, rollout_id).state
+                state = get_rollout(session, rollout_id).state
             if state.phase in _RUNNING:
                 to, allowed = RolloutPhase.HALTED, _RUNNING
             elif state.phase is RolloutPhase.ROLLING_BACK:
@@ -559,11 +495,12 @@ def check_driver(engine: Engine, rollout_id: str, driver: Driver | None = None) 
     Called by ``POST /v1/rollouts/{id}/start`` and ``ringfence rollout start`` before the rollout moves.
     """
     with session_scope(engine, readonly=True) as session:
-        rollout = repo.get_rollout(session, rollout_id)
+        rollout = get_rollout(session, rollout_id)
     update = Update.model_validate(rollout.update_doc)
     operations = _operations_ahead(rollout.state.phase, update)
-    asked = driver if driver is not None else _driver_of(rollout)
-    require_able(asked, update, operations=operations, source=f"rollout {rollout_id}")
+    asked = driver if driver is not None else declared_class(_driver_of(rollout))
+    if asked is not None:  # a driver that is not installed is named when it is built
+        require_able(asked, update, operations=operations, source=f"rollout {rollout_id}")
 
 
 def _operations_ahead(phase: RolloutPhase, update: Update) -> tuple[OperationKind, ...]:
@@ -579,10 +516,7 @@ def _database_unreachable(exc: BaseException) -> bool:
     """The database could not be reached or did not answer (a lost connection, a full pool, a locked file)."""
     return isinstance(
         exc,
-        sqlalchemy.exc.OperationalError
-        | sqlalchemy.exc.InterfaceError
-        | sqlalchemy.exc.DisconnectionError
-        | sqlalchemy.exc.TimeoutError,
+        OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError,
     )
 
 
@@ -611,6 +545,4 @@ __all__ = [
     "LoopStats",
     "check_driver",
     "claim_key",
-    "in_process_drivers",
-    "register_in_process_driver",
 ]

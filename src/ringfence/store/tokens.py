@@ -1,8 +1,8 @@
 """Repository functions for API tokens: the ``api_tokens`` table, read and written here and nowhere else.
 
-Only a token's SHA-256 is stored, never its secret. Like :mod:`ringfence.store.repo`, these take a Session,
-flush and never commit. Roles are kept as the text stored; :mod:`ringfence.service.tokens` turns them into
-its ``Role`` (the store does not know what a role allows).
+Only a token's SHA-256 is stored, never its secret. Like every resource module of the store, these take a
+Session, flush and never commit. Roles are kept as the text stored; :mod:`ringfence.service.tokens` turns them
+into its ``Role`` (the store does not know what a role allows).
 """
 
 from __future__ import annotations

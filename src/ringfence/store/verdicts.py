@@ -6,7 +6,7 @@ so a verdict is stored exactly when the phase change it caused is. Readers (``/m
 from the column, never from the words: a sentence may be reworded without changing what was decided.
 
 This module is the one codec of a verdict's strata to and from their JSON document; nothing else builds
-or reads that document. Like :mod:`ringfence.store.repo`, these take a Session, flush and never commit.
+or reads that document. Like every resource module of the store, these take a Session, flush and never commit.
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ from sqlalchemy.orm import Session
 from ringfence.core.errors import ConflictError
 from ringfence.core.gates import GateOutcome, RingVerdict, StratumVerdict
 from ringfence.store.records import GateVerdict, JSONValue
-from ringfence.store.repo import _next_seq, _require_rollout
+from ringfence.store.rollouts import require_rollout
+from ringfence.store.rows import next_seq
 from ringfence.store.tables import GateVerdictRow
 
 
 def add_gate_verdict(session: Session, rollout_id: str, verdict: RingVerdict, *, at: datetime) -> GateVerdict:
     """Record ``verdict`` as the newest gate verdict of ``rollout_id``, numbered after its last one."""
-    _require_rollout(session, rollout_id)
+    require_rollout(session, rollout_id)
     row = GateVerdictRow(
         rollout_id=rollout_id,
-        seq=_next_seq(session, GateVerdictRow.seq, GateVerdictRow.rollout_id, rollout_id),
+        seq=next_seq(session, GateVerdictRow.seq, GateVerdictRow.rollout_id, rollout_id),
         ring=verdict.ring,
         at=at,
         outcome=GateOutcome(verdict.outcome).value,

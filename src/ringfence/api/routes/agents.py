@@ -8,14 +8,13 @@ request is answered by :class:`DirectiveFastLane` before routing. Only a token i
 look, a refusal, or a snapshot that fell behind goes through the route, and reads the database there (in
 the thread pool) when it must.
 
-``setup`` also registers the ``agent`` driver with the server's controller loop, built on the app's own
-engine (timeouts from ``RINGFENCE_AGENT_HEARTBEAT_TIMEOUT`` / ``RINGFENCE_AGENT_INSTALL_TIMEOUT``).
+The server's controller loop finds the ``agent`` driver in the driver registry like any other
+(``ringfence.drivers.agent.AgentDriver.for_server``); nothing is registered here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -26,11 +25,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ringfence.api.deps import CallerDep, get_caller
-from ringfence.core.driver import Driver
+from ringfence.core.clock import utc_now
 from ringfence.core.errors import PermissionDeniedError
 from ringfence.core.gates import FailureSignal
-from ringfence.core.update import Update
+from ringfence.core.rollout.directive import Directive
 from ringfence.service import agents
+from ringfence.service.heartbeats import (
+    Heartbeat,
+    HeartbeatStatus,
+    ReportedOperation,
+    ReportedResult,
+    record_heartbeats,
+)
 from ringfence.service.tokens import TokenCache
 
 router = APIRouter(prefix="/v1", tags=["agents"])
@@ -95,25 +101,6 @@ def setup(app: FastAPI) -> None:
     app.state.startup_hooks.append(start_refresher)
     app.state.shutdown_hooks.append(stop_refresher)
     app.add_middleware(DirectiveFastLane, board=board, tokens=tokens)
-    _register_driver()
-
-
-def _register_driver() -> None:
-    try:
-        from ringfence.service.runner import register_in_process_driver
-    except ModuleNotFoundError:  # a build without the in-server controller loop
-        return
-
-    def build(engine: Engine, _update: Update) -> Driver:
-        from ringfence.drivers.agent import HEARTBEAT_TIMEOUT_ENV, INSTALL_TIMEOUT_ENV, AgentDriver
-
-        return AgentDriver(
-            engine=engine,
-            heartbeat_timeout=os.environ.get(HEARTBEAT_TIMEOUT_ENV, "2m"),
-            install_timeout=os.environ.get(INSTALL_TIMEOUT_ENV, "1h"),
-        )
-
-    register_in_process_driver(agents.AGENT_DRIVER, build)
 
 
 @router.get(
@@ -133,7 +120,7 @@ async def get_directive(asset: str, request: Request) -> Response:
     caller = await get_caller(request)
     caller.require_asset(asset)
     board: agents.DirectiveBoard = request.app.state.directive_board
-    now = agents.utc_now()
+    now = utc_now()
     found = board.answer_from_snapshot(asset, now)
     if found is None:
         found = await run_in_threadpool(board.directive, asset, now)
@@ -141,7 +128,7 @@ async def get_directive(asset: str, request: Request) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-def _directive_body(found: agents.Directive) -> tuple[bytes, dict[str, str]]:
+def _directive_body(found: Directive) -> tuple[bytes, dict[str, str]]:
     body = DirectiveOut(
         action=found.action.value,
         asset=found.asset_id,
@@ -196,7 +183,7 @@ class DirectiveFastLane:
                     return
         await self.app(scope, receive, send)
 
-    def _answer(self, scope: Scope, asset: str) -> agents.Directive | None:
+    def _answer(self, scope: Scope, asset: str) -> Directive | None:
         if not asset or "/" in asset:
             return None
         token = ""
@@ -212,7 +199,7 @@ class DirectiveFastLane:
             caller.require_asset(asset)
         except PermissionDeniedError:
             return None  # the route refuses it, as a problem document
-        return self.board.answer_from_snapshot(asset, agents.utc_now())
+        return self.board.answer_from_snapshot(asset, utc_now())
 
 
 @router.post("/heartbeats", response_model=HeartbeatReceiptOut)
@@ -228,20 +215,20 @@ def post_heartbeats(
     either way nothing of it is stored. Operators (a proxy) may report for any asset.
     """
     heartbeats = [_heartbeat(item) for item in batch]
-    receipt = agents.record_heartbeats(request.app.state.engine, caller, heartbeats, agents.utc_now())
+    receipt = record_heartbeats(request.app.state.engine, caller, heartbeats, utc_now())
     return HeartbeatReceiptOut(heartbeats=receipt.heartbeats, results=receipt.results)
 
 
-def _heartbeat(item: HeartbeatIn) -> agents.Heartbeat:
+def _heartbeat(item: HeartbeatIn) -> Heartbeat:
     result = None
     if item.result is not None:
-        result = agents.ReportedResult(
-            agents.ReportedOperation(item.result.operation), item.result.status == "succeeded", item.result.detail
+        result = ReportedResult(
+            ReportedOperation(item.result.operation), item.result.status == "succeeded", item.result.detail
         )
     at: datetime | None = item.at
-    return agents.Heartbeat(
+    return Heartbeat(
         asset_id=item.asset,
-        status=agents.HeartbeatStatus(item.status),
+        status=HeartbeatStatus(item.status),
         at=at,
         signal=FailureSignal(item.signal) if item.signal else None,
         detail=item.detail,

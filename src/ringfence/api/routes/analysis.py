@@ -15,8 +15,16 @@ from fastapi import APIRouter, Query
 
 from ringfence.api.deps import EngineDep, Viewer
 from ringfence.api.routes.estates import Compiled
-from ringfence.api.schemas import ConcentrationDocument, ImpactDocument, RecoveryDocument, SpofDocument
-from ringfence.core.documents import concentration_document, impact_document, recovery_document, spof_document
+from ringfence.core.documents import (
+    ConcentrationDocument,
+    ImpactDocument,
+    RecoveryDocument,
+    SpofDocument,
+    concentration_document,
+    impact_document,
+    recovery_document,
+    spof_document,
+)
 from ringfence.core.durations import parse_duration
 from ringfence.core.errors import InputError, Problem
 
@@ -58,7 +66,7 @@ def impact(
     graph = cache.get(engine, name, version).graph
     with named_as({"--fail": "fail"}):
         radius = compute_blast_radius(graph, fail)
-    return ImpactDocument.model_validate(impact_document(radius))
+    return impact_document(radius)
 
 
 @router.get("/{name}/spof", response_model=SpofDocument, summary="Single points of failure")
@@ -76,7 +84,7 @@ def spof(
     from ringfence.core.impact import find_single_points_of_failure
 
     graph = cache.get(engine, name, version).graph
-    return SpofDocument.model_validate(spof_document(find_single_points_of_failure(graph, max_tier=tier)))
+    return spof_document(find_single_points_of_failure(graph, max_tier=tier))
 
 
 @router.get("/{name}/concentration", response_model=ConcentrationDocument, summary="Supplier concentration")
@@ -87,7 +95,7 @@ def concentration(
     from ringfence.core.impact import supplier_concentration
 
     graph = cache.get(engine, name, version).graph
-    return ConcentrationDocument.model_validate(concentration_document(supplier_concentration(graph)))
+    return concentration_document(supplier_concentration(graph))
 
 
 @router.get("/{name}/recover", response_model=RecoveryDocument, summary="Recovery order after failures")
@@ -114,4 +122,4 @@ def recover(
     with named_as({"--fail": "fail"}):
         failures = graph.resolve_failures(fail)
     plan = plan_recovery(graph, failures, parallel=parallel, step_seconds=step_seconds)
-    return RecoveryDocument.model_validate(recovery_document(plan))
+    return recovery_document(plan)

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ringfence.api.deps import EngineDep, Viewer
-from ringfence.api.schemas import AuditEntryOut, AuditPage, AuditVerification
+from ringfence.api.schemas import AuditEntryOut, AuditPage
 from ringfence.core.audit import AuditEntry
-from ringfence.store import repo
+from ringfence.core.documents import AuditVerification, audit_verification
+from ringfence.store import audit as stored_audit
 from ringfence.store.db import session_scope
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -35,7 +36,7 @@ def list_audit(
 ) -> AuditPage:
     """Entries after ``after``, oldest first; poll with ``after=last_seq`` for what was written since."""
     with session_scope(engine, readonly=True) as session:
-        entries = repo.list_audit(session, after_seq=after, limit=limit)
+        entries = stored_audit.list_audit(session, after_seq=after, limit=limit)
     return audit_page(entries, after)
 
 
@@ -44,11 +45,5 @@ def verify_audit(caller: Viewer, engine: EngineDep) -> AuditVerification:
     """``ok`` false, with the first bad entry and why, when any entry was changed, removed or inserted
     (``ringfence audit verify --json``)."""
     with session_scope(engine, readonly=True) as session:
-        report = repo.verify_audit(session)
-    return AuditVerification(
-        ok=report.ok,
-        entries=report.count,
-        first_bad_seq=report.first_bad_seq,
-        reason=report.reason,
-        last_hash=report.last_hash,
-    )
+        report = stored_audit.verify_audit(session)
+    return audit_verification(report)

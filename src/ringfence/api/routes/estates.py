@@ -13,9 +13,10 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+# Compiled is re-exported: the analysis and rollout routes take it from here.
+from ringfence.api.deps import Compiled as Compiled
 from ringfence.api.deps import EngineDep, Operator, Viewer
 from ringfence.api.schemas import (
-    CheckDocument,
     EstateDetail,
     EstateList,
     EstateListItem,
@@ -25,10 +26,11 @@ from ringfence.api.schemas import (
     EstateVersionOut,
     ProblemOut,
 )
-from ringfence.core.documents import check_document
+from ringfence.core.documents import CheckDocument, check_document
 from ringfence.core.errors import InputError, Problem
 from ringfence.service import estates
-from ringfence.service.estates import CheckedEstate, CompiledEstates
+from ringfence.service.compiled import compiled_estates
+from ringfence.service.estates import CheckedEstate
 from ringfence.store.records import EstateFormat, EstateVersion
 
 router = APIRouter(prefix="/v1/estates", tags=["estates"])
@@ -46,18 +48,6 @@ _UPLOAD_BODY: dict[str, Any] = {
         },
     }
 }
-
-
-def compiled_estates(request: Request) -> CompiledEstates:
-    """The app's cache of compiled estate versions (made on first use)."""
-    state = request.app.state
-    cache: CompiledEstates | None = getattr(state, "compiled_estates", None)
-    if cache is None:
-        cache = state.compiled_estates = CompiledEstates()
-    return cache
-
-
-Compiled = Annotated[CompiledEstates, Depends(compiled_estates)]
 
 
 async def estate_upload(request: Request) -> EstateUpload:
@@ -109,7 +99,7 @@ def problems_out(problems: tuple[Problem, ...]) -> list[ProblemOut]:
 
 
 def _check(checked: CheckedEstate) -> CheckDocument:
-    return CheckDocument.model_validate(check_document(checked.estate, checked.warnings))
+    return check_document(checked.estate, checked.warnings)
 
 
 @router.post(
@@ -211,7 +201,7 @@ def version_content(name: str, version_id: int, caller: Viewer, engine: EngineDe
 
 def setup(app: FastAPI) -> None:
     """Load the bundled sample estate on start when the settings ask for it and no estate is stored yet."""
-    app.state.compiled_estates = CompiledEstates()
+    compiled_estates(app.state)  # the app starts with an empty cache of its own
     if not app.state.settings.sample_estate:
         return
 

@@ -7,7 +7,6 @@ anything on a closed incident) answers 409 with the reason as the problem's deta
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -15,7 +14,9 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ringfence.api.deps import EngineDep, Operator, Viewer
+from ringfence.core.clock import utc_now
 from ringfence.core.incident import DEFAULT_STEP_SECONDS, IncidentStatus
+from ringfence.files.incident_review import render_review_html, render_review_markdown
 from ringfence.service import incidents
 from ringfence.service.incidents import IncidentListOut, IncidentOut
 
@@ -53,14 +54,10 @@ class IncidentClose(_In):
     ] = None
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @router.post("", response_model=IncidentOut, status_code=201, summary="Declare an incident")
 def declare(body: IncidentDeclare, caller: Operator, engine: EngineDep) -> IncidentOut:
     """Snapshot what the failures take down on the estate: impact, continuity plans, restore order, RTO clocks."""
-    now = _now()
+    now = utc_now()
     found = incidents.declare(
         engine,
         fail=body.fail,
@@ -80,7 +77,7 @@ def list_incidents(
     engine: EngineDep,
     status: Annotated[IncidentStatus | None, Query(description="Only open or only closed incidents.")] = None,
 ) -> IncidentListOut:
-    now = _now()
+    now = utc_now()
     return IncidentListOut(
         incidents=[incidents.incident_summary(i, now) for i in incidents.list_incidents(engine, status=status)]
     )
@@ -88,13 +85,13 @@ def list_incidents(
 
 @router.get("/{incident_id}", response_model=IncidentOut, summary="An incident, with its RTO clocks now")
 def get_incident(incident_id: str, caller: Viewer, engine: EngineDep) -> IncidentOut:
-    return incidents.incident_document(incidents.get(engine, incident_id), _now())
+    return incidents.incident_document(incidents.get(engine, incident_id), utc_now())
 
 
 @router.post("/{incident_id}/restore", response_model=IncidentOut, summary="Mark items restored")
 def restore(incident_id: str, body: IncidentRestore, caller: Operator, engine: EngineDep) -> IncidentOut:
     """409, with the reason, while an item's requirements are still down."""
-    now = _now()
+    now = utc_now()
     return incidents.incident_document(
         incidents.restore(engine, incident_id, body.items, actor=caller.name, at=now), now
     )
@@ -102,14 +99,14 @@ def restore(incident_id: str, body: IncidentRestore, caller: Operator, engine: E
 
 @router.post("/{incident_id}/notes", response_model=IncidentOut, summary="Add a note to the timeline")
 def add_note(incident_id: str, body: IncidentNote, caller: Operator, engine: EngineDep) -> IncidentOut:
-    now = _now()
+    now = utc_now()
     return incidents.incident_document(incidents.note(engine, incident_id, body.text, actor=caller.name, at=now), now)
 
 
 @router.post("/{incident_id}/close", response_model=IncidentOut, summary="Close an incident")
 def close(incident_id: str, caller: Operator, engine: EngineDep, body: IncidentClose | None = None) -> IncidentOut:
     """Everything restored, or a reason: 409 otherwise."""
-    now = _now()
+    now = utc_now()
     reason = body.reason if body is not None else None
     return incidents.incident_document(
         incidents.close(engine, incident_id, actor=caller.name, at=now, reason=reason), now
@@ -129,7 +126,7 @@ def review(
     format: Annotated[Literal["html", "markdown"], Query(description="html (a page) or markdown.")] = "html",
 ) -> Response:
     """Timeline, impact by tier, time to restore per service against its RTO, the rollout that caused it."""
-    found = incidents.review(engine, incident_id, _now())
+    found = incidents.review(engine, incident_id, utc_now())
     if format == "markdown":
-        return PlainTextResponse(incidents.render_review_markdown(found), media_type="text/markdown; charset=utf-8")
-    return HTMLResponse(incidents.render_review_html(found))
+        return PlainTextResponse(render_review_markdown(found), media_type="text/markdown; charset=utf-8")
+    return HTMLResponse(render_review_html(found))

@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -34,8 +33,8 @@ from ringfence.core.gates import GateOutcome
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.service.runner import DRIVEN_PHASES
 from ringfence.store.db import session_scope
-from ringfence.store.records import ObservationKind
-from ringfence.store.tables import ObservationRow, RolloutAssetRow, RolloutRow
+from ringfence.store.observations import newest_heartbeat_at, oldest_latest_heartbeat_at
+from ringfence.store.rollouts import count_rollouts_by_phase
 from ringfence.store.verdicts import count_gate_verdicts
 
 router = APIRouter(tags=["service"])
@@ -51,17 +50,14 @@ class StateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         now = self.clock()
         with session_scope(self.engine, readonly=True) as session:
-            counts = session.execute(sa.select(RolloutRow.phase, sa.func.count()).group_by(RolloutRow.phase))
-            phases = {str(phase): int(count) for phase, count in counts}
+            phases = count_rollouts_by_phase(session)
             verdicts = count_gate_verdicts(session)
-            newest = session.scalar(
-                sa.select(sa.func.max(ObservationRow.at)).where(ObservationRow.kind == ObservationKind.HEARTBEAT.value)
-            )
-            oldest_latest = session.scalar(_oldest_latest_heartbeat_of_active_rollouts())
+            newest = newest_heartbeat_at(session)
+            oldest_latest = oldest_latest_heartbeat_at(session, DRIVEN_PHASES)
 
         rollouts = GaugeMetricFamily("ringfence_rollouts", "Rollouts by phase.", labels=["phase"])
         for phase in RolloutPhase:
-            rollouts.add_metric([phase.value], float(phases.get(phase.value, 0)))
+            rollouts.add_metric([phase.value], float(phases[phase]))
         yield rollouts
 
         counted = CounterMetricFamily(
@@ -83,26 +79,6 @@ class StateCollector(Collector):
         if oldest_latest is not None:
             worst.add_metric([], max(0.0, (now - oldest_latest).total_seconds()))
         yield worst
-
-
-def _oldest_latest_heartbeat_of_active_rollouts() -> sa.Select[Any]:
-    # One index probe per asset of an active rollout (the newest heartbeat, from the end of its (asset_id, at)
-    # entries), not a grouping of every heartbeat those assets ever sent: the table grows without bound.
-    latest = (
-        sa.select(sa.func.max(ObservationRow.at))
-        .where(
-            ObservationRow.asset_id == RolloutAssetRow.asset_id,
-            ObservationRow.kind == ObservationKind.HEARTBEAT.value,
-        )
-        .correlate(RolloutAssetRow)
-        .scalar_subquery()
-    )
-    return (
-        sa.select(sa.func.min(latest))
-        .select_from(RolloutAssetRow)
-        .join(RolloutRow, RolloutRow.id == RolloutAssetRow.rollout_id)
-        .where(RolloutRow.phase.in_([p.value for p in DRIVEN_PHASES]))
-    )
 
 
 class RequestMetrics:

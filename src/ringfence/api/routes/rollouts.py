@@ -13,7 +13,6 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated
 
@@ -25,15 +24,14 @@ from ringfence.api.routes.audit import audit_page
 from ringfence.api.routes.estates import Compiled
 from ringfence.api.schemas import (
     AuditPage,
-    PlanDocument,
     PlanRequest,
     RolloutAction,
     RolloutCreate,
     RolloutList,
-    RolloutStatusDocument,
     RolloutSummary,
 )
-from ringfence.core.documents import plan_document
+from ringfence.core.clock import utc_now
+from ringfence.core.documents import PlanDocument, RolloutStatusDocument, plan_document
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.estate import locate_problems
 from ringfence.core.planner import Plan, plan_rings
@@ -42,7 +40,8 @@ from ringfence.core.update import Hold, Update, check_holds, parse_holds_text, p
 from ringfence.service import rollouts
 from ringfence.service.estates import LoadedEstate
 from ringfence.service.runner import ControllerLoop, check_driver
-from ringfence.store import repo
+from ringfence.store import rollouts as stored_rollouts
+from ringfence.store.audit import list_audit
 from ringfence.store.db import session_scope
 from ringfence.store.records import EstateFormat
 
@@ -55,10 +54,6 @@ APPROVAL_TIER = 2
 """Targets of this impact tier or more critical need a second person's approval."""
 
 ActionBody = Annotated[RolloutAction | None, Body(description="Why (optional).")]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @lru_cache(maxsize=1)
@@ -94,7 +89,7 @@ def controller_loop(request: Request) -> ControllerLoop | None:
 
 
 def _status(engine: Engine, rollout_id: str) -> RolloutStatusDocument:
-    return RolloutStatusDocument.model_validate(rollouts.status_document(rollouts.status(engine, rollout_id)))
+    return rollouts.status_document(rollouts.status(engine, rollout_id))
 
 
 # ------------------------------------------------------------------------------------------------ plans
@@ -106,7 +101,7 @@ def plan(body: PlanRequest, caller: Viewer, engine: EngineDep, cache: Compiled) 
     vendor hold answers 409 unless ``override_hold`` says why."""
     loaded = cache.get(engine, body.estate, body.version)
     update = parse_update_text(body.update, UPDATE_SOURCE)
-    return PlanDocument.model_validate(plan_document(_plan(loaded, update, body.update, body.override_hold)))
+    return plan_document(_plan(loaded, update, body.update, body.override_hold))
 
 
 # --------------------------------------------------------------------------------------------- rollouts
@@ -116,7 +111,7 @@ def plan(body: PlanRequest, caller: Viewer, engine: EngineDep, cache: Compiled) 
 def create_rollout(body: RolloutCreate, caller: Operator, engine: EngineDep, cache: Compiled) -> RolloutStatusDocument:
     """Plan the update on the estate and store it as a rollout: ``pending`` (start it), or
     ``awaiting_approval`` when a target has impact tier 1 or 2 or a vendor hold was overridden."""
-    from ringfence.core.driver import available_drivers
+    from ringfence.drivers.registry import available_drivers
 
     loaded = cache.get(engine, body.estate, body.version)
     update = parse_update_text(body.update, UPDATE_SOURCE)
@@ -125,6 +120,7 @@ def create_rollout(body: RolloutCreate, caller: Operator, engine: EngineDep, cac
         raise InputError(
             [Problem(f"there is no driver '{body.driver}'; the installed drivers are: {installed}", path=("driver",))]
         )
+    rollouts.check_health_source(body.health_source)  # 422 naming the known sources, nothing planned or stored
     planned = _plan(loaded, update, body.update, body.override_hold)
     # Four eyes where it matters: an asset whose loss alone takes down a tier 1 or 2 service.
     critical = any(tier <= APPROVAL_TIER for ring in planned.rings for tier in ring.tiers)
@@ -138,12 +134,13 @@ def create_rollout(body: RolloutCreate, caller: Operator, engine: EngineDep, cac
             update_text=body.update,
             update_source=UPDATE_SOURCE,
             actor=caller.name,
-            at=_now(),
+            at=utc_now(),
             holds=bundled_holds(),
             override_hold=body.override_hold,
             driver=body.driver,
             strategy=body.strategy,
             require_approval=critical,
+            health_source=body.health_source,
         )
     assert created.rollout is not None  # not a dry run
     return _status(engine, created.rollout.id)
@@ -156,7 +153,7 @@ def list_rollouts(
     phase: Annotated[list[RolloutPhase] | None, Query(description="Only rollouts in these phases.")] = None,
 ) -> RolloutList:
     with session_scope(engine, readonly=True) as session:
-        found = repo.list_rollouts(session, phases=phase)
+        found = stored_rollouts.list_rollouts(session, phases=phase)
     return RolloutList(
         rollouts=[
             RolloutSummary(
@@ -192,15 +189,15 @@ def rollout_events(
 ) -> AuditPage:
     """Its creation, every transition (who, why) and any hold override, oldest first."""
     with session_scope(engine, readonly=True) as session:
-        repo.get_rollout(session, rollout_id)
-        entries = repo.list_audit(session, after_seq=after, subject=f"rollout:{rollout_id}")
+        stored_rollouts.get_rollout(session, rollout_id)
+        entries = list_audit(session, after_seq=after, subject=f"rollout:{rollout_id}")
     return audit_page(entries, after)
 
 
 @router.post("/rollouts/{rollout_id}/approve", response_model=RolloutStatusDocument, summary="Approve a rollout")
 def approve(rollout_id: str, caller: Approver, engine: EngineDep, body: ActionBody = None) -> RolloutStatusDocument:
     """Approve a rollout awaiting approval. Not by the person who created it (403); 409 unless awaiting."""
-    rollouts.approve_rollout(engine, rollout_id, actor=caller.name, at=_now())
+    rollouts.approve_rollout(engine, rollout_id, actor=caller.name, at=utc_now())
     return _status(engine, rollout_id)
 
 
@@ -228,7 +225,7 @@ def start(
     carry its update through, e.g. the agent driver and `rollback: snapshot`); the server's controller loop
     drives it."""
     check_driver(engine, rollout_id)
-    rollouts.start(engine, rollout_id, actor=caller.name, at=_now())
+    rollouts.start(engine, rollout_id, actor=caller.name, at=utc_now())
     return _acted(request, engine, rollout_id)
 
 
@@ -237,7 +234,7 @@ def pause(
     rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Pause a running rollout where it is (409 when it is not running)."""
-    rollouts.pause(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
+    rollouts.pause(engine, rollout_id, actor=caller.name, at=utc_now(), why=_why(body))
     return _acted(request, engine, rollout_id)
 
 
@@ -246,7 +243,7 @@ def resume(
     rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Resume a paused rollout where it paused (409 when it is not paused)."""
-    rollouts.resume(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
+    rollouts.resume(engine, rollout_id, actor=caller.name, at=utc_now(), why=_why(body))
     return _acted(request, engine, rollout_id)
 
 
@@ -255,7 +252,7 @@ def abort(
     rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Halt a running or paused rollout now; nothing more is updated (roll it back with ``/rollback``)."""
-    rollouts.abort(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
+    rollouts.abort(engine, rollout_id, actor=caller.name, at=utc_now(), why=_why(body))
     return _acted(request, engine, rollout_id)
 
 
@@ -264,7 +261,7 @@ def rollback(
     rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Roll back every asset a halted rollout updated (409 unless halted, or when the update has no rollback)."""
-    rollouts.roll_back(engine, rollout_id, actor=caller.name, at=_now(), why=_why(body))
+    rollouts.roll_back(engine, rollout_id, actor=caller.name, at=utc_now(), why=_why(body))
     return _acted(request, engine, rollout_id)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, Response
 
 from ringfence.api.deps import Admin, EngineDep
 from ringfence.api.schemas import TokenCreate, TokenIssued, TokenList, TokenOut
+from ringfence.core.clock import utc_now
 from ringfence.service.tokens import issue_token, list_tokens, revoke_token
-from ringfence.store import repo
+from ringfence.store.audit import append_audit
 from ringfence.store.db import session_scope
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
@@ -18,9 +17,7 @@ router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 def _audit(engine: EngineDep, *, actor: str, action: str, token_id: int, detail: dict[str, str | int | None]) -> None:
     # A second transaction after the token's own (the token use cases take no actor); see docs/api.md.
     with session_scope(engine) as session:
-        repo.append_audit(
-            session, actor=actor, action=action, subject=f"token:{token_id}", detail=detail, at=datetime.now(UTC)
-        )
+        append_audit(session, actor=actor, action=action, subject=f"token:{token_id}", detail=detail, at=utc_now())
 
 
 @router.post("", response_model=TokenIssued, status_code=201, summary="Create a token")

@@ -30,7 +30,7 @@ from itertools import compress, repeat
 from operator import attrgetter, is_
 from typing import Protocol
 
-from ringfence.core.driver import Batch, Driver, OperationKind, OperationResult
+from ringfence.core.driver import Batch, Driver, HealthSource, OperationKind, OperationResult
 from ringfence.core.errors import ConflictError, DriverError
 from ringfence.core.gates import AssetHealth, AssetStatus, RingVerdict
 from ringfence.core.rollout.guard import Columns, GuardGroup, GuardPlan, GuardState, check_opening, refusal_sentence
@@ -135,6 +135,8 @@ class Controller:
     driver: Driver
     clock: Callable[[], datetime]
     actor: str = "controller"
+    health: HealthSource | None = None
+    """What judges the rollout's health: None, the driver's own ``observe`` (see core.driver.HealthSource)."""
     _phase_deadline: datetime | None = field(default=None, init=False, repr=False)
     _outside: tuple[tuple[str, int], tuple[str, ...]] | None = field(default=None, init=False, repr=False)
     _guard_plans: dict[str, GuardPlan] = field(default_factory=dict, init=False, repr=False)
@@ -160,7 +162,7 @@ class Controller:
                         session.record_health(self._observe(view), now)
                     except DriverError as exc:
                         if view.state.phase.is_running:
-                            sentence = f"the {self.driver.name} driver could not read health: {exc}"
+                            sentence = f"{self._health_name} could not read health: {exc}"
                             decision = Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, sentence),))
                     else:
                         view = session.view()
@@ -245,7 +247,7 @@ class Controller:
             results = len(updates)
             view = session.view()
             if blind is not None and view.state.phase.is_running:
-                sentence = f"the {self.driver.name} driver could not read health: {blind}"
+                sentence = f"{self._health_name} could not read health: {blind}"
                 state, record = transition(view.state, RolloutPhase.PAUSED, sentence, at=now)
                 session.apply_transition(state, record, actor=self.actor)
                 transitions.append(record)
@@ -323,7 +325,14 @@ class Controller:
 
     def _observe(self, view: RolloutView) -> Mapping[str, AssetHealth]:
         """The latest health of the targets, and of the members of the rollout's groups outside it."""
-        return self.driver.observe([*(a.asset_id for a in view.assets), *self._outside_members(view)])
+        source = self.health if self.health is not None else self.driver
+        return source.observe([*(a.asset_id for a in view.assets), *self._outside_members(view)])
+
+    @property
+    def _health_name(self) -> str:
+        if self.health is None or self.health is self.driver:
+            return f"the {self.driver.name} driver"
+        return f"the health source {self.health.name}"
 
     def _outside_members(self, view: RolloutView) -> tuple[str, ...]:
         if not view.groups:

@@ -25,215 +25,41 @@ Per phase (ring ``r`` is the rollout's current ring):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from functools import cached_property
-from typing import Any
 
 from ringfence.core.driver import OperationKind
 from ringfence.core.durations import humanize_duration
 from ringfence.core.gates import (
-    AssetHealth,
     AssetStatus,
-    FailureSignal,
     GateOutcome,
-    GatePolicy,
     RingVerdict,
-    StratumSample,
     StratumVerdict,
-    judge_ring,
 )
 from ringfence.core.planner import Stratum, format_stratum
-from ringfence.core.rollout.record import RedundancyGroup
-from ringfence.core.rollout.state import AssetState, RolloutPhase, RolloutState
+from ringfence.core.rollout.judging import _stratum_key, explain, judge
+from ringfence.core.rollout.state import AssetState, RolloutPhase
 from ringfence.core.rollout.strategy import GateMode
-from ringfence.core.update import Update
-
-_UPDATED = frozenset({AssetState.APPLIED, AssetState.FAILED})
-_NOT_YET_UPDATED = frozenset({AssetState.PENDING, AssetState.RESTORE_POINT_REQUESTED, AssetState.RESTORE_POINT_TAKEN})
-# Never reached: skipped once the rollout stops (a restore point still being taken is abandoned with them).
-_UNREACHED = frozenset({AssetState.PENDING, AssetState.RESTORE_POINT_REQUESTED})
-
-SINCE_INSTALL = frozenset({AssetState.APPLIED, AssetState.FAILED, AssetState.ROLLING_BACK, AssetState.ROLLBACK_FAILED})
-"""States entered at or after the asset's install: only health reported since then counts for it."""
-
-
-@dataclass(frozen=True)
-class AssetProgress:
-    """How far one target got in this rollout."""
-
-    asset_id: str
-    ring: int
-    stratum: Stratum
-    state: AssetState
-    updated_at: datetime
-    detail: str | None = None
-    restore_point_ref: str | None = None
-
-    @property
-    def in_flight(self) -> OperationKind | None:
-        """The operation started on this asset and not finished, if any."""
-        return _IN_FLIGHT.get(self.state)
-
-
-_IN_FLIGHT = {
-    AssetState.RESTORE_POINT_REQUESTED: OperationKind.restore_point,
-    AssetState.APPLYING: OperationKind.apply,
-    AssetState.ROLLING_BACK: OperationKind.rollback,
-}
-
-
-@dataclass(frozen=True)
-class RolloutView:
-    """Everything reconcile looks at. ``health`` holds each asset's latest report since its install."""
-
-    state: RolloutState
-    update: Update
-    gate_mode: GateMode
-    rolls_back_on_halt: bool
-    bake: int
-    ring_count: int
-    assets: tuple[AssetProgress, ...]
-    health: Mapping[str, AssetHealth] = field(default_factory=dict)
-    """The latest reading of each asset that reported: targets (since their install, once installed) and the
-    members of ``groups`` outside the rollout."""
-    canary_rings: int = 0
-    """Rings ``0 .. canary_rings - 1`` are the canary phase; 0 (the baselines): no rule 6."""
-    groups: tuple[RedundancyGroup, ...] = ()
-    """The any-groups rule 7 holds the rollout to; none (the baselines): no rule 7."""
-    tiers: Mapping[str, int] = field(default_factory=dict)
-    """Each target's impact tier, to pick the least critical replacement canary."""
-    planned_rings: tuple[tuple[str, ...], ...] = ()
-    """The rings as planned when the rollout was created (replacement canaries move out of them later)."""
-    ring_passed_at: datetime | None = None
-    """When the current ring last passed its gate, before a further wave of it: its members updated by then
-    were judged healthy."""
-
-    @property
-    def phase_entered_at(self) -> datetime:
-        return self.state.updated_at
-
-    def ring(self, index: int) -> tuple[AssetProgress, ...]:
-        return tuple(a for a in self.assets if a.ring == index)
-
-    @cached_property
-    def groups_of(self) -> Mapping[str, tuple[int, ...]]:
-        """Each member's groups (indexes into ``groups``) that can lose a member; exempt groups are left out."""
-        found: dict[str, list[int]] = {}
-        for g, group in enumerate(self.groups):
-            if not group.is_exempt:
-                for member in group.members:
-                    found.setdefault(member, []).append(g)
-        return {member: tuple(gs) for member, gs in found.items()}
-
-
-@dataclass(frozen=True)
-class PhaseChange:
-    to: RolloutPhase
-    reason: str
-    ring: int | None = None
-
-
-@dataclass(frozen=True)
-class StartOperation:
-    kind: OperationKind
-    assets: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class CancelOperation:
-    kind: OperationKind
-    assets: tuple[str, ...]
-
-
-Action = StartOperation | CancelOperation
-
-
-@dataclass(frozen=True)
-class AssetUpdate:
-    """A new state (and detail) for an asset; ``restore_point_ref`` None keeps the one recorded."""
-
-    asset_id: str
-    state: AssetState
-    detail: str | None = None
-    restore_point_ref: str | None = None
-
-
-@dataclass(frozen=True)
-class RingMove:
-    """A not-yet-updated asset moved into the current canary ring, to replace a canary that was skipped."""
-
-    asset_id: str
-    ring: int
-    detail: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    transitions: tuple[PhaseChange, ...] = ()
-    actions: tuple[Action, ...] = ()
-    asset_updates: tuple[AssetUpdate, ...] = ()
-    verdict: RingVerdict | None = None
-    ring_moves: tuple[RingMove, ...] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.transitions or self.actions or self.asset_updates or self.ring_moves)
-
-    def actions_document(self) -> list[dict[str, Any]]:
-        """The actions as JSON, to persist with the decision."""
-        return [
-            {
-                "op": "start" if isinstance(a, StartOperation) else "cancel",
-                "kind": a.kind.value,
-                "assets": list(a.assets),
-            }
-            for a in self.actions
-        ]
-
-
-def actions_from_document(document: object) -> tuple[Action, ...]:
-    """The actions of a persisted decision (the inverse of :meth:`Decision.actions_document`)."""
-    actions: list[Action] = []
-    if isinstance(document, Mapping):
-        document = document.get("actions", [])
-    if not isinstance(document, Sequence):
-        return ()
-    for item in document:
-        if not isinstance(item, Mapping):
-            continue
-        kind = OperationKind(str(item["kind"]))
-        assets = tuple(str(a) for a in item["assets"])
-        actions.append(StartOperation(kind, assets) if item["op"] == "start" else CancelOperation(kind, assets))
-    return tuple(actions)
-
-
-def first_phase(update: Update) -> RolloutPhase:
-    """Where a started rollout goes first: restore points when it rolls back by snapshot, else applying."""
-    return RolloutPhase.TAKING_RESTORE_POINTS if update.rollback == "snapshot" else RolloutPhase.APPLYING
-
-
-DEADLINE_GRACE = 300
-"""Seconds an operation may run beyond twice the time the update says it takes (see :func:`operation_deadline`)."""
-
-MAX_SKIPPED_CANARIES = 3
-"""Canaries of one stratum skipped in a row before a person is asked to look, rather than trying another."""
-
-
-def operation_deadline(update: Update, kind: OperationKind) -> int:
-    """Seconds an operation may stay in flight before its silence counts as a failure.
-
-    Twice what the update's ``timing`` says it takes, and five minutes more: a driver that never answers
-    (a host that never comes back, a lost agent, a killed process) becomes an observation, never a wait
-    for ever."""
-    timing = update.timing
-    expected = {
-        OperationKind.restore_point: timing.restore_point,
-        OperationKind.apply: timing.apply,
-        OperationKind.rollback: timing.rollback,
-    }[kind]
-    return 2 * expected + DEADLINE_GRACE
+from ringfence.core.rollout.view import (
+    _NOT_YET_UPDATED,
+    _UNREACHED,
+    _UPDATED,
+    MAX_SKIPPED_CANARIES,
+    SINCE_INSTALL,
+    Action,
+    AssetProgress,
+    AssetUpdate,
+    CancelOperation,
+    Decision,
+    PhaseChange,
+    RingMove,
+    RolloutView,
+    StartOperation,
+    actions_from_document,
+    first_phase,
+    operation_deadline,
+)
+from ringfence.core.words import count, names
 
 
 def reconcile(view: RolloutView, now: datetime) -> Decision:
@@ -311,8 +137,8 @@ def _taking_restore_points(view: RolloutView) -> Decision:
     reason = f"ring {r}: {len(taken)} of {len(ring)} restore points taken and verified"
     if failed:
         reason += (
-            f"; {_count(len(failed), 'asset')} whose restore point failed verification "
-            f"will not be updated ({_names(failed)})"
+            f"; {count(len(failed), 'asset')} whose restore point failed verification "
+            f"will not be updated ({names(failed)})"
         )
     return Decision(transitions=(PhaseChange(RolloutPhase.APPLYING, reason),))
 
@@ -350,7 +176,7 @@ def _applying(view: RolloutView, now: datetime) -> Decision:
         mine = {a.asset_id for a in ring if a.state in _UPDATED}
         if not any(b in mine for a in held for b in room.blockers(a)):
             reason = (
-                f"ring {r}: {_count(len(held), 'asset')} held back by rule 7 (redundancy at run time): "
+                f"ring {r}: {count(len(held), 'asset')} held back by rule 7 (redundancy at run time): "
                 f"{room.why_blocked(held[0])}; resume once enough members are back up, or abort"
             )
             return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, reason),))
@@ -363,11 +189,11 @@ def _applying(view: RolloutView, now: datetime) -> Decision:
     skipped = [a.asset_id for a in ring if a.state is AssetState.RESTORE_POINT_FAILED] + stragglers
     reason = f"ring {r}: {applied} of {len(ring)} assets updated"
     if install_failed:
-        reason += f", {len(install_failed)} failed to install ({_names(install_failed)})"
+        reason += f", {len(install_failed)} failed to install ({names(install_failed)})"
     if skipped:
-        reason += f", {len(skipped)} skipped without a verified restore point ({_names(skipped)})"
+        reason += f", {len(skipped)} skipped without a verified restore point ({names(skipped)})"
     if held:
-        reason += f", {len(held)} held back by rule 7 for a further wave once these are judged ({_names(held)})"
+        reason += f", {len(held)} held back by rule 7 for a further wave once these are judged ({names(held)})"
     transitions = [PhaseChange(RolloutPhase.BAKING, f"{reason}; baking for {humanize_duration(view.bake)}")]
     if view.bake <= 0:
         transitions = [
@@ -411,14 +237,14 @@ def _judging(view: RolloutView) -> Decision:
         held = [a.asset_id for a in view.ring(r) if _ready(view, a)]
         if held:
             reason = (
-                f"{sentence}; another wave of ring {r} for the {_count(len(held), 'asset')} rule 7 held back "
-                f"until these were judged ({_names(held)})"
+                f"{sentence}; another wave of ring {r} for the {count(len(held), 'asset')} rule 7 held back "
+                f"until these were judged ({names(held)})"
             )
             return Decision(transitions=(PhaseChange(first_phase(view.update), reason, r),), verdict=verdict)
     if verdict.outcome is GateOutcome.passed:
         if r + 1 < view.ring_count:
             nxt = len(view.ring(r + 1))
-            reason = f"{sentence}; starting ring {r + 1} ({_count(nxt, 'asset')})"
+            reason = f"{sentence}; starting ring {r + 1} ({count(nxt, 'asset')})"
             return Decision(transitions=(PhaseChange(first_phase(view.update), reason, r + 1),), verdict=verdict)
         done = sum(1 for a in view.assets if a.state is AssetState.APPLIED)
         reason = f"{sentence}; {done} of {len(view.assets)} targets updated"
@@ -431,7 +257,7 @@ def _judging(view: RolloutView) -> Decision:
             transitions.append(
                 PhaseChange(
                     RolloutPhase.ROLLING_BACK,
-                    f"ring {r} failed its gate: rolling back the {_count(updated, 'asset')} updated so far, {how}",
+                    f"ring {r} failed its gate: rolling back the {count(updated, 'asset')} updated so far, {how}",
                 )
             )
         return Decision(transitions=tuple(transitions), asset_updates=_skip_unreached(view), verdict=verdict)
@@ -462,6 +288,21 @@ def _canary_wave(view: RolloutView, verdict: RingVerdict, sentence: str) -> tupl
         if a.ring >= view.canary_rings and a.state is AssetState.PENDING and a.stratum in wanted:
             spares.setdefault(a.stratum, []).append(a)
     room = _Redundancy(view, _unavailable(view), _down(view))
+    # Rule 4 holds for the ring a replacement joins, as planned rings hold it: no more than n − K members of a
+    # group in it, not counting those skipped before their install (they are never updated). Rule 7 alone would
+    # let a fifth member join four proven up; the rule, and the safety guard, count the ring.
+    ring_load: dict[int, int] = {}
+    for a in ring:
+        if a.state not in (AssetState.RESTORE_POINT_FAILED, AssetState.SKIPPED):
+            for g in view.groups_of.get(a.asset_id, ()):
+                ring_load[g] = ring_load.get(g, 0) + 1
+
+    def overfills(asset_id: str) -> int | None:
+        return next(
+            (g for g in view.groups_of.get(asset_id, ()) if 0 < view.groups[g].capacity <= ring_load.get(g, 0)),
+            None,
+        )
+
     moves: list[RingMove] = []
     blocked: list[str] = []
     nothing_left: list[str] = []
@@ -469,9 +310,9 @@ def _canary_wave(view: RolloutView, verdict: RingVerdict, sentence: str) -> tupl
         name = format_stratum(stratum)
         skipped = [a for a in held[stratum] if a.state in (AssetState.RESTORE_POINT_FAILED, AssetState.SKIPPED)]
         why_skipped = (
-            f"{_names([a.asset_id for a in skipped])} skipped ({skipped[-1].detail or 'not updated'})"
+            f"{names([a.asset_id for a in skipped])} skipped ({skipped[-1].detail or 'not updated'})"
             if skipped
-            else f"{_names([a.asset_id for a in held[stratum]])} not updated"
+            else f"{names([a.asset_id for a in held[stratum]])} not updated"
         )
         if len(skipped) >= MAX_SKIPPED_CANARIES:
             blocked.append(f"stratum {name}: {len(skipped)} canaries skipped in a row, {why_skipped}")
@@ -481,13 +322,23 @@ def _canary_wave(view: RolloutView, verdict: RingVerdict, sentence: str) -> tupl
         if not candidates:
             nothing_left.append(f"stratum {name} ({why_skipped}) has no asset left to update")
             continue
-        pick = next((a for a in candidates if room.admit(a.asset_id) is None), None)
+        pick = next((a for a in candidates if overfills(a.asset_id) is None and room.admit(a.asset_id) is None), None)
         if pick is None:
+            first = candidates[0].asset_id
+            full = overfills(first)
+            why = (
+                room.why_blocked(first)
+                if full is None
+                else f"{view.groups[full].describe()}; ring {r} holds {ring_load[full]} of them already, "
+                f"the {view.groups[full].capacity} that may be down at once"
+            )
             blocked.append(
                 f"stratum {name}: {why_skipped}, and no replacement can be updated now without breaking "
-                f"redundancy ({room.why_blocked(candidates[0].asset_id)})"
+                f"redundancy ({why})"
             )
             continue
+        for g in view.groups_of.get(pick.asset_id, ()):
+            ring_load[g] = ring_load.get(g, 0) + 1
         moves.append(RingMove(pick.asset_id, r, f"replacement canary for stratum {name}: {why_skipped}"))
     if blocked:
         reason = (
@@ -500,7 +351,7 @@ def _canary_wave(view: RolloutView, verdict: RingVerdict, sentence: str) -> tupl
         return None, note
     replaced = ", ".join(f"{m.asset_id} for stratum {format_stratum(_stratum_of(view, m.asset_id))}" for m in moves)
     reason = (
-        f"{sentence}{note} — {_count(len(moves), 'stratum')} not judged yet, its canary skipped: "
+        f"{sentence}{note} — {count(len(moves), 'stratum')} not judged yet, its canary skipped: "
         f"another canary wave of ring {r} with {replaced}"
     )
     return Decision(
@@ -513,7 +364,7 @@ def _rolling_back(view: RolloutView) -> Decision:
     to_roll = [a.asset_id for a in view.assets if a.state in (AssetState.APPLIED, AssetState.FAILED)]
     # Assets already down go first (rolling them back can only bring them up); the healthy ones as redundancy allows.
     # A member of this ring not proven up may be down or carrying its service alone: counted, never waved through.
-    room = _Redundancy(view, _unavailable(view), _down(view))
+    room = _Redundancy(view, _unavailable(view), _down(view), rollback=True)
     start = tuple(a for a in to_roll if room.admit(a) is None)
     if start:
         return Decision(
@@ -529,18 +380,18 @@ def _rolling_back(view: RolloutView) -> Decision:
         # Healthy on the new release, and rolling them back now would take a service below K: a rollback that
         # waited for that could wait for ever, so it ends here and says what a person must finish.
         reason = (
-            f"{_count(len(to_roll), 'asset')} left on {view.update.release} ({_names(to_roll)}): rolling "
+            f"{count(len(to_roll), 'asset')} left on {view.update.release} ({names(to_roll)}): rolling "
             f"{'it' if len(to_roll) == 1 else 'them'} back now would break redundancy "
             f"({room.why_blocked(to_roll[0])}); roll back by hand once enough members are up"
         )
         if failed:
-            reason = f"{len(failed)} rollbacks failed ({_names(failed)}); {reason}"
+            reason = f"{len(failed)} rollbacks failed ({names(failed)}); {reason}"
         return Decision(transitions=(PhaseChange(RolloutPhase.FAILED, reason),), asset_updates=skip)
     if failed:
-        reason = f"{len(failed)} of {len(failed) + rolled} rollbacks failed ({_names(failed)}); they need a person"
+        reason = f"{len(failed)} of {len(failed) + rolled} rollbacks failed ({names(failed)}); they need a person"
         return Decision(transitions=(PhaseChange(RolloutPhase.FAILED, reason),), asset_updates=skip)
     return Decision(
-        transitions=(PhaseChange(RolloutPhase.ROLLED_BACK, f"all {_count(rolled, 'updated asset')} rolled back"),),
+        transitions=(PhaseChange(RolloutPhase.ROLLED_BACK, f"all {count(rolled, 'updated asset')} rolled back"),),
         asset_updates=skip,
     )
 
@@ -608,11 +459,15 @@ def _unavailable(view: RolloutView) -> set[str]:
 class _Redundancy:
     """Rule 7 as the rollout admits assets one at a time: a group never has more than n − K members unavailable."""
 
-    def __init__(self, view: RolloutView, unavailable: set[str], down: set[str]) -> None:
+    def __init__(self, view: RolloutView, unavailable: set[str], down: set[str], *, rollback: bool = False) -> None:
         self.view = view
         self.unavailable = unavailable
         self.down = down
-        """Out of service already: taking one of these out adds nothing."""
+        """Out of service already."""
+        self.rollback = rollback
+        """Rolling back a member that is down can only bring it up: it always may. An install on a down member
+        adds nothing to the count either, but the rule counts every member down (rule 7: at no moment more than
+        n − K unavailable, counting those already down): a group already below K is left alone, for a person."""
         self.load: dict[int, int] = {}
 
     def _used(self, g: int) -> int:
@@ -624,7 +479,7 @@ class _Redundancy:
     def admit(self, asset_id: str) -> int | None:
         """Take ``asset_id`` out of service if every group of it has room (None), else the group that is full."""
         mine = self.view.groups_of.get(asset_id, ())
-        if asset_id in self.down or not mine:
+        if not mine or (self.rollback and asset_id in self.down):
             return None
         # An asset already counted (updated in this ring, not proven up) takes nothing more out by its own
         # operation, but the others counted still do: it is admitted only if the group has room beside them.
@@ -654,93 +509,13 @@ class _Redundancy:
         group = self.view.groups[full]
         out = self.blockers(asset_id)
         return (
-            f"{group.describe()}; {_names(out)} {'is' if len(out) == 1 else 'are'} unavailable, so {asset_id} "
+            f"{group.describe()}; {names(out)} {'is' if len(out) == 1 else 'are'} unavailable, so {asset_id} "
             f"would leave {len(group.members) - len(out) - 1} up"
         )
 
 
 def _stratum_of(view: RolloutView, asset_id: str) -> Stratum:
     return next(a.stratum for a in view.assets if a.asset_id == asset_id)
-
-
-def _stratum_key(stratum: Stratum) -> list[str]:
-    return [v or "" for v in stratum]
-
-
-# ------------------------------------------------------------------------------------------ the gate
-
-
-def judge(view: RolloutView) -> RingVerdict:
-    """The gate's verdict on the rollout's current ring, by the strategy's gate mode."""
-    r = view.state.ring
-    updated = [a for a in view.assets if a.state in _UPDATED]
-    if view.gate_mode is GateMode.none:
-        return RingVerdict(r, GateOutcome.passed, (), f"ring {r} passed: this strategy has no gate")
-    if view.gate_mode is GateMode.any_failure:
-        failed = [a.asset_id for a in updated if _health(view, a).status is AssetStatus.failed]
-        if failed:
-            sentence = (
-                f"batch {r} failed: {len(failed)} of {len(updated)} updated assets failed ({_names(failed)}); "
-                "any failure stops a fixed-batch rollout"
-            )
-            return RingVerdict(r, GateOutcome.failed, (), sentence)
-        return RingVerdict(r, GateOutcome.passed, (), f"batch {r} passed: 0 of {len(updated)} updated assets failed")
-    return judge_ring(r, _samples(view), _policy(view.update))
-
-
-def explain(verdict: RingVerdict, limit: int = 3) -> str:
-    """The ring's sentence followed by the sentences of the strata that decided it, with their numbers."""
-    deciding = [v for v in verdict.strata if v.outcome is verdict.outcome] if verdict.outcome != "passed" else []
-    if not deciding:
-        return verdict.sentence
-    shown = "; ".join(v.sentence for v in deciding[:limit])
-    more = f"; and {len(deciding) - limit} more" if len(deciding) > limit else ""
-    return f"{verdict.sentence} — {shown}{more}"
-
-
-def _samples(view: RolloutView) -> list[StratumSample]:
-    """One sample per stratum with updated members: them against the stratum's not-yet-updated assets."""
-    updated: dict[Stratum, list[AssetHealth]] = {}
-    control: dict[Stratum, list[AssetHealth]] = {}
-    for a in view.assets:
-        if a.state in _UPDATED:
-            updated.setdefault(a.stratum, []).append(_health(view, a))
-        elif a.state in _NOT_YET_UPDATED:
-            control.setdefault(a.stratum, []).append(_health(view, a))
-    return [
-        StratumSample(stratum, tuple(members), tuple(control.get(stratum, ())))
-        for stratum, members in sorted(updated.items(), key=lambda item: _stratum_key(item[0]))
-    ]
-
-
-def _health(view: RolloutView, a: AssetProgress) -> AssetHealth:
-    if a.state is AssetState.FAILED:
-        return AssetHealth(a.asset_id, AssetStatus.failed, FailureSignal.install_failed, 0.0, a.detail)
-    found = view.health.get(a.asset_id)
-    # No report since the install: unknown, which is never a pass.
-    return found if found is not None else AssetHealth(a.asset_id, AssetStatus.unknown)
-
-
-def _policy(update: Update) -> GatePolicy:
-    gate = update.gate
-    return GatePolicy(
-        alpha=gate.alpha,
-        baseline_failure_rate=gate.baseline_failure_rate,
-        max_failures=gate.max_failures,
-        min_coverage=gate.min_coverage,
-    )
-
-
-# ------------------------------------------------------------------------------------------ sentences
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _names(ids: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(ids[:limit])
-    return shown if len(ids) <= limit else f"{shown} and {len(ids) - limit} more"
 
 
 __all__ = [

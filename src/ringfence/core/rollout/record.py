@@ -7,9 +7,10 @@ nothing else reads the stored dictionary.
 
 Plans stored before canary waves and run-time redundancy (no ``canary_rings``, ``groups`` or ``tiers``)
 read back as one canary ring for the ``ringfence`` strategy, no groups and no tiers: the rules that need
-those facts then have nothing to hold the rollout to, exactly as when it was created.
+those facts then have nothing to hold the rollout to, exactly as when it was created. Plans stored before a
+rollout could name its health source (no ``health_source``) read back as judged by their driver, as they were.
 
-Pure: standard library only.
+Pure: standard library and the core only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ringfence.core.driver import DRIVERS_OWN_HEALTH
 from ringfence.core.errors import ConflictError
 
 
@@ -66,6 +68,9 @@ class StoredPlan:
     groups: tuple[RedundancyGroup, ...] = ()
     warnings: tuple[str, ...] = ()
     hold_override: Mapping[str, str] | None = None
+    health_source: str = DRIVERS_OWN_HEALTH
+    """What judges the rollout's health: ``driver`` (its driver's own reading) or a registered health source
+    (``ringfence.health_sources``: ``heartbeats``, ``ansible`` …), so one thing may install and another judge."""
 
     @property
     def ring_count(self) -> int:
@@ -106,6 +111,7 @@ class StoredPlan:
             "groups": [{"owners": list(g.owners), "members": list(g.members), "k": g.k} for g in self.groups],
             "warnings": list(self.warnings),
             "hold_override": dict(self.hold_override) if self.hold_override else None,
+            "health_source": self.health_source,
         }
 
     @classmethod
@@ -145,6 +151,7 @@ class StoredPlan:
                 groups=groups,
                 warnings=tuple(str(w) for w in _list(document.get("warnings") or [])),
                 hold_override={str(k): str(v) for k, v in override.items()} if isinstance(override, Mapping) else None,
+                health_source=str(document.get("health_source") or DRIVERS_OWN_HEALTH),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConflictError(f"rollout {rollout_id} has a stored plan that cannot be read ({exc!r})") from None

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ringfence.core.driver import DRIVERS_OWN_HEALTH
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.graph import EstateGraph
 from ringfence.core.planner import Plan, Stratum, plan_rings
@@ -60,8 +61,10 @@ class StrategyPlan:
     def targets(self) -> int:
         return sum(len(r) for r in self.rings)
 
-    def stored(self, driver: str, override: HoldOverride | None = None) -> StoredPlan:
-        """The plan as it is persisted with the rollout (with the hold it overrides, if any)."""
+    def stored(
+        self, driver: str, override: HoldOverride | None = None, *, health_source: str = DRIVERS_OWN_HEALTH
+    ) -> StoredPlan:
+        """The plan as it is persisted with the rollout (with the hold it overrides, if any, and what judges it)."""
         warnings = tuple(w.message for w in self.plan.warnings) if self.plan else ()
         return StoredPlan(
             strategy=self.strategy,
@@ -79,6 +82,7 @@ class StrategyPlan:
                 if override
                 else None
             ),
+            health_source=health_source,
         )
 
 

@@ -1,0 +1,42 @@
+"""How a CLI command reaches the state it keeps: the database, and the name of the person acting.
+
+State lives in the database (``RINGFENCE_DATABASE_URL``, default a SQLite file in ``$RINGFENCE_HOME``);
+every command migrates it to the newest schema first.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+
+@contextmanager
+def database() -> Iterator[Engine]:
+    """The database, migrated to the newest schema; its connections are closed when the command ends."""
+    from ringfence.store.db import make_engine, upgrade
+
+    engine = make_engine()
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def resolve_actor(actor: str | None) -> str:
+    """Who is acting: ``--actor`` when given, else ``$RINGFENCE_ACTOR``, else the login name (``cli`` if none)."""
+    if actor and actor.strip():
+        return actor.strip()
+    try:
+        return os.environ.get("RINGFENCE_ACTOR") or getpass.getuser()
+    except OSError:
+        return "cli"
+
+
+__all__ = ["database", "resolve_actor"]

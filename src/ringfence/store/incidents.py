@@ -1,0 +1,217 @@
+"""Repository functions for incidents.
+
+How an incident is stored: ``incidents`` one row per incident, with ``snapshot`` — the down items in restore
+order with what each waits for, and the continuity plans — so an incident never changes because the estate
+did; ``incident_events`` its timeline, appended to only. Restored marks and the closing are read back from
+the events; ``status`` and ``closed_at`` on the row are kept for listing.
+
+Incidents are numbered under an advisory lock, so two declarers never pick one id; writers of one incident
+take turns through :func:`get_incident` with ``for_update`` (``SELECT … FOR UPDATE``), so each sees the
+other's marks. Like every resource module of the store, these take a Session, flush and never commit.
+
+The incident model (``ringfence.core.incident``) is imported where it is used: it brings numpy and scipy, which
+the commands that only touch tokens, migrations or the audit log should not load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ringfence.core.errors import InputError, NotFoundError
+from ringfence.store.db import LOCK_NAMESPACE_INCIDENT_IDS
+from ringfence.store.records import JSONValue
+from ringfence.store.rows import chunks, next_id, next_seq
+from ringfence.store.tables import IncidentEventRow, IncidentRow
+
+if TYPE_CHECKING:
+    from ringfence.core.incident import DownItem, Incident, IncidentEvent, IncidentStatus
+    from ringfence.core.recovery import ContinuityAction
+
+
+def next_incident_id(session: Session) -> str:
+    """The id for an incident about to be declared (``inc-000001``, …); the lock is held to the end."""
+    return next_id(session, IncidentRow, "inc", LOCK_NAMESPACE_INCIDENT_IDS)
+
+
+def add_incident(session: Session, incident: Incident) -> None:
+    """Store a newly declared incident: its row, with the snapshot it was declared on, and its events."""
+    if incident.estate_version_id is None:
+        raise InputError(f"incident {incident.id} names no estate version: it is stored with the estate declared on")
+    session.add(
+        IncidentRow(
+            id=incident.id,
+            title=incident.title,
+            estate_version_id=incident.estate_version_id,
+            rollout_id=incident.rollout_id,
+            failed=list(incident.failed),
+            status=incident.status.value,
+            step_seconds=incident.step_seconds,
+            snapshot=_snapshot_document(incident),
+            declared_at=incident.declared_at,
+            declared_by=incident.declared_by,
+            closed_at=incident.closed_at,
+        )
+    )
+    session.flush()
+    for event in incident.events:
+        add_incident_event(session, incident.id, event)
+
+
+def add_incident_event(session: Session, incident_id: str, event: IncidentEvent) -> int:
+    """Append ``event`` to the incident's timeline, numbered after its last one; returns its number."""
+    seq = next_seq(session, IncidentEventRow.seq, IncidentEventRow.incident_id, incident_id)
+    session.add(
+        IncidentEventRow(
+            incident_id=incident_id,
+            seq=seq,
+            at=event.at,
+            kind=event.kind.value,
+            actor=event.actor,
+            text=event.text,
+            items=list(event.items),
+        )
+    )
+    session.flush()
+    return seq
+
+
+def mark_incident_closed(session: Session, incident_id: str, *, at: datetime) -> None:
+    """Record on the row (for listing) what the incident's closing event says."""
+    from ringfence.core.incident import IncidentStatus
+
+    session.execute(
+        sa.update(IncidentRow)
+        .where(IncidentRow.id == incident_id)
+        .values(status=IncidentStatus.CLOSED.value, closed_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def get_incident(session: Session, incident_id: str, *, for_update: bool = False) -> Incident:
+    """The incident as stored now; ``for_update`` holds its row until the transaction ends (PostgreSQL)."""
+    row = session.get(IncidentRow, incident_id, populate_existing=True, with_for_update=for_update)
+    if row is None:
+        raise NotFoundError(f"incident {incident_id} does not exist")
+    return _incident(row, _incident_events(session, [incident_id]).get(incident_id, []))
+
+
+def incident_of_rollout(session: Session, rollout_id: str) -> Incident | None:
+    """The incident ``rollout_id`` caused, if any (a rollout causes at most one)."""
+    found = session.scalar(sa.select(IncidentRow.id).where(IncidentRow.rollout_id == rollout_id))
+    return None if found is None else get_incident(session, found)
+
+
+def list_incidents(session: Session, *, status: IncidentStatus | None = None) -> list[Incident]:
+    """Incidents (open or closed only, when asked), by id."""
+    stmt = sa.select(IncidentRow).order_by(IncidentRow.id).execution_options(populate_existing=True)
+    if status is not None:
+        stmt = stmt.where(IncidentRow.status == status.value)
+    rows = session.scalars(stmt).all()
+    events = _incident_events(session, [row.id for row in rows])
+    return [_incident(row, events.get(row.id, [])) for row in rows]
+
+
+def _incident_events(session: Session, incident_ids: Sequence[str]) -> dict[str, list[IncidentEventRow]]:
+    found: dict[str, list[IncidentEventRow]] = {}
+    for chunk in chunks(list(incident_ids)):
+        stmt = (
+            sa.select(IncidentEventRow)
+            .where(IncidentEventRow.incident_id.in_(chunk))
+            .order_by(IncidentEventRow.incident_id, IncidentEventRow.seq)
+            .execution_options(populate_existing=True)
+        )
+        for row in session.scalars(stmt):
+            found.setdefault(row.incident_id, []).append(row)
+    return found
+
+
+def _incident(row: IncidentRow, events: Sequence[IncidentEventRow]) -> Incident:
+    from ringfence.core.incident import EventKind, Incident, IncidentEvent
+
+    snapshot = cast(Mapping[str, Any], row.snapshot)
+    return Incident(
+        id=row.id,
+        title=row.title,
+        estate=str(snapshot["estate"]),
+        failed=tuple(row.failed),
+        declared_at=row.declared_at,
+        declared_by=row.declared_by,
+        items=tuple(_down_item(i) for i in snapshot["items"]),
+        continuity=tuple(_continuity_action(c) for c in snapshot["continuity"]),
+        events=tuple(
+            IncidentEvent(e.at, EventKind(e.kind), e.actor, e.text, tuple(cast(list[str], e.items))) for e in events
+        ),
+        step_seconds=row.step_seconds,
+        rollout_id=row.rollout_id,
+        estate_version_id=row.estate_version_id,
+    )
+
+
+def _snapshot_document(incident: Incident) -> dict[str, JSONValue]:
+    """What an incident was declared with, as the JSON of ``incidents.snapshot`` (read by :func:`_incident`)."""
+    return {
+        "estate": incident.estate,
+        "items": [
+            {
+                "id": i.id,
+                "kind": i.kind.value,
+                "name": i.name,
+                "step": i.step,
+                "tier": i.tier,
+                "rto": i.rto,
+                "needs": list(i.needs),
+                "groups": [{"k": g.k, "up": g.up, "members": list(g.members), "text": g.text} for g in i.groups],
+            }
+            for i in incident.items
+        ],
+        "continuity": [
+            {
+                "service": c.service,
+                "name": c.name,
+                "tier": c.tier,
+                "rto": c.rto,
+                "plan": c.plan,
+                "contacts": list(c.contacts),
+            }
+            for c in incident.continuity
+        ],
+    }
+
+
+def _down_item(doc: Mapping[str, Any]) -> DownItem:
+    from ringfence.core.incident import DownItem, GroupNeed, ItemKind
+
+    return DownItem(
+        id=doc["id"],
+        kind=ItemKind(doc["kind"]),
+        name=doc["name"],
+        step=int(doc["step"]),
+        tier=doc["tier"],
+        rto=doc["rto"],
+        needs=tuple(doc["needs"]),
+        groups=tuple(GroupNeed(int(g["k"]), int(g["up"]), tuple(g["members"]), g["text"]) for g in doc["groups"]),
+    )
+
+
+def _continuity_action(doc: Mapping[str, Any]) -> ContinuityAction:
+    from ringfence.core.recovery import ContinuityAction
+
+    return ContinuityAction(
+        doc["service"], doc["name"], int(doc["tier"]), doc["rto"], doc["plan"], tuple(doc["contacts"])
+    )
+
+
+__all__ = [
+    "add_incident",
+    "add_incident_event",
+    "get_incident",
+    "incident_of_rollout",
+    "list_incidents",
+    "mark_incident_closed",
+    "next_incident_id",
+]
