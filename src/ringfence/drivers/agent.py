@@ -42,10 +42,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from ringfence.core.clock import utc_now
 from ringfence.core.driver import Batch, DriverOption, DriverOptions, OperationKind, OperationResult
 from ringfence.core.durations import humanize_duration
 from ringfence.core.errors import DriverError
@@ -148,10 +149,6 @@ def health_from_heartbeats(
     return AssetHealth(asset_id, AssetStatus.healthy)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class AgentHeartbeats:
     """The health source ``heartbeats``: agents' heartbeats turned into health (:func:`health_from_heartbeats`).
 
@@ -163,7 +160,7 @@ class AgentHeartbeats:
     options = HEARTBEAT_OPTIONS
 
     def __init__(
-        self, *, engine: Engine | None = None, clock: Callable[[], datetime] = _utc_now, **options: str
+        self, *, engine: Engine | None = None, clock: Callable[[], datetime] = utc_now, **options: str
     ) -> None:
         read = HEARTBEAT_OPTIONS.read(options)
         self.heartbeat_timeout = read.seconds("heartbeat_timeout")
@@ -176,7 +173,7 @@ class AgentHeartbeats:
         if "heartbeat_timeout" not in given and HEARTBEAT_TIMEOUT_ENV in context.environ:
             given["heartbeat_timeout"] = context.environ[HEARTBEAT_TIMEOUT_ENV]
         engine = context.engine if "database" not in given else None
-        return cls(engine=engine, clock=_utc_now, **given)
+        return cls(engine=engine, clock=utc_now, **given)
 
     def observe(self, asset_ids: Sequence[str]) -> Mapping[str, AssetHealth]:
         if not asset_ids:
@@ -202,7 +199,7 @@ class AgentDriver:
     options = OPTIONS
 
     def __init__(
-        self, *, engine: Engine | None = None, clock: Callable[[], datetime] = _utc_now, **options: str
+        self, *, engine: Engine | None = None, clock: Callable[[], datetime] = utc_now, **options: str
     ) -> None:
         read = OPTIONS.read(options)
         self.heartbeat_timeout = read.seconds("heartbeat_timeout")
@@ -225,7 +222,7 @@ class AgentDriver:
     def from_context(cls, options: Mapping[str, str], context: DriverContext) -> AgentDriver:
         """Built on the context's database unless ``options`` name one (``--driver-option database=URL``)."""
         engine = context.engine if "database" not in options else None
-        return cls(engine=engine, clock=_utc_now, **options)
+        return cls(engine=engine, clock=utc_now, **options)
 
     @classmethod
     def for_server(cls, context: DriverContext) -> AgentDriver:
@@ -236,7 +233,7 @@ class AgentDriver:
             for key, env in (("heartbeat_timeout", HEARTBEAT_TIMEOUT_ENV), ("install_timeout", INSTALL_TIMEOUT_ENV))
             if context.environ.get(env)
         }
-        return cls(engine=context.engine, clock=_utc_now, **given)
+        return cls(engine=context.engine, clock=utc_now, **given)
 
     # ------------------------------------------------------------------------------ abilities
 

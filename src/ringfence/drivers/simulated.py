@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
+from ringfence.core.clock import utc_now
 from ringfence.core.driver import Batch, DriverOption, DriverOptions, OperationResult
 from ringfence.core.durations import LONGEST_DURATION, format_duration
 from ringfence.core.errors import DriverError, InputError, Problem
@@ -49,10 +50,6 @@ from ringfence.store.db import session_scope
 from ringfence.store.driver_state import get_driver_state, put_driver_state
 
 SIMULATED = "simulated"
-
-
-def _wall_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 class WorldStore(Protocol):
@@ -68,7 +65,7 @@ class WorldStore(Protocol):
 class DatabaseWorlds:
     """The simulated worlds of the rollouts of one database, one document per rollout (``driver_state``)."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = _wall_clock) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utc_now) -> None:
         self.engine = engine
         self.clock = clock
 
@@ -164,7 +161,7 @@ class SimulatedDriver(SimulationDriver):
         self._rollout: str | None = None
         loaded = self._load(self.world_path) if self.world_path else SimulatedWorld()
         super().__init__(
-            clock=_wall_clock,
+            clock=utc_now,
             timing=timing,
             fault=fault,
             world=loaded,

@@ -48,13 +48,14 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from ringfence.core.clock import utc_now
 from ringfence.core.driver import Driver, OperationKind, operations_for, refusal_for, require_able
 from ringfence.core.errors import DriverError, InputError, Problem, RingfenceError
 from ringfence.core.rollout.controller import Controller, StepReport, change_phase
@@ -105,10 +106,6 @@ _NOT_STOPPED = _RUNNING | {RolloutPhase.PENDING, RolloutPhase.AWAITING_APPROVAL,
 
 DriverFactory = Callable[[Engine, Update], Driver]
 """Builds the driver of one rollout, given the database and the update it rolls out (a test's own drivers)."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -179,7 +176,7 @@ class ControllerLoop:
         engine: Engine,
         *,
         interval: float = 2.0,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         actor: str = "controller",
         drivers: Mapping[str, DriverFactory] | None = None,
         give_up_after: int = GIVE_UP_AFTER,

@@ -21,12 +21,13 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from ringfence.core.clock import utc_now
 from ringfence.core.errors import InputError, PermissionDeniedError, Problem
 from ringfence.store import tokens as stored
 from ringfence.store.db import session_scope
@@ -106,7 +107,7 @@ def issue_token(
             role=role.value,
             token_hash=hash_token(secret),
             asset_id=asset_id,
-            created_at=at or datetime.now(UTC),
+            created_at=at or utc_now(),
         )
     return IssuedToken(token_id, name.strip(), role, asset_id, secret)
 
@@ -123,7 +124,7 @@ def authenticate(engine: Engine, secret: str) -> Caller:
 def revoke_token(engine: Engine, token_id: int, *, at: datetime | None = None) -> None:
     """Revoke a token; caches of this process forget it at once, other processes' within their ``check``."""
     with session_scope(engine) as session:
-        stored.revoke_token(session, token_id, at=at or datetime.now(UTC))
+        stored.revoke_token(session, token_id, at=at or utc_now())
     for cache in list(_CACHES):
         if cache.engine is engine:
             cache.forget(token_id)

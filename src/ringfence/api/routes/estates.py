@@ -6,14 +6,12 @@ line and leaves the current version as it was.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-# Compiled is re-exported: the analysis and rollout routes take it from here.
 from ringfence.api.deps import Compiled as Compiled
 from ringfence.api.deps import EngineDep, Operator, Viewer
 from ringfence.api.schemas import (
@@ -26,6 +24,9 @@ from ringfence.api.schemas import (
     EstateVersionOut,
     ProblemOut,
 )
+
+# Compiled is re-exported: the analysis and rollout routes take it from here.
+from ringfence.core.clock import utc_now
 from ringfence.core.documents import CheckDocument, check_document
 from ringfence.core.errors import InputError, Problem
 from ringfence.service import estates
@@ -74,10 +75,6 @@ async def estate_upload(request: Request) -> EstateUpload:
 Upload = Annotated[EstateUpload, Depends(estate_upload)]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def version_out(version: EstateVersion) -> EstateVersionOut:
     return EstateVersionOut(
         id=version.id,
@@ -114,7 +111,7 @@ def upload_estate(body: Upload, caller: Operator, engine: EngineDep, response: R
     """Check the estate and keep it as the newest version of its name (201), or return the version that
     already holds this exact text (200). A text that does not hold stores nothing: 422 with every problem."""
     stored = estates.upload_estate(
-        engine, body.content, actor=caller.name, at=_now(), source=UPLOAD_SOURCE, name=body.name, format=body.format
+        engine, body.content, actor=caller.name, at=utc_now(), source=UPLOAD_SOURCE, name=body.name, format=body.format
     )
     if not stored.created:
         response.status_code = 200
@@ -208,6 +205,6 @@ def setup(app: FastAPI) -> None:
     async def load_sample(app: FastAPI) -> None:
         import asyncio
 
-        await asyncio.to_thread(estates.load_sample_estate, app.state.engine, at=_now())
+        await asyncio.to_thread(estates.load_sample_estate, app.state.engine, at=utc_now())
 
     app.state.startup_hooks.append(load_sample)

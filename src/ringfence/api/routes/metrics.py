@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -29,6 +28,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ringfence.core.clock import utc_now
 from ringfence.core.gates import GateOutcome
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.service.runner import DRIVEN_PHASES
@@ -45,7 +45,7 @@ class StateCollector(Collector):
 
     def __init__(self, engine: Engine, clock: Any = None) -> None:
         self.engine = engine
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or utc_now
 
     def collect(self) -> Iterable[Metric]:
         now = self.clock()

@@ -172,10 +172,13 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
 
     raw_strata = _in_order(plan.strata, ids, index)
     # An empty tuple is a real stratum (an update with no strata keys): only a missing one is None.
-    strata: list[Stratum] = [s for s in dict.fromkeys(raw_strata) if s is not None]
-    numbers: dict[Stratum | None, int] = {s: i for i, s in enumerate(strata)}
-    numbers[None] = -1
-    stratum = np.fromiter(map(numbers.__getitem__, raw_strata), np.int64, n)
+    # Each stratum numbered in order of first sight in one pass (a stratum tuple hashes anew at every look-up,
+    # so a second pass costs as much again): ``setdefault`` is given the count of strata seen so far.
+    numbers: dict[Stratum | None, int] = {None: -1}
+    coded = np.fromiter(map(numbers.setdefault, raw_strata, map(len, repeat(numbers))), np.int64, n)
+    strata: list[Stratum] = [s for s in numbers if s is not None]
+    # None took number 0 of the count: the strata proper are numbered 1.., so shift them to 0.. (None stays -1).
+    stratum = np.where(coded < 0, -1, coded - 1)
     no_stratum = np.flatnonzero(stratum < 0)
     if no_stratum.size:
         missing = _pick(ids, no_stratum)
