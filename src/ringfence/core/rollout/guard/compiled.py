@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from itertools import chain, compress, repeat
 from typing import NamedTuple, TypeVar
@@ -108,22 +108,9 @@ class GuardState:
 
 
 @dataclass(eq=False)
-class _CompiledPlan:
-    """The plan in integer ids: targets ``0 .. n-1`` in plan order, then members outside the rollout."""
+class _GroupArrays:
+    """The plan's groups as integer arrays (see :func:`_compile_groups`)."""
 
-    ids: list[str]
-    index: _Numbering
-    planned: IntArray
-    n_rings: int
-    canary_rings: int
-    stratum: IntArray
-    """Stratum number of each target; -1 where the plan gives none."""
-    strata: list[Stratum]
-    tier: IntArray
-    has_tier: BoolArray
-    top_tier: IntArray
-    """Per stratum: the highest (least critical) tier among its targets."""
-    problems: tuple[Violation, ...]
     member_ids: list[str]
     """Every group member by number: the targets, then the members outside the rollout."""
     outside_index: dict[str, int]
@@ -140,6 +127,25 @@ class _CompiledPlan:
     members_ptr: IntArray
     members_of: IntArray
     """Distinct members of each non-exempt group (CSR over group numbers), for rule 7."""
+
+
+@dataclass(eq=False)
+class _CompiledPlan(_GroupArrays):
+    """The plan in integer ids: targets ``0 .. n-1`` in plan order, then members outside the rollout."""
+
+    ids: list[str]
+    index: _Numbering
+    planned: IntArray
+    n_rings: int
+    canary_rings: int
+    stratum: IntArray
+    """Stratum number of each target; -1 where the plan gives none."""
+    strata: list[Stratum]
+    tier: IntArray
+    has_tier: BoolArray
+    top_tier: IntArray
+    """Per stratum: the highest (least critical) tier among its targets."""
+    problems: tuple[Violation, ...]
     planned_over: frozenset[int] | None = None
     """(group, ring) keys that the plan as made overfills (rule 4), once worked out on the first check; their
     violations are then among ``problems``."""
@@ -219,16 +225,7 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
         has_tier=has_tier,
         top_tier=top_tier,
         problems=findings.violations(),
-        member_ids=groups.member_ids,
-        outside_index=groups.outside_index,
-        capacity=groups.capacity,
-        counted=groups.counted,
-        entry_group=groups.entry_group,
-        entry_target=groups.entry_target,
-        groups_ptr=groups.groups_ptr,
-        groups_of=groups.groups_of,
-        members_ptr=groups.members_ptr,
-        members_of=groups.members_of,
+        **{f.name: getattr(groups, f.name) for f in fields(_GroupArrays)},
     )
 
 
@@ -275,19 +272,6 @@ def _targets(plan: GuardPlan, findings: _Findings) -> tuple[list[str], _Numberin
         findings.add(1, f"{count(len(rest), 'more target')} planned in several rings ({names(rest)})", rest)
     planned = np.fromiter((rings_of[a][0] for a in ids), np.int64, len(ids))
     return ids, _Numbering(ids), planned
-
-
-class _GroupArrays(NamedTuple):
-    member_ids: list[str]
-    outside_index: dict[str, int]
-    capacity: IntArray
-    counted: BoolArray
-    entry_group: IntArray
-    entry_target: IntArray
-    groups_ptr: IntArray
-    groups_of: IntArray
-    members_ptr: IntArray
-    members_of: IntArray
 
 
 def _compile_groups(plan: GuardPlan, ids: list[str], index: _Numbering) -> _GroupArrays:
