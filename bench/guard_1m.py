@@ -275,14 +275,13 @@ def run(args: argparse.Namespace) -> common.Report:
         args.seed,
         args.quick,
     )
-    results: dict[str, Any] = {}
-    with common.work_directory(args.workdir) as workdir:
-        for shape in args.shapes:
-            path = shapes.shape_files(shape, args.assets, args.seed, workdir)["json"]
-            common.log(f"worker ({shape}): load, compile, plan, drive the rollout to each opening…")
-            result = common.run_worker(Path(__file__).resolve(), [str(path), str(repeat)])
-            results[shape] = result
-            add_shape_rows(report, shape, result, repeat)
+    results = shapes.run_workers(
+        Path(__file__).resolve(),
+        args,
+        repeat,
+        "load, compile, plan, drive the rollout to each opening…",
+        lambda shape, result: add_shape_rows(report, shape, result, repeat),
+    )
     report.details = {"repeat": repeat, "shapes": results}
     return report
 

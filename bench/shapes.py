@@ -102,6 +102,21 @@ def shape_argument(parser: Any) -> None:
 # ------------------------------------------------------------------------------------------ shapes
 
 
+def run_workers(
+    script: Path, args: Any, repeat: int, doing: str, add_rows: Callable[[str, dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Run ``script``'s worker (its own process) on each of ``args.shapes``, files written once into the work
+    directory; ``add_rows`` turns each shape's result into report rows. The results, by shape."""
+    results: dict[str, Any] = {}
+    with common.work_directory(args.workdir) as workdir:
+        for shape in args.shapes:
+            path = shape_files(shape, args.assets, args.seed, workdir)["json"]
+            common.log(f"worker ({shape}): {doing}")
+            results[shape] = common.run_worker(script, [str(path), str(repeat)])
+            add_rows(shape, results[shape])
+    return results
+
+
 def _assets_of(document: Document) -> list[Document]:
     assets: list[Document] = document["assets"]
     return assets
