@@ -1,31 +1,44 @@
-"""`ringfence impact --json` on a 200,000-asset estate, as a whole process, against reading the same JSON.
+"""`ringfence impact --json` on 200,000-asset estates of every shape, as a whole process, against reading the file.
 
-Target ([core] issue): the whole `ringfence impact ESTATE.json --fail REF --json` process takes at most twice
-as long as `python -c "import json; json.load(open(F))"` on the same file. Both are timed as processes, wall
-clock, best of 3, output discarded. Two failures are timed: a busy host (a member of the largest cluster:
-its loss alone takes nothing down, so the output is small) and the supplier that provides the most assets
-(its loss takes down most of the estate, so the output is the largest there is). The YAML file is timed
-for information. A worker breaks the time down in-process: read, parse and validate (one pass for JSON, as
-the command does it), compile, query, JSON.
+Targets ([core] and [fit] issues), on each shape of ``shapes.py`` (the generator's trust, many distinct any-groups,
+warnings and missing RTOs on every service, an acute trust): the whole `ringfence impact ESTATE.json --fail REF
+--json` process takes at most twice as long as `python -c "import json; json.load(open(F))"` on the same file,
+and its peak memory is at most 1 GB. Both are timed as processes, wall clock, best of 3, interleaved so that
+the machine's load falls on both alike, output discarded. Two failures per shape: a busy host (a member of the
+largest cluster: its loss alone takes little down, so the output is small) and the supplier that provides the
+most assets (its loss takes down most of the estate: the largest output there is). The peak memory of each
+process is its own high-water mark (``ru_maxrss`` of that child, read with ``wait4``); estate files are written
+by a child process first, so that no child inherits a large parent's mark.
 
-    .venv/bin/python bench/impact_200k.py [--assets N] [--quick] [--workdir DIR]
+A worker per shape breaks the time down in-process (read, parse and validate in one pass as the command does
+it, compile, query, JSON), and times what `check` adds on that shape: finding the line of every warning. The
+generator shape's YAML file is timed once, for information (``--no-yaml`` skips it).
+
+    .venv/bin/python bench/impact_200k.py [--assets N] [--quick] [--workdir DIR] [--shapes NAME ...] [--no-yaml]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
+import time
 from collections import Counter
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import common
+import shapes
 
 NAME = "impact_200k"
 NOMINAL_ASSETS = 200_000
 TARGET_RATIO = 2.0
+TARGET_PEAK_MB = 1000.0
 STARTUP_IMPORTS = (
     "from ringfence.cli import main; main._register(); "
     "import ringfence.files.disk, ringfence.core.graph, ringfence.core.impact"
@@ -48,9 +61,14 @@ def pick_failures(estate: Any) -> dict[str, str]:
     return {"host": f"asset:{host.id}", "supplier": f"supplier:{supplier}"}
 
 
-def worker(path: Path) -> dict[str, Any]:
-    """Every phase of the command in this one process, timed separately (wall clock and CPU)."""
-    from ringfence.core.estate import parse_estate_text
+# ------------------------------------------------------------------------------------------ workers
+
+
+def worker(path: Path, repeat: int) -> dict[str, Any]:
+    """Every phase of the command in this one process, timed separately (wall clock and CPU); each query
+    ``repeat`` times, its best kept."""
+    from ringfence.core.documents import impact_document
+    from ringfence.core.estate import locate_problems, parse_estate_text
     from ringfence.core.graph import compile_estate
     from ringfence.core.impact import compute_blast_radius
     from ringfence.files.disk import read_text
@@ -65,13 +83,10 @@ def worker(path: Path) -> dict[str, Any]:
     phases["compile"] = {"wall": wall, "cpu": cpu}
     queries: dict[str, dict[str, Any]] = {}
     for label, ref in pick_failures(estate).items():
-        radius, wall, cpu = common.cpu_timed(compute_blast_radius, graph, [ref])
-        document = {
-            "failed": list(radius.failed),
-            "services_down": [{"id": s.id, "tier": s.tier} for s in radius.services_down],
-            "assets_down": list(radius.assets_down),
-            "by_tier": {str(t): n for t, n in sorted(radius.by_tier.items())},
-        }
+        timings = [common.cpu_timed(compute_blast_radius, graph, [ref]) for _ in range(repeat)]
+        radius = timings[0][0]
+        wall, cpu = min(t[1] for t in timings), min(t[2] for t in timings)
+        document = impact_document(radius).model_dump(mode="json")
         _, json_wall, json_cpu = common.cpu_timed(json.dumps, document, separators=(",", ":"))
         queries[label] = {
             "ref": ref,
@@ -79,10 +94,18 @@ def worker(path: Path) -> dict[str, Any]:
             "json": {"wall": json_wall, "cpu": json_cpu},
             "assets_down": len(radius.assets_down),
             "services_down": len(radius.services_down),
+            "already_down": len(radius.already_down),
         }
+    # What `check` adds: the line of every warning it shows (impact shows none, so pays nothing for them).
+    warnings = [*estate.warnings, *graph.warnings]
+    located, wall, cpu = common.cpu_timed(locate_problems, warnings, text)
+    assert all(w.line is not None for w in located), "every warning of a generated estate has a line"
     return {
+        "file": str(path),
         "phases": phases,
         "queries": queries,
+        "warnings": len(warnings),
+        "locate_warnings": {"wall": wall, "cpu": cpu},
         "assets": len(estate.assets),
         "services": len(estate.services),
         "file_mb": path.stat().st_size / 1e6,
@@ -90,117 +113,216 @@ def worker(path: Path) -> dict[str, Any]:
     }
 
 
-def cpu_note(times: common.ProcessTimes) -> str:
+def write_files(workdir: Path, assets: int, seed: int, with_yaml: bool, shape_names: Sequence[str]) -> None:
+    """Write every shape's JSON file (and the generator's YAML, unless skipped) in this, a child process."""
+    for shape in shape_names:
+        formats = ("json", "yaml") if shape == "generator" and with_yaml else ("json",)
+        shapes.shape_files(shape, assets, seed, workdir, formats)
+
+
+# ------------------------------------------------------------------------------- whole processes
+
+
+@dataclass(frozen=True)
+class ProcessRuns:
+    """Wall-clock seconds, CPU seconds and peak resident memory (MB) of each run of one command."""
+
+    wall: list[float]
+    cpu: list[float]
+    peak_mb: list[float]
+
+    @property
+    def best(self) -> float:
+        return min(self.wall)
+
+    @property
+    def best_cpu(self) -> float:
+        return min(self.cpu)
+
+    @property
+    def peak(self) -> float:
+        return max(self.peak_mb)
+
+
+def run_once(argv: Sequence[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one run of ``argv``, from that child's own rusage."""
+    start = time.perf_counter()
+    child = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(
+            f"benchmark command failed with status {child.returncode}: {' '.join(argv)}\n"
+            + stderr.decode(errors="replace")[-2000:]
+        )
+    # ru_maxrss is in kilobytes on Linux.
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1e3
+
+
+def time_processes(commands: Mapping[str, Sequence[str]], repeat: int) -> dict[str, ProcessRuns]:
+    """Every command ``repeat`` times, interleaved (A, B, C, A, B, C…), as ``common.time_processes``."""
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, argv in commands.items():
+            runs[name].append(run_once(argv))
+    return {name: ProcessRuns(*(list(column) for column in zip(*done, strict=True))) for name, done in runs.items()}
+
+
+def cpu_note(times: ProcessRuns) -> str:
     return common.cpu_text(times.best_cpu)
+
+
+# ----------------------------------------------------------------------------------------- report
 
 
 def run(args: argparse.Namespace) -> common.Report:
     repeat = 1 if args.quick else 3
     report = common.Report(
         NAME,
-        f"ringfence impact --json, {args.assets:,} assets (whole processes, wall clock, best of {repeat})",
+        f"ringfence impact --json, {args.assets:,} assets, {len(args.shapes)} estate shapes "
+        f"(whole processes, wall clock, best of {repeat})",
         args.assets,
         NOMINAL_ASSETS,
         args.seed,
         args.quick,
     )
     script = Path(__file__).resolve()
-    with common.work_directory(args.workdir) as workdir:
-        files = common.estate_files(args.assets, args.seed, workdir, ("json", "yaml"), log=common.log)
-        json_file, yaml_file = files["json"], files["yaml"]
+    ringfence = common.ringfence_command()
+    with tempfile.TemporaryDirectory(prefix="ringfence-bench-") as tmp:
+        # shapes.run_workers writes a missing file in this process; write them in a child first instead, so this
+        # process stays small and no measured child inherits a large high-water mark from it.
+        args.workdir = args.workdir or Path(tmp)
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        common.log("estate files (written once, by a child process)…")
+        yaml = "json-only" if args.no_yaml else "yaml"
+        common.run_worker(script, ["files", str(args.workdir), str(args.assets), str(args.seed), yaml, *args.shapes])
 
-        common.log("breaking the time down in-process…")
-        runs = [common.run_worker(script, [str(json_file)]) for _ in range(repeat)]
-        failures = {label: q["ref"] for label, q in runs[0]["queries"].items()}
+        common.log("start-up of the interpreter and the modules `impact` imports…")
+        startup = time_processes({"start-up": [sys.executable, "-c", STARTUP_IMPORTS]}, repeat)["start-up"]
+        report.add("start-up: interpreter and imports (every shape pays it)", startup.best, "s", note=cpu_note(startup))
+        processes: dict[str, dict[str, Any]] = {}
 
-        common.log("timing whole processes…")
-        ringfence = common.ringfence_command()
-        commands: dict[str, list[str]] = {
-            "json.load": [sys.executable, "-c", f"import json; json.load(open({str(json_file)!r}))"],
-            # What every command pays before it reads a byte: the interpreter and the modules `impact` imports.
-            "start-up": [sys.executable, "-c", STARTUP_IMPORTS],
-        }
-        for label, ref in failures.items():
-            commands[label] = [*ringfence, "impact", str(json_file), "--fail", ref, "--json"]
-        times = common.time_processes(commands, repeat)
-        baseline = times["json.load"]
-        report.add(
-            "python: json.load of the JSON file",
-            baseline.best,
-            "s",
-            note=f"{runs[0]['file_mb']:,.0f} MB; {cpu_note(baseline)}",
-        )
-        report.add("start-up: interpreter and imports", times["start-up"].best, "s", note=cpu_note(times["start-up"]))
-        for label, ref in failures.items():
-            query = runs[0]["queries"][label]
-            what = (
-                f"down: {query['assets_down']:,} assets, {query['services_down']:,} services; {cpu_note(times[label])}"
-            )
-            report.add(f"ringfence impact JSON --fail {ref}", times[label].best, "s", note=what)
-            report.add(
-                f"  ratio to json.load ({label})",
-                times[label].best / baseline.best,
-                "×",
-                target=TARGET_RATIO,
-                note=f"CPU-time ratio {times[label].best_cpu / baseline.best_cpu:.2f}×",
-            )
+        def add_rows(shape: str, result: dict[str, Any]) -> None:
+            path = result["file"]
+            commands: dict[str, list[str]] = {
+                "json.load": [sys.executable, "-c", f"import json; json.load(open({path!r}))"]
+            }
+            for label, query in result["queries"].items():
+                commands[label] = [*ringfence, "impact", path, "--fail", query["ref"], "--json"]
+            common.log(f"timing whole processes ({shape})…")
+            times = time_processes(commands, repeat)
+            processes[shape] = {name: asdict(t) for name, t in times.items()}
+            add_shape_rows(report, shape, result, times)
 
-        common.log("timing the YAML file (once: information only)…")
-        yaml_times = common.time_processes(
-            {
-                "yaml.load": [
-                    sys.executable,
-                    "-c",
-                    f"import yaml; yaml.load(open({str(yaml_file)!r}), Loader=yaml.CSafeLoader)",
-                ],
-                "impact": [*ringfence, "impact", str(yaml_file), "--fail", failures["host"], "--json"],
-            },
-            1,
-        )
-        yaml_mb = yaml_file.stat().st_size / 1e6
-        report.add(
-            "python: yaml.load (C loader) of the YAML file",
-            yaml_times["yaml.load"].best,
-            "s",
-            note=f"{yaml_mb:,.0f} MB; {cpu_note(yaml_times['yaml.load'])}",
-        )
-        report.add(
-            f"ringfence impact YAML --fail {failures['host']}",
-            yaml_times["impact"].best,
-            "s",
-            note=f"information; {yaml_times['impact'].best / baseline.best:.1f}× json.load of the JSON; "
-            + cpu_note(yaml_times["impact"]),
-        )
+        results = shapes.run_workers(script, args, repeat, "read, parse, compile, query, locate warnings…", add_rows)
 
-        # The in-process breakdown: per phase, the best of the workers.
-        def best(get: Any) -> tuple[float, float]:
-            return min(get(r)["wall"] for r in runs), min(get(r)["cpu"] for r in runs)
-
-        for phase in ("read", "parse + validate", "compile"):
-            wall, cpu = best(lambda r, phase=phase: r["phases"][phase])
-            report.add(f"in-process: {phase}", wall, "s", note=common.cpu_text(cpu))
-        for label, ref in failures.items():
-            wall, cpu = best(lambda r, label=label: r["queries"][label]["query"])
-            report.add(f"in-process: query {ref}", wall, "s", note=common.cpu_text(cpu))
-            wall, cpu = best(lambda r, label=label: r["queries"][label]["json"])
-            report.add(f"in-process: JSON of the {label} answer", wall, "s", note=common.cpu_text(cpu))
-        report.add("peak memory (in-process worker)", max(r["peak_rss_mb"] for r in runs), "MB")
-        report.details = {
-            "files_mb": {"json": runs[0]["file_mb"], "yaml": yaml_mb},
-            "processes": {name: asdict(t) for name, t in times.items()},
-            "yaml_processes": {name: asdict(t) for name, t in yaml_times.items()},
-            "failures": failures,
-            "breakdown_runs": runs,
-        }
+        yaml_times: dict[str, Any] = {}
+        if "generator" in args.shapes and not args.no_yaml:
+            yaml_times = time_yaml(report, args, ringfence, results["generator"], processes["generator"])
+    report.details = {"shapes": results, "processes": processes, "yaml_processes": yaml_times}
     return report
+
+
+def add_shape_rows(report: common.Report, shape: str, result: dict[str, Any], times: dict[str, ProcessRuns]) -> None:
+    baseline = times["json.load"]
+    report.add(
+        f"{shape}: python json.load of the file",
+        baseline.best,
+        "s",
+        note=f"{shapes.DESCRIPTIONS[shape]}; {result['file_mb']:,.0f} MB; {cpu_note(baseline)}",
+    )
+    for label, query in result["queries"].items():
+        what = (
+            f"down: {query['assets_down']:,} assets, {query['services_down']:,} services "
+            f"({query['already_down']:,} already down before it); {cpu_note(times[label])}"
+        )
+        report.add(f"{shape}: impact --fail {query['ref']}", times[label].best, "s", note=what)
+        report.add(
+            f"{shape}:   ratio to json.load ({label})",
+            times[label].best / baseline.best,
+            "×",
+            target=TARGET_RATIO,
+            note=f"CPU-time ratio {times[label].best_cpu / baseline.best_cpu:.2f}×",
+        )
+    peak_label, peak = max(((label, times[label].peak) for label in result["queries"]), key=lambda p: p[1])
+    report.add(
+        f"{shape}: peak memory of the impact process",
+        peak,
+        "MB",
+        target=TARGET_PEAK_MB,
+        note=f"the larger of the two failures ({peak_label}); json.load: {baseline.peak:,.0f} MB",
+    )
+    phases = result["phases"]
+    breakdown = ", ".join(f"{name} {p['wall']:.2f}" for name, p in phases.items())
+    queries = ", ".join(
+        f"query {label} {q['query']['wall']:.3f} + JSON {q['json']['wall']:.3f}"
+        for label, q in result["queries"].items()
+    )
+    report.add(
+        f"{shape}: in-process",
+        sum(p["wall"] for p in phases.values()),
+        "s",
+        note=f"{breakdown}; {queries} (s); worker peak {result['peak_rss_mb']:,.0f} MB",
+    )
+    located = result["locate_warnings"]
+    report.add(
+        f"{shape}: lines of every warning (what `check` adds)",
+        located["wall"],
+        "s",
+        note=f"{result['warnings']:,} warnings; impact locates none; {common.cpu_text(located['cpu'])}",
+    )
+
+
+def time_yaml(
+    report: common.Report, args: argparse.Namespace, ringfence: list[str], result: dict[str, Any], json_times: Any
+) -> dict[str, Any]:
+    """The generator's YAML file, once: information only (YAML has no target)."""
+    yaml_file = shapes.shape_files("generator", args.assets, args.seed, args.workdir, ("yaml",))["yaml"]
+    common.log("timing the YAML file (once: information only)…")
+    times = time_processes(
+        {
+            "yaml.load": [
+                sys.executable,
+                "-c",
+                f"import yaml; yaml.load(open({str(yaml_file)!r}), Loader=yaml.CSafeLoader)",
+            ],
+            "impact": [*ringfence, "impact", str(yaml_file), "--fail", result["queries"]["host"]["ref"], "--json"],
+        },
+        1,
+    )
+    json_load = min(json_times["json.load"]["wall"])
+    report.add(
+        "generator: python yaml.load (C loader) of the YAML file",
+        times["yaml.load"].best,
+        "s",
+        note=f"{yaml_file.stat().st_size / 1e6:,.0f} MB; {cpu_note(times['yaml.load'])}",
+    )
+    report.add(
+        f"generator: impact YAML --fail {result['queries']['host']['ref']}",
+        times["impact"].best,
+        "s",
+        note=f"information; {times['impact'].best / json_load:.1f}× json.load of the JSON; peak "
+        f"{times['impact'].peak:,.0f} MB; {cpu_note(times['impact'])}",
+    )
+    return {name: asdict(t) for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.common_arguments(parser, NOMINAL_ASSETS)
+    shapes.shape_argument(parser)
+    parser.add_argument("--no-yaml", action="store_true", help="skip the YAML file (information only, and slow)")
     args = parser.parse_args()
-    if args.worker is not None:
-        common.emit(worker(Path(args.worker[0])))
+    if args.worker:
+        if args.worker[0] == "files":
+            workdir, assets, seed, formats, *names = args.worker[1:]
+            write_files(Path(workdir), int(assets), int(seed), formats == "yaml", names)
+            common.emit({"written": names})
+            return
+        common.emit(worker(Path(args.worker[0]), int(args.worker[1])))
         return
     common.finish(run(args))
 

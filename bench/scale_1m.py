@@ -1,6 +1,6 @@
-"""A million assets: load and compile, one blast-radius query, a full SPOF scan, peak memory.
+"""A million assets of every estate shape: load and compile, one blast-radius query, a full SPOF scan, peak memory.
 
-Targets ([core] issue), for 1,000,000 assets:
+Targets ([core] issue, on every shape of ``shapes.py`` as the [fit] issue asks), for 1,000,000 assets:
 - load and compile ≤ 60 s (from JSON; from YAML is reported, for information);
 - one blast-radius query ≤ 50 ms after compiling: the median of many queries — random single assets and
   a few supplier and site failures — each through `compute_blast_radius`, as `impact` runs it (resolve the
@@ -8,10 +8,12 @@ Targets ([core] issue), for 1,000,000 assets:
 - a full scan for single points of failure (`find_single_points_of_failure`) ≤ 60 s;
 - peak resident memory ≤ 4 GB.
 
-Load, compile, queries and scan run in ONE worker process, in that order, as a long-running user of the
-library would; its peak memory covers all of them. YAML is loaded and compiled in a second worker.
+Load, compile, queries and scan run in ONE worker process per shape, in that order, as a long-running user of
+the library would; its peak memory covers all of them. The generator's YAML file is loaded and compiled in a
+second worker, for information.
 
     .venv/bin/python bench/scale_1m.py [--assets N] [--quick] [--queries N] [--skip-yaml] [--workdir DIR]
+        [--shapes NAME ...]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import common
+import shapes
 
 NAME = "scale_1m"
 NOMINAL_ASSETS = 1_000_000
@@ -50,7 +53,7 @@ def group_failures(estate: Any) -> list[str]:
     return refs
 
 
-def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
+def worker_json(path: Path, queries: int) -> dict[str, Any]:
     from ringfence.core.graph import compile_estate
     from ringfence.core.impact import compute_blast_radius, find_single_points_of_failure
     from ringfence.files.disk import read_estate
@@ -62,7 +65,7 @@ def worker_json(path: Path, queries: int, seed: int) -> dict[str, Any]:
     rss_after_compile = common.current_rss_bytes() / 1e6
     after_compile_mb = common.peak_rss_bytes() / 1e6
 
-    rng = random.Random(seed)
+    rng = random.Random(path.name)  # the same assets for the same file
     singles = [f"asset:{a.id}" for a in rng.sample(estate.assets, min(queries, len(estate.assets)))]
     groups = group_failures(estate)
     # The first query pays for lazily built indexes (supplier and software maps); time it apart.
@@ -127,107 +130,96 @@ def run(args: argparse.Namespace) -> common.Report:
     queries = args.queries or (40 if args.quick else 400)
     report = common.Report(
         NAME,
-        f"Scale: {args.assets:,} assets, one process per input format",
+        f"Scale: {args.assets:,} assets, {len(args.shapes)} estate shapes, one process per shape and input format",
         args.assets,
         NOMINAL_ASSETS,
         args.seed,
         args.quick,
     )
     script = Path(__file__).resolve()
-    formats = ("json",) if args.skip_yaml else ("json", "yaml")
-    with common.work_directory(args.workdir) as workdir:
-        files = common.estate_files(args.assets, args.seed, workdir, formats, log=common.log)
-        common.log("JSON worker: load, compile, queries, SPOF scan…")
-        result = common.run_worker(script, ["json", str(files["json"]), str(queries), str(args.seed)])
-        yaml_result = None
-        if not args.skip_yaml:
-            common.log("YAML worker: load and compile…")
+    # The worker's second argument, which run_workers calls its repeat, is the number of single-asset queries.
+    results = shapes.run_workers(
+        script,
+        args,
+        queries,
+        "load, compile, queries, SPOF scan…",
+        lambda shape, result: add_shape_rows(report, shape, result),
+    )
+    yaml_result = None
+    if not args.skip_yaml and "generator" in args.shapes:
+        with common.work_directory(args.workdir) as workdir:
+            files = common.estate_files(args.assets, args.seed, workdir, ("yaml",), log=common.log)
+            common.log("YAML worker (generator): load and compile…")
             yaml_result = common.run_worker(script, ["yaml", str(files["yaml"])])
-        sizes = {fmt: path.stat().st_size / 1e6 for fmt, path in files.items()}
+            yaml_mb = files["yaml"].stat().st_size / 1e6
+        report.add(
+            "generator: load + compile from YAML",
+            yaml_result["load"] + yaml_result["compile"],
+            "s",
+            note=f"information; {yaml_mb:,.0f} MB; load {yaml_result['load']:.1f} s; "
+            f"{common.cpu_text(yaml_result['cpu'])}; peak {yaml_result['peak_mb']:,.0f} MB",
+        )
+    report.details = {"shapes": results, "yaml_worker": yaml_result}
+    return report
 
+
+def add_shape_rows(report: common.Report, shape: str, result: dict[str, Any]) -> None:
     load_compile = result["load"] + result["compile"]
     cpu = result["cpu"]
-    report.add("load (read, parse, validate) from JSON", result["load"], "s", note=common.cpu_text(cpu["load"]))
     report.add(
-        "compile",
-        result["compile"],
-        "s",
-        note=(
-            f"{result['nodes']:,} nodes, {result['groups']:,} any-groups over {result['member_sets']:,} distinct "
-            f"member sets ({result['member_entries']:,} entries); {common.cpu_text(cpu['compile'])}"
-        ),
-    )
-    report.add(
-        "load + compile from JSON",
+        f"{shape}: load + compile from JSON",
         load_compile,
         "s",
         target=TARGET_LOAD_COMPILE,
-        note=common.cpu_text(cpu["load"] + cpu["compile"]),
+        note=(
+            f"{shapes.DESCRIPTIONS[shape]}; load {result['load']:.1f} s, compile {result['compile']:.1f} s; "
+            f"{result['nodes']:,} nodes, {result['groups']:,} any-groups over {result['member_sets']:,} distinct "
+            f"member sets; {common.cpu_text(cpu['load'] + cpu['compile'])}"
+        ),
     )
-    if yaml_result is not None:
-        report.add(
-            "load + compile from YAML",
-            yaml_result["load"] + yaml_result["compile"],
-            "s",
-            note=f"information; load {yaml_result['load']:.1f} s; {common.cpu_text(yaml_result['cpu'])}; "
-            f"peak {yaml_result['peak_mb']:,.0f} MB",
-        )
     single, group = result["query_ms"]["single"], result["query_ms"]["group"]
     every = single + group
+    worst = max(result["group_queries"], key=lambda q: q["ms"])
     report.add(
-        "blast-radius query, median",
+        f"{shape}: blast-radius query, median",
         common.median(every),
         "ms",
         target=TARGET_QUERY_MS,
-        note=f"{len(single)} random single assets and {len(group)} supplier/site failures; "
-        f"CPU {cpu['query_ms_median']:.2f} ms",
+        note=f"{len(single)} random single assets (p95 {common.percentile(single, 0.95):.2f} ms) and {len(group)} "
+        f"supplier/site failures (slowest {worst['ref']}: {worst['ms']:.0f} ms, {worst['assets_down']:,} assets "
+        f"down); first supplier query {result['first_query_ms']:.0f} ms; CPU {cpu['query_ms_median']:.2f} ms",
     )
-    report.add(
-        "  single asset: median / p95",
-        common.median(single),
-        "ms",
-        note=f"p95 {common.percentile(single, 0.95):.2f} ms",
-    )
-    for q in result["group_queries"]:
-        report.add(
-            f"  {q['ref']}",
-            q["ms"],
-            "ms",
-            note=f"down: {q['assets_down']:,} assets, {q['services_down']:,} services",
-        )
-    report.add("  first supplier query (builds the supplier index)", result["first_query_ms"], "ms")
     spof = result["spof"]
     report.add(
-        "full SPOF scan",
+        f"{shape}: full SPOF scan",
         spof["seconds"],
         "s",
         target=TARGET_SPOF,
         note=f"{spof['found']:,} found; {common.cpu_text(spof['cpu'])}",
     )
     report.add(
-        "peak memory (JSON worker, whole run)",
+        f"{shape}: peak memory (JSON worker, whole run)",
         result["peak_mb"],
         "MB",
         target=TARGET_PEAK_MB,
         note=f"peak during load {result['peak_mb_after_load']:,.0f} MB, held after load "
         f"{result['rss_mb_after_load']:,.0f} MB, after compile {result['rss_mb_after_compile']:,.0f} MB",
     )
-    report.details = {"json_worker": result, "yaml_worker": yaml_result, "files_mb": sizes}
-    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.common_arguments(parser, NOMINAL_ASSETS)
     parser.add_argument("--queries", type=int, default=0, help="random single-asset queries (default 400, 40 quick)")
-    parser.add_argument("--skip-yaml", action="store_true", help="do not write or load the YAML file")
+    parser.add_argument("--skip-yaml", action="store_true", help="do not write or load the generator's YAML file")
+    shapes.shape_argument(parser)
     args = parser.parse_args()
     if args.worker:
-        kind, path, *rest = args.worker
-        if kind == "json":
-            common.emit(worker_json(Path(path), int(rest[0]), int(rest[1])))
-        else:
-            common.emit(worker_yaml(Path(path)))
+        if args.worker[0] == "yaml":
+            common.emit(worker_yaml(Path(args.worker[1])))
+        else:  # shapes.run_workers passes the file and the number of queries
+            path, queries = args.worker
+            common.emit(worker_json(Path(path), int(queries)))
         return
     common.finish(run(args))
 

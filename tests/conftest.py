@@ -9,6 +9,7 @@ Each PostgreSQL test gets its own schema (``search_path`` set through the URL), 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,24 @@ from sqlalchemy.engine import Engine
 
 from pg_schemas import isolated_postgres_schema, postgres_base_url
 from ringfence.store.db import make_engine, upgrade
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ringfence_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every ``ringfence`` a test runs out of the user's own home (``~/.local/share/ringfence``).
+
+    The CLI keeps its database in ``$RINGFENCE_HOME`` when no URL is given; a test that forgets the URL
+    must write into a throw-away folder, never into the state of the person running the tests.
+    """
+    saved = os.environ.get("RINGFENCE_HOME")
+    os.environ["RINGFENCE_HOME"] = str(tmp_path_factory.mktemp("ringfence-home"))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("RINGFENCE_HOME", None)
+        else:
+            os.environ["RINGFENCE_HOME"] = saved
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

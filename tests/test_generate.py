@@ -31,7 +31,7 @@ WINDOWS = {"windows-10", "windows-11", "windows-2019", "windows-2022"}
 
 # The fields the estate format v1 allows (services may also carry the `contacts` extension).
 TOP_FIELDS = {"apiVersion", "estate", "suppliers", "services", "assets"}
-SUPPLIER_FIELDS = {"id", "name"}
+SUPPLIER_FIELDS = {"id", "name", "contact"}  # contact: the extension the continuity pack prints
 SERVICE_FIELDS = {"id", "name", "tier", "rto", "rpo", "continuity", "requires", "contacts"}
 ASSET_FIELDS = {"id", "kind", "site", "supplier", "attrs", "software", "requires"}
 SOFTWARE_FIELDS = {"product", "version", "supplier"}

@@ -625,6 +625,18 @@ def test_every_plan_holds_the_rules(doc: dict[str, Any], update_doc: dict[str, A
         event(f"canary waves: {plan.canary_rings}")
         target(float(plan.canary_rings), label="canary waves")
         check_plan(doc, update, plan)
+        check_member_numbers(plan)
+
+
+def check_member_numbers(plan: Plan) -> None:
+    """Each group's members by number (what the safety guard reads) are its members by id."""
+    flat = [a for ring in plan.rings for a in ring.assets]
+    for group in plan.groups:
+        assert group.numbers is not None
+        targets, outside = group.numbers
+        assert list(targets) == sorted(set(targets))
+        assert sorted([flat[p] for p in targets] + list(outside)) == sorted(group.members)
+        assert not set(outside) & set(flat)
 
 
 @settings(PROPERTY, max_examples=300)

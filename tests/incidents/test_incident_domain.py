@@ -197,7 +197,9 @@ def test_rto_clock_arithmetic_at_fixed_times(ward: EstateGraph) -> None:
     epr = clock(incident, "epr", T0 + timedelta(minutes=30))
     assert epr.deadline == T0 + 4 * HOUR
     assert epr.remaining == 3 * 3600 + 30 * 60
-    assert epr.estimated == 3 * 3600  # step 3 at an hour a step
+    # Step 3 at an hour a step: expected back 3h after the declaration, 2h 30m from the moment asked about.
+    assert epr.expected_at == T0 + 3 * HOUR
+    assert epr.estimated == 2 * 3600 + 30 * 60
     assert epr.status is ClockStatus.ON_TRACK
     # Restoring the database brings every step one closer.
     incident = mark_restored(incident, "sql-epr-1", T0 + HOUR, actor="bob")
@@ -206,15 +208,21 @@ def test_rto_clock_arithmetic_at_fixed_times(ward: EstateGraph) -> None:
     assert (epr.remaining, epr.estimated, epr.status) == (3 * 3600, 2 * 3600, ClockStatus.ON_TRACK)
     # The rota has no RTO: no clock to keep, but an estimate all the same.
     rota = declare(ward, "asset:rota-db")
-    (rota_clock,) = rto_clocks(rota, T0 + 10 * HOUR)
+    (rota_clock,) = rto_clocks(rota, T0)
     assert (rota_clock.status, rota_clock.deadline, rota_clock.estimated) == (ClockStatus.NO_RTO, None, 2 * 3600)
+    # Ten hours on with no mark, the step in hand is overdue: what is certain is the one step after it.
+    (rota_clock,) = rto_clocks(rota, T0 + 10 * HOUR)
+    assert (rota_clock.estimated, rota_clock.expected_at) == (3600, T0 + 11 * HOUR)
 
 
 def test_breach_transitions_on_track_at_risk_breached_missed(ward: EstateGraph) -> None:
     incident = declare(ward, "asset:sql-epr-1")
-    # epr: RTO 4h, step 3 (3h). On track while 3h or more are left, at risk below, breached past 4h.
-    assert clock(incident, "epr", T0 + HOUR).status is ClockStatus.ON_TRACK
-    assert clock(incident, "epr", T0 + HOUR + timedelta(seconds=1)).status is ClockStatus.AT_RISK
+    # epr: RTO 4h, step 3 (expected back at 3h). On track while the two steps after the one in hand still fit
+    # before the deadline (until 2h in, with no mark), at risk once they cannot, breached past 4h.
+    assert clock(incident, "epr", T0 + timedelta(seconds=1)).status is ClockStatus.ON_TRACK
+    assert clock(incident, "epr", T0 + HOUR + timedelta(seconds=1)).status is ClockStatus.ON_TRACK
+    assert clock(incident, "epr", T0 + 2 * HOUR).status is ClockStatus.ON_TRACK
+    assert clock(incident, "epr", T0 + 2 * HOUR + timedelta(seconds=1)).status is ClockStatus.AT_RISK
     at_deadline = clock(incident, "epr", T0 + 4 * HOUR)
     assert (at_deadline.status, at_deadline.remaining) == (ClockStatus.AT_RISK, 0)
     past = clock(incident, "epr", T0 + 4 * HOUR + timedelta(seconds=1))
@@ -244,7 +252,15 @@ def test_clocks_are_most_critical_first_and_stop_when_the_incident_closes(ward: 
     closed = close_incident(incident, T0 + 2 * HOUR, actor="carol", reason="handed to the supplier")
     frozen = clock(closed, "epr", T0 + 10 * HOUR)
     assert frozen.as_of == T0 + 2 * HOUR
-    assert (frozen.status, frozen.remaining) == (ClockStatus.AT_RISK, 2 * 3600)
+    # Never restored: not "on track" nor "at risk" of a deadline nobody works to, but left down at the close.
+    assert (frozen.status, frozen.remaining, frozen.estimated) == (ClockStatus.NOT_RESTORED_AT_CLOSE, 2 * 3600, None)
+    assert frozen.warning == "epr (tier 1): not restored at close, 2h before its RTO of 4h ran out"
+    pharmacy = clock(closed, "pharmacy", T0 + 10 * HOUR)
+    assert (pharmacy.status, pharmacy.remaining) == (ClockStatus.NOT_RESTORED_AT_CLOSE, -3600)
+    assert pharmacy.is_past_rto
+    assert pharmacy.warning == "pharmacy (tier 2): not restored at close, 1h past its RTO of 1h"
+    # Seen from before the close, the clocks ran.
+    assert clock(closed, "epr", T0 + HOUR).status is ClockStatus.ON_TRACK
 
 
 def test_the_timeline_places_each_breach_at_its_deadline(ward: EstateGraph) -> None:

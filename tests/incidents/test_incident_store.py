@@ -155,7 +155,9 @@ def test_the_document_carries_clocks_warnings_and_the_timeline(db_engine: Engine
     pharmacy = doc["clocks"][1]
     assert (pharmacy["service"], pharmacy["status"], pharmacy["remaining"]) == ("pharmacy", "breached", -3600)
     epr = doc["clocks"][0]
-    assert (epr["service"], epr["status"], epr["remaining"], epr["estimated"]) == ("epr", "on_track", 7200, 7200)
+    # Two steps left after the 08:00 restore: expected back at 10:00, an hour from the 09:00 asked about.
+    assert (epr["service"], epr["status"], epr["remaining"], epr["estimated"]) == ("epr", "on_track", 7200, 3600)
+    assert epr["expected_at"] == "2022-08-04T10:00:00Z"
     assert doc["warnings"] == ["pharmacy (tier 2): RTO of 1h breached 1h ago"]
     # A breach at the moment of a restore comes after it.
     assert [(e["kind"], e["at"]) for e in doc["timeline"]] == [

@@ -35,6 +35,7 @@ from ringfence.core.rollout.guard import (
     check_opening,
     refusal_sentence,
 )
+from ringfence.core.rollout.record import MemberNumbers
 from ringfence.core.rollout.state import AssetState
 
 S = AssetState
@@ -360,6 +361,30 @@ def test_rule_4_counts_a_member_listed_twice_once() -> None:
     assert rules(check_opening(plan, at_ring(plan, 1, moves={"epr-db-1": 1}), [])) == [4]
 
 
+def test_rule_4_reads_members_by_number_as_the_plan_numbered_them() -> None:
+    plan = replace(CITY, groups=numbered(CITY.rings, CITY.groups))
+    assert plan.groups[0].numbers == MemberNumbers((3, 7), ())  # epr-db-2 is the 4th target, epr-db-1 the 8th
+    moved = at_ring(plan, 1, moves={"epr-db-1": 1})
+    assert check_opening(plan, moved, []) == check_opening(replace(CITY), moved, [])
+    assert rules(check_opening(plan, moved, [])) == [4]
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        MemberNumbers((3, 10**6), ()),  # a position beyond the plan's targets
+        MemberNumbers((7, 3), ()),  # not ascending
+        MemberNumbers((3,), ("epr-db-1",)),  # a target called a member outside the rollout
+    ],
+    ids=["out of range", "not ascending", "a target called outside"],
+)
+def test_numbers_that_cannot_be_the_plans_are_not_trusted(numbers: MemberNumbers) -> None:
+    lying = replace(CITY, groups=(EPR._replace(numbers=numbers), *numbered(CITY.rings, (CLUSTER, KIOSK))))
+    moved = at_ring(lying, 1, moves={"epr-db-1": 1})
+    # Looked up by id instead: the move that overfills the pair is still refused.
+    assert rules(check_opening(lying, moved, [])) == [4]
+
+
 # ------------------------------------------------------------------------------ rule 5: criticality last
 
 
@@ -540,9 +565,15 @@ def test_the_guard_shares_no_code_with_the_planner_or_the_controller() -> None:
         "ringfence.core.impact",
     }
     assert not {m for m in imported if any(m == f or m.startswith(f + ".") for f in forbidden)}
-    # Its own modules, the asset states, and the wording of counts and lists (no rule is read there).
+    # Its own modules, the asset states, the plan's persisted form of a group's member numbers, and the wording
+    # of counts and lists (no rule is read there).
     ours = {m for m in imported if m.startswith("ringfence") and not m.startswith("ringfence.core.rollout.guard")}
-    assert ours == {"ringfence.core.errors", "ringfence.core.rollout.state", "ringfence.core.words"}
+    assert ours == {
+        "ringfence.core.errors",
+        "ringfence.core.rollout.record",
+        "ringfence.core.rollout.state",
+        "ringfence.core.words",
+    }
 
 
 # ------------------------------------------------------------------------------ hypothesis: estates
@@ -891,7 +922,9 @@ def arbitrary(draw: st.DrawFn) -> Arbitrary:
     canary_rings = draw(st.integers(1, n_rings))
     ring_of = {t: draw(st.integers(0, n_rings - 1)) for t in estate.targets}
     rings = tuple(tuple(t for t in estate.targets if ring_of[t] == r) for r in range(n_rings))
-    plan = GuardPlan(rings, canary_rings, estate.stratum, estate.tier, estate.groups)
+    # The groups as the planner hands them (members also by number), or as built by hand (by id only).
+    groups = numbered(rings, estate.groups) if draw(st.booleans()) else estate.groups
+    plan = GuardPlan(rings, canary_rings, estate.stratum, estate.tier, groups)
     current = dict(ring_of)
     for t in draw(st.lists(st.sampled_from(estate.targets), max_size=3)):
         current[t] = draw(st.integers(0, n_rings - 1))
@@ -903,6 +936,20 @@ def arbitrary(draw: st.DrawFn) -> Arbitrary:
     ring = draw(st.integers(0, n_rings - 1))
     judged = draw(st.integers(0, n_rings))
     return Arbitrary(estate, plan, GuardState(ring, assignment, states, frozenset(down), judged), starting)
+
+
+def numbered(rings: Sequence[Sequence[str]], groups: Sequence[GuardGroup]) -> tuple[GuardGroup, ...]:
+    """``groups`` with their members also by number, as the planner and a stored plan give them."""
+    position = {a: p for p, a in enumerate(a for ring in rings for a in ring)}
+    return tuple(
+        group._replace(
+            numbers=MemberNumbers(
+                tuple(sorted({position[m] for m in group.members if m in position})),
+                tuple(sorted({m for m in group.members if m not in position})),
+            )
+        )
+        for group in groups
+    )
 
 
 def brute_force(case: Arbitrary) -> dict[str, list[object]]:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from ringfence.core.driver import Batch, OperationKind
 from ringfence.core.errors import DriverError, InputError
+from ringfence.core.rollout.state import RolloutPhase
 from ringfence.core.update import parse_update_text
 from ringfence.drivers.registry import DriverContext, server_driver
 from ringfence.drivers.simulated import SimulatedDriver
@@ -128,3 +129,33 @@ def test_a_world_file_and_a_world_per_rollout_do_not_mix(tmp_path: Path, db_engi
     driver = SimulatedDriver(world=str(tmp_path / "world.json"))
     with pytest.raises(DriverError, match=r"world\.json"):
         driver.keep_worlds_in(DatabaseWorlds(db_engine))
+
+
+def test_a_crash_found_while_health_is_read_for_the_gate_is_kept_without_blocking_the_controller(
+    db_engine: Engine,
+) -> None:
+    """The controller reads health for a decision outside its write transaction: the simulated world, kept in
+    the same database, saves the crash its reading settles. (Read inside it, the save waited on the
+    controller's own transaction: "database is locked" after the busy timeout on SQLite, for ever on
+    PostgreSQL — a rollout that could never pass its first gate.)"""
+    update = UPDATE.replace("bake: 0s", "bake: 2s").replace(
+        "timing: {apply: 1h, rollback: 2h, restore_point: 3h}", "timing: {apply: 0s}"
+    )
+    rollout = create(db_engine, update)
+    rollouts.start(db_engine, rollout, actor="ana", at=datetime.now(UTC))
+    driver = rollout_driver(db_engine, rollout, {"fail": "app-1,app-2", "after": "1s"})
+    controller = rollouts.controller(db_engine, driver, lambda: datetime.now(UTC))
+    for _ in range(20):
+        report = controller.step(rollout)
+        if report.phase is RolloutPhase.BAKING:
+            break
+    assert report.phase is RolloutPhase.BAKING  # the canary installed, no crash yet: the gate is next
+    # The canary crashes a second after its install and the bake ends a second later; nothing reads the world
+    # meanwhile, so the gate's reading is the one that settles the crash and saves it.
+    time.sleep(2.2)
+    verdicts = [controller.step(rollout).verdict for _ in range(3)]
+    kept = load_world(db_engine, rollout)
+    assert [a for a, asset in kept.assets.items() if asset.is_down] == [
+        a for a, asset in kept.assets.items() if asset.installs
+    ]
+    assert [v.outcome.value for v in verdicts if v is not None] == ["failed"]

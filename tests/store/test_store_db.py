@@ -55,12 +55,16 @@ def test_the_default_database_is_a_file_in_ringfence_home(monkeypatch: pytest.Mo
     assert home.is_dir()
 
 
-def test_ringfence_home_defaults_to_dot_ringfence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_ringfence_home_the_database_is_in_the_xdg_data_home_not_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A server started straight from uvicorn (no CLI to settle the home) uses the same database as the CLI."""
     monkeypatch.delenv("RINGFENCE_DATABASE_URL", raising=False)
     monkeypatch.delenv("RINGFENCE_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
-    assert database_url() == f"sqlite:///{tmp_path.resolve() / '.ringfence' / 'ringfence.db'}"
-    assert (tmp_path / ".ringfence").is_dir()
+    assert database_url() == f"sqlite:///{(tmp_path / 'data' / 'ringfence' / 'ringfence.db').resolve()}"
+    assert not (tmp_path / ".ringfence").exists()
 
 
 def test_the_environment_names_the_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

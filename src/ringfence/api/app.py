@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
 from ringfence import __version__
@@ -25,6 +26,9 @@ from ringfence.store.db import make_engine, upgrade
 
 if TYPE_CHECKING:
     from ringfence.service.runner import ControllerLoop
+
+DOCS_ASSETS = "/docs/assets"
+"""Where Swagger UI's own script and stylesheet for /docs are served."""
 
 # Router modules, mounted in this order when they exist (each is owned by its own part of the service).
 ROUTERS = (
@@ -100,13 +104,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             for stop in app.state.shutdown_hooks:
                 await stop(app)
 
-    app = FastAPI(
+    # The explorer at /docs is Swagger UI served from this server (fastapi-offline ships its files), so it
+    # works where the estate lives: on a network that reaches no CDN.
+    app = FastAPIOffline(
         title="ringfence",
         version=__version__,
         summary="Resilience control plane for critical IT estates",
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        static_url=DOCS_ASSETS,
         lifespan=lifespan,
         telemetry={"tracing": settings.telemetry, "metrics": settings.telemetry, "logs": settings.telemetry},
     )

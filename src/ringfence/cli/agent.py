@@ -41,6 +41,7 @@ import typer
 
 from ringfence.cli.main import app
 from ringfence.core.clock import utc_now
+from ringfence.core.words import count
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
@@ -148,10 +149,12 @@ class AgentMemory:
     def save(self) -> None:
         if self.path is None:
             return
+        from ringfence.cli.paths import writing
         from ringfence.files.disk import write_text_atomic
 
         document = {"done": self.done, "owed": self.owed, "current_rollout": self.current_rollout}
-        write_text_atomic(self.path, json.dumps(document, sort_keys=True))
+        with writing(self.path, "--state"):
+            write_text_atomic(self.path, json.dumps(document, sort_keys=True))
 
 
 @dataclass
@@ -197,7 +200,7 @@ class Agent:
             try:
                 self.send_heartbeat()
             except ServerUnavailableError as exc:
-                self.say(f"stopping with {len(self.memory.owed)} result(s) undelivered ({exc})")
+                self.say(f"stopping with {count(len(self.memory.owed), 'result')} undelivered ({exc})")
         self.say("stopped")
 
     # ------------------------------------------------------------------------------ directives
@@ -323,6 +326,38 @@ def _seconds(option: str, value: str) -> float:
     return float(seconds)
 
 
+def server_url(server: str) -> str:
+    """The server's base URL, or an InputError naming the fix.
+
+    Without a scheme (``localhost:8531``) httpx cannot connect and the agent would retry for ever, as if the
+    server were down: a mistake in the command line must fail at once instead.
+    """
+    import httpx
+
+    from ringfence.core.errors import InputError, Problem
+
+    text = server.strip()
+    scheme, sep, rest = text.partition("://")
+    text, rest = text.rstrip("/"), rest.rstrip("/")
+    if not sep:
+        raise InputError(
+            [Problem(f"'{server}' has no scheme; write --server http://{text} (or https://)", path=("--server",))]
+        )
+    if scheme.lower() not in ("http", "https"):
+        raise InputError(
+            [Problem(f"'{server}' is not an http:// or https:// URL; write --server http://{rest}", path=("--server",))]
+        )
+    try:
+        host = httpx.URL(text).host
+    except httpx.InvalidURL as exc:
+        raise InputError([Problem(f"'{server}' is not a URL ({exc})", path=("--server",))]) from None
+    if not host or not rest:
+        raise InputError(
+            [Problem(f"'{server}' names no host, e.g. --server http://localhost:8321", path=("--server",))]
+        )
+    return text
+
+
 @app.command("agent", rich_help_panel="Run the service")
 def agent(
     server: Annotated[str, typer.Option(help="The ringfence server, e.g. http://ringfence.trust.nhs.uk:8321.")],
@@ -346,11 +381,14 @@ def agent(
     """Run the agent of one asset: poll its directive, install or roll back when told, report, heartbeat."""
     import httpx
 
+    from ringfence.cli.paths import check_output_file
     from ringfence.core.errors import PermissionDeniedError
 
+    base_url = server_url(server)
+    check_output_file(state, "--state", example="agent-state.json")
     memory = AgentMemory.load(state)
     client = httpx.Client(
-        base_url=server.rstrip("/"),
+        base_url=base_url,
         headers={"Authorization": f"Bearer {token}", "User-Agent": "ringfence-agent"},
         timeout=httpx.Timeout(10.0, connect=5.0),
     )

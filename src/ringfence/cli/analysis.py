@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ from ringfence.cli.output import JsonOpt, emit_json, err, hold_until_exit, out, 
 from ringfence.core.documents import check_document, concentration_document, impact_document, spof_document
 from ringfence.core.estate import TIER_NAMES, Estate
 from ringfence.core.graph import EstateGraph, compile_estate
+from ringfence.core.words import count
 from ringfence.files.disk import read_estate
 
 EstateArg = Annotated[Path, typer.Argument(help="Estate file (YAML or JSON).", show_default=False)]
@@ -76,8 +78,9 @@ def check(
     with working(f"Checking {estate_file}…", as_json):
         estate = parse_estate_text(text, str(estate_file))
         graph = compile_estate(estate)
-    # Graph warnings (a where-group that matches too little) get their lines from the same text.
-    warnings = [*estate.warnings, *locate_problems(graph.warnings, text)]
+    # Warnings come without lines (most commands never show them); `check` shows every one, so it finds their lines,
+    # the estate's and the graph's (a where-group that matches too little) in one pass over the text.
+    warnings = locate_problems([*estate.warnings, *graph.warnings], text)
     ok = not (strict and warnings)
     if as_json:
         emit_json(check_document(estate, warnings, ok=ok).model_dump(mode="json"))
@@ -88,16 +91,16 @@ def check(
         table.add_column("tier")
         table.add_column("services", justify="right")
         for tier in sorted(TIER_NAMES):
-            count = sum(1 for s in estate.services if s.tier == tier)
-            table.add_row(tier_label(tier), str(count))
+            in_tier = sum(1 for s in estate.services if s.tier == tier)
+            table.add_row(tier_label(tier), str(in_tier))
         out.print(table)
         kinds: dict[str, int] = {}
         for asset in estate.assets:
             kinds[asset.kind] = kinds.get(asset.kind, 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         out.print(
-            f"{len(estate.assets)} assets ({summary}); {len(estate.services)} services; "
-            f"{estate.declared_suppliers} suppliers; sites: {', '.join(estate.sites) or 'none'}"
+            f"{count(len(estate.assets), 'asset')} ({summary}); {count(len(estate.services), 'service')}; "
+            f"{count(estate.declared_suppliers, 'supplier')}; sites: {', '.join(estate.sites) or 'none'}"
         )
     if not ok:
         raise typer.Exit(1)
@@ -113,16 +116,42 @@ def impact(estate_file: EstateArg, fail: FailOpt, as_json: JsonOpt = False) -> N
     if as_json:
         emit_json(impact_document(radius).model_dump(mode="json"))
         return
-    out.print(f"[bold]If {', '.join(radius.failed)} fails:[/]")
+    before = radius.already_down
+    out.print(f"[bold]If {', '.join(radius.failed)} {'fail' if len(radius.failed) > 1 else 'fails'}:[/]")
     if not radius.services_down:
         out.print("No service goes down.")
+    elif not radius.services_taken_down:
+        out.print("No service that was up goes down.")
     for tier in sorted({s.tier for s in radius.services_down}):
         names = [s.id for s in radius.services_down if s.tier == tier]
-        line = Text.assemble(tier_chip(tier), " ", tier_label(tier), f"  {len(names)} down: ", ", ".join(names))
+        line = Text.assemble(tier_chip(tier), " ", tier_label(tier), f"  {len(names)} down: ")
+        _append_ids(line, names, before)
         out.print(line)
-    out.print(f"{len(radius.assets_down)} assets down.")
+    assets_before = sum(1 for a in radius.assets_down if a in before)
+    out.print(
+        f"{count(len(radius.assets_down), 'asset')} down"
+        + (f", {assets_before} of them already down before the failure." if assets_before else ".")
+    )
     if radius.assets_down and len(radius.assets_down) <= 30:
-        out.print(Text(", ".join(radius.assets_down), style="dim"))
+        assets = Text(style="dim")
+        _append_ids(assets, radius.assets_down, before)
+        out.print(assets)
+    if before:
+        out.print(
+            Text(
+                "(already down): down before anything failed; `ringfence check` says why.",
+                style="dim",
+            )
+        )
+
+
+def _append_ids(line: Text, ids: Sequence[str], already_down: AbstractSet[str]) -> None:
+    """``a, b (already down), c``: the ids, each down before the failure marked as such."""
+    for n, node_id in enumerate(ids):
+        line.append(", " if n else "")
+        line.append(node_id)
+        if node_id in already_down:
+            line.append(" (already down)", style="yellow")
 
 
 @app.command(rich_help_panel="Know your estate")
@@ -156,7 +185,8 @@ def spof(
     if not spofs:
         out.print("No single point of failure found.")
         return
-    table = Table(title=f"{len(spofs)} single points of failure", title_justify="left")
+    title = count(len(spofs), "single point of failure", "single points of failure")
+    table = Table(title=title, title_justify="left")
     table.add_column("worst")
     table.add_column("fails alone")
     table.add_column("takes down")
@@ -182,8 +212,9 @@ def concentration(estate_file: EstateArg, as_json: JsonOpt = False) -> None:
     tiers = sorted({t for r in rows for t in r.share_by_tier})
     table = Table(title="Supplier concentration: services lost if the supplier fails", title_justify="left")
     table.add_column("supplier")
+    # Short tier headings: at 80 columns the four full labels left too little room for the services' ids.
     for t in tiers:
-        table.add_column(tier_label(t), justify="right")
+        table.add_column(f"tier {t}", justify="right")
     table.add_column("services down", overflow="fold")
     ranked = sorted(rows, key=lambda r: (*(-r.share_by_tier.get(t, 0.0) for t in tiers), r.id))
     for r in ranked:
@@ -192,6 +223,10 @@ def concentration(estate_file: EstateArg, as_json: JsonOpt = False) -> None:
             f" +{len(r.services_down) - 8}" if len(r.services_down) > 8 else ""
         )
         table.add_row(r.id, *shares, names or Text("none", style="dim"))
+    table.caption = "Share of each tier's services lost (T1 is tier 1): " + "; ".join(
+        tier_label(t).plain for t in tiers
+    )
+    table.caption_justify = "left"
     out.print(table)
 
 

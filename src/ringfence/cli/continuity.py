@@ -32,11 +32,14 @@ def pack(
     as_json: JsonOpt = False,
 ) -> None:
     """Write downtime sheets: the plan, contacts, RTO/RPO, dependencies, suppliers and restore order per service."""
+    from ringfence.cli.paths import check_output_folder, writing
     from ringfence.files.continuity import continuity_sheets, write_pack
 
+    check_output_folder(output, "--out")
     estate, graph = load(estate_file, as_json)
     sheets = continuity_sheets(graph, service)
-    files = write_pack(sheets, output, estate_name=estate.name, generated_at=utc_now())
+    with writing(output, "--out"):
+        files = write_pack(sheets, output, estate_name=estate.name, generated_at=utc_now())
     if as_json:
         emit_json(
             {

@@ -1,7 +1,8 @@
 """How a CLI command reaches the state it keeps: the database, and the name of the person acting.
 
-State lives in the database (``RINGFENCE_DATABASE_URL``, default a SQLite file in ``$RINGFENCE_HOME``);
-every command migrates it to the newest schema first.
+State lives in the database (``RINGFENCE_DATABASE_URL``, default a SQLite file in the per-user home that
+:mod:`ringfence.cli.home` chooses); every command migrates it to the newest schema first, and a command that
+writes says on stderr which database it wrote to.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def database() -> Iterator[Engine]:
-    """The database, migrated to the newest schema; its connections are closed when the command ends."""
+def database(*, writes: bool) -> Iterator[Engine]:
+    """The database, migrated to the newest schema; its connections are closed when the command ends.
+
+    ``writes``: the command changes what is stored, so it names the database (a person with two homes, or a
+    forgotten ``RINGFENCE_DATABASE_URL``, sees at once where the change went).
+    """
+    from ringfence.cli.home import announce_database
     from ringfence.store.db import make_engine, upgrade
 
     engine = make_engine()
     try:
         upgrade(engine)
+        if writes:
+            announce_database(engine.url.render_as_string(hide_password=False))
         yield engine
     finally:
         engine.dispose()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -14,6 +15,7 @@ from ringfence.cli.analysis import EstateArg, load, working
 from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, err, out, tier_chip
 from ringfence.core.durations import humanize_duration
+from ringfence.core.words import count
 
 if TYPE_CHECKING:
     from ringfence.core.drills import DrillReport
@@ -43,8 +45,10 @@ def drill(
     strategy: StrategyOpt = None,
 ) -> None:
     """Replay a faulty release in simulated time with each strategy and compare what it would have cost."""
+    from ringfence.cli.paths import check_output_file
     from ringfence.core.rollout.strategy import STRATEGIES
 
+    check_output_file(report, "--report", example="drill.html")
     strategies = tuple(strategy) if strategy else STRATEGIES
     estate, graph = load(estate_file, as_json)
     result = run_scenario(graph, scenario_file, strategies, quiet=as_json)
@@ -70,9 +74,11 @@ def run_scenario(graph: EstateGraph, scenario_file: Path, strategies: Sequence[s
 
 def write_report(reports: Sequence[DrillReport], path: Path, *, estate_name: str, quiet: bool = False) -> None:
     """Write the self-contained HTML report (``ringfence.files.report``), one drill or several."""
+    from ringfence.cli.paths import writing
     from ringfence.files.report import write_drill_report
 
-    write_drill_report(list(reports), path, estate_name=estate_name)
+    with writing(path, "--report"):
+        write_drill_report(list(reports), path, estate_name=estate_name)
     if not quiet:
         err.print(f"Report written to {path}")
 
@@ -80,18 +86,24 @@ def write_report(reports: Sequence[DrillReport], path: Path, *, estate_name: str
 def print_drill(result: DrillReport) -> None:
     scenario = result.scenario
     title = (
-        f"Drill {scenario.scenario}: {scenario.update.release} on {result.targets} targets, "
+        f"Drill {scenario.scenario}: {scenario.update.release} on {count(result.targets, 'target')}, "
         f"{result.affected} of them affected by the fault"
     )
-    table = Table(title=title, title_justify="left")
+    # Rules under the header only, no vertical lines: eight columns fit in 80. On a narrow screen the columns
+    # that wrap get the width of their longest word: Rich, left to share the width out, would cut words
+    # ("servi…", "comple…") while leaving room elsewhere.
+    narrow = out.width < 100
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
+    )
     table.add_column("strategy", no_wrap=True, min_width=11)
-    table.add_column("exposed", justify="right")
-    table.add_column("failed", justify="right")
-    table.add_column("services down")
-    table.add_column("stopped at", justify="right")
-    table.add_column("detected after", justify="right")
-    table.add_column("data lost", justify="right")
-    table.add_column("ended")
+    table.add_column("exposed", justify="right", no_wrap=True)
+    table.add_column("failed", justify="right", no_wrap=True)
+    table.add_column("services down", width=13 if narrow else None)
+    table.add_column("stopped at", justify="right", width=7 if narrow else None)
+    table.add_column("detected after", justify="right", width=8 if narrow else None)
+    table.add_column("data lost", justify="right", width=4 if narrow else None)
+    table.add_column("ended", width=9 if narrow else None)
     for r in result.results:
         tiers: dict[int, int] = {}
         for s in r.services_down:

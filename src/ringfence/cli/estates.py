@@ -9,6 +9,8 @@ import typer
 
 from ringfence.cli.main import app
 from ringfence.cli.output import err, out
+from ringfence.cli.paths import check_output_file, writing
+from ringfence.core.words import count
 
 import_app = typer.Typer(help="Write an estate file from what a team already has.", no_args_is_help=True)
 app.add_typer(import_app, name="import", rich_help_panel="Know your estate")
@@ -42,8 +44,9 @@ def _write(document: object, out_path: Path | None, *, source: Path | None = Non
     if out_path is None:
         out.file.write(dump_document(document))
         return
-    write_document(document, out_path)
-    err.print(f"Wrote {out_path}: {len(estate.assets)} assets, {len(estate.services)} services.")
+    with writing(out_path, "--out"):
+        write_document(document, out_path)
+    err.print(f"Wrote {out_path}: {count(len(estate.assets), 'asset')}, {count(len(estate.services), 'service')}.")
 
 
 @app.command(rich_help_panel="Know your estate")
@@ -55,6 +58,7 @@ def generate(
     """Write a synthetic estate shaped like the sample, at any size (for benchmarks and tests)."""
     from ringfence.core.generate import generate_estate
 
+    check_output_file(out_path, "--out", example="estate.yaml")
     _write(generate_estate(assets, seed=seed), out_path)
 
 
@@ -67,6 +71,7 @@ def import_ansible(
     """Assets from an Ansible inventory: groups and host vars become attrs."""
     from ringfence.files.importers.ansible import import_ansible_inventory
 
+    check_output_file(out_path, "--out", example="estate.yaml")
     _write(import_ansible_inventory(inventory, estate_name=name), out_path, source=inventory)
 
 
@@ -79,4 +84,5 @@ def import_csv(
     """Assets from a CSV file, one a row."""
     from ringfence.files.importers.csv import import_csv as read_csv
 
+    check_output_file(out_path, "--out", example="estate.yaml")
     _write(read_csv(csv_file, estate_name=name), out_path, source=csv_file, csv_rows=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -46,6 +47,7 @@ _STATUS_STYLE = {
     "met": "green",
     "missed": "bold red",
     "no_rto": "dim",
+    "not_restored_at_close": "bold red",
 }
 _SHOWN_PER_STEP = 12
 
@@ -66,7 +68,7 @@ def declare(
     step_seconds = step_seconds_of(step_time)
     text = read_text(estate_file)
     now = utc_now()
-    with database() as engine:
+    with database(writes=True) as engine:
         incident = incidents.declare(
             engine,
             fail=fail,
@@ -92,7 +94,7 @@ def list_command(
     from ringfence.service import incidents
 
     now = utc_now()
-    with database() as engine:
+    with database(writes=False) as engine:
         found = incidents.list_incidents(engine, status=status)
     summaries = [incidents.incident_summary(i, now) for i in found]
     if as_json:
@@ -101,9 +103,14 @@ def list_command(
     if not summaries:
         out.print("No incidents.")
         return
-    table = Table(title_justify="left")
+    # No vertical rules: at 80 columns the date and the counts stay on one line; the clocks and title wrap.
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for column in ("id", "status", "declared", "worst", "restored", "RTO", "title"):
-        table.add_column(column, justify="right" if column == "restored" else "left")
+        table.add_column(
+            column,
+            justify="right" if column == "restored" else "left",
+            no_wrap=column not in ("RTO", "title"),
+        )
     for s in summaries:
         clocks = Text()
         if s.breached:
@@ -132,7 +139,7 @@ def show(
     from ringfence.service import incidents
 
     now = utc_now()
-    with database() as engine:
+    with database(writes=False) as engine:
         incident = incidents.get(engine, incident_id)
     if as_json:
         emit_json(incidents.incident_document(incident, now).model_dump(mode="json"))
@@ -151,7 +158,7 @@ def restore(
     from ringfence.service import incidents
 
     now = utc_now()
-    with database() as engine:
+    with database(writes=True) as engine:
         incident = incidents.restore(engine, incident_id, items, actor=resolve_actor(actor), at=now)
     if as_json:
         emit_json(incidents.incident_document(incident, now).model_dump(mode="json"))
@@ -169,9 +176,9 @@ def note(
     """Add a note to the incident's timeline."""
     from ringfence.service import incidents
 
-    with database() as engine:
+    with database(writes=True) as engine:
         incident = incidents.note(engine, incident_id, text, actor=resolve_actor(actor), at=utc_now())
-    out.print(f"Noted in {incident.id} ({len(incident.events)} events).")
+    out.print(f"Noted in {incident.id} ({count(len(incident.events), 'event')}).")
 
 
 @incident_app.command("close")
@@ -185,7 +192,7 @@ def close(
     """Close an incident: everything restored, or a reason. Then write its review (`incident review`)."""
     from ringfence.service import incidents
 
-    with database() as engine:
+    with database(writes=True) as engine:
         incident = incidents.close(engine, incident_id, actor=resolve_actor(actor), at=utc_now(), reason=reason)
     out.print(f"Incident {incident.id} {incident.events[-1].text}.")
     out.print(f"Write its review with: ringfence incident review {incident.id} --out review.html")
@@ -202,21 +209,24 @@ def review(
     ] = None,
 ) -> None:
     """The post-incident review: timeline, impact by tier, time to restore against RTO, the rollout behind it."""
+    from ringfence.cli.paths import check_output_file, writing
     from ringfence.core.errors import InputError, Problem
     from ringfence.files.disk import write_text_atomic
     from ringfence.files.incident_review import render_review_html, render_review_markdown
     from ringfence.service import incidents
 
+    check_output_file(output, "--out", example="review.html")
     suffix = output.suffix.lower() if output is not None else ".md"
     if suffix not in (".html", ".htm", ".md", ".markdown"):
         raise InputError([Problem(f"'{output}' is neither .html nor .md; say which by its suffix", path=("--out",))])
-    with database() as engine:
+    with database(writes=False) as engine:
         found = incidents.review(engine, incident_id, utc_now())
     text = render_review_html(found) if suffix in (".html", ".htm") else render_review_markdown(found)
     if output is None:
         out.file.write(text)
         return
-    write_text_atomic(output, text)
+    with writing(output, "--out"):
+        write_text_atomic(output, text)
     out.print(
         f"Review of {incident_id} written to {output}{' (a draft: the incident is open)' if found.is_draft else ''}."
     )
@@ -244,7 +254,7 @@ def print_incident(incident: Incident, now: datetime, *, timeline: int = 10) -> 
         f"Failed: {', '.join(incident.failed)}{cause}\n"
         f"Down: {count(len(services), 'service')}"
         + (f" ({tiers})" if tiers else "")
-        + f", {len(incident.items) - len(services)} assets · "
+        + f", {count(len(incident.items) - len(services), 'asset')} · "
         f"{len(incident.restored)} of {len(incident.items)} items restored",
         highlight=False,
     )
@@ -252,9 +262,12 @@ def print_incident(incident: Incident, now: datetime, *, timeline: int = 10) -> 
     if incident.continuity:
         table = Table(title="Enact these continuity plans, most critical first", title_justify="left", expand=True)
         table.add_column("tier", no_wrap=True)
-        table.add_column("service", ratio=2, overflow="fold")
-        table.add_column("RTO clock", ratio=2)
-        table.add_column("continuity plan, and whom to call", ratio=5, overflow="fold")
+        # The service column is as wide as its longest id (within reason), so an id is never cut in two
+        # ("community-reco/rds") at 80 columns; the plan takes the rest and wraps.
+        longest = max(len(a.service) for a in incident.continuity)
+        table.add_column("service", width=max(16, min(longest, 28)), overflow="fold")
+        table.add_column("RTO clock", no_wrap=True)
+        table.add_column("continuity plan, and whom to call", ratio=1, overflow="fold")
         for action in incident.continuity:
             clock = clocks.get(action.service)
             plan = Text(action.plan or "no plan recorded", style="" if action.plan else "bold red")
@@ -318,6 +331,12 @@ def _clock_text(clock: object) -> Text:
         text.append(f"BREACHED {humanize_duration(-(clock.remaining or 0))} ago", style=_STATUS_STYLE["breached"])
     elif clock.status is ClockStatus.NO_RTO:
         text.append(f"~{humanize_duration(clock.estimated or 0)} to restore", style="dim")
+    elif clock.status is ClockStatus.NOT_RESTORED_AT_CLOSE:
+        # Frozen at the close: where it stood then, not a countdown.
+        text.append("not restored at close", style=_STATUS_STYLE[clock.status.value])
+        if clock.remaining is not None:
+            past = clock.remaining < 0
+            text.append(f"\n{humanize_duration(abs(clock.remaining))} {'past its RTO' if past else 'left then'}")
     else:
         text.append(f"{humanize_duration(clock.remaining or 0)} left", style=_STATUS_STYLE[clock.status.value])
         text.append(f"\n~{humanize_duration(clock.estimated or 0)} to restore")

@@ -10,8 +10,10 @@ import importlib
 import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Annotated
 
 import typer
+import typer.main
 
 from ringfence.core.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError, RingfenceError
 
@@ -37,6 +39,7 @@ COMMAND_MODULES: Mapping[str, str] = MappingProxyType(
         "drill": "drills",
         "generate": "estates",
         "import": "estates",
+        "estate": "upload",
         "incident": "incidents",
         "plan": "plans",
         "recover": "recover",
@@ -57,6 +60,7 @@ _MODULES = (
     "demo",
     "drills",
     "estates",
+    "upload",
     "incidents",
     "plans",
     "recover",
@@ -65,8 +69,25 @@ _MODULES = (
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("ringfence")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found = "unknown (not installed)"
+        typer.echo(f"ringfence {found}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print ringfence's version and exit."),
+    ] = False,
+) -> None:
     # A callback keeps `app` a group even when one command is registered: Typer would otherwise run that
     # lone command as the whole program, and `ringfence agent ...` would read "agent" as its argument.
     pass
@@ -81,19 +102,26 @@ def _register(argv: Sequence[str] | None = None) -> None:
     unknown command (Typer suggests the near ones) need every command, so all are registered then
     (``ringfence --help agent`` too: help comes first).
     """
-    # The root takes no option but --help, so a command, when there is one, comes first.
+    # The root takes no option but --help and --version, so a command, when there is one, comes first.
+    if argv and argv[0] == "--version":
+        return  # the version needs no command
     module = COMMAND_MODULES.get(argv[0]) if argv else None
     for name in (module,) if module is not None else _MODULES:
         importlib.import_module(f"ringfence.cli.{name}")
 
 
 def main() -> None:
+    from ringfence.cli.helptext import plain_help
+    from ringfence.cli.home import settle_home
     from ringfence.cli.output import end_process
 
+    settle_home()
     _register(sys.argv[1:])
     code: int | str | None = 0
     try:
-        app()
+        command = typer.main.get_command(app)
+        plain_help(command)
+        command()
     except SystemExit as exc:
         code = exc.code
     except InputError as exc:
@@ -106,6 +134,15 @@ def main() -> None:
         code = _fail(str(exc), 1)
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
+    except OSError as exc:
+        # A file the command reads or writes failed in a way no command foresaw (each names its own paths
+        # first): still one sentence and exit 2, not a traceback. Other OS errors (a port in use) have no
+        # file, and are the program's failure, not the input's.
+        if exc.filename is None:
+            raise
+        from ringfence.cli.paths import reason
+
+        code = _fail(f"{exc.filename}: {reason(exc)}", 2)
     end_process(code)
 
 

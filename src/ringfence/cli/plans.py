@@ -18,6 +18,7 @@ from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, err, out, tier_chip, warn
 from ringfence.core.documents import plan_document
 from ringfence.core.durations import humanize_duration
+from ringfence.core.words import count
 
 HoldsOpt = Annotated[
     Path | None,
@@ -86,7 +87,8 @@ def plan(
     if override:
         warn(f"{override.release} is on hold ({override.reason}); planned anyway because: {override.justification}")
     table = Table(
-        title=f"Plan for {update.release} ({update.id}): {result.targets} targets in {len(result.rings)} rings",
+        title=f"Plan for {update.release} ({update.id}): {count(result.targets, 'target')} in "
+        f"{count(len(result.rings), 'ring')}",
         title_justify="left",
     )
     # The ring's name never folds ("canary wave 2" on one line); the examples column gives way first.

@@ -14,6 +14,7 @@ from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, out, tier_chip
 from ringfence.core.documents import recovery_document
 from ringfence.core.durations import humanize_duration
+from ringfence.core.words import count
 
 
 def recovery_markdown(plan: object, estate_name: str) -> str:
@@ -45,7 +46,7 @@ def recovery_markdown(plan: object, estate_name: str) -> str:
             )
     lines += ["", "## Restore order", ""]
     if plan.parallel:
-        lines.append(f"At most {plan.parallel} items a step, by clinical tier, then RTO.")
+        lines.append(f"At most {count(plan.parallel, 'item')} a step, by clinical tier, then RTO.")
         lines.append("")
     for step in plan.steps:
         lines.append(f"{step.step}. {', '.join(f'`{i}`' for i in step.restore)}")
@@ -68,14 +69,17 @@ def recover(
     as_json: JsonOpt = False,
 ) -> None:
     """Restore order, continuity plans to enact, and RTOs at risk after failures."""
+    from ringfence.cli.paths import check_output_file, writing
     from ringfence.core.recovery import EVIDENCE_LABEL, plan_recovery
     from ringfence.files.disk import write_text_atomic
 
+    check_output_file(export, "--export", example="evidence.md")
     step_seconds = step_seconds_of(step_time)
     estate, graph = load(estate_file, as_json)
     plan = plan_recovery(graph, graph.resolve_failures(fail), parallel=parallel, step_seconds=step_seconds)
     if export is not None:
-        write_text_atomic(export, recovery_markdown(plan, estate.name))
+        with writing(export, "--export"):
+            write_text_atomic(export, recovery_markdown(plan, estate.name))
     if as_json:
         emit_json(recovery_document(plan).model_dump(mode="json"))
         return
@@ -86,7 +90,7 @@ def recover(
         table = Table(title="Enact these continuity plans, most critical first", title_justify="left")
         table.add_column("tier")
         table.add_column("service")
-        table.add_column("RTO", justify="right")
+        table.add_column("RTO", justify="right", no_wrap=True)  # "2h at risk" reads as one
         table.add_column("continuity plan", overflow="fold")
         at_risk = {r.service for r in plan.rto_at_risk}
         for c in plan.continuity:

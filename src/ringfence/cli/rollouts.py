@@ -23,6 +23,7 @@ from ringfence.cli.database import database, resolve_actor
 from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, err, out, warn
 from ringfence.core.clock import utc_now
+from ringfence.core.words import count
 from ringfence.drivers.registry import available_health_sources
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def create(
         load_driver(driver)  # raises the sentence listing the installed drivers
     rollouts.check_health_source(health_source, path=("--health-source",))  # exit 2 naming the known sources
     held = tuple(h for h in load_holds(holds) if isinstance(h, Hold))
-    with nullcontext(None) if dry_run else database() as engine:
+    with nullcontext(None) if dry_run else database(writes=True) as engine:
         created = rollouts.create_rollout(
             engine,
             estate_text=read_text(estate_file),
@@ -125,7 +126,8 @@ def create(
         o = created.hold_override
         warn(f"{o.release} is on hold ({o.reason}); going ahead because: {o.justification}")
     sizes = ", ".join(str(len(r)) for r in rings)
-    what = f"{created.update.release}: {created.strategy.targets} targets in {len(rings)} rings ({sizes})"
+    targets = count(created.strategy.targets, "target")
+    what = f"{created.update.release}: {targets} in {count(len(rings), 'ring')} ({sizes})"
     if created.rollout is None:
         out.print(f"Dry run, nothing stored. Rollout of {what}.")
         return
@@ -142,7 +144,7 @@ def approve(rollout_id: IdArg, actor: ActorOpt = None) -> None:
     """Approve a rollout awaiting approval (not by the person who created it)."""
     from ringfence.service import rollouts
 
-    with database() as engine:
+    with database(writes=True) as engine:
         state = rollouts.approve_rollout(engine, rollout_id, actor=resolve_actor(actor), at=utc_now())
     out.print(f"Rollout {rollout_id} approved; it is {state.phase}.")
 
@@ -184,7 +186,7 @@ def start(
         raise InputError(
             [Problem(f"{poll_interval} is not a number of seconds from 0 to 3600", path=("--poll-interval",))]
         )
-    with database() as engine:
+    with database(writes=True) as engine:
         who = resolve_actor(actor)
         options = rollouts.parse_driver_options(driver_option or [])
         # The simulated driver: the update's own timing unless an option says otherwise, its world kept in the
@@ -249,7 +251,7 @@ def status(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
     """Where a rollout is: its phase and each ring's progress."""
     from ringfence.service import rollouts
 
-    with database() as engine:
+    with database(writes=False) as engine:
         found = rollouts.status(engine, rollout_id)
     if as_json:
         emit_json(rollouts.status_document(found).model_dump(mode="json"))
@@ -306,7 +308,7 @@ def list_rollouts(
                 [Problem(f"{given!r} is not a rollout phase; the phases are: {', '.join(allowed)}", path=("--phase",))]
             )
         wanted.append(RolloutPhase(given.strip()))
-    with database() as engine, session_scope(engine, readonly=True) as session:
+    with database(writes=False) as engine, session_scope(engine, readonly=True) as session:
         found = stored_rollouts.list_rollouts(session, phases=wanted or None)
     rows = []
     for r in found:
@@ -372,7 +374,7 @@ def _move(verb: str, rollout_id: str, actor: str | None, reason: str) -> None:
         "abort": rollouts.abort,
         "rollback": rollouts.roll_back,
     }[verb]
-    with database() as engine:
+    with database(writes=True) as engine:
         state = act(engine, rollout_id, actor=resolve_actor(actor), at=utc_now(), why=reason)
     out.print(f"Rollout {rollout_id} is {state.phase}.")
     if verb in ("resume", "rollback"):
@@ -408,7 +410,7 @@ def log(rollout_id: IdArg, as_json: JsonOpt = False) -> None:
     """The rollout's audit log: every transition, who made it and why."""
     from ringfence.service import rollouts
 
-    with database() as engine:
+    with database(writes=False) as engine:
         entries = rollouts.log(engine, rollout_id)
     if as_json:
         emit_json({"rollout": rollout_id, "entries": rollouts.log_document(entries)})

@@ -86,6 +86,8 @@ class ImpactDocument(_Document):
     services_down: list[ServiceTier]
     assets_down: list[str]
     by_tier: dict[str, int]
+    already_down: list[str]
+    """Ids of the services and assets above that were down before anything failed, sorted: not the failure's doing."""
 
 
 def impact_document(radius: BlastRadius) -> ImpactDocument:
@@ -94,6 +96,7 @@ def impact_document(radius: BlastRadius) -> ImpactDocument:
         services_down=[ServiceTier(id=s.id, tier=s.tier) for s in radius.services_down],
         assets_down=list(radius.assets_down),
         by_tier=by_tier_json(radius.by_tier),
+        already_down=sorted(radius.already_down),
     )
 
 

@@ -5,7 +5,8 @@
 is the caller's business (``ringfence.files.disk``): this module does no I/O.
 
 The happy path is fast (the C YAML loader, or ``json`` for JSON text, then one pydantic validation pass);
-line numbers are found only when something is wrong, by composing the text again with position marks.
+line numbers are found only for the problems shown (:func:`locate_problems`), in one pass over the text that
+looks for their paths alone.
 
 The validated pydantic models are the domain model: they are frozen and checked once; copying a
 million assets into a second set of classes would double load time and memory for nothing.
@@ -319,7 +320,11 @@ def load_document_text(text: str, source: str) -> Any:
 
 
 def parse_estate_text(text: str, source: str = "<estate>") -> Estate:
-    """Parse and validate estate file text. Raises :class:`EstateError` naming file, line and field."""
+    """Parse and validate estate file text. Raises :class:`EstateError` naming file, line and field.
+
+    The estate's warnings carry their field paths but no lines: most commands never show them, and finding lines
+    has a cost on a large file. A caller that shows them locates them first, ``locate_problems(warnings, text)``.
+    """
     try:
         with bulk_allocation():
             estate = _parse_estate_json(text, source) if _looks_like_json(text) else None
@@ -327,8 +332,6 @@ def parse_estate_text(text: str, source: str = "<estate>") -> Estate:
                 estate = parse_estate_document(load_document_text(text, source), source=source)
     except EstateError as exc:
         raise EstateError(locate_problems(exc.problems, text)) from None
-    if estate.warnings:
-        estate = replace(estate, warnings=tuple(locate_problems(estate.warnings, text)))
     return estate
 
 
@@ -547,33 +550,231 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
 
 # ---------------------------------------------------------------------------------------- locations
 
+FieldPath = tuple[str | int, ...]
+
 
 def locate_problems(problems: Sequence[Problem], text: str) -> list[Problem]:
-    """Fill in the line of each problem from the text's positions (composed once, only on error)."""
-    if not any(p.path and p.line is None for p in problems):
+    """The problems, each with a field path and no line given the line of that field in ``text``.
+
+    Call it with the problems about to be shown, not with every problem found: only their paths are looked for,
+    in one pass over the text that stops at the last of them and builds nothing of the document (JSON values are
+    skipped one by one with the C decoder; YAML is read as the C parser's stream of events). On a JSON text
+    written on one line it reads nothing at all. A path that the text does not hold in full gets the line of its
+    deepest part that it does hold."""
+    paths = [p.path for p in problems if p.path and p.line is None]
+    if not paths:
         return list(problems)
+    lines = _lines_of_paths(text, paths)
+    return [replace(p, line=lines.get(p.path)) if p.path and p.line is None else p for p in problems]
+
+
+class _Step:
+    """One part of the paths looked for; ``at`` is where the text holds it (an offset in JSON, a line in YAML)."""
+
+    __slots__ = ("at", "children", "wanted")
+
+    def __init__(self) -> None:
+        self.children: dict[str | int, _Step] = {}
+        self.wanted = False
+        self.at: int | None = None
+
+
+class _AllFound(Exception):  # noqa: N818 - not an error: it ends the walk once nothing is left to find
+    """Every path looked for is found: the rest of the text need not be read."""
+
+
+class _PathTree:
+    """The paths looked for, as a tree, so one pass over the text finds them all."""
+
+    def __init__(self, paths: Iterable[FieldPath]) -> None:
+        self.root = _Step()
+        self.left = 0
+        for path in paths:
+            step = self.root
+            for part in path:
+                step = step.children.setdefault(part, _Step())
+            if not step.wanted:
+                step.wanted = True
+                self.left += 1
+
+    def reach(self, step: _Step, at: int) -> None:
+        """``step`` is at ``at`` in the text; a key written twice is located at its first place, as before."""
+        if step.at is not None:
+            return
+        step.at = at
+        if step.wanted:
+            self.left -= 1
+            if self.left == 0:
+                raise _AllFound
+
+    def deepest(self, path: FieldPath) -> int | None:
+        """Where the deepest part of ``path`` that the text holds is."""
+        step, at = self.root, self.root.at
+        for part in path:
+            found = step.children.get(part)
+            if found is None or found.at is None:
+                break
+            step, at = found, found.at
+        return at
+
+
+def _lines_of_paths(text: str, paths: Sequence[FieldPath]) -> dict[FieldPath, int | None]:
+    tree = _PathTree(paths)
+    if _looks_like_json(text):
+        one_line = _single_line_of_json(text)
+        if one_line is not None:
+            return dict.fromkeys(paths, one_line)
+        try:
+            _walk_json(text, tree)
+        except _AllFound:
+            pass
+        except (ValueError, IndexError, RecursionError):
+            pass  # not JSON after all (its loader said so): keep the lines found before the fault
+        offsets = {path: tree.deepest(path) for path in paths}
+        lines = _lines_at(text, {o for o in offsets.values() if o is not None})
+        return {path: None if offset is None else lines[offset] for path, offset in offsets.items()}
     try:
-        root = yaml.compose(text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader)
-    except yaml.YAMLError:
-        return list(problems)
-    return [Problem(p.message, p.path, p.source, p.line or _line_of(root, p.path)) if p.path else p for p in problems]
+        _walk_yaml(text, tree)
+    except _AllFound:
+        pass
+    except (yaml.YAMLError, StopIteration, RecursionError):
+        pass  # the loader has said what is wrong with the text: keep the lines found before the fault
+    return {path: tree.deepest(path) for path in paths}
 
 
-def _line_of(root: yaml.Node | None, path: Iterable[str | int]) -> int | None:
-    node = root
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == part:
-                    line = key_node.start_mark.line + 1
-                    node = value_node
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _single_line_of_json(text: str) -> int | None:
+    """The line every value of ``text`` is on, when the JSON is written on one line (as machines write it)."""
+    start = _JSON_SPACE.match(text).end()  # type: ignore[union-attr]  # a pattern of * always matches
+    end = len(text)
+    while end > start and text[end - 1] in " \t\n\r":
+        end -= 1
+    if text.find("\n", start, end) != -1:
+        return None
+    return text.count("\n", 0, start) + 1
+
+
+def _lines_at(text: str, offsets: Iterable[int]) -> dict[int, int]:
+    """The 1-based line of each offset, counting newlines once from the start to the last offset."""
+    lines: dict[int, int] = {}
+    line, last = 1, 0
+    for offset in sorted(offsets):
+        line += text.count("\n", last, offset)
+        last = offset
+        lines[offset] = line
+    return lines
+
+
+def _walk_json(text: str, tree: _PathTree) -> None:
+    """Record the offset of every looked-for path of a JSON text. Values off the paths are skipped by the C
+    decoder; a list off the paths is skipped item by item, so that no large part of the document is ever built."""
+    decode = json.JSONDecoder().raw_decode
+    scan_key = json.decoder.scanstring  # type: ignore[attr-defined]
+    space = _JSON_SPACE.match
+
+    def after_space(pos: int) -> int:
+        return space(text, pos).end()  # type: ignore[union-attr]
+
+    def value(pos: int, step: _Step | None) -> int:
+        char = text[pos]
+        if char == "[":
+            return items(pos, step)
+        if char == "{" and step is not None and step.children:
+            return members(pos, step)
+        end: int = decode(text, pos)[1]
+        return end
+
+    def members(pos: int, step: _Step) -> int:
+        pos = after_space(pos + 1)
+        if text[pos] == "}":
+            return pos + 1
+        while True:
+            if text[pos] != '"':
+                raise ValueError("expected a key")
+            key, pos = scan_key(text, pos + 1)
+            child = step.children.get(key)
+            if child is not None:
+                tree.reach(child, pos - len(key) - 2)
+            pos = after_space(pos)
+            if text[pos] != ":":
+                raise ValueError("expected ':'")
+            pos = after_space(value(after_space(pos + 1), child))
+            if text[pos] == "}":
+                return pos + 1
+            if text[pos] != ",":
+                raise ValueError("expected ',' or '}'")
+            pos = after_space(pos + 1)
+
+    def items(pos: int, step: _Step | None) -> int:
+        pos = after_space(pos + 1)
+        if text[pos] == "]":
+            return pos + 1
+        index = 0
+        while True:
+            child = step.children.get(index) if step is not None else None
+            if child is not None:
+                tree.reach(child, pos)
+            pos = after_space(value(pos, child))
+            if text[pos] == "]":
+                return pos + 1
+            if text[pos] != ",":
+                raise ValueError("expected ',' or ']'")
+            pos = after_space(pos + 1)
+            index += 1
+
+    start = after_space(0)
+    tree.reach(tree.root, start)
+    value(start, tree.root)
+
+
+def _walk_yaml(text: str, tree: _PathTree) -> None:
+    """Record the line of every looked-for path of a YAML text, from the C parser's events: no node is kept, and
+    the parser stops at the last path found."""
+    events = yaml.parse(text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader)
+    opening, closing = yaml.CollectionStartEvent, yaml.CollectionEndEvent
+
+    def skip(event: yaml.Event) -> None:
+        if not isinstance(event, opening):
+            return
+        depth = 1
+        for inner in events:
+            if isinstance(inner, opening):
+                depth += 1
+            elif isinstance(inner, closing):
+                depth -= 1
+                if depth == 0:
+                    return
+
+    def node(event: yaml.Event, step: _Step | None) -> None:
+        if step is None or not step.children:
+            skip(event)
+        elif isinstance(event, yaml.MappingStartEvent):
+            while not isinstance(key := next(events), yaml.MappingEndEvent):
+                child = step.children.get(key.value) if isinstance(key, yaml.ScalarEvent) else None
+                skip(key)  # a key that is itself a list or mapping names no field
+                if child is not None:
+                    tree.reach(child, _line_of_event(key))
+                node(next(events), child)
+        elif isinstance(event, yaml.SequenceStartEvent):
+            index = 0
+            while not isinstance(item := next(events), yaml.SequenceEndEvent):
+                child = step.children.get(index)
+                if child is not None:
+                    tree.reach(child, _line_of_event(item))
+                node(item, child)
+                index += 1
+
+    for event in events:
+        if isinstance(event, yaml.NodeEvent):
+            tree.reach(tree.root, _line_of_event(event))
+            node(event, tree.root)
+            return
+
+
+def _line_of_event(event: yaml.Event) -> int:
+    mark = event.start_mark
+    if mark is None:  # the parser marks every event; without a mark there is no line to give
+        raise yaml.YAMLError("a YAML event without a position")
+    return int(mark.line) + 1

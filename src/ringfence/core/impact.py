@@ -24,11 +24,21 @@ class ServiceDown:
 
 @dataclass(frozen=True)
 class BlastRadius:
-    """What a set of failures takes down."""
+    """What a set of failures takes down.
+
+    ``services_down`` and ``assets_down`` are everything down afterwards; ``already_down`` names those of them
+    that were down before anything failed (a group that can never be met, and what needs it), so that no one
+    blames the failure for them."""
 
     failed: tuple[str, ...]
     services_down: tuple[ServiceDown, ...]
     assets_down: tuple[str, ...]
+    already_down: frozenset[str] = frozenset()
+
+    @property
+    def services_taken_down(self) -> tuple[ServiceDown, ...]:
+        """The services this failure takes down: those down afterwards that were up before it."""
+        return tuple(s for s in self.services_down if s.id not in self.already_down)
 
     @property
     def by_tier(self) -> dict[int, int]:
@@ -55,10 +65,15 @@ def blast_radius(graph: EstateGraph, failures: Sequence[Failure]) -> BlastRadius
 
 
 def describe(down: DownSet) -> BlastRadius:
+    graph = down.graph
+    # Down with nothing failed is down after any failure too (propagation only adds), so the baseline is the
+    # part of the down set that the failure did not cause.
+    before = np.flatnonzero(graph.baseline & down.mask)
     return BlastRadius(
         failed=tuple(sorted({f.ref for f in down.failed})),
-        services_down=services_of(down.graph, down.service_indices),
+        services_down=services_of(graph, down.service_indices),
         assets_down=tuple(down.asset_ids),
+        already_down=frozenset(graph.ids[i] for i in before.tolist()),
     )
 
 

@@ -13,11 +13,13 @@ derived from the snapshot, the events and the time asked about:
   group with K members up. Items restored in one mark count for each other, so things that need each
   other (a cycle) are restored together. A group that can never be met (fewer members than K in the
   whole estate) does not hold anything up: nothing could ever satisfy it;
-* every down service with an RTO has a clock started at declaration. It is **at risk** while the time
-  left is less than the estimated time to restore (its step in a restore plan of what is still down,
-  times the time a step takes; :func:`ringfence.core.clinical.is_rto_at_risk`, the rule ``ringfence recover``
-  uses too), **breached** once past its RTO, and **met** or **missed** once restored;
-* closing needs every item restored, or a reason written down.
+* every down service with an RTO has a clock started at declaration. It is **at risk** when the moment it
+  is expected back comes after its deadline (:func:`expected_back`; the comparison of
+  :func:`ringfence.core.clinical.is_rto_at_risk`, the rule ``ringfence recover`` uses too), **breached** once
+  past its RTO, and **met** or **missed** once restored;
+* closing needs every item restored, or a reason written down. The clocks stop at the close: a service
+  never restored is **not restored at close**, never "on track" or "at risk" of a deadline nobody is
+  working to any more.
 
 Pure and standard library only (no numpy: the store reads incidents without the graph engine); no I/O.
 Functions return new values and never change the incident given. Declaring one (the snapshot, taken on the
@@ -39,6 +41,9 @@ from ringfence.core.words import and_list, count, names
 
 DEFAULT_STEP_SECONDS = 3600
 """How long one restore step is assumed to take when estimating time to restore (as ``ringfence recover``)."""
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class ItemKind(StrEnum):
@@ -77,6 +82,8 @@ class ClockStatus(StrEnum):
     """Restored, after the RTO."""
     NO_RTO = "no_rto"
     """The estate gives this service no RTO: there is no clock to keep."""
+    NOT_RESTORED_AT_CLOSE = "not_restored_at_close"
+    """The incident was closed with this service still down: its clock stopped at the close."""
 
 
 @dataclass(frozen=True)
@@ -460,16 +467,26 @@ class RtoClock:
     as_of: datetime
     deadline: datetime | None = None
     remaining: int | None = None
-    """Seconds left until the deadline (negative once past it); None when restored or without an RTO."""
+    """Seconds left until the deadline (negative once past it), frozen at the close for a service not restored
+    at close; None when restored or without an RTO."""
     estimated: int | None = None
-    """Estimated seconds until restored; None once restored."""
+    """Estimated seconds until restored (``expected_at`` − ``as_of``); None once restored or closed."""
     restored_at: datetime | None = None
     time_to_restore: int | None = None
     """Seconds from declaration to restored."""
+    expected_at: datetime | None = None
+    """When it is expected back (:func:`expected_back`); None once restored or closed."""
+
+    @property
+    def is_past_rto(self) -> bool:
+        """Down past its deadline: restored late, still down past it, or left down past it at the close."""
+        if self.status in (ClockStatus.MISSED, ClockStatus.BREACHED):
+            return True
+        return self.status is ClockStatus.NOT_RESTORED_AT_CLOSE and self.remaining is not None and self.remaining < 0
 
     @property
     def warning(self) -> str | None:
-        """A sentence for an RTO at risk or breached; None otherwise."""
+        """A sentence for an RTO at risk or breached, or a service left down at the close; None otherwise."""
         rto = humanize_duration(self.rto) if self.rto is not None else ""
         if self.status is ClockStatus.BREACHED:
             assert self.remaining is not None
@@ -487,7 +504,34 @@ class RtoClock:
                 f"{self.service} (tier {self.tier}): restored after {humanize_duration(self.time_to_restore)}, "
                 f"past its RTO of {rto}"
             )
+        if self.status is ClockStatus.NOT_RESTORED_AT_CLOSE:
+            return f"{self.service} (tier {self.tier}): not restored at close{self.at_close}"
         return None
+
+    @property
+    def at_close(self) -> str:
+        """Where a service not restored at close stood against its RTO then: ``, 30 min past its RTO of 4h``."""
+        if self.status is not ClockStatus.NOT_RESTORED_AT_CLOSE or self.rto is None or self.remaining is None:
+            return ""
+        rto = humanize_duration(self.rto)
+        if self.remaining < 0:
+            return f", {humanize_duration(-self.remaining)} past its RTO of {rto}"
+        return f", {humanize_duration(self.remaining)} before its RTO of {rto} ran out"
+
+
+def expected_back(step: int, step_seconds: int, anchor: datetime, as_of: datetime) -> datetime:
+    """When an item at ``step`` of the restore plan of what is still down is expected back, seen at ``as_of``.
+
+    The plan was made at ``anchor`` (the declaration, or the latest restore mark): step 1 is in hand since
+    then, and each step takes ``step_seconds``, so the item is expected at ``anchor + step × step_seconds``.
+    That moment does not move while nothing happens, so neither does a verdict drawn from it: a service
+    declared on track stays on track a second later. It moves only once it can no longer be true: the steps
+    after the one in hand still need ``(step − 1) × step_seconds`` even if the one in hand ended right now,
+    so the estimate is never earlier than ``as_of`` plus that.
+    """
+    planned = anchor + timedelta(seconds=step * step_seconds)
+    earliest = as_of + timedelta(seconds=(step - 1) * step_seconds)
+    return max(planned, earliest)
 
 
 def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
@@ -495,21 +539,24 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
     require_aware(now, "asked about")
     as_of = min(now, incident.closed_at) if incident.closed_at is not None else now
     as_of = max(as_of, incident.declared_at)
-    steps = remaining_steps(incident)
+    is_closed = incident.closed_at is not None and as_of >= incident.closed_at
+    # Seen from `as_of`, a mark made later has not happened yet.
+    seen = incident
+    if any(e.at > as_of for e in incident.events):
+        seen = replace(incident, events=tuple(e for e in incident.events if e.at <= as_of))
+    steps = remaining_steps(seen)
+    anchor = max((e.at for e in seen.events if e.kind is EventKind.RESTORED), default=incident.declared_at)
     clocks = []
     for service in incident.services:
         assert service.tier is not None
-        restored_at = incident.restored.get(service.id)
-        # A restore marked after `as_of` has not happened yet, seen from `as_of`.
-        if restored_at is not None and restored_at > as_of:
-            restored_at = None
+        deadline = incident.declared_at + timedelta(seconds=service.rto) if service.rto is not None else None
+        restored_at = seen.restored.get(service.id)
         if restored_at is not None:
             took = whole_seconds(restored_at - incident.declared_at)
             if service.rto is None:
                 status = ClockStatus.NO_RTO
             else:
                 status = ClockStatus.MET if took <= service.rto else ClockStatus.MISSED
-            deadline = incident.declared_at + timedelta(seconds=service.rto) if service.rto is not None else None
             clocks.append(
                 RtoClock(
                     service.id, service.name, service.tier, service.rto, status, as_of, deadline, None, None,
@@ -517,23 +564,40 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
                 )
             )  # fmt: skip
             continue
-        estimated = steps.get(service.id, 1) * incident.step_seconds
-        if service.rto is None:
+        if is_closed:
+            remaining = whole_seconds(deadline - as_of) if deadline is not None else None
             clocks.append(
-                RtoClock(service.id, service.name, service.tier, None, ClockStatus.NO_RTO, as_of, estimated=estimated)
-            )
+                RtoClock(
+                    service.id, service.name, service.tier, service.rto, ClockStatus.NOT_RESTORED_AT_CLOSE, as_of,
+                    deadline, remaining,
+                )
+            )  # fmt: skip
             continue
-        deadline = incident.declared_at + timedelta(seconds=service.rto)
+        expected_at = expected_back(steps.get(service.id, 1), incident.step_seconds, anchor, as_of)
+        estimated = whole_seconds(expected_at - as_of)
+        if deadline is None:
+            clocks.append(
+                RtoClock(
+                    service.id, service.name, service.tier, None, ClockStatus.NO_RTO, as_of, estimated=estimated,
+                    expected_at=expected_at,
+                )
+            )  # fmt: skip
+            continue
         remaining = whole_seconds(deadline - as_of)
         if as_of > deadline:
             status = ClockStatus.BREACHED
-        elif is_rto_at_risk(remaining, estimated):
+        # Time left and time needed both run down from `as_of`, so the answer is the order of the two moments
+        # (compared to the microsecond: whole seconds rounded down could tie when they are not equal).
+        elif is_rto_at_risk((deadline - as_of) // _MICROSECOND, (expected_at - as_of) // _MICROSECOND):
             status = ClockStatus.AT_RISK
         else:
             status = ClockStatus.ON_TRACK
         clocks.append(
-            RtoClock(service.id, service.name, service.tier, service.rto, status, as_of, deadline, remaining, estimated)
-        )
+            RtoClock(
+                service.id, service.name, service.tier, service.rto, status, as_of, deadline, remaining, estimated,
+                expected_at=expected_at,
+            )
+        )  # fmt: skip
     no_rto = 1 << 62
     return tuple(sorted(clocks, key=lambda c: (c.tier, c.rto if c.rto is not None else no_rto, c.service)))
 
@@ -584,6 +648,7 @@ __all__ = [
     "RtoClock",
     "add_note",
     "close_incident",
+    "expected_back",
     "mark_restored",
     "remaining_steps",
     "require_actor",

@@ -45,6 +45,8 @@ class TierImpact:
     """Restored within their RTO."""
     breached: int
     """Past their RTO, restored late or not at all."""
+    not_restored: int = 0
+    """Still down when the incident closed (past their RTO or not)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class IncidentReview:
         tiers = ", ".join(f"{len(t.services)} of tier {t.tier}" for t in self.impact if t.services)
         with_rto = [c for c in self.clocks if c.rto is not None]
         met = sum(1 for c in with_rto if c.status is ClockStatus.MET)
-        late = [c.service for c in with_rto if c.status in (ClockStatus.MISSED, ClockStatus.BREACHED)]
+        late = [c.service for c in with_rto if c.is_past_rto]
+        left_down = [c.service for c in self.clocks if c.status is ClockStatus.NOT_RESTORED_AT_CLOSE]
         sentence = (
             f"{', '.join(self.incident.failed)} took down {count(len(services), 'service')}"
             + (f" ({tiers})" if tiers else "")
@@ -82,6 +85,8 @@ class IncidentReview:
         )
         if late:
             sentence += f"; RTO breached: {', '.join(late)}"
+        if left_down:
+            sentence += f"; not restored at close: {', '.join(left_down)}"
         if self.still_down:
             sentence += f"; {count(len(self.still_down), 'item')} still down"
         return sentence
@@ -95,13 +100,14 @@ def review_incident(incident: Incident, now: datetime, *, cause: RolloutCause | 
     impact = []
     for tier in TIERS:
         services = tuple(sorted((s for s in incident.services if s.tier == tier), key=lambda s: s.id))
-        states = [by_service[s.id].status for s in services]
+        tier_clocks = [by_service[s.id] for s in services]
         impact.append(
             TierImpact(
                 tier,
                 services,
-                sum(1 for s in states if s is ClockStatus.MET),
-                sum(1 for s in states if s in (ClockStatus.MISSED, ClockStatus.BREACHED)),
+                sum(1 for c in tier_clocks if c.status is ClockStatus.MET),
+                sum(1 for c in tier_clocks if c.is_past_rto),
+                sum(1 for c in tier_clocks if c.status is ClockStatus.NOT_RESTORED_AT_CLOSE),
             )
         )
     if cause is None and incident.rollout_id is not None:

@@ -36,6 +36,7 @@ from ringfence.core.estate import NO_SERVICE_TIER
 from ringfence.core.graph import EstateGraph, IntArray
 from ringfence.core.impact import impact_tiers
 from ringfence.core.plan import Plan, PlanGroup, PlanWarning, Ring, Stratum, format_stratum
+from ringfence.core.rollout.record import MemberNumbers
 from ringfence.core.selectors import parse_selector
 from ringfence.core.update import HoldOverride, Update
 from ringfence.core.words import count, names
@@ -133,10 +134,17 @@ def plan_rings(graph: EstateGraph, update: Update, *, hold_override: HoldOverrid
             reached_by = f"rings[{j}] ({_step_text(step)})"
 
     canaries = len(waves)
+    # Each ring sorted by id with one lookup per asset; strata and tiers follow by indexing the arrays.
+    ordered = [np.asarray(sorted(members, key=named.id_of.__getitem__), dtype=np.int64) for members in rings_members]
     rings = tuple(
         _ring(i, members, named, tiers, update.bake, canary=i < canaries, why=whys[i])
-        for i, members in enumerate(rings_members)
+        for i, members in enumerate(ordered)
     )
+    # Each target's position in the plan (its rings read in order), by graph node: how the groups number their
+    # members for the safety guard (see record.MemberNumbers).
+    position = np.full(len(graph.ids), -1, np.int64)
+    if ordered:
+        position[targets[np.concatenate(ordered)] + graph.n_services] = np.arange(n, dtype=np.int64)
     return Plan(
         update=update,
         strata_keys=update.strata,
@@ -144,7 +152,7 @@ def plan_rings(graph: EstateGraph, update: Update, *, hold_override: HoldOverrid
         rings=rings,
         warnings=tuple(warnings),
         hold_override=hold_override,
-        groups=_plan_groups(graph, groups),
+        groups=_plan_groups(graph, groups, position),
         notes=tuple(notes),
     )
 
@@ -381,7 +389,7 @@ def _cumulative_end(step: int | str, n: int) -> int:
 
 def _ring(
     index: int,
-    members: list[int],
+    ordered: np.ndarray,
     named: _Targets,
     tiers: np.ndarray,
     bake: int,
@@ -389,8 +397,7 @@ def _ring(
     canary: bool,
     why: str | None,
 ) -> Ring:
-    # Sorted by id with one lookup per asset; strata and tiers follow by indexing the arrays.
-    ordered = np.asarray(sorted(members, key=named.id_of.__getitem__), dtype=np.int64)
+    """Ring ``index`` of the targets ``ordered`` (already sorted by id)."""
     return Ring(
         index=index,
         name=_ring_name(index) if canary else f"ring {index}",
@@ -495,18 +502,26 @@ def _idle_step_note(j: int, step: int | str, end: int, n: int, done: int, reache
 # ------------------------------------------------------------------------------------------ groups
 
 
-def _plan_groups(graph: EstateGraph, groups: list[_Group]) -> tuple[PlanGroup, ...]:
-    """Each distinct group by ids: owners merged, every member listed; groups sharing members share the tuple."""
+def _plan_groups(graph: EstateGraph, groups: list[_Group], position: np.ndarray) -> tuple[PlanGroup, ...]:
+    """Each distinct group by ids: owners merged, every member listed; groups sharing members share the tuple.
+
+    ``position`` gives each graph node's position among the plan's targets (-1: not a target): each group
+    also carries its members by number (record.MemberNumbers)."""
     ids = graph.ids
     # The planner's groups are already distinct by members and K; groups with the same members (and another K)
     # share one tuple of ids. Keyed by the members' bytes, whose hash Python keeps, not by the tuple.
-    members_of: dict[bytes, tuple[str, ...]] = {}
+    members_of: dict[bytes, tuple[tuple[str, ...], MemberNumbers]] = {}
     found = []
     for group in groups:
-        members = members_of.get(group.members_key)
-        if members is None:
-            members = members_of[group.members_key] = tuple(sorted([ids[m] for m in group.members.tolist()]))
-        found.append(PlanGroup(tuple(sorted({ids[o] for o in group.owners})), members, group.k))
+        shared = members_of.get(group.members_key)
+        if shared is None:
+            nodes = group.members
+            at = position[nodes]
+            outside = tuple(sorted([ids[m] for m in nodes[at < 0].tolist()]))
+            numbers = MemberNumbers(tuple(np.sort(at[at >= 0]).tolist()), outside)
+            shared = members_of[group.members_key] = (tuple(sorted([ids[m] for m in nodes.tolist()])), numbers)
+        members, numbers = shared
+        found.append(PlanGroup(tuple(sorted({ids[o] for o in group.owners})), members, group.k, numbers))
     found.sort(key=lambda g: (g.owners, g.k, len(g.members), g.members))
     return tuple(found)
 

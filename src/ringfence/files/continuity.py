@@ -10,7 +10,10 @@ Two renderings of the same sheets, so the pack can be kept both ways:
 * HTML (``templates/continuity_pack.html.j2``): self-contained (inline CSS, no script, no font, no URL),
   print CSS for A4, one sheet per printed page;
 * PDF (reportlab, pure Python: no system library needed), one sheet or more per page, each sheet starting
-  on a new page, with a bookmark per service.
+  on a new page, with a bookmark per service; a page a sheet spills onto is headed "NAME (continued)", so
+  a loose page still says which service it is about. Its creation date is the ``generated_at`` given by
+  the caller (the adapters pass :func:`ringfence.core.clock.utc_now`), and nothing else varies: the same
+  sheets at the same moment give the same bytes.
 
 :func:`continuity_sheets` is computation only; the rendering functions return text or bytes, and
 :func:`write_pack` writes the files.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -316,17 +319,21 @@ def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, gene
     def para(text: str, st: Any) -> Any:
         return Paragraph(xml_escape(text), st)
 
-    class Bookmark(Flowable):  # type: ignore[misc]
-        """An outline entry for the page this lands on."""
+    # Which sheet is being laid out, and on which page it started: a page where none started continues one.
+    progress: dict[str, Any] = {"sheet": None, "started_on": None}
 
-        def __init__(self, key: str, title: str) -> None:
+    class SheetStart(Flowable):  # type: ignore[misc]
+        """Where a sheet starts: an outline entry for its page, and the name later pages repeat."""
+
+        def __init__(self, key: str, title: str, name: str) -> None:
             super().__init__()
-            self.key, self.title = key, title
+            self.key, self.title, self.name = key, title, name
             self.width = self.height = 0
 
         def draw(self) -> None:
             self.canv.bookmarkPage(self.key)
             self.canv.addOutlineEntry(self.title, self.key, level=0)
+            progress["sheet"], progress["started_on"] = self.name, self.canv.getPageNumber()
 
     def table(rows: list[list[Any]], widths: list[float]) -> Any:
         t = Table(rows, colWidths=widths, repeatRows=1)
@@ -348,7 +355,7 @@ def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, gene
     for n, sheet in enumerate(sheets):
         if n:
             story.append(PageBreak())
-        story.append(Bookmark(f"sheet-{sheet.service}", f"T{sheet.tier} {sheet.name}"))
+        story.append(SheetStart(f"sheet-{sheet.service}", f"T{sheet.tier} {sheet.name}", sheet.name))
         story.append(
             Paragraph(
                 f'<font color="{tier_colour.get(sheet.tier, "#333333")}"><b>TIER {sheet.tier}</b> · '
@@ -398,12 +405,27 @@ def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, gene
 
     footer = f"ringfence downtime pack · {estate_name} · printed from the estate as of {printed_time(generated_at)}"
 
+    created = generated_at.astimezone(UTC).strftime("D:%Y%m%d%H%M%S+00'00'")
+
     def on_page(canvas: Canvas, doc: Any) -> None:
+        # reportlab's own date is the invariant 2000-01-01 (or the build machine's clock without it): the PDF
+        # says when the pack was made, the moment the caller gives.
+        canvas.setDateFormatter(lambda *_: created)
         canvas.saveState()
         canvas.setFont("Vera", 7.5)
         canvas.setFillColor(muted)
         canvas.drawString(18 * mm, 10 * mm, footer)
         canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, f"page {doc.page}")
+        canvas.restoreState()
+
+    def on_page_end(canvas: Canvas, doc: Any) -> None:
+        # Drawn once the page is laid out: only then is it known that no sheet started on it.
+        if progress["sheet"] is None or progress["started_on"] == canvas.getPageNumber():
+            return
+        canvas.saveState()
+        canvas.setFont("Vera-Bold", 10)
+        canvas.setFillColor(ink)
+        canvas.drawString(18 * mm, A4[1] - 11 * mm, f"{progress['sheet']} (continued)")
         canvas.restoreState()
 
     buffer = io.BytesIO()
@@ -420,7 +442,7 @@ def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, gene
         invariant=True,  # the same sheets give the same bytes: packs can be compared and checksummed
     )
     frame = Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="sheet")
-    doc.addPageTemplates([PageTemplate(id="sheet", frames=[frame], onPage=on_page)])
+    doc.addPageTemplates([PageTemplate(id="sheet", frames=[frame], onPage=on_page, onPageEnd=on_page_end)])
     doc.build(story or [para("No services.", body)])
     return buffer.getvalue()
 

@@ -120,9 +120,19 @@ def check_estate_text(
                 )
             ]
         )
-    # Graph warnings (a where-group that matches too little) get their lines from the same text.
-    warnings = (*estate.warnings, *locate_problems(graph.warnings, text))
+    # Warnings come without lines; the upload shows every one, so find the lines of the estate's and the graph's
+    # (a where-group that matches too little) in one pass over the text.
+    warnings = locate_problems([*estate.warnings, *graph.warnings], text)
     return CheckedEstate(estate, graph, tuple(warnings), found)
+
+
+def decode_estate_bytes(raw: bytes, *, source: str) -> str:
+    """An uploaded file's bytes as text (UTF-8, a leading byte-order mark allowed), as ``read_text`` reads a
+    file from disk; an :class:`EstateError` naming the file and the first byte that is not UTF-8 otherwise."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise EstateError([Problem(f"is not UTF-8 text (byte {exc.start})", source=source)]) from None
 
 
 def upload_estate(
@@ -140,6 +150,15 @@ def upload_estate(
     Nothing is written unless the whole text holds.
     """
     checked = check_estate_text(text, source=source, name=name, format=format)
+    return store_checked_estate(engine, text, checked, actor=actor, at=at)
+
+
+def store_checked_estate(
+    engine: Engine, text: str, checked: CheckedEstate, *, actor: str, at: datetime
+) -> StoredEstate:
+    """Keep ``text``, already checked by :func:`check_estate_text` into ``checked``, as its estate's newest
+    version (for a caller that checks before it opens the database: the CLI stores nothing, and creates no
+    database, for a file that does not hold)."""
     estate = checked.estate
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     with session_scope(engine) as session:
@@ -245,10 +264,12 @@ __all__ = [
     "LoadedEstate",
     "StoredEstate",
     "check_estate_text",
+    "decode_estate_bytes",
     "detect_format",
     "estate_version",
     "estate_versions",
     "list_estates",
     "load_sample_estate",
+    "store_checked_estate",
     "upload_estate",
 ]

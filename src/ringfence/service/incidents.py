@@ -28,6 +28,7 @@ from ringfence.core.gates import AssetStatus
 from ringfence.core.graph import EstateGraph, compile_estate
 from ringfence.core.incident import (
     DEFAULT_STEP_SECONDS,
+    ClockStatus,
     Incident,
     IncidentStatus,
     ItemKind,
@@ -420,6 +421,9 @@ class ClockOut(_Out):
     deadline: datetime | None
     remaining: int | None
     estimated: int | None
+    expected_at: datetime | None
+    """When it is expected back: the declaration (or the latest restore mark) plus its steps, never earlier
+    than the steps still ahead allow; None once restored or closed."""
     restored_at: datetime | None
     time_to_restore: int | None
     warning: str | None
@@ -476,6 +480,8 @@ class IncidentSummaryOut(_Out):
     items_restored: int
     at_risk: list[str]
     breached: list[str]
+    """Past their RTO: still down, restored late, or left down at the close."""
+    not_restored_at_close: list[str]
 
 
 class IncidentListOut(_Out):
@@ -526,6 +532,7 @@ def incident_document(incident: Incident, now: datetime) -> IncidentOut:
                 deadline=c.deadline,
                 remaining=c.remaining,
                 estimated=c.estimated,
+                expected_at=c.expected_at,
                 restored_at=c.restored_at,
                 time_to_restore=c.time_to_restore,
                 warning=c.warning,
@@ -566,8 +573,9 @@ def incident_summary(incident: Incident, now: datetime) -> IncidentSummaryOut:
         services_down=len(incident.services),
         items_down=len(incident.items),
         items_restored=len(incident.restored),
-        at_risk=[c.service for c in clocks if c.status.value == "at_risk"],
-        breached=[c.service for c in clocks if c.status.value in ("breached", "missed")],
+        at_risk=[c.service for c in clocks if c.status is ClockStatus.AT_RISK],
+        breached=[c.service for c in clocks if c.is_past_rto],
+        not_restored_at_close=[c.service for c in clocks if c.status is ClockStatus.NOT_RESTORED_AT_CLOSE],
     )
 
 

@@ -112,6 +112,57 @@ def issue_token(
     return IssuedToken(token_id, name.strip(), role, asset_id, secret)
 
 
+@dataclass(frozen=True)
+class EstateText:
+    """An estate to check an agent token's asset against: its text and where it came from."""
+
+    text: str
+    source: str
+
+
+def stored_estates(engine: Engine) -> list[EstateText]:
+    """The newest version of every estate kept in the database, by name."""
+    from ringfence.service.estates import list_estates
+
+    return [EstateText(e.latest.content, f"{e.name} (stored version {e.latest.id})") for e in list_estates(engine)]
+
+
+def estate_holding(asset_id: str, estates: list[EstateText]) -> str:
+    """The estate (its name) that has an asset ``asset_id``; InputError naming the asset and the estates otherwise.
+
+    An agent token for an asset no estate has would be accepted and then never be asked anything: a typo
+    that costs an afternoon. Ids are ``[a-z0-9._-]``, which neither YAML nor JSON writers escape, so an
+    estate whose text does not contain the id cannot have it, and only one that does is parsed.
+    """
+    from ringfence.core.estate import parse_estate_text
+
+    if not estates:
+        raise InputError(
+            [
+                Problem(
+                    f"there is no estate to check asset '{asset_id}' against: name the estate file with "
+                    "--estate FILE (or upload the estate first), or pass --force to issue the token unchecked",
+                    path=("--asset",),
+                )
+            ]
+        )
+    for found in estates:
+        if asset_id not in found.text:
+            continue
+        estate = parse_estate_text(found.text, found.source)
+        if any(a.id == asset_id for a in estate.assets):
+            return estate.name
+    where = ", ".join(e.source for e in estates)
+    raise InputError(
+        [
+            Problem(
+                f"asset '{asset_id}' is not in {where}; check the id, or pass --force to issue the token anyway",
+                path=("--asset",),
+            )
+        ]
+    )
+
+
 def authenticate(engine: Engine, secret: str) -> Caller:
     """The caller a bearer token stands for; PermissionDeniedError for an unknown or revoked token."""
     with session_scope(engine, readonly=True) as session:

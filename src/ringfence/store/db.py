@@ -32,10 +32,9 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
 from ringfence.core.errors import ConflictError, InputError
+from ringfence.store.home import HOME_ENV, user_home
 
 DATABASE_URL_ENV = "RINGFENCE_DATABASE_URL"
-HOME_ENV = "RINGFENCE_HOME"
-DEFAULT_HOME = ".ringfence"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before giving up ("database is locked")."""
 
@@ -52,14 +51,12 @@ LOCK_NAMESPACE_INCIDENT_IDS = 0x52460010
 
 
 def database_url() -> str:
-    """The database to use: ``$RINGFENCE_DATABASE_URL``, else a SQLite file in ``$RINGFENCE_HOME``.
-
-    ``RINGFENCE_HOME`` defaults to ``./.ringfence`` and is created when missing.
-    """
+    """The database to use: ``$RINGFENCE_DATABASE_URL``, else a SQLite file in the user's home
+    (:func:`user_home`), created when missing."""
     url = os.environ.get(DATABASE_URL_ENV, "").strip()
     if url:
         return url
-    home = Path(os.environ.get(HOME_ENV, "").strip() or DEFAULT_HOME).expanduser().resolve()
+    home = user_home(os.environ).resolve()
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'ringfence.db'}"
 

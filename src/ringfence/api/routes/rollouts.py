@@ -1,5 +1,5 @@
 """Plans and rollouts: ``/v1/plans`` (nothing stored) and ``/v1/rollouts`` (create, approve, start, pause,
-resume, abort, roll back, status, events).
+resume, abort, roll back, status, events, and what an approver must read first).
 
 Two-person rule: a rollout whose targets include an asset of impact tier 1 or 2, or that overrides a vendor
 hold, is created awaiting approval, and the person who created it cannot approve it. Every move is audited
@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 from ringfence.api.deps import Approver, EngineDep, Operator, Viewer
@@ -31,7 +32,7 @@ from ringfence.api.schemas import (
     RolloutSummary,
 )
 from ringfence.core.clock import utc_now
-from ringfence.core.documents import PlanDocument, RolloutStatusDocument, plan_document
+from ringfence.core.documents import HoldOverrideOut, PlanDocument, RolloutStatusDocument, plan_document
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.estate import locate_problems
 from ringfence.core.planner import Plan, plan_rings
@@ -194,9 +195,55 @@ def rollout_events(
     return audit_page(entries, after)
 
 
+class RolloutApproval(BaseModel):
+    """What a person deciding on a rollout's approval must read first, and where the decision stands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    phase: str
+    needs_approval: bool
+    awaiting_approval: bool = Field(description="True while the rollout waits for a second person's approval.")
+    created_by: str = Field(description="Who created it: the one person who may not approve it.")
+    approved_by: str | None
+    hold_override: HoldOverrideOut | None = Field(
+        description="The vendor hold the rollout goes ahead despite: the held release, the vendor's reason for "
+        "the hold and the justification recorded when the rollout was created. null when no hold was overridden."
+    )
+
+
+@router.get(
+    "/rollouts/{rollout_id}/approval", response_model=RolloutApproval, summary="What an approver must read first"
+)
+def approval(rollout_id: str, caller: Viewer, engine: EngineDep) -> RolloutApproval:
+    """Whether the rollout waits for approval, who created it, and any vendor hold it overrides: the hold's
+    reason and the justification recorded when it was created. Read this before ``/approve``."""
+    with session_scope(engine, readonly=True) as session:
+        r = stored_rollouts.get_rollout(session, rollout_id)
+    held = rollouts.stored_plan(r).hold_override
+    return RolloutApproval(
+        id=r.id,
+        phase=r.state.phase.value,
+        needs_approval=r.needs_approval,
+        awaiting_approval=r.state.phase is RolloutPhase.AWAITING_APPROVAL,
+        created_by=r.created_by,
+        approved_by=r.approved_by,
+        hold_override=(
+            HoldOverrideOut(
+                release=held.get("release", ""),
+                reason=held.get("reason", ""),
+                justification=held.get("justification", ""),
+            )
+            if held
+            else None
+        ),
+    )
+
+
 @router.post("/rollouts/{rollout_id}/approve", response_model=RolloutStatusDocument, summary="Approve a rollout")
 def approve(rollout_id: str, caller: Approver, engine: EngineDep, body: ActionBody = None) -> RolloutStatusDocument:
-    """Approve a rollout awaiting approval. Not by the person who created it (403); 409 unless awaiting."""
+    """Approve a rollout awaiting approval. Not by the person who created it (403); 409 unless awaiting.
+    Read ``/approval`` first: it says which vendor hold, if any, the rollout overrides, and why."""
     rollouts.approve_rollout(engine, rollout_id, actor=caller.name, at=utc_now())
     return _status(engine, rollout_id)
 

@@ -147,46 +147,47 @@ class Controller:
         reused = False
         verdict: RingVerdict | None = None
         decided = 0
-        with self.repository.session(rollout_id) as session:
-            view = session.view()
-            pending = session.pending_decision()
-            if pending is not None:
-                reused = True
-            else:
+        reading: Mapping[str, AssetHealth] | None = None
+        unread: DriverError | None = None
+        for attempt in range(2):
+            with self.repository.session(rollout_id) as session:
+                view = session.view()
+                pending = session.pending_decision()
+                if pending is not None:
+                    reused = True
+                    break
+                if reading is not None:
+                    session.record_health(reading, now)
+                    view = session.view()
                 decision = reconcile(view, now)
-                if not decision.is_empty and (view.state.phase in _DECIDES_ON_HEALTH or _starts_installs(decision)):
+                if unread is not None and view.state.phase.is_running:
+                    decision = Decision(
+                        transitions=(
+                            PhaseChange(RolloutPhase.PAUSED, f"{self._health_name} could not read health: {unread}"),
+                        )
+                    )
+                elif attempt == 0 and _needs_health_now(view, decision):
                     # A decision stands on health read now, not at the end of a step that may be hours old (a
                     # rollout paused at its gate and resumed later; the first step, before any reading): rule 7
-                    # counts the members that are down now, and a gate judges what the canaries say now.
-                    try:
-                        session.record_health(self._observe(view), now)
-                    except DriverError as exc:
-                        if view.state.phase.is_running:
-                            sentence = f"{self._health_name} could not read health: {exc}"
-                            decision = Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, sentence),))
-                    else:
+                    # counts the members that are down now, and a gate judges what the canaries say now. It is
+                    # read outside the transaction, which is left without a write: a driver's reading may take
+                    # long (a playbook) or write to this very database (the simulated world), and a write
+                    # transaction held meanwhile blocks every other writer, the driver's own included.
+                    needs_reading = True
+                else:
+                    needs_reading = False
+                if not needs_reading:
+                    decision = self._guarded(view, decision)
+                    verdict = decision.verdict
+                    decided = len(decision.asset_updates) + len(decision.ring_moves) + len(decision.actions)
+                    pending = self._record_decision(session, view, decision, now, transitions)
+                    if not decision.is_empty:
                         view = session.view()
-                        decision = reconcile(view, now)
-                decision = self._guarded(view, decision)
-                verdict = decision.verdict
-                decided = len(decision.asset_updates) + len(decision.ring_moves) + len(decision.actions)
-                state = view.state
-                if verdict is not None:
-                    # The verdict as facts, in the transaction of the move it causes (a next ring, a canary wave, a
-                    # pause or a halt): the transition's reason only explains it.
-                    session.record_verdict(verdict, now)
-                for change in decision.transitions:
-                    state, record = transition(state, change.to, change.reason, at=now, ring=change.ring)
-                    session.apply_transition(state, record, actor=self.actor)
-                    transitions.append(record)
-                if decision.ring_moves:
-                    session.move_assets(decision.ring_moves, now)
-                if decision.asset_updates:
-                    session.update_assets(decision.asset_updates, now)
-                if decision.actions:
-                    pending = PendingDecision(session.add_decision(decision, now), decision.actions)
-                if not decision.is_empty:
-                    view = session.view()
+                    break
+            try:
+                reading = self._observe(view)
+            except DriverError as exc:
+                unread = exc
         update = view.update
 
         def batch(kind: OperationKind, assets: tuple[str, ...]) -> Batch:
@@ -264,6 +265,33 @@ class Controller:
             decided=decided,
         )
 
+    def _record_decision(
+        self,
+        session: RolloutSession,
+        view: RolloutView,
+        decision: Decision,
+        now: datetime,
+        transitions: list[Transition],
+    ) -> PendingDecision | None:
+        """Persist ``decision`` in ``session``: its verdict, transitions, moves and updates; its actions as the
+        decision the driver is handed (returned), none when it has no actions."""
+        if decision.verdict is not None:
+            # The verdict as facts, in the transaction of the move it causes (a next ring, a canary wave, a
+            # pause or a halt): the transition's reason only explains it.
+            session.record_verdict(decision.verdict, now)
+        state = view.state
+        for change in decision.transitions:
+            state, record = transition(state, change.to, change.reason, at=now, ring=change.ring)
+            session.apply_transition(state, record, actor=self.actor)
+            transitions.append(record)
+        if decision.ring_moves:
+            session.move_assets(decision.ring_moves, now)
+        if decision.asset_updates:
+            session.update_assets(decision.asset_updates, now)
+        if decision.actions:
+            return PendingDecision(session.add_decision(decision, now), decision.actions)
+        return None
+
     def _guarded(self, view: RolloutView, decision: Decision) -> Decision:
         """The safety guard's word on a decision that installs: the decision itself, or a pause naming the rule.
 
@@ -291,7 +319,7 @@ class Controller:
                 canary_rings=view.canary_rings,
                 strata=Columns(ids, list(map(attrgetter("stratum"), assets))),
                 tiers=view.tiers,
-                groups=tuple(GuardGroup(g.owners, g.members, g.k) for g in view.groups),
+                groups=tuple(GuardGroup(g.owners, g.members, g.k, g.numbers) for g in view.groups),
             )
         state = GuardState(
             ring=view.state.ring,
@@ -458,6 +486,11 @@ _VERBS = {
 _DECIDES_ON_HEALTH = frozenset({*(p for p in RolloutPhase if p.is_running), RolloutPhase.ROLLING_BACK})
 """Phases whose decisions stand on health: gates, installs, and a rollback's order (rule 7), which may be asked
 for hours after the halt."""
+
+
+def _needs_health_now(view: RolloutView, decision: Decision) -> bool:
+    """Whether ``decision`` must stand on a health reading taken now (a gate, or installs about to start)."""
+    return not decision.is_empty and (view.state.phase in _DECIDES_ON_HEALTH or _starts_installs(decision))
 
 
 def _starts_installs(decision: Decision) -> bool:

@@ -17,10 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ringfence.core.driver import DRIVERS_OWN_HEALTH
 from ringfence.core.errors import ConflictError
+
+
+class MemberNumbers(NamedTuple):
+    """A group's members as the plan numbers them: what lets the safety guard read a million-target plan's
+    groups without looking each member's id up among the targets (a second of its check at a million).
+
+    ``targets`` are the members that are targets of the rollout, each by its position among the plan's targets
+    (its rings read in order, each ring in its own order), ascending, each once; ``outside`` are the members
+    outside the rollout, by id."""
+
+    targets: tuple[int, ...]
+    outside: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,9 @@ class RedundancyGroup:
     members: tuple[str, ...]
     """Every member, target of the rollout or not, sorted."""
     k: int
+    numbers: MemberNumbers | None = field(default=None, compare=False, repr=False)
+    """The same members by number, when the plan was made (or persisted) with them; None for a group built by
+    hand or read from a plan stored before numbers were kept (its members are then looked up by id)."""
 
     @property
     def capacity(self) -> int:
@@ -108,7 +123,7 @@ class StoredPlan:
             "rings": [list(ring) for ring in self.rings],
             "canary_rings": self.canary_rings,
             "tiers": [[self.tiers.get(a, 5) for a in ring] for ring in self.rings] if self.tiers else None,
-            "groups": [{"owners": list(g.owners), "members": list(g.members), "k": g.k} for g in self.groups],
+            "groups": [_group_document(g) for g in self.groups],
             "warnings": list(self.warnings),
             "hold_override": dict(self.hold_override) if self.hold_override else None,
             "health_source": self.health_source,
@@ -130,14 +145,8 @@ class StoredPlan:
             if stored_tiers:
                 for ring, ring_tiers in zip(rings, _list(stored_tiers), strict=True):
                     tiers.update(zip(ring, (int(t) for t in _list(ring_tiers)), strict=True))
-            groups = tuple(
-                RedundancyGroup(
-                    owners=tuple(str(o) for o in _list(g["owners"])),
-                    members=tuple(str(m) for m in _list(g["members"])),
-                    k=int(g["k"]),
-                )
-                for g in _list(document.get("groups") or [])
-            )
+            n_targets = sum(map(len, rings))
+            groups = tuple(_group_from_document(g, n_targets) for g in _list(document.get("groups") or []))
             override = document.get("hold_override")
             return cls(
                 strategy=strategy,
@@ -157,10 +166,40 @@ class StoredPlan:
             raise ConflictError(f"rollout {rollout_id} has a stored plan that cannot be read ({exc!r})") from None
 
 
+def _group_document(group: RedundancyGroup) -> dict[str, Any]:
+    document: dict[str, Any] = {"owners": list(group.owners), "members": list(group.members), "k": group.k}
+    if group.numbers is not None:
+        document["targets"] = list(group.numbers.targets)
+        document["outside"] = list(group.numbers.outside)
+    return document
+
+
+def _group_from_document(document: Mapping[str, Any], n_targets: int) -> RedundancyGroup:
+    members = tuple(map(str, _list(document["members"])))
+    numbers = None
+    if "targets" in document:
+        targets = tuple(map(int, _list(document["targets"])))
+        outside = tuple(map(str, _list(document.get("outside") or [])))
+        # Numbers that cannot be the members' are a stored plan that cannot be read, not a plan to guard on the
+        # wrong members (the guard checks each number's range and order again).
+        if len(targets) + len(outside) != len(members) or (targets and not 0 <= targets[0] <= targets[-1] < n_targets):
+            raise ValueError(
+                f"a group's numbers ({len(targets)} targets, {len(outside)} outside) do not match its "
+                f"{len(members)} members among {n_targets} targets"
+            )
+        numbers = MemberNumbers(targets, outside)
+    return RedundancyGroup(
+        owners=tuple(map(str, _list(document["owners"]))),
+        members=members,
+        k=int(document["k"]),
+        numbers=numbers,
+    )
+
+
 def _list(value: object) -> Sequence[Any]:
     if isinstance(value, list | tuple):
         return value
     raise TypeError(f"expected a list, found {type(value).__name__}")
 
 
-__all__ = ["RedundancyGroup", "StoredPlan"]
+__all__ = ["MemberNumbers", "RedundancyGroup", "StoredPlan"]

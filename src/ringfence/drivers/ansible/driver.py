@@ -37,6 +37,7 @@ from ringfence.drivers.ansible.process import (
     read_pid,
     terminate,
 )
+from ringfence.files.extras import extra_installed, require_extra
 
 HEALTH_DIR = "health"
 HEALTH_RUNS_KEPT = 20
@@ -53,7 +54,19 @@ class AnsibleDriver:
 
     options: DriverOptions = OPTIONS
 
+    @classmethod
+    def always_refuses(cls, kind: OperationKind, update: Update) -> str | None:
+        """Every operation, when Ansible is not installed: the rollout is refused when it is created, with the
+        ``pip install`` that fixes it, not when it starts."""
+        if not extra_installed("ansible"):
+            return (
+                "the ansible driver needs the 'ansible' extra, which is not installed: pip install 'ringfence[ansible]'"
+            )
+        return None
+
     def __init__(self, **options: str) -> None:
+        # Refused before reading any option: without the extra, no option can make the driver work.
+        require_extra("ansible", "The ansible driver")
         settings = read_settings(options, self.options)
         self.inventory = settings.inventory
         self.playbooks: dict[OperationKind, Path] = dict(settings.playbooks)

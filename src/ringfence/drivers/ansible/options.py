@@ -154,9 +154,9 @@ def _extravars(text: str | None) -> dict[str, Any]:
 
 
 def default_artifacts_dir() -> Path:
-    from ringfence.store.db import DEFAULT_HOME, HOME_ENV
+    from ringfence.store.home import user_home
 
-    home = Path(os.environ.get(HOME_ENV, "").strip() or DEFAULT_HOME).expanduser()
+    home = user_home(os.environ)
     return (home / "ansible").resolve()
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import ringfence
 from ringfence.core.errors import InputError, Problem, RingfenceError, format_path
+from ringfence.files.extras import require_extra
 from ringfence.files.importers.document import (
     capped,
     check_asset_fields,
@@ -99,6 +100,7 @@ def read_inventory(path: Path) -> list[InventoryHost]:
     shown = str(path)
     if not path.exists():
         raise InputError([Problem(f"inventory '{shown}' does not exist", source=shown)])
+    require_extra("ansible", "Reading an Ansible inventory")
     # Ansible resolves inventory paths without following symlinks, so group_vars/ is looked for
     # next to the path as given, not next to a link's target.
     source = os.path.abspath(path)
@@ -225,7 +227,7 @@ def _asset_from_host(host: InventoryHost, asset_id: str) -> tuple[dict[str, obje
                     f"variable '{name}' is not one ringfence reads; ringfence reads {', '.join(RINGFENCE_VARIABLES)}"
                 )
             continue
-        if _is_secret(name) or not _ATTR_NAME.match(name):
+        if _is_secret(name) or not _ATTR_NAME.match(name) or _is_reserved(name):
             continue
         # Only single values become attributes: selectors compare strings, and lists or mappings
         # (package lists, user lists) would only be noise in the estate file.
@@ -234,8 +236,8 @@ def _asset_from_host(host: InventoryHost, asset_id: str) -> tuple[dict[str, obje
         elif isinstance(value, str | int | float):
             attrs[name] = str(value)
     for group in host.groups:
-        # One attribute per group, so a selector can pick a group: attrs.group.webservers=true.
-        # Ansible variable names cannot hold '.', so these never collide with a variable.
+        # One attribute per group, so a selector can pick a group: attrs.group.webservers=true. Only the
+        # host's real groups: a variable named like one was left out above.
         attrs[f"group.{_NOT_IN_ATTR_NAME.sub('_', group)}"] = "true"
     if asset_id != host.name:
         # The ansible driver targets hosts by their inventory name; keep it when the id differs.
@@ -310,6 +312,16 @@ def _variable_path(field: tuple[str | int, ...]) -> str:
     return format_path(field)
 
 
+RESERVED_ATTRIBUTES = ("ansible_inventory_hostname",)
+"""Attributes only the importer writes, from the inventory itself: a host variable of one of these names (or
+``group.*``) never becomes an attribute, so it can neither pose as a group membership nor redirect the ansible
+driver to another host."""
+
+
+def _is_reserved(name: str) -> bool:
+    return name in RESERVED_ATTRIBUTES or name.startswith("group.")
+
+
 def _is_secret(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in SECRET_WORDS)
@@ -382,6 +394,7 @@ def _worker_read(source: str) -> dict[str, Any]:
                 return None
             return super().load_from_file(file_name, *args, **kwargs)
 
+    _worker_keep_quoted_ini_values()
     if os.path.isfile(source) and is_vaulted(source):
         return _worker_problems(
             f"the inventory '{source}' is vault-encrypted; ringfence never decrypts vault files", source
@@ -412,6 +425,94 @@ def _worker_read(source: str) -> dict[str, Any]:
         groups = sorted({g.name for g in host.get_groups()} - {"all", "ungrouped"})
         hosts.append({"name": str(host.name), "groups": groups, "variables": _worker_plain_mapping(host_vars)})
     return {"hosts": hosts}
+
+
+def _worker_keep_quoted_ini_values() -> None:
+    """Make a quoted value on an INI host line stay a string: ``web1 version="10.10"`` is ``'10.10'``.
+
+    Ansible's ini plugin splits a host line with shlex, which drops the quotes, and then reads each value as
+    a Python literal, so the quoted ``"10.10"`` becomes the number 10.1 — though its own documentation says
+    to quote a number to keep it a string, and a ``[group:vars]`` line does keep it. ringfence compares
+    attributes as text, so a version would silently change. Here, in the child only, a value that was
+    quoted whole is read as the string it spells; an unquoted one is still Ansible's literal, and so is a
+    quoted list, tuple or mapping (``"['a', 'b']"``): quoting is the only way to write one on a host line.
+    """
+    from ansible.plugins.inventory import ini
+
+    plugin = ini.InventoryModule
+    if getattr(plugin, "_ringfence_keeps_quotes", False):
+        return
+    parse_host_definition = plugin._parse_host_definition
+
+    def keeping_quotes(self: Any, line: str) -> Any:
+        hostnames, port, variables = parse_host_definition(self, line)
+        quoted = _quoted_whole(line)
+        for key in list(variables):
+            if str(key) in quoted and not quoted[str(key)].lstrip().startswith(("[", "{", "(")):
+                # repr() spells the string as a Python literal, so Ansible's own reading gives it back as is.
+                variables[key] = self._parse_value(repr(quoted[str(key)]))
+        return hostnames, port, variables
+
+    plugin._parse_host_definition = keeping_quotes
+    plugin._ringfence_keeps_quotes = True
+
+
+def _quoted_whole(line: str) -> dict[str, str]:
+    """The ``key=value`` words of an INI host line whose value is one quoted string, key → the string.
+
+    The words are split as shlex splits them (quotes, backslashes, ``#`` comments), so they pair up with
+    the words Ansible reads; a line this cannot follow is left to Ansible alone.
+    """
+    import shlex
+
+    raw: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    escaped = False
+    in_word = False
+    for char in line:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif quote is not None:
+            current.append(char)
+            if char == quote:
+                quote = None
+            elif char == "\\" and quote == '"':
+                escaped = True
+        elif char == "\\":
+            current.append(char)
+            escaped = in_word = True
+        elif char in "'\"":
+            current.append(char)
+            quote, in_word = char, True
+        elif char.isspace():
+            if in_word:
+                raw.append("".join(current))
+                current, in_word = [], False
+        elif char == "#":
+            break
+        else:
+            current.append(char)
+            in_word = True
+    if in_word:
+        raw.append("".join(current))
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError:
+        return {}
+    if len(words) != len(raw):
+        return {}
+    found: dict[str, str] = {}
+    for text, word in zip(raw[1:], words[1:], strict=True):
+        key, equals, value = text.partition("=")
+        if not equals or len(value) < 2 or value[0] not in "'\"" or value[-1] != value[0]:
+            continue
+        # Quoted whole: one quoted part, nothing before or after it (not 'a'b or "a"'b').
+        if value[0] in value[1:-1].replace("\\" + value[0], ""):
+            continue
+        found[key] = word.partition("=")[2]
+    return found
 
 
 def _worker_diagnose(source: str, loader: Any) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from ringfence.api.deps import EngineDep
 from ringfence.core.clock import utc_now
 from ringfence.core.durations import parse_duration
 from ringfence.core.errors import InputError, Problem
+from ringfence.core.words import count
 from ringfence.service import incidents as incident_service
 from ringfence.service.tokens import Caller, Role
 from ringfence.web.rendering import SECURITY_HEADERS, Form, FormFields, LivePage, render
@@ -45,6 +46,25 @@ def incidents_page(request: Request, caller: PageCaller, engine: EngineDep) -> H
     return _incidents_list(request, caller, engine, form=FormFields({}))
 
 
+_FAILURE_FORMS = frozenset({"asset", "service", "supplier", "software", "site", "where"})
+
+
+def _failure_lines(text: str) -> list[str]:
+    """The failures a person typed, one per line, in order, once each.
+
+    Lines, not commas or spaces: a ``where:`` selector joins its terms with commas and its values may hold
+    spaces, so only a line break can end one failure.
+    """
+    failures = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+    for n, ref in enumerate(failures):
+        # "asset:a supplier:b" on one line is two failures typed the old way, not an asset named "a supplier:b".
+        later = [word for word in ref.split()[1:] if word.partition(":")[0] in _FAILURE_FORMS and ":" in word]
+        if later:
+            problem = f"put one failure on each line: '{ref}' holds {count(len(later) + 1, 'failure')}"
+            raise InputError([Problem(problem, path=("fail", n))])
+    return failures
+
+
 def _listed(text: str) -> list[str]:
     """What a person typed in a list field (failure refs, item ids), separated by spaces, commas or lines: in
     order, once each."""
@@ -67,7 +87,7 @@ def declare_incident(request: Request, caller: PageCaller, engine: EngineDep, fo
                 raise InputError([Problem("choose the estate the failures happened on", path=("estate",))])
             found = incident_service.declare(
                 engine,
-                fail=_listed(form.get("fail")),
+                fail=_failure_lines(form.get("fail")),
                 actor=caller.name,
                 at=utc_now(),
                 title=form.get("title").strip() or None,

@@ -16,7 +16,7 @@ from ringfence.web.security import may
 from ringfence.web.views.shared import Tier, duration, tier, when
 
 # Worst first: the order in which a list of incidents draws the eye to an RTO.
-_CLOCK_SEVERITY = ("breached", "at_risk", "missed", "on_track", "met", "no_rto")
+_CLOCK_SEVERITY = ("breached", "at_risk", "missed", "not_restored_at_close", "on_track", "met", "no_rto")
 SHOWN_PER_STEP = 40
 """Items listed per restore step (each with its button); the rest are counted. Large incidents stay readable."""
 
@@ -127,6 +127,8 @@ class ClockRow:
     deadline: str
     countdown: str
     """``2h 59m left · about 3h to restore``, ``breached 30 min ago``, ``met: back after 2h``…"""
+    expected_at: str
+    """When it is expected back; '' once restored or closed."""
     warning: str
 
 
@@ -245,6 +247,7 @@ def incident_page(engine: Engine, incident_id: str, caller: Caller, now: datetim
                 status=c.status,
                 deadline=when(c.deadline) if c.deadline is not None else "",
                 countdown=_countdown(c.status, c.remaining, c.estimated, c.time_to_restore),
+                expected_at=when(c.expected_at) if c.expected_at is not None else "",
                 warning=c.warning or "",
             )
             for c in doc.clocks
@@ -275,6 +278,13 @@ def _restored_together(incident: Incident, item_id: str) -> tuple[str, ...]:
 
 
 def _countdown(status: str, remaining: int | None, estimated: int | None, took: int | None) -> str:
+    if status == "not_restored_at_close":
+        # Frozen at the close: where it stood then, not a countdown to a deadline nobody works to any more.
+        if remaining is None:
+            return "not restored at close"
+        if remaining < 0:
+            return f"not restored at close · {humanize_duration(-remaining)} past its RTO"
+        return f"not restored at close · {humanize_duration(remaining)} of its RTO was left"
     if status in ("met", "missed"):
         return f"{status}: back after {humanize_duration(took or 0)}"
     if status == "breached":

@@ -37,6 +37,8 @@ class RolloutRow:
     created_at: str
     updated_at: str
     halt_reason: str
+    held_release: str
+    """The release under a vendor hold it goes ahead despite, or ''."""
 
 
 def rollout_rows(engine: Engine) -> list[RolloutRow]:
@@ -49,6 +51,7 @@ def rollout_rows(engine: Engine) -> list[RolloutRow]:
 def _rollout_row(r: Rollout) -> RolloutRow:
     plan = r.plan if isinstance(r.plan, dict) else {}
     rings = plan.get("rings")
+    held = plan.get("hold_override")
     return RolloutRow(
         id=r.id,
         update=r.update_id,
@@ -60,6 +63,7 @@ def _rollout_row(r: Rollout) -> RolloutRow:
         created_at=when(r.created_at),
         updated_at=when(r.state.updated_at),
         halt_reason=r.state.halt_reason or "",
+        held_release=str(held.get("release", "")) if isinstance(held, dict) else "",
     )
 
 
@@ -135,6 +139,18 @@ class IncidentLink:
 
 
 @dataclass(frozen=True)
+class HoldOverride:
+    """A vendor hold the rollout goes ahead despite: what an approver must read before approving."""
+
+    release: str
+    reason: str
+    """The vendor's reason for the hold."""
+    justification: str
+    """Why the rollout's creator planned it anyway, as recorded when it was created."""
+    by: str
+
+
+@dataclass(frozen=True)
 class RolloutPage:
     id: str
     update: str
@@ -162,6 +178,7 @@ class RolloutPage:
     actions: tuple[Action, ...]
     approval_note: str
     """Why an approver sees no approve button (they created the rollout), or ''."""
+    hold_override: HoldOverride | None
     warnings: tuple[str, ...]
     failed_assets: tuple[FailedAsset, ...]
     incident: IncidentLink | None
@@ -200,6 +217,7 @@ def rollout_page(engine: Engine, rollout_id: str, caller: Caller) -> RolloutPage
     verdict = _live_verdict(view)
     strata = _strata(view, verdict)
     warnings = plan.get("warnings")
+    hold = _hold_override(r)
     return RolloutPage(
         id=r.id,
         update=r.update_id,
@@ -223,8 +241,9 @@ def rollout_page(engine: Engine, rollout_id: str, caller: Caller) -> RolloutPage
         strata=strata,
         gate_sentence=verdict.sentence if verdict is not None else "",
         verdicts=tuple(_verdicts(entries)),
-        actions=tuple(_actions(r, update.rollback, caller)),
+        actions=tuple(_actions(r, update.rollback, caller, hold)),
         approval_note=_approval_note(r, caller),
+        hold_override=hold,
         warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
         failed_assets=_failed_assets(engine, r, view, names, incident),
         incident=IncidentLink(incident.id, incident.status.value, incident.title) if incident is not None else None,
@@ -395,12 +414,26 @@ def _verdicts(entries: Sequence[AuditEntry]) -> list[Verdict]:
     return list(reversed(out))
 
 
-def _actions(r: Rollout, rollback: str, caller: Caller) -> list[Action]:
+def _hold_override(r: Rollout) -> HoldOverride | None:
+    held = rollout_service.stored_plan(r).hold_override
+    if not held:
+        return None
+    return HoldOverride(
+        release=held.get("release", ""),
+        reason=held.get("reason", ""),
+        justification=held.get("justification", ""),
+        by=r.created_by,
+    )
+
+
+def _actions(r: Rollout, rollback: str, caller: Caller, hold: HoldOverride | None) -> list[Action]:
     """The buttons this caller may press now. The service layer checks again; this only hides the rest."""
     phase = r.state.phase
     found: list[Action] = []
     if phase is RolloutPhase.AWAITING_APPROVAL and may(caller, Role.APPROVER) and caller.name != r.created_by:
-        found.append(Action("approve", "Approve", f"Approve rollout {r.id} as {caller.name}?", False))
+        # The question repeats the hold, so nobody approves an overridden hold without having read it.
+        despite = f" It goes ahead despite the vendor hold on {hold.release}." if hold is not None else ""
+        found.append(Action("approve", "Approve", f"Approve rollout {r.id} as {caller.name}?{despite}", False))
     if not may(caller, Role.OPERATOR):
         return found
     if phase is RolloutPhase.PENDING:

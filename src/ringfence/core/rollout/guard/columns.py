@@ -102,7 +102,7 @@ class _Numbering:
 
     def __init__(self, ids: list[str]) -> None:
         self._ids = ids
-        self._addresses = np.fromiter(map(id, ids), np.int64, len(ids))
+        self._addresses: IntArray | None = None
         hashes = np.fromiter(map(hash, ids), np.int64, len(ids)).view(np.uint64)
         self._order = np.argsort(hashes)
         self._hashes = hashes[self._order]
@@ -137,9 +137,16 @@ class _Numbering:
             rest, position, end = rest[live], position[live] + 1, end[live]
         hashed = np.flatnonzero(first >= 0)
         candidates = self._order[first[hashed]]
-        # The same object is the same id, read without touching a string; other objects are compared by value.
-        addresses = np.fromiter(map(id, asked), np.int64, len(asked))
-        same = self._addresses[candidates] == addresses[hashed]
+        if len(asked) * 16 < len(self._ids):
+            # A small batch (the assets a step starts, those down): compared by value, which for the very same
+            # string object is an identity check; the ids' addresses would cost a pass over every id.
+            same = np.zeros(hashed.size, np.bool_)
+        else:
+            # The same object is the same id, read without touching a string; others are compared by value.
+            if self._addresses is None:
+                self._addresses = np.fromiter(map(id, self._ids), np.int64, len(self._ids))
+            addresses = np.fromiter(map(id, asked), np.int64, len(asked))
+            same = self._addresses[candidates] == addresses[hashed]
         other = np.flatnonzero(~same)
         same[other] = np.fromiter(
             map(operator.eq, _pick_all(self._ids, candidates[other]), _pick_all(asked, hashed[other])),

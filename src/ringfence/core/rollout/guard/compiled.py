@@ -30,6 +30,7 @@ from ringfence.core.rollout.guard.violations import (
     _plan_rings,
     _pointers,
 )
+from ringfence.core.rollout.record import MemberNumbers
 from ringfence.core.rollout.state import AssetState
 from ringfence.core.words import and_list, count, names
 
@@ -46,6 +47,9 @@ class GuardGroup(NamedTuple):
     owners: tuple[str, ...]
     members: tuple[str, ...]
     k: int
+    numbers: MemberNumbers | None = None
+    """The same members as the plan numbered them (targets by position among the plan's targets, see
+    record.MemberNumbers), when it did: the guard then looks up only the members outside the rollout by id."""
 
     @property
     def n(self) -> int:
@@ -178,13 +182,7 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
 
     raw_strata = _in_order(plan.strata, ids, index)
     # An empty tuple is a real stratum (an update with no strata keys): only a missing one is None.
-    # Each stratum numbered in order of first sight in one pass (a stratum tuple hashes anew at every look-up,
-    # so a second pass costs as much again): ``setdefault`` is given the count of strata seen so far.
-    numbers: dict[Stratum | None, int] = {None: -1}
-    coded = np.fromiter(map(numbers.setdefault, raw_strata, map(len, repeat(numbers))), np.int64, n)
-    strata: list[Stratum] = [s for s in numbers if s is not None]
-    # None took number 0 of the count: the strata proper are numbered 1.., so shift them to 0.. (None stays -1).
-    stratum = np.where(coded < 0, -1, coded - 1)
+    stratum, strata = _number_strata(raw_strata)
     no_stratum = np.flatnonzero(stratum < 0)
     if no_stratum.size:
         missing = _pick(ids, no_stratum)
@@ -196,7 +194,10 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
         )
 
     raw_tiers = _in_order(plan.tiers, ids, index)
-    if None in raw_tiers:
+    try:
+        tier = np.fromiter(raw_tiers, np.int64, n)
+        has_tier = np.ones(n, np.bool_)
+    except TypeError:  # a target without a tier (None)
         has_tier = np.fromiter((t is not None for t in raw_tiers), np.bool_, n)
         tier = np.fromiter((_NO_TIER if t is None else t for t in raw_tiers), np.int64, n)
         missing = _pick(ids, np.flatnonzero(~has_tier))
@@ -205,9 +206,6 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
             f"the plan gives no impact tier for {count(n - int(has_tier.sum()), 'target')} ({names(missing)})",
             missing,
         )
-    else:
-        has_tier = np.ones(n, np.bool_)
-        tier = np.fromiter(raw_tiers, np.int64, n)
     top_tier = np.full(len(strata), _NO_TIER, np.int64)
     known = (stratum >= 0) & has_tier
     np.maximum.at(top_tier, stratum[known], tier[known])
@@ -227,6 +225,25 @@ def _compile(plan: GuardPlan) -> _CompiledPlan:
         problems=findings.violations(),
         **{f.name: getattr(groups, f.name) for f in fields(_GroupArrays)},
     )
+
+
+def _number_strata(raw: list[Stratum | None]) -> tuple[IntArray, list[Stratum]]:
+    """Each target's stratum number (-1: none) in order of first sight, and the strata so numbered.
+
+    A stratum tuple hashes anew at every look-up, but the strata of a plan are a few objects shared by many
+    targets: the objects are told apart by address (one sort), and only one of each is hashed."""
+    n = len(raw)
+    addresses = np.fromiter(map(id, raw), np.int64, n)
+    distinct, first, inverse = np.unique(addresses, return_index=True, return_inverse=True)
+    # Equal strata held by different objects are one stratum: number each distinct object's value once.
+    numbers: dict[Stratum | None, int] = {None: -1}
+    by_sight = np.argsort(first, kind="stable")
+    value_number = np.empty(distinct.size, np.int64)
+    for d in by_sight.tolist():
+        value = raw[int(first[d])]
+        value_number[d] = numbers.setdefault(value, len(numbers) - 1)
+    strata: list[Stratum] = [s for s in numbers if s is not None]
+    return value_number[inverse.reshape(-1)] if n else np.zeros(0, np.int64), strata
 
 
 def _in_order(mapping: Mapping[str, T], ids: list[str], index: _Numbering) -> list[T | None]:
@@ -278,20 +295,53 @@ def _compile_groups(plan: GuardPlan, ids: list[str], index: _Numbering) -> _Grou
     """The groups as integer arrays: distinct members, capacities, and both directions of membership."""
     n = len(ids)
     n_groups = len(plan.groups)
-    listed = [group.members for group in plan.groups]
-    sizes = np.fromiter(map(len, listed), np.int64, n_groups)
-    flat = list(chain.from_iterable(listed))
-    member = index.numbers(flat)
+    numbered = _numbered_members(plan, n) if index.distinct else None
     outside_index: dict[str, int] = {}
-    for position in np.flatnonzero(member < 0).tolist():
-        member[position] = outside_index.setdefault(flat[position], n + len(outside_index))
+    if numbered is not None:
+        # Targets by their positions, as the plan numbered them; only members outside the rollout by id.
+        member, sizes, outside = numbered
+        if outside:
+            found = index.numbers(outside)
+            if (found >= 0).any():
+                numbered = None  # an "outside" member that is a target: numbers that cannot be trusted
+            else:
+                slots = np.flatnonzero(member < 0)
+                member[slots] = [outside_index.setdefault(a, n + len(outside_index)) for a in outside]
+    if numbered is None:
+        listed = [group.members for group in plan.groups]
+        sizes = np.fromiter(map(len, listed), np.int64, n_groups)
+        flat = list(chain.from_iterable(listed))
+        member = index.numbers(flat)
+        for position in np.flatnonzero(member < 0).tolist():
+            member[position] = outside_index.setdefault(flat[position], n + len(outside_index))
     n_members = n + len(outside_index)
     group = np.repeat(np.arange(n_groups, dtype=np.int64), sizes)
-    # One sort gives distinct (member, group) pairs, ordered by member: a member listed twice counts once.
     width = max(n_groups, 1)
+    k = np.fromiter((g.k for g in plan.groups), np.int64, n_groups)
+    if numbered is not None and not outside_index:
+        # As the plan numbered them: each group's targets ascending, each once (checked), so the pairs are distinct
+        # and already in group order. A stable sort by member keeps each member's groups ascending; it runs over
+        # ascending runs, one per group (several times faster than sorting the pairs).
+        capacity = sizes - k
+        counted = capacity > 0
+        keep = counted[group]
+        member, group = member[keep], group[keep]
+        by_member = np.argsort(member, kind="stable")
+        return _GroupArrays(
+            member_ids=ids,
+            outside_index=outside_index,
+            capacity=capacity,
+            counted=counted,
+            entry_group=group,
+            entry_target=member,
+            groups_ptr=_pointers(member[by_member], n_members),
+            groups_of=group[by_member],
+            members_ptr=_pointers(group, n_groups),
+            members_of=member,
+        )
+    # One sort gives distinct (member, group) pairs, ordered by member: a member listed twice counts once.
     pairs = _distinct(member * width + group)
     member, group = pairs // width, pairs % width
-    k = np.fromiter((g.k for g in plan.groups), np.int64, n_groups)
     capacity = np.bincount(group, minlength=n_groups).astype(np.int64) - k
     counted = capacity > 0
     keep = counted[group]
@@ -311,6 +361,41 @@ def _compile_groups(plan: GuardPlan, ids: list[str], index: _Numbering) -> _Grou
         members_ptr=_pointers(by_group // max(n_members, 1), n_groups),
         members_of=by_group % max(n_members, 1),
     )
+
+
+def _numbered_members(plan: GuardPlan, n: int) -> tuple[IntArray, IntArray, list[str]] | None:
+    """Every group's members as the plan numbered them (record.MemberNumbers): each group's targets by position,
+    then -1 for each member outside the rollout; the groups' sizes; the outside members' ids in that order.
+
+    None when a group carries no numbers (a plan built by hand, or stored before numbers were kept), or when
+    they cannot be the plan's (a position out of range or not ascending): the members are then looked up by id.
+    """
+    numbers = [group.numbers for group in plan.groups]
+    if any(found is None for found in numbers):
+        return None
+    known = [found for found in numbers if found is not None]
+    n_targets = np.fromiter((len(found.targets) for found in known), np.int64, len(known))
+    n_outside = np.fromiter((len(found.outside) for found in known), np.int64, len(known))
+    targets = np.fromiter(chain.from_iterable(found.targets for found in known), np.int64, int(n_targets.sum()))
+    if targets.size and (targets.min() < 0 or targets.max() >= n):
+        return None
+    # Ascending within each group: every step up, except where a group starts.
+    starts = np.cumsum(n_targets)[:-1]
+    steps = np.diff(targets)
+    first_of_group = np.zeros(steps.size, np.bool_)
+    first_of_group[starts[(starts > 0) & (starts <= steps.size)] - 1] = True
+    if (steps[~first_of_group] <= 0).any():
+        return None
+    outside = list(chain.from_iterable(found.outside for found in known))
+    if not outside:
+        return targets, n_targets, outside
+    # Each group's targets, then a -1 per member outside the rollout (numbered by id by the caller).
+    sizes = n_targets + n_outside
+    member = np.full(int(sizes.sum()), -1, np.int64)
+    group_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    offset_in_group = np.arange(targets.size) - np.repeat(np.concatenate([[0], np.cumsum(n_targets)[:-1]]), n_targets)
+    member[np.repeat(group_start, n_targets) + offset_in_group] = targets
+    return member, sizes, outside
 
 
 # ------------------------------------------------------------------------------------------ rule 1: the assignment
