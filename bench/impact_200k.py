@@ -124,20 +124,10 @@ def write_files(workdir: Path, assets: int, seed: int, with_yaml: bool, shape_na
 
 
 @dataclass(frozen=True)
-class ProcessRuns:
+class ProcessRuns(common.ProcessTimes):
     """Wall-clock seconds, CPU seconds and peak resident memory (MB) of each run of one command."""
 
-    wall: list[float]
-    cpu: list[float]
     peak_mb: list[float]
-
-    @property
-    def best(self) -> float:
-        return min(self.wall)
-
-    @property
-    def best_cpu(self) -> float:
-        return min(self.cpu)
 
     @property
     def peak(self) -> float:

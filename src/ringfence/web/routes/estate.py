@@ -8,6 +8,7 @@ like every dashboard form (``ringfence.web.security``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import PureWindowsPath
 from typing import Annotated
 from urllib.parse import quote
@@ -159,31 +160,44 @@ async def upload_estate(request: Request, caller: PageCaller, engine: EngineDep)
 # ------------------------------------------------------------------------------------------ walking
 
 
+def _walked(request: Request, caller: Caller, template: str, build: Callable[[], object]) -> HTMLResponse:
+    """One page of the walk through the estate: a part that is not there is a page with a sentence (404)."""
+    with shown_as_page():
+        page = build()
+    return render(request, template, caller=caller, section="estate", page=page)
+
+
 @router.get("/estates/{name}/services/{service_id}", response_class=HTMLResponse)
 def service_page(
     request: Request, name: str, service_id: str, caller: PageCaller, engine: EngineDep, cache: Compiled
 ) -> HTMLResponse:
-    with shown_as_page():
-        page = estate_views.service_page(cache.get(engine, name), service_id)
-    return render(request, "estate_service.html.j2", caller=caller, section="estate", page=page)
+    return _walked(
+        request,
+        caller,
+        "estate_service.html.j2",
+        lambda: estate_views.service_page(cache.get(engine, name), service_id),
+    )
 
 
 @router.get("/estates/{name}/assets/{asset_id}", response_class=HTMLResponse)
 def asset_page(
     request: Request, name: str, asset_id: str, caller: PageCaller, engine: EngineDep, cache: Compiled
 ) -> HTMLResponse:
-    with shown_as_page():
-        page = estate_views.asset_page(cache.get(engine, name), asset_id)
-    return render(request, "estate_asset.html.j2", caller=caller, section="estate", page=page)
+    return _walked(
+        request, caller, "estate_asset.html.j2", lambda: estate_views.asset_page(cache.get(engine, name), asset_id)
+    )
 
 
 @router.get("/estates/{name}/suppliers/{supplier_id}", response_class=HTMLResponse)
 def supplier_page(
     request: Request, name: str, supplier_id: str, caller: PageCaller, engine: EngineDep, cache: Compiled
 ) -> HTMLResponse:
-    with shown_as_page():
-        page = estate_views.supplier_page(cache.get(engine, name), supplier_id)
-    return render(request, "estate_supplier.html.j2", caller=caller, section="estate", page=page)
+    return _walked(
+        request,
+        caller,
+        "estate_supplier.html.j2",
+        lambda: estate_views.supplier_page(cache.get(engine, name), supplier_id),
+    )
 
 
 # ------------------------------------------------------------------------------------------ asking
