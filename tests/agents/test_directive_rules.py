@@ -157,3 +157,20 @@ def test_an_asset_in_no_rollout_waits_long() -> None:
     found = choose_directive("printer-9", [], NOW)
     assert (found.action, found.rollout, found.retry_after) == ("wait", None, POLL_IDLE)
     assert found.reason == "no rollout driven by agents includes asset 'printer-9'"
+
+
+@pytest.mark.parametrize("phase", list(RolloutPhase))
+@pytest.mark.parametrize("state", list(AssetState))
+def test_an_asset_not_held_of_record_is_never_told_to_install_but_always_to_roll_back(
+    phase: RolloutPhase, state: AssetState
+) -> None:
+    """The estate of record changed under the rollout (issue 12): installs stop, and undoing one never waits on
+    the record — a rollback the controller started is answered exactly as it would be for a held asset."""
+    rollout = replace(ROLLOUT, phase=phase)
+    held = decide_directive("ws-1", rollout, AssetTarget(1, state), NOW)
+    not_held = decide_directive("ws-1", rollout, AssetTarget(1, state, of_record=False), NOW)
+    assert not_held.action is not DirectiveAction.install
+    if held.action is DirectiveAction.install:
+        assert "no longer holds this asset of record" in not_held.reason
+    else:
+        assert not_held == held

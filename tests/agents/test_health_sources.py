@@ -29,7 +29,7 @@ _register()
 runner = CliRunner()
 
 EVERYONE = asset_ids(3)
-KNOWN = "the known health sources are: driver, ansible, heartbeats, simulated"
+KNOWN = "the known health sources are: driver, ansible, heartbeats, prometheus, simulated"
 FAST = {"apply": "0s", "rollback": "0s", "restore_point": "0s"}
 
 
@@ -111,10 +111,10 @@ def test_the_servers_loop_halts_on_a_failed_heartbeat_the_simulated_world_never_
         assert stored.status_code in (200, 201), stored.text
         body = {"estate": "agents-test", "update": update, "driver": "simulated"}
 
-        unknown = client.post("/v1/rollouts", json={**body, "health_source": "prometheus"}, headers=operator)
+        unknown = client.post("/v1/rollouts", json={**body, "health_source": "nagios"}, headers=operator)
         assert unknown.status_code == 422, unknown.text
         assert unknown.json()["errors"][0]["field"] == "health_source"
-        assert f"there is no health source 'prometheus'; {KNOWN}" in unknown.json()["detail"]
+        assert f"there is no health source 'nagios'; {KNOWN}" in unknown.json()["detail"]
         assert client.get("/v1/rollouts", headers=operator).json()["rollouts"] == []  # nothing stored
 
         created = client.post("/v1/rollouts", json={**body, "health_source": "heartbeats"}, headers=operator)
@@ -148,13 +148,13 @@ def test_an_unknown_health_source_is_refused_at_create_with_the_known_ones(tmp_p
     estate, update = tmp_path / "estate.yaml", tmp_path / "update.yaml"
     estate.write_text(estate_text(2))
     update.write_text(UPDATE.format(bake="0s"))
-    command = [RINGFENCE, "rollout", "create", str(estate), str(update), "--health-source", "prometheus", "--json"]
+    command = [RINGFENCE, "rollout", "create", str(estate), str(update), "--health-source", "nagios", "--json"]
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TERM")}
     env["RINGFENCE_DATABASE_URL"] = f"sqlite:///{database}"
     refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert refused.returncode == 2, refused.stderr
     assert refused.stdout == ""
-    assert f"--health-source: there is no health source 'prometheus'; {KNOWN}" in refused.stderr
+    assert f"--health-source: there is no health source 'nagios'; {KNOWN}" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not database.exists()  # refused before the database was opened
 

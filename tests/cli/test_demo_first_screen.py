@@ -109,3 +109,24 @@ def test_crowdstrike_headline_counts(demo_output: list[str], graph: EstateGraph)
     kinds = {a.id: str(a.kind) for a in graph.estate.assets}
     endpoints = sum(1 for a in ours.failed if kinds[a] == "endpoint")
     assert re.search(rf"crowdstrike-2024 rings lose {endpoints:,} endpoints and \d+ vms, no service", answer)
+
+
+def test_first_screen_names_the_evidence_the_policy_finds_lacking(demo_output: list[str], graph: EstateGraph) -> None:
+    """The assurance headline: the worst breaches of the bundled policy that are about evidence (the structural
+    ones are the lines above it), as `assess` finds them on the sample's day."""
+    from ringfence.cli.demo import HEADLINE_FINDINGS, SAMPLE_AS_OF, STRUCTURAL_POLICIES
+    from ringfence.core.assurance import assess, parse_assurance_text, parse_policy_text
+    from ringfence.files.disk import examples_dir
+
+    answer = _first_screen(demo_output)
+    folder = sample_estate_path().parent
+    assurance = parse_assurance_text((folder / "assurance.yaml").read_text(), graph.estate, "assurance.yaml")
+    policy = parse_policy_text((examples_dir() / "policy-acute.yaml").read_text(), "policy-acute.yaml")
+    report = assess(graph.estate, graph, assurance, policy, SAMPLE_AS_OF)
+    assert f"({count(len(report.breaches), 'policy breach', 'policy breaches')}: ringfence assess)" in answer
+    shown = [f for f in report.breaches if f.policy not in STRUCTURAL_POLICIES][:HEADLINE_FINDINGS]
+    assert len(shown) == HEADLINE_FINDINGS
+    start = answer.index("Evidence lacking")
+    for finding in shown:
+        assert finding.subject in answer[start:]
+        assert finding.problem.replace("-", " ") in answer[start:]

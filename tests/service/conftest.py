@@ -12,6 +12,7 @@ says otherwise. Tests speak HTTP to it (httpx), never to its objects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -124,12 +125,26 @@ update: {id: esxi-7u3, product: vmware/esxi, version: 7.0.3, rings: [1], bake: 0
 """A release the bundled vendor holds list withdrew."""
 
 
+def ward_named(name: str, text: str = WARD_ESTATE) -> str:
+    """The ward estate as estate ``name``, its assets renamed to be its own (``db-1`` → ``db-1.NAME``).
+
+    An asset id belongs to at most one estate of record: a copy under another name holding the same assets
+    would take them from ``ward``, a move that waits for a second person's approval (docs/rollouts.md)."""
+    renamed = text.replace("estate: ward", f"estate: {name}", 1)
+    return re.sub(r"\b(?:db|app|ws|esx)-\d\b", lambda found: f"{found.group(0)}.{name}", renamed)
+
+
 @dataclass(frozen=True)
 class Samples:
     ward_estate: str = WARD_ESTATE
     agent_update: str = AGENT_UPDATE
     db_update: str = DB_UPDATE
     held_update: str = HELD_UPDATE
+
+    @staticmethod
+    def ward_named(name: str) -> str:
+        """See :func:`ward_named`."""
+        return ward_named(name)
 
 
 @pytest.fixture(scope="session")

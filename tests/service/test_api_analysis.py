@@ -84,14 +84,23 @@ def test_an_older_version_is_analysed_when_asked(
     client: httpx.Client, module_tokens: Tokens, samples: Samples, ward: Path
 ) -> None:
     # v2 of a copy of the estate makes db-1 redundant: the EHR no longer rests on it alone.
-    base = samples.ward_estate.replace("estate: ward", "estate: ward-history")
+    base = samples.ward_named("ward-history")
     v1 = client.post(
         "/v1/estates", json={"content": base}, headers=module_tokens.headers(module_tokens.operator)
     ).json()["version"]["id"]
-    redundant = base.replace("requires: [db-1]", "requires: [{any: 1, of: [db-1, app-3]}]")
-    client.post("/v1/estates", json={"content": redundant}, headers=module_tokens.headers(module_tokens.operator))
-    now = get(client, module_tokens, "/v1/estates/ward-history/impact", fail="db-1").json()
-    then = get(client, module_tokens, "/v1/estates/ward-history/impact", fail="db-1", version=v1).json()
+    redundant = base.replace(
+        "requires: [db-1.ward-history]", "requires: [{any: 1, of: [db-1.ward-history, app-3.ward-history]}]"
+    )
+    v2 = client.post(
+        "/v1/estates", json={"content": redundant}, headers=module_tokens.headers(module_tokens.operator)
+    ).json()["version"]["id"]
+    # Hard db-1 loosened to any one of two: a second person makes v2 the estate of record.
+    approved = client.post(
+        f"/v1/estates/ward-history/versions/{v2}/approve", headers=module_tokens.headers(module_tokens.approver)
+    )
+    assert approved.status_code == 200, approved.text
+    now = get(client, module_tokens, "/v1/estates/ward-history/impact", fail="db-1.ward-history").json()
+    then = get(client, module_tokens, "/v1/estates/ward-history/impact", fail="db-1.ward-history", version=v1).json()
     assert [s["id"] for s in now["services_down"]] == ["lab"]
     assert [s["id"] for s in then["services_down"]] == ["ehr", "lab"]
 

@@ -14,8 +14,11 @@ if TYPE_CHECKING:
     from conftest import Samples, Tokens
 
 
-def test_an_admin_creates_lists_and_revokes_tokens(client: httpx.Client, module_tokens: Tokens) -> None:
+def test_an_admin_creates_lists_and_revokes_tokens(
+    client: httpx.Client, module_tokens: Tokens, samples: Samples
+) -> None:
     admin = module_tokens.headers(module_tokens.admin)
+    client.post("/v1/estates", json={"content": samples.ward_estate}, headers=admin)
     created = client.post("/v1/tokens", json={"name": "night-shift", "role": "operator"}, headers=admin)
     assert created.status_code == 201, created.text
     issued = created.json()
@@ -44,6 +47,31 @@ def test_an_admin_creates_lists_and_revokes_tokens(client: httpx.Client, module_
     assert about[0]["detail"] == {"name": "night-shift", "role": "operator", "asset": None}
 
 
+def test_an_agent_token_must_name_an_asset_a_stored_estate_has(
+    client: httpx.Client, module_tokens: Tokens, samples: Samples
+) -> None:
+    admin = module_tokens.headers(module_tokens.admin)
+    estate = samples.ward_estate.replace("estate: ward", "estate: ward-agents").replace("ws-2", "ws-agent-7")
+    assert client.post("/v1/estates", json={"content": estate}, headers=admin).status_code == 201
+    before = client.get("/v1/tokens", headers=admin).json()["tokens"]
+
+    typo = client.post("/v1/tokens", json={"name": "agent", "role": "agent", "asset": "ws-agnet-7"}, headers=admin)
+    assert typo.status_code == 422, typo.text
+    problem = typo.json()["errors"][0]
+    assert problem["field"] == "asset"
+    assert "ws-agnet-7" in problem["message"]
+    assert '"force": true' in problem["message"]
+    assert client.get("/v1/tokens", headers=admin).json()["tokens"] == before
+
+    right = client.post("/v1/tokens", json={"name": "agent", "role": "agent", "asset": "ws-agent-7"}, headers=admin)
+    assert right.status_code == 201, right.text
+    forced = client.post(
+        "/v1/tokens", json={"name": "agent", "role": "agent", "asset": "not-yet-built", "force": True}, headers=admin
+    )
+    assert forced.status_code == 201, forced.text
+    assert forced.json()["asset"] == "not-yet-built"
+
+
 def test_tokens_are_for_admins(client: httpx.Client, module_tokens: Tokens) -> None:
     body = {"name": "sneaky", "role": "admin"}
     assert client.post("/v1/tokens", json=body).status_code == 401
@@ -69,7 +97,7 @@ def test_bad_token_requests(client: httpx.Client, module_tokens: Tokens) -> None
 def test_writes_are_audited_with_the_token_name(client: httpx.Client, module_tokens: Tokens, samples: Samples) -> None:
     viewer = module_tokens.headers(module_tokens.viewer)
     before = client.get("/v1/audit", params={"limit": 1000}, headers=viewer).json()["last_seq"]
-    estate = samples.ward_estate.replace("estate: ward", "estate: ward-audited")
+    estate = samples.ward_named("ward-audited")
     client.post("/v1/estates", json={"content": estate}, headers=module_tokens.headers(module_tokens.operator))
     since = client.get("/v1/audit", params={"after": before}, headers=viewer).json()
     assert [(e["action"], e["actor"], e["subject"]) for e in since["entries"]] == [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 import httpx
@@ -22,8 +23,10 @@ def auth(tokens: Tokens, secret: str, **extra: str) -> dict[str, str]:
 
 
 def renamed(text: str, name: str) -> str:
-    """The estate text under another name (each test keeps to its own estates on the module's server)."""
-    return text.replace("estate: ward", f"estate: {name}", 1)
+    """The estate text under another name, with assets of its own (each test keeps to its own estates on the
+    module's server; an asset belongs to one estate of record)."""
+    renamed = text.replace("estate: ward", f"estate: {name}", 1)
+    return re.sub(r"\b(?:db|app|ws|esx)-\d\b", lambda found: f"{found.group(0)}.{name}", renamed)
 
 
 def test_upload_json_body_then_read_it_back(client: httpx.Client, module_tokens: Tokens, samples: Samples) -> None:
@@ -117,7 +120,7 @@ def test_a_bad_upload_stores_nothing_and_the_good_version_stays_current(
 
     # Two mistakes in fields, each reported with its field and line.
     bad = good.replace("kind: endpoint, site: north", "kind: laptop, site: north").replace(
-        "{id: app-3, kind: vm,", "{id: app-3, colour: red, kind: vm,"
+        "{id: app-3.ward-kept, kind: vm,", "{id: app-3.ward-kept, colour: red, kind: vm,"
     )
     response = client.post("/v1/estates", json={"content": bad}, headers=operator)
     assert response.status_code == 422
@@ -130,7 +133,9 @@ def test_a_bad_upload_stores_nothing_and_the_good_version_stays_current(
 
     # A reference to nothing: found once the fields hold, with its line too.
     dangling = client.post(
-        "/v1/estates", json={"content": good.replace("requires: [db-1]", "requires: [db-9]")}, headers=operator
+        "/v1/estates",
+        json={"content": good.replace("requires: [db-1.ward-kept]", "requires: [db-9]")},
+        headers=operator,
     )
     assert dangling.status_code == 422
     assert [(e["field"], e["line"]) for e in dangling.json()["errors"]] == [("services[0].requires[0]", 6)]

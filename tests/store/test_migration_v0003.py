@@ -15,10 +15,10 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from old_schema import add_old_rollouts
 from ringfence.store.audit import verify_audit
 from ringfence.store.db import alembic_config, current_revision, head_revision, make_engine, session_scope, upgrade
-from ringfence.store.estates import add_estate_version
-from ringfence.store.rollouts import create_rollout, list_rollout_assets
+from ringfence.store.rollouts import list_rollout_assets
 from ringfence.store.tables import ObservationRow, RolloutAssetRow
 
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
@@ -49,20 +49,8 @@ def old_engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     upgrade(engine, BEFORE)
     with session_scope(engine) as session:
-        version = add_estate_version(
-            session, name="e", content="x", format="yaml", created_by="ana", asset_count=6, service_count=1, at=T0
-        )
-        create_rollout(
-            session,
-            estate_version_id=version.id,
-            update_id="u",
-            update_doc={},
-            plan={},
-            created_by="ana",
-            needs_approval=False,
-            at=T0,
-            rollout_id="r-1",
-        )
+        # Plain SQL: the store's functions write columns this revision does not have yet (tests/old_schema.py).
+        add_old_rollouts(session, ["r-1"], at=T0, asset_count=6)
         session.execute(
             sa.insert(RolloutAssetRow.__table__),
             [

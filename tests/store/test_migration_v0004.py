@@ -14,14 +14,13 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from old_schema import add_old_rollouts, old_update_id
 from ringfence.core.driver import OperationKind
 from ringfence.core.errors import NotFoundError
 from ringfence.core.simulation import SimulatedOperation, SimulatedWorld
 from ringfence.service.driver_state import DatabaseWorlds
 from ringfence.store.db import alembic_config, current_revision, head_revision, make_engine, session_scope, upgrade
 from ringfence.store.driver_state import get_driver_state, put_driver_state
-from ringfence.store.estates import add_estate_version
-from ringfence.store.rollouts import create_rollout, get_rollout
 
 T0 = datetime(2024, 7, 19, 4, 9, tzinfo=UTC)
 BEFORE = "0003_asset_states"
@@ -33,20 +32,8 @@ def old_engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     upgrade(engine, BEFORE)
     with session_scope(engine) as session:
-        version = add_estate_version(
-            session, name="e", content="x", format="yaml", created_by="ana", asset_count=1, service_count=1, at=T0
-        )
-        create_rollout(
-            session,
-            estate_version_id=version.id,
-            update_id="u",
-            update_doc={},
-            plan={},
-            created_by="ana",
-            needs_approval=False,
-            at=T0,
-            rollout_id="r-1",
-        )
+        # Plain SQL: the store's functions write columns this revision does not have yet (tests/old_schema.py).
+        add_old_rollouts(session, ["r-1"], at=T0, asset_count=1)
     try:
         yield engine
     finally:
@@ -103,7 +90,7 @@ def test_downgrade_takes_the_table_away_and_leaves_the_rollout(old_engine: Engin
     assert current_revision(old_engine) == BEFORE
     assert "driver_state" not in _tables(old_engine)
     with session_scope(old_engine, readonly=True) as session:
-        assert get_rollout(session, "r-1").update_id == "u"
+        assert old_update_id(session, "r-1") == "u"
     upgrade(old_engine)  # and up again, empty
     with session_scope(old_engine, readonly=True) as session:
         assert get_driver_state(session, "r-1", "simulated") is None

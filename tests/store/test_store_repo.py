@@ -80,6 +80,7 @@ def add_rollout(session: Session, *, needs_approval: bool = False, rollout_id: s
 
 
 def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
+    # Accepted: the estate of record (what service.estates decides for an upload); the newest accepted is current.
     with session_scope(db_engine) as session:
         first = add_estate_version(
             session,
@@ -90,6 +91,7 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
             asset_count=3,
             service_count=2,
             at=T0,
+            status="accepted",
         )
         again = add_estate_version(
             session,
@@ -100,6 +102,7 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
             asset_count=3,
             service_count=2,
             at=T0 + timedelta(hours=1),
+            status="accepted",
         )
         second = add_estate_version(
             session,
@@ -110,6 +113,7 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
             asset_count=4,
             service_count=2,
             at=T0 + timedelta(hours=2),
+            status="accepted",
         )
         other = add_estate_version(
             session,
@@ -120,6 +124,7 @@ def test_estate_versions_are_kept_and_deduplicated(db_engine: Engine) -> None:
             asset_count=1,
             service_count=1,
             at=T0,
+            status="accepted",
         )
     assert again == first
     assert second.id != first.id

@@ -367,10 +367,10 @@ LAB = """\
 apiVersion: ringfence/v1
 estate: ward-lab
 services:
-  - {id: ehr, tier: 1, requires: [db-1]}
-  - {id: lab, tier: 2, requires: [db-1, {any: 2, where: "attrs.os=solaris"}]}
+  - {id: ehr, tier: 1, requires: [db-lab-1]}
+  - {id: lab, tier: 2, requires: [db-lab-1, {any: 2, where: "attrs.os=solaris"}]}
 assets:
-  - {id: db-1, kind: vm, attrs: {os: linux}}
+  - {id: db-lab-1, kind: vm, attrs: {os: linux}}
 """
 """The lab needs two Solaris machines and there are none: it is down before anything fails."""
 
@@ -379,9 +379,9 @@ def test_what_if_shows_services_down_already_apart_from_what_the_failures_take_d
     site: Site, as_person: dict[str, httpx.Client]
 ) -> None:
     upload_estate(site.server.engine, LAB, actor="estate-team", at=datetime.now(UTC))
-    answer = as_person["vera"].get("/estates/ward-lab/whatif", params={"failures": "asset:db-1"})
+    answer = as_person["vera"].get("/estates/ward-lab/whatif", params={"failures": "asset:db-lab-1"})
     assert answer.status_code == 200
-    assert services_by_tier(answer.text) == {1: {"ehr"}}  # the lab was not db-1's doing
+    assert services_by_tier(answer.text) == {1: {"ehr"}}  # the lab was not db-lab-1's doing
     note = re.search(r'<p class="note already-down">(.*?)</p>', answer.text, re.S)
     assert note is not None
     assert "/estates/ward-lab/services/lab" in note.group(1)

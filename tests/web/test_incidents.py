@@ -20,7 +20,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from ringfence.service import incidents as incident_service
-from ringfence.service.estates import upload_estate
+from ringfence.service.estates import approve_estate_version, upload_estate
+from ringfence.service.people import Actor
 
 from .conftest import Site, Visitors, accept_dialogs, issue_people, serve, shot
 
@@ -52,6 +53,11 @@ REFUSED_EPR = "cannot mark epr restored: it needs any 1 of [epr-app-1, epr-app-2
 @pytest.fixture(scope="module")
 def ward(site: Site) -> str:
     stored = upload_estate(site.server.engine, WARD, actor="estate-team", at=datetime.now(UTC))
+    if stored.is_proposed:
+        # Its assets are the sample estate's too (the site's): a move a second person approves.
+        approve_estate_version(
+            site.server.engine, "ward", stored.version.id, actor=Actor("estate-lead"), at=datetime.now(UTC)
+        )
     return stored.version.name
 
 

@@ -49,8 +49,9 @@ FEW_CHARACTERS = "0000"
 PER_KIND = 2
 """Pages visited per route and set of query keys: the second catches what differs between two of a kind."""
 MOST_PAGES = 80
-MEASURED_SIGNED_OUT = {"/login"}
-"""Pages a signed-in person is sent away from: measured by their own test."""
+MEASURED_SIGNED_OUT = {"/login", "/login/oidc", "/auth/callback"}
+"""Pages a signed-in person is sent away from: the sign-in form (measured by its own test), and the identity
+provider's way in and back (a redirect, and a page that moves on by itself: tests/web/test_oidc_sign_in.py)."""
 
 # A quick Falcon release on City General: canaries crash at once, so the rollout halts and declares an incident.
 FALCON = """

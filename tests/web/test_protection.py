@@ -190,3 +190,19 @@ def test_the_live_fragment_is_the_section_the_script_swaps(client: httpx.Client,
     assert f'hx-trigger="every {rendering.REFRESH_SECONDS}s"' in text
     assert 'hx-swap="outerHTML"' in text
     assert "<html" not in text
+
+
+def test_a_nul_in_any_form_field_is_refused_naming_the_field_and_changes_nothing(
+    client: httpx.Client, site: Site
+) -> None:
+    """PostgreSQL cannot store a NUL: a form carrying one is refused by the dashboard, as a page naming the field,
+    before anything is written (it was the database's error, answered as JSON, before)."""
+    rollout_id = running_rollout(site)
+    person = as_person(client, site.people.olga)
+    answer = person.post(
+        f"/rollouts/{rollout_id}/pause", headers={"Origin": site.server.url}, data={"reason": "night\x00shift"}
+    )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "the field 'reason' cannot hold a NUL character" in html.unescape(answer.text)
+    assert phase(site, rollout_id) == "taking_restore_points"

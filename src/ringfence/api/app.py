@@ -12,20 +12,22 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
 from ringfence import __version__
-from ringfence.api.problems import PROBLEM_JSON, install_problem_handlers
+from ringfence.api.gate import AuthGate
+from ringfence.api.headers import SecurityHeaders
+from ringfence.api.outage import install_outage_handling
+from ringfence.api.problems import install_problem_handlers
+from ringfence.service.schema import upgrade_audited
 from ringfence.service.tokens import TokenCache
-from ringfence.store.db import make_engine, upgrade
+from ringfence.store.db import make_engine
 
-if TYPE_CHECKING:
-    from ringfence.service.runner import ControllerLoop
+SERVER_ACTOR = "server"
+"""Who the audit log says migrated the database when the server did it on start."""
 
 DOCS_ASSETS = "/docs/assets"
 """Where Swagger UI's own script and stylesheet for /docs are served."""
@@ -34,6 +36,7 @@ DOCS_ASSETS = "/docs/assets"
 ROUTERS = (
     "ringfence.api.routes.estates",
     "ringfence.api.routes.analysis",
+    "ringfence.api.routes.estate_diff",
     "ringfence.api.routes.rollouts",
     "ringfence.api.routes.drills",
     "ringfence.api.routes.audit",
@@ -41,6 +44,9 @@ ROUTERS = (
     "ringfence.api.routes.agents",
     "ringfence.api.routes.incidents",
     "ringfence.api.routes.metrics",
+    "ringfence.api.routes.health",
+    "ringfence.api.routes.notifications",
+    "ringfence.api.routes.alerts",
     "ringfence.web.routes",
 )
 
@@ -59,6 +65,17 @@ class Settings:
     """FastAPI's native OpenTelemetry (traces, metrics and logs to the globally configured providers).
     Off by default: ``/metrics`` serves Prometheus, and the check alone costs every request a few
     microseconds of environment look-ups, on a path (the agent gate) that thousands of agents poll."""
+    oidc_config: str | None = None
+    """The sign-in configuration file (people sign in at an OpenID Connect provider; ``ringfence.web.routes.oidc``).
+    None: RINGFENCE_OIDC_CONFIG, else API token sign-in only."""
+    max_estate_bytes: int | None = None
+    """The largest estate a writer may upload (bytes); None: RINGFENCE_MAX_ESTATE_BYTES, else 256 MiB
+    (``ringfence.api.gate.BodyLimits``)."""
+    notifications: str | None = None
+    """The notifications file (``ringfence.api.routes.notifications`` runs the notifier); None:
+    RINGFENCE_NOTIFICATIONS, else no notifier."""
+    notification_interval: float = 2.0
+    """Seconds between the notifier's looks at the audit log (and its due deliveries)."""
     extra: dict[str, str] = field(default_factory=dict)
     monotonic: Callable[[], float] = time.monotonic
     """The clock the worker's caches (token cache, directive snapshot) measure their age by. Tests pass a
@@ -95,7 +112,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate:
-            upgrade(engine)
+            upgrade_audited(engine, SERVER_ACTOR)
         for hook in list(app.state.startup_hooks):
             await hook(app)
         try:
@@ -124,31 +141,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
     install_problem_handlers(app)
-
-    @app.get(
-        "/v1/health",
-        tags=["service"],
-        responses={503: {"description": "The controller loop is not driving rollouts (problem+json, saying why)"}},
+    # Added before the routers' middlewares, so it runs after them (the metrics middleware counts its
+    # refusals, the directive fast lane answers known agents before it): every /v1 request is authenticated,
+    # and every body capped, before anything reads the body (see ringfence.api.gate).
+    app.add_middleware(
+        AuthGate, tokens=app.state.token_cache, routes=app.router.routes, max_estate_bytes=settings.max_estate_bytes
     )
-    def health() -> JSONResponse:
-        """The process answers and, when this server runs the controller loop, the loop is driving rollouts:
-        its thread is alive and its last turn ended within max(3 × its interval, 30 s). Otherwise 503, with
-        the reason. No token needed."""
-        loop: ControllerLoop | None = getattr(app.state, "controller_loop", None)
-        if loop is None:  # switched off (`ringfence serve --no-controller`): rollouts are driven elsewhere
-            return JSONResponse({"status": "ok", "version": __version__, "controller": None})
-        report = loop.health()
-        if report.problem is None:
-            return JSONResponse({"status": "ok", "version": __version__, "controller": report.document()})
-        body = {
-            "type": "about:blank",
-            "title": "Controller loop not driving rollouts",
-            "status": 503,
-            "detail": report.problem,
-            "version": __version__,
-            "controller": report.document(),
-        }
-        return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
 
     for name in ROUTERS:
         try:
@@ -161,4 +159,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(app)
+    # Last, so outermost: a database outage met anywhere (the gate's token look-up included) is a 503.
+    install_outage_handling(app)
+    # Outside even that: every response, the outage's and /docs' included, carries the browser's protections.
+    app.add_middleware(SecurityHeaders)
     return app

@@ -1,15 +1,23 @@
 """Errors as RFC 9457 problem details (``application/problem+json``), mapped in one place.
 
 Every ringfence error becomes a problem with a status; input problems carry their field paths in ``errors``.
+
+Bad input is refused where it is read, by the types of the API (``ringfence.api.schemas``: bounded ids, names,
+texts without NUL) and of the files (bounded durations and counts, nesting). A last-resort handler answers what
+still slips through and can only come from what was sent (a nesting that exhausts a parser's stack, a number too
+large for a date or the database, a text the database cannot store) with a 422 instead of a 500, and logs it:
+each one logged is a validation still to add.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ringfence.core.errors import (
@@ -24,6 +32,16 @@ from ringfence.core.errors import (
 )
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("ringfence.api")
+
+INPUT_FAULTS: list[tuple[type[Exception], str]] = [
+    (RecursionError, "the input is nested too deeply to be read"),
+    (OverflowError, "a number or date in the input is out of range"),
+    (UnicodeError, "the input is not valid UTF-8 text"),
+    (DataError, "a value does not fit what the database stores (a number too large, a text too long or holding a NUL)"),
+]
+"""Errors that only what a caller sent can cause, and the sentence a 422 answers them with (see the module's
+docstring). A bare ValueError is not among them: raised by our own code, it is a bug, and stays a 500."""
 
 STATUS: list[tuple[type[Exception], int, str]] = [
     (InputError, 422, "Invalid input"),
@@ -69,7 +87,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = []
         for error in exc.errors():
             path = tuple(part for part in error["loc"] if part != "body")
-            errors.append({"field": format_path(path) or None, "message": error["msg"], "type": error["type"]})
+            # A validator's own sentence is shown as written, without pydantic's "Value error, " before it.
+            message = error["msg"].removeprefix("Value error, ")
+            errors.append({"field": format_path(path) or None, "message": message, "type": error["type"]})
         detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
         return problem_response(422, "Invalid input", detail, errors)
 
@@ -77,6 +97,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return problem_response(exc.status_code, str(exc.detail), str(exc.detail))
 
+    async def input_fault(request: Request, exc: Exception) -> JSONResponse:
+        detail = next(sentence for kind, sentence in INPUT_FAULTS if isinstance(exc, kind))
+        # Logged with its traceback: the answer is right, but the input should have been refused where it was read.
+        log.warning("%s %s: input refused by the last-resort handler", request.method, request.url.path, exc_info=exc)
+        return problem_response(422, "Invalid input", detail)
+
     app.add_exception_handler(RingfenceError, ringfence_error)
+    for kind, _ in INPUT_FAULTS:
+        app.add_exception_handler(kind, input_fault)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -12,12 +12,43 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from annotated_types import Interval, MaxLen
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ringfence.core.documents import CheckDocument
 from ringfence.service.tokens import Role
 
 EstateFormatName = Literal["yaml", "json"]
+
+
+# ------------------------------------------------------------------------------------------ bounded inputs
+# Whatever a caller sends is held, at the edge, to what the database can store: a number past PostgreSQL's
+# INTEGER, a NUL character (PostgreSQL text cannot hold one) or a name longer than its column would otherwise
+# reach the database and come back as a 500. Bounded here, it is a 422 naming the field. Path and query
+# parameters take the same types (``Annotated[RecordId, Path()]``).
+
+LARGEST_ID = 2**31 - 1
+"""The largest row id (estate versions, tokens): PostgreSQL's INTEGER."""
+LARGEST_SEQUENCE = 2**63 - 1
+"""The largest sequence number (audit entries, rollout events): a 64-bit integer, on SQLite and PostgreSQL."""
+LONGEST_NAME = 200
+"""The longest name (estate, asset, token, person): what the database keeps for one."""
+
+
+def _without_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"cannot hold a NUL character (at {value.index(chr(0)) + 1})")
+    return value
+
+
+RecordId = Annotated[int, Interval(ge=1, le=LARGEST_ID)]
+"""The id of a stored row (an estate version, a token)."""
+LogPosition = Annotated[int, Interval(ge=0, le=LARGEST_SEQUENCE)]
+"""A position in a log (``after=``): 0 for its start."""
+Text = Annotated[str, AfterValidator(_without_nul)]
+"""Free text (a file, a reason): any length the route allows, but no NUL."""
+Name = Annotated[str, MaxLen(LONGEST_NAME), AfterValidator(_without_nul)]
+"""A name or id (an estate, a rollout, an incident, an asset): at most 200 characters, no NUL."""
 
 
 class _In(BaseModel):
@@ -47,8 +78,8 @@ class ProblemOut(_Out):
 class EstateUpload(_In):
     """An estate file's text. Also accepted: the raw YAML itself with ``Content-Type: application/yaml``."""
 
-    name: Annotated[str | None, Field(description="Must match the `estate:` the content declares.")] = None
-    content: Annotated[str, Field(min_length=1, description="The estate file (YAML or JSON), as text.")]
+    name: Annotated[Name | None, Field(description="Must match the `estate:` the content declares.")] = None
+    content: Annotated[Text, Field(min_length=1, description="The estate file (YAML or JSON), as text.")]
     format: Annotated[EstateFormatName | None, Field(description="Default: detected from the content.")] = None
 
 
@@ -61,20 +92,68 @@ class EstateVersionOut(_Out):
     created_by: str
     assets: int
     services: int
+    status: str = Field(
+        default="accepted",
+        description="accepted (of record; the one accepted last is current), proposed (awaiting a second "
+        "person), rejected, or kept (stored for an incident, never of record).",
+    )
+    decided_by: str | None = Field(default=None, description="Who approved or rejected the proposal.")
+
+
+class TierChangeOut(_Out):
+    service: str
+    was: int
+    now: int
+
+
+class RequirementDroppedOut(_Out):
+    owner: str = Field(description="`service 'epr'` or `asset 'epr-app-1'`.")
+    requirement: str
+
+
+class AssetMoveOut(_Out):
+    asset: str
+    from_estate: str
+
+
+class EstateDiffOut(_Out):
+    """How a version weakens the estate of record: why it needs a second person before it becomes current."""
+
+    against: int | None = Field(description="The current version compared with; null when there was none.")
+    tiers_lowered: list[TierChangeOut]
+    services_removed: list[str]
+    requirements_removed: list[RequirementDroppedOut]
+    assets_moved: list[AssetMoveOut]
+    changes: list[str] = Field(description="Each change in a sentence, worst first.")
 
 
 class EstateUploaded(_Out):
     created: bool = Field(description="False when the same text was already stored: that version is returned.")
-    current: bool = Field(description="Whether this version is the estate's current (newest) one.")
+    current: bool = Field(description="Whether this version is the estate's current version of record.")
     version: EstateVersionOut
     check: CheckDocument
     warnings: list[ProblemOut]
+    proposed: bool = Field(
+        default=False, description="True when the version weakens the estate of record: it awaits a second person."
+    )
+    diff: EstateDiffOut | None = Field(default=None, description="What it weakens (when judged now).")
+
+
+class EstateProposal(_Out):
+    version: EstateVersionOut
+    diff: EstateDiffOut
+
+
+class EstateProposalList(_Out):
+    name: str
+    proposals: list[EstateProposal] = Field(description="Proposed versions, oldest first, judged against now.")
 
 
 class EstateListItem(_Out):
     name: str
     versions: int
-    latest: EstateVersionOut
+    latest: EstateVersionOut = Field(description="The current version of record (the newest when none is).")
+    proposals: int = Field(default=0, description="Versions awaiting a second person.")
 
 
 class EstateList(_Out):
@@ -106,30 +185,30 @@ class EstateDetail(_Out):
 
 
 class PlanRequest(_In):
-    estate: str = Field(description="Estate name.")
-    version: int | None = Field(default=None, description="Estate version id; default: the current one.")
-    update: Annotated[str, Field(min_length=1, description="The update file (YAML or JSON), as text.")]
-    override_hold: str | None = Field(default=None, description="Plan a held release anyway; why.")
+    estate: Name = Field(description="Estate name.")
+    version: RecordId | None = Field(default=None, description="Estate version id; default: the current one.")
+    update: Annotated[Text, Field(min_length=1, description="The update file (YAML or JSON), as text.")]
+    override_hold: Text | None = Field(default=None, description="Plan a held release anyway; why.")
 
 
 class RolloutCreate(_In):
-    estate: str = Field(description="Estate name.")
-    version: int | None = Field(default=None, description="Estate version id; default: the current one.")
-    update: Annotated[str, Field(min_length=1, description="The update file (YAML or JSON), as text.")]
-    driver: str = Field(default="simulated", description="Execution driver (entry point name).")
-    health_source: str | None = Field(
+    estate: Name = Field(description="Estate name.")
+    version: RecordId | None = Field(default=None, description="Estate version id; default: the current one.")
+    update: Annotated[Text, Field(min_length=1, description="The update file (YAML or JSON), as text.")]
+    driver: Name = Field(default="simulated", description="Execution driver (entry point name).")
+    health_source: Name | None = Field(
         default=None,
         description="What judges the rollout's health: `driver` (the default, the driver's own reading) or an "
         "installed health source (entry point name in `ringfence.health_sources`: `heartbeats`, `ansible` …).",
     )
     strategy: Literal["ringfence", "all-at-once", "batches"] = "ringfence"
-    override_hold: str | None = Field(
+    override_hold: Text | None = Field(
         default=None, description="Roll out a held release anyway; recorded, and someone else must approve."
     )
 
 
 class RolloutAction(_In):
-    reason: Annotated[str, Field(max_length=2000, description="Why (recorded in the audit log).")] = ""
+    reason: Annotated[Text, Field(max_length=2000, description="Why (recorded in the audit log).")] = ""
 
 
 class RolloutSummary(_Out):
@@ -173,10 +252,12 @@ class AuditPage(_Out):
 
 
 class DrillRequest(_In):
-    estate: str = Field(description="Estate name.")
-    version: int | None = Field(default=None, description="Estate version id; default: the current one.")
-    scenario: str | None = Field(default=None, description="A drill scenario file (YAML or JSON), as text.")
-    bundled: str | None = Field(default=None, description="Or the id of a bundled scenario (GET /v1/drills/scenarios).")
+    estate: Name = Field(description="Estate name.")
+    version: RecordId | None = Field(default=None, description="Estate version id; default: the current one.")
+    scenario: Text | None = Field(default=None, description="A drill scenario file (YAML or JSON), as text.")
+    bundled: Name | None = Field(
+        default=None, description="Or the id of a bundled scenario (GET /v1/drills/scenarios)."
+    )
     strategies: list[Literal["ringfence", "all-at-once", "batches"]] | None = Field(
         default=None, min_length=1, description="Default: all three."
     )
@@ -204,9 +285,12 @@ class ScenarioList(_Out):
 
 
 class TokenCreate(_In):
-    name: Annotated[str, Field(min_length=1, max_length=200, description="Whose token: a person, team or service.")]
+    name: Annotated[Text, Field(min_length=1, max_length=200, description="Whose token: a person, team or service.")]
     role: Role
-    asset: str | None = Field(default=None, description="For an agent token: the one asset it speaks for.")
+    asset: Name | None = Field(
+        default=None, description="For an agent token: the one asset it speaks for (a stored estate must have it)."
+    )
+    force: bool = Field(default=False, description="Issue an agent token for an asset no stored estate has.")
 
 
 class TokenOut(_Out):

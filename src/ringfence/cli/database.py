@@ -25,11 +25,13 @@ def database(*, writes: bool) -> Iterator[Engine]:
     forgotten ``RINGFENCE_DATABASE_URL``, sees at once where the change went).
     """
     from ringfence.cli.home import announce_database
-    from ringfence.store.db import make_engine, upgrade
+    from ringfence.service.schema import upgrade_audited
+    from ringfence.store.db import make_engine
 
     engine = make_engine()
     try:
-        upgrade(engine)
+        # A migration of a database in use is an admin action, audited as the person at the console.
+        upgrade_audited(engine, f"cli:{resolve_actor(None)}")
         if writes:
             announce_database(engine.url.render_as_string(hide_password=False))
         yield engine

@@ -1,7 +1,8 @@
 """``ringfence demo``: the tour a newcomer sees first, on the bundled sample estate.
 
 The first screen is the answer — the worst single points of failure, the suppliers whose loss takes the
-most critical care down, and what the known incidents would have cost on this estate — in a few lines
+most critical care down, what the known incidents would have cost on this estate, and the evidence its
+resilience policy wants and does not find — in a few lines
 that fit an 80-column terminal. The numbered detail (the tables each command prints) follows.
 Every number is computed from the sample: change the estate and the first screen changes with it.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,6 +25,7 @@ from ringfence.cli.output import out
 from ringfence.core.words import and_list, count
 
 if TYPE_CHECKING:
+    from ringfence.core.assurance import AssessmentReport, Finding
     from ringfence.core.drills import DrillReport
     from ringfence.core.estate import Estate
     from ringfence.core.graph import EstateGraph
@@ -31,6 +34,12 @@ if TYPE_CHECKING:
 
 HEADLINE_SPOFS = 3
 """Single points of failure named on the first screen; section 2 lists the rest."""
+HEADLINE_FINDINGS = 3
+"""Breaches of the assurance policy named on the first screen; `ringfence assess` lists them all."""
+STRUCTURAL_POLICIES = frozenset({"single-points-of-failure", "max-supplier-share"})
+"""Policies whose breaches the first screen already shows as single points of failure and supplier shares."""
+SAMPLE_AS_OF = date(2026, 12, 1)
+"""The day the sample's assurance file describes: the demo reads the same on any day it is run."""
 
 HEADLINE_SUPPLIER_GROUPS = 2
 """Supplier lines on the first screen: those that take the most top-tier services down, then the runners-up."""
@@ -62,6 +71,7 @@ def demo(
         for scenario in sorted((estate_path.parent / "scenarios").glob("*.yaml"))
     ]
     incident = read_with(incident_file, parse_incident_text)
+    assessment = _assess_sample(estate, graph, estate_path)
     print_answer(
         estate,
         graph,
@@ -70,6 +80,7 @@ def demo(
         drills=drills,
         incident=incident,
         incident_radius=compute_blast_radius(graph, incident.fail),
+        assessment=assessment,
         report=report,
     )
 
@@ -97,6 +108,7 @@ def print_answer(
     drills: Sequence[DrillReport],
     incident: IncidentScenario,
     incident_radius: BlastRadius,
+    assessment: AssessmentReport,
     report: Path,
 ) -> None:
     """The first screen: a few lines, each a computed fact, that say where the estate is fragile."""
@@ -117,8 +129,37 @@ def print_answer(
     rows = [(d.scenario.scenario, _drill_sentence(d, kinds)) for d in drills]
     rows.append((incident.incident, _incident_sentence(incident, incident_radius)))
     out.print(_grid(rows))
+    # The structural breaches (single points of failure, supplier shares) are the lines above; the evidence's
+    # are new here: what the assurance file cannot show, worst first.
+    evidence = [f for f in assessment.breaches if f.policy not in STRUCTURAL_POLICIES]
+    out.print(
+        Text(
+            f"Evidence lacking on {assessment.as_of:%-d %b %Y} "
+            f"({count(len(assessment.breaches), 'policy breach', 'policy breaches')}: ringfence assess):",
+            style="bold",
+        )
+    )
+    out.print(_grid([(f.subject, _finding_phrase(f)) for f in evidence[:HEADLINE_FINDINGS]]))
     out.print(Text(f"The detail follows; the drill report is written to {report}.", style="dim"))
-    out.print()
+
+
+def _assess_sample(estate: Estate, graph: EstateGraph, estate_path: Path) -> AssessmentReport:
+    """The sample against the bundled acute-trust policy, as of the day its assurance file was written."""
+    from ringfence.cli.assurance import ASSURANCE_FILE, DEFAULT_POLICY
+    from ringfence.core.assurance import assess, parse_assurance_text, parse_policy_text
+    from ringfence.files.disk import examples_dir, read_text
+
+    policy_path = examples_dir() / DEFAULT_POLICY
+    policy = parse_policy_text(read_text(policy_path), str(policy_path))
+    assurance_path = estate_path.parent / ASSURANCE_FILE
+    assurance = parse_assurance_text(read_text(assurance_path), estate, str(assurance_path))
+    return assess(estate, graph, assurance, policy, SAMPLE_AS_OF)
+
+
+def _finding_phrase(finding: Finding) -> str:
+    """A breach in a few words: what evidence, what is wrong with it, and the day that matters."""
+    what = f"{finding.policy} {finding.problem}".replace("-", " ")
+    return f"{what} (since {finding.day:%-d %b %Y})" if finding.day is not None else what
 
 
 def _grid(rows: Sequence[tuple[str, str]]) -> Table:

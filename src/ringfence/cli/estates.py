@@ -1,4 +1,4 @@
-"""Estate files from elsewhere: ``generate``, ``import ansible``, ``import csv``."""
+"""Estate files from elsewhere: ``generate``, ``import ansible``, ``import csv``, ``import vsphere``."""
 
 from __future__ import annotations
 
@@ -86,3 +86,62 @@ def import_csv(
 
     check_output_file(out_path, "--out", example="estate.yaml")
     _write(read_csv(csv_file, estate_name=name), out_path, source=csv_file, csv_rows=True)
+
+
+@import_app.command("vsphere")
+def import_vsphere(
+    server: Annotated[str, typer.Option(help="vCenter's address: https://vcenter.example.org.", show_default=False)],
+    user: Annotated[str, typer.Option(help="A read-only vCenter account (docs/vsphere.md).", show_default=False)],
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RINGFENCE_VSPHERE_PASSWORD",
+            help="Its password; better in $RINGFENCE_VSPHERE_PASSWORD (a command line is visible to others).",
+            show_default=False,
+            show_envvar=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Accept vCenter's certificate unchecked (a lab's self-signed one).")
+    ] = False,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(help="DATACENTER=SITE: the site of a datacenter's assets (repeat); default: its name."),
+    ] = None,
+    merge: Annotated[
+        Path | None,
+        typer.Option(help="Refresh this estate file's vCenter assets, keeping what people wrote.", show_default=False),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Estate name; default: the vCenter's host name.")] = None,
+    out_path: OutOpt = None,
+) -> None:
+    """Assets from vCenter: hosts, VMs and datastores, with what vSphere HA guarantees (docs/vsphere.md)."""
+    from ringfence.core.errors import InputError
+    from ringfence.core.estate import load_document_text
+    from ringfence.files.disk import read_text
+    from ringfence.files.importers.vsphere import VCenterLogin
+    from ringfence.files.importers.vsphere import import_vsphere as read_vsphere
+    from ringfence.files.importers.vsphere_estate import merge_estate
+
+    check_output_file(out_path, "--out", example="estate.yaml")
+    sites: dict[str, str] = {}
+    for pair in site or []:
+        datacenter, equals, place = pair.partition("=")
+        if not equals or not datacenter.strip() or not place.strip():
+            raise InputError(f"--site '{pair}' is not DATACENTER=SITE (for example --site DC-City=city)")
+        sites[datacenter.strip()] = place.strip()
+    if password is None:
+        raise InputError("--password is required: give it in $RINGFENCE_VSPHERE_PASSWORD (or --password)")
+    existing = load_document_text(read_text(merge), str(merge)) if merge is not None else None
+    if existing is not None and not isinstance(existing, dict):
+        raise InputError(f"{merge}: is not an estate file (a mapping with apiVersion, estate, assets)")
+    login = VCenterLogin(server=server, user=user, password=password, insecure=insecure)
+    document = read_vsphere(login, estate_name=name or (str(existing["estate"]) if existing else None), sites=sites)
+    if existing is None:
+        _write(document, out_path)
+        return
+    merged, report = merge_estate(existing, document)
+    for sentence in report.sentences():
+        err.print(f"{sentence}.", highlight=False, markup=False)
+    # A merge rewrites the file it refreshes unless told to write elsewhere.
+    _write(merged, out_path or merge, source=merge)

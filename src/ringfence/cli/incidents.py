@@ -113,6 +113,8 @@ def list_command(
         )
     for s in summaries:
         clocks = Text()
+        if s.unreadable is not None:  # a record that cannot be read is listed, saying why, never hidden
+            clocks.append(f"unreadable: {s.unreadable}", style="bold red")
         if s.breached:
             clocks.append(f"breached: {', '.join(s.breached)}", style="bold red")
         if s.at_risk:

@@ -30,10 +30,12 @@ app = typer.Typer(
 COMMAND_MODULES: Mapping[str, str] = MappingProxyType(
     {
         "agent": "agent",
+        "assess": "assurance",
         "check": "analysis",
         "impact": "analysis",
         "spof": "analysis",
         "concentration": "analysis",
+        "diff": "diff",
         "continuity": "continuity",
         "demo": "demo",
         "drill": "drills",
@@ -48,6 +50,7 @@ COMMAND_MODULES: Mapping[str, str] = MappingProxyType(
         "db": "service",
         "token": "service",
         "audit": "service",
+        "notifications": "notifications",
     }
 )
 """Each top-level command and the module of ``ringfence.cli`` that adds it to ``app``."""
@@ -56,6 +59,8 @@ COMMAND_MODULES: Mapping[str, str] = MappingProxyType(
 _MODULES = (
     "agent",
     "analysis",
+    "assurance",
+    "diff",
     "continuity",
     "demo",
     "drills",
@@ -66,6 +71,7 @@ _MODULES = (
     "recover",
     "rollouts",
     "service",
+    "notifications",
 )
 
 

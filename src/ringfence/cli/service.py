@@ -1,9 +1,15 @@
-"""Running ringfence as a service: ``serve``, ``db upgrade``, ``token …``, ``audit verify``."""
+"""Running ringfence as a service: ``serve``, ``db upgrade``, ``token …``, ``audit verify``, ``audit anchor``.
+
+Every admin action taken here lands in the audit log as the API's do, through the same service functions:
+token issued and revoked, and the database upgraded. The actor is ``cli:`` and who is acting (``--actor``,
+else ``$RINGFENCE_ACTOR``, else the login name), so an entry made at the console is never taken for one made
+with an API token of the same name.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,12 +17,39 @@ from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, err, out
 from ringfence.core.words import count
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens and their roles.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(db_app, name="db", rich_help_panel="Run the service")
 app.add_typer(token_app, name="token", rich_help_panel="Run the service")
 app.add_typer(audit_app, name="audit", rich_help_panel="Run the service")
+
+ActorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who is acting, recorded in the audit log as cli:NAME; default: $RINGFENCE_ACTOR, else your login name.",
+        show_default=False,
+    ),
+]
+
+
+def cli_actor(actor: str | None) -> str:
+    """The audit log's actor for an admin action taken at the console: ``cli:`` and who is acting."""
+    from ringfence.cli.database import resolve_actor
+
+    return f"cli:{resolve_actor(actor)}"
+
+
+def upgrade_audited(engine: Engine, actor: str) -> None:
+    """Migrate the database, auditing a migration of one already in use (see :mod:`ringfence.service.schema`)."""
+    from ringfence.service.schema import upgrade_audited as upgrade_and_audit
+
+    upgrade_and_audit(engine, actor)
+
 
 DatabaseOpt = Annotated[
     str | None,
@@ -37,6 +70,25 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (PostgreSQL only for more than one).")] = 1,
     sample: Annotated[bool, typer.Option(help="Load the bundled sample estate if none is loaded.")] = False,
     controller: Annotated[bool, typer.Option(help="Run the rollout controller loop in this server.")] = True,
+    oidc_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--oidc-config",
+            envvar="RINGFENCE_OIDC_CONFIG",
+            help="Sign-in configuration: people sign in at an OpenID Connect provider (docs/sign-in.md).",
+            show_default=False,
+        ),
+    ] = None,
+    notifications: Annotated[
+        Path | None,
+        typer.Option(
+            "--notifications",
+            envvar="RINGFENCE_NOTIFICATIONS",
+            help="Notifications file: who is told of approvals, halts, incidents and RTOs, and where "
+            "(docs/notifications.md).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the API, agent gate and dashboard (FastAPI on uvicorn); migrations run first."""
     import os
@@ -45,15 +97,27 @@ def serve(
 
     from ringfence.cli.home import database_label
     from ringfence.service.tokens import Role, list_tokens
-    from ringfence.store.db import database_url, make_engine, normalise_url, upgrade
+    from ringfence.store.db import database_url, make_engine, normalise_url
 
     url = database or database_url()
     if workers > 1 and normalise_url(url).get_backend_name() == "sqlite":
         from ringfence.core.errors import InputError, Problem
 
         raise InputError([Problem("several workers need PostgreSQL; SQLite has one writer", path=("--workers",))])
+    if oidc_config is not None:
+        from ringfence.files.extras import require_extra
+        from ringfence.files.oidc_config import OIDC_CONFIG_ENV, load_oidc_config
+
+        require_extra("oidc", "Sign-in at an OpenID Connect provider (--oidc-config)")
+        load_oidc_config(oidc_config)  # a file that does not hold stops here: file, line and field (exit 2)
+        os.environ[OIDC_CONFIG_ENV] = str(oidc_config.resolve())  # what each worker reads
+    if notifications is not None:
+        from ringfence.files.notifications_config import NOTIFICATIONS_ENV, load_notifications_config
+
+        load_notifications_config(notifications)  # file, line and field (exit 2); names the extra when missing
+        os.environ[NOTIFICATIONS_ENV] = str(notifications.resolve())  # what each worker reads
     engine = make_engine(url)
-    upgrade(engine)
+    upgrade_audited(engine, cli_actor(None))
     admins = sum(1 for t in list_tokens(engine) if t.role is Role.ADMIN)
     engine.dispose()
     # Workers are separate processes: they read their settings from the environment.
@@ -87,13 +151,13 @@ def serve(
 
 
 @db_app.command("upgrade")
-def db_upgrade(database: DatabaseOpt = None) -> None:
-    """Apply the database migrations (the server also does this when it starts)."""
+def db_upgrade(database: DatabaseOpt = None, actor: ActorOpt = None) -> None:
+    """Apply the database migrations (the server also does this when it starts); written to the audit log."""
     from ringfence.cli.home import database_label
-    from ringfence.store.db import current_revision, make_engine, upgrade
+    from ringfence.store.db import current_revision, make_engine
 
     engine = make_engine(database)
-    upgrade(engine)
+    upgrade_audited(engine, cli_actor(actor))
     out.print(
         f"Database {database_label(str(engine.url.render_as_string(hide_password=False)))} at revision "
         f"{current_revision(engine)}."
@@ -120,20 +184,21 @@ def token_create(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Issue an agent token for an asset no estate has.")] = False,
     database: DatabaseOpt = None,
+    actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create an API token. The secret is shown once; only its hash is kept."""
+    """Create an API token. The secret is shown once; only its hash is kept. Written to the audit log."""
     from ringfence.cli.home import announce_database
     from ringfence.files.disk import read_text
-    from ringfence.service.tokens import EstateText, estate_holding, issue_token, stored_estates
-    from ringfence.store.db import make_engine, upgrade
+    from ringfence.service.tokens import EstateText, estate_holding, issue_token_audited, stored_estates
+    from ringfence.store.db import make_engine
 
     engine = make_engine(database)
-    upgrade(engine)
+    upgrade_audited(engine, cli_actor(actor))
     if role == "agent" and asset is not None and not force:
         estates = [EstateText(read_text(estate), str(estate))] if estate is not None else stored_estates(engine)
         estate_holding(asset, estates)
-    issued = issue_token(engine, name=name, role=role, asset_id=asset)
+    issued = issue_token_audited(engine, actor=cli_actor(actor), name=name, role=role, asset_id=asset)
     announce_database(engine.url.render_as_string(hide_password=False))
     if as_json:
         emit_json(
@@ -158,10 +223,10 @@ def token_list(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     from ringfence.service.tokens import list_tokens
-    from ringfence.store.db import make_engine, upgrade
+    from ringfence.store.db import make_engine
 
     engine = make_engine(database)
-    upgrade(engine)
+    upgrade_audited(engine, cli_actor(None))
     tokens = sorted(list_tokens(engine), key=lambda t: t.token_id)
     if as_json:
         # The shape of GET /v1/tokens, so a script reads either.
@@ -183,35 +248,74 @@ def token_list(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: int, database: DatabaseOpt = None) -> None:
-    """Revoke a token: it stops working at once."""
+def token_revoke(token_id: int, database: DatabaseOpt = None, actor: ActorOpt = None) -> None:
+    """Revoke a token: it stops working at once. Written to the audit log."""
     from ringfence.cli.home import announce_database
-    from ringfence.service.tokens import revoke_token
+    from ringfence.service.tokens import revoke_token_audited
     from ringfence.store.db import make_engine
 
     engine = make_engine(database)
-    revoke_token(engine, token_id)
+    upgrade_audited(engine, cli_actor(actor))
+    revoke_token_audited(engine, token_id, actor=cli_actor(actor))
     announce_database(engine.url.render_as_string(hide_password=False))
     out.print(f"Token {token_id} revoked.")
 
 
 @audit_app.command("verify")
-def audit_verify(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
-    """Check the audit log's hash chain; exit 1 if any entry was changed, removed or inserted."""
-    from ringfence.store.audit import verify_audit
-    from ringfence.store.db import make_engine, session_scope, upgrade
+def audit_verify(
+    database: DatabaseOpt = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor",
+            metavar="SEQ:HASH",
+            help="An anchor kept from `ringfence audit anchor`: fail too if the log no longer reaches that entry "
+            "or holds a different one there (entries cut off its end).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the audit log's hash chain; exit 1 if any entry was changed, removed or inserted, or (with
+    --anchor) if the log was cut back below the anchor."""
+    from ringfence.core.documents import audit_verification
+    from ringfence.store.audit import parse_anchor, verify_audit
+    from ringfence.store.db import make_engine, session_scope
 
+    kept = None if anchor is None else parse_anchor(anchor, field="--anchor")
     engine = make_engine(database)
-    upgrade(engine)
+    upgrade_audited(engine, cli_actor(None))
     with session_scope(engine, readonly=True) as session:
-        report = verify_audit(session)
+        report = verify_audit(session, anchor=kept)
     if as_json:
-        from ringfence.core.documents import CLI_AUDIT_VERIFICATION_OMITS, audit_verification
-
-        emit_json(audit_verification(report).model_dump(mode="json", exclude=set(CLI_AUDIT_VERIFICATION_OMITS)))
+        emit_json(audit_verification(report).model_dump(mode="json"))
     elif report.ok:
-        out.print(f"Audit log intact: {count(report.count, 'entry', 'entries')}, chain verified.")
+        against = "" if kept is None else f", and it still holds entry {kept.seq} as anchored"
+        out.print(
+            f"Audit log intact: {count(report.count, 'entry', 'entries')}, chain verified{against}; "
+            f"last hash {report.last_hash}."
+        )
     else:
         err.print(f"[bold red]Audit log tampered:[/] {report.reason}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the log's last entry as SEQ:HASH, to keep somewhere else (a ticket, another system).
+
+    Later, `ringfence audit verify --anchor SEQ:HASH` fails if entries were cut off the log's end below it,
+    which the chain alone cannot show.
+    """
+    from ringfence.store import audit
+    from ringfence.store.db import make_engine, session_scope
+
+    engine = make_engine(database)
+    upgrade_audited(engine, cli_actor(None))
+    with session_scope(engine, readonly=True) as session:
+        kept = audit.audit_anchor(session)
+    if as_json:
+        emit_json({"seq": kept.seq, "hash": kept.hash, "anchor": str(kept)})
+        return
+    out.print(str(kept), soft_wrap=True)

@@ -395,19 +395,13 @@ def drill_document(report: DrillReport) -> DrillDocument:
 
 
 class AuditVerification(_Document):
-    """``ringfence audit verify --json``."""
-
-    # The CLI prints it without last_hash: see CLI_AUDIT_VERIFICATION_OMITS.
+    """``ringfence audit verify --json`` and ``GET /v1/audit/verify``, key for key."""
 
     ok: bool
     entries: int
     first_bad_seq: int | None
     reason: str | None
     last_hash: str | None
-
-
-CLI_AUDIT_VERIFICATION_OMITS = frozenset({"last_hash"})
-"""The CLI's document predates ``last_hash``: adding it there is a change of the CLI contract (docs/cli.md)."""
 
 
 def audit_verification(report: ChainReport) -> AuditVerification:
@@ -421,7 +415,6 @@ def audit_verification(report: ChainReport) -> AuditVerification:
 
 
 __all__ = [
-    "CLI_AUDIT_VERIFICATION_OMITS",
     "AuditVerification",
     "CheckDocument",
     "ConcentrationDocument",

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -45,6 +46,12 @@ API_VERSION = "ringfence/v1"
 ID_PATTERN = r"^[a-z0-9._-]+$"
 _ID = re.compile(ID_PATTERN)
 MAX_PROBLEMS = 50
+LONGEST_ID = 200
+"""The longest id (of an asset, service, supplier, update or scenario) and estate name: what the database keeps
+for one (a longer one would be refused by PostgreSQL when a rollout or incident stores it)."""
+LARGEST_COUNT = 10_000_000
+"""The largest count a file may give (an any-group's K, a ring's size, a gate's tolerated failures): ten times
+the largest estate ringfence is measured on. A larger one is a typo, and overflows the graph's 64-bit arrays."""
 
 
 class AssetKind(StrEnum):
@@ -71,6 +78,18 @@ def _duration(value: object) -> int:
     return parse_duration(value)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def without_control_characters(value: str) -> str:
+    """A name people write (an estate's) is text on one line: no control characters, NUL above all, which
+    PostgreSQL cannot store."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"a name cannot hold control characters (U+{ord(found.group()):04X} at {found.start() + 1})")
+    return value
+
+
 def _with_text_attrs(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` with boolean attrs written as text, copying only what changes.
 
@@ -91,7 +110,8 @@ def _with_text_attrs(data: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 Duration = Annotated[int, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)]
-Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=LONGEST_ID)]
+Count = Annotated[int, Field(ge=1, le=LARGEST_COUNT)]
 Attrs = dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], str]
 
 
@@ -130,10 +150,14 @@ class Software(_Model):
         return f"{self.product}@{self.version}"
 
 
+SoftwareKey = tuple[str, str, str | None]
+"""A software item as the graph indexes it: product, version, and the supplier written (None: its vendor)."""
+
+
 class AnyGroup(_Model):
     """At least ``any`` of ``of`` (or of the assets ``where`` matches, never the owner itself) must be up."""
 
-    any: Annotated[int, Field(ge=1)] = 1
+    any: Count = 1
     of: tuple[Id, ...] | None = None
     where: str | None = None
 
@@ -215,7 +239,7 @@ class EstateDocument(_Model):
     """The file as written, validated field by field (references are checked by :func:`build_estate`)."""
 
     api_version: Literal["ringfence/v1"] = Field(alias="apiVersion")
-    estate: Annotated[str, Field(min_length=1)]
+    estate: Annotated[str, Field(min_length=1, max_length=LONGEST_ID), AfterValidator(without_control_characters)]
     suppliers: tuple[Supplier, ...] = ()
     services: tuple[Service, ...] = ()
     assets: tuple[Asset, ...] = ()
@@ -236,6 +260,9 @@ class Estate:
     declared_suppliers: int
     source: str = "<estate>"
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
+    software_keys: Sequence[SoftwareKey] | None = field(default=None, compare=False, repr=False)
+    """Every asset's software items in asset order, as (product, version, supplier given), when
+    :func:`build_estate` walked them; None for an estate built another way (the graph walks them itself)."""
 
     @cached_property
     def asset_by_id(self) -> Mapping[str, Asset]:
@@ -301,15 +328,25 @@ def _construct_mapping_no_duplicates(loader: yaml.SafeLoader, node: yaml.Mapping
 _EstateLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping_no_duplicates)
 
 
+_TOO_DEEP = "lists and mappings nested too deeply to be a ringfence file"
+
+
 def load_document_text(text: str, source: str) -> Any:
-    """Parse YAML or JSON text into plain data; syntax errors become problems with their line."""
+    """Parse YAML or JSON text into plain data; syntax errors become problems with their line.
+
+    A text nested thousands deep (``[[[[…``) is refused as input, not left to exhaust the parser's stack: files
+    come from uploads, and any viewer may send one to be checked."""
     if _looks_like_json(text):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise EstateError([Problem(f"not valid JSON: {exc.msg}", source=source, line=exc.lineno)]) from exc
+        except RecursionError:
+            raise EstateError([Problem(f"not valid JSON: {_TOO_DEEP}", source=source)]) from None
     try:
         return yaml.load(text, Loader=_EstateLoader)
+    except RecursionError:
+        raise EstateError([Problem(f"not valid YAML: {_TOO_DEEP}", source=source)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -373,11 +410,11 @@ def parse_estate_document(data: Any, source: str = "<estate>") -> Estate:
     try:
         document = validate_document(data)
     except ValidationError as exc:
-        raise EstateError(_problems_from_validation(exc, data, source)) from None
+        raise EstateError(problems_from_validation(exc, data, source)) from None
     return build_estate(document, source)
 
 
-def _problems_from_validation(exc: ValidationError, data: Any, source: str) -> list[Problem]:
+def problems_from_validation(exc: ValidationError, data: Any, source: str) -> list[Problem]:
     problems = []
     for error in exc.errors(include_url=False)[:MAX_PROBLEMS]:
         path = tuple(part for part in error["loc"] if part not in _UNION_TAGS)
@@ -490,7 +527,10 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
     # A million assets name a few dozen suppliers: find the undeclared ones from the distinct names first, and
     # walk the assets for where each is first named only when there are any.
     declared = {s.id for s in document.suppliers}
-    product_suppliers = {(item.product, item.supplier) for a in document.assets for item in a.software}
+    # One walk over every software item, kept for the graph's supplier and software indexes (the same walk
+    # again there cost a tenth of `impact --fail supplier:…` at 200k assets).
+    software_keys = [(item.product, item.version, item.supplier) for a in document.assets for item in a.software]
+    product_suppliers = {(product, supplier) for product, _, supplier in set(software_keys)}
     named = {a.supplier for a in document.assets if a.supplier} | {
         supplier_of(product, supplier) for product, supplier in product_suppliers
     }
@@ -545,6 +585,7 @@ def build_estate(document: EstateDocument, source: str = "<estate>") -> Estate:
         declared_suppliers=len(document.suppliers),
         source=source,
         warnings=tuple(warnings),
+        software_keys=software_keys,
     )
 
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 
 from ringfence.core.allocation import bulk_allocation
 from ringfence.core.errors import InputError, Problem
-from ringfence.core.estate import AnyGroup, Asset, Estate, supplier_of
+from ringfence.core.estate import AnyGroup, Asset, Estate, SoftwareKey, supplier_of
 from ringfence.core.selectors import Selector, parse_selector, scalar_column
 
 IntArray = npt.NDArray[np.int64]
@@ -85,6 +86,10 @@ def gather(ptr: IntArray, values: IntArray, rows: IntArray) -> IntArray:
     return values[_ranges(starts, ptr[rows + 1] - starts)]
 
 
+_SOFTWARE = attrgetter("software")
+"""An asset's software items (mapped over a million assets, a C getter costs less than a generator's frames)."""
+
+
 class AssetIndex:
     """Answers selectors over the assets with indexes built lazily per key, and caches the answers.
 
@@ -92,8 +97,9 @@ class AssetIndex:
     masks over a categorical code column per key, not by testing every asset in Python.
     """
 
-    def __init__(self, assets: Sequence[Asset]) -> None:
+    def __init__(self, assets: Sequence[Asset], software_keys: Sequence[SoftwareKey] | None = None) -> None:
         self._assets = assets
+        self._software_keys = software_keys
         self._columns: dict[str, tuple[npt.NDArray[np.int32], dict[str, int]]] = {}
         self._answers: dict[str, IntArray] = {}
 
@@ -125,9 +131,11 @@ class AssetIndex:
         are found by sorting the codes, not by growing a list per asset in Python."""
         owner = np.repeat(
             np.arange(len(self._assets), dtype=np.int64),
-            np.fromiter(map(len, (a.software for a in self._assets)), dtype=np.int64, count=len(self._assets)),
+            np.fromiter(map(len, map(_SOFTWARE, self._assets)), dtype=np.int64, count=len(self._assets)),
         )
-        keys = [(item.product, item.version, item.supplier) for asset in self._assets for item in asset.software]
+        keys = self._software_keys
+        if keys is None:
+            keys = [(item.product, item.version, item.supplier) for asset in self._assets for item in asset.software]
         code_of = {key: code for code, key in enumerate(dict.fromkeys(keys))}
         items = [(product, version, supplier_of(product, supplier)) for product, version, supplier in code_of]
         if not keys:
@@ -181,7 +189,15 @@ class AssetIndex:
             else:
                 codes, vocabulary = self.column(term.key)
                 wanted = [vocabulary[v] for v in term.values if v in vocabulary]
-                hit = np.isin(codes, np.asarray(wanted, dtype=np.int32))
+                if len(wanted) == 1:
+                    hit = codes == wanted[0]
+                else:
+                    # A table over the key's few codes, indexed by each asset's code (shifted so that "no
+                    # value", -1, reads the table's first cell): one gather instead of np.isin's sort or hash
+                    # per term (about a tenth of a second of compile at 200,000 assets of many where-groups).
+                    table = np.zeros(len(vocabulary) + 1, dtype=np.bool_)
+                    table[np.asarray(wanted, dtype=np.int64) + 1] = True
+                    hit = table[codes + 1]
             mask &= ~hit if term.negated else hit
         answer = np.flatnonzero(mask).astype(np.int64)
         self._answers[selector.text] = answer
@@ -236,7 +252,7 @@ class EstateGraph:
         self.ids: list[str] = [s.id for s in services] + [a.id for a in assets]
         self.index: dict[str, int] = dict(zip(self.ids, range(self.n), strict=True))
         self.service_tier = np.fromiter((s.tier for s in services), dtype=np.int8, count=self.n_services)
-        self.assets = AssetIndex(assets)
+        self.assets = AssetIndex(assets, estate.software_keys)
         self.warnings: list[Problem] = []
 
         hard_from: list[int] = []

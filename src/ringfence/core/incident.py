@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 
 from ringfence.core.clinical import TIERS, ContinuityAction, is_rto_at_risk
-from ringfence.core.durations import humanize_duration
+from ringfence.core.durations import LONGEST_DURATION, humanize_duration
 from ringfence.core.errors import ConflictError, InputError, Problem
 from ringfence.core.words import and_list, count, names
 
@@ -44,6 +44,22 @@ DEFAULT_STEP_SECONDS = 3600
 
 
 _MICROSECOND = timedelta(microseconds=1)
+LONGEST_STEP = LONGEST_DURATION
+"""The longest restore step an incident may assume: the longest duration ringfence accepts anywhere."""
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+"""What a deadline or an estimate too far ahead to be written as a date reads as (see :func:`later`)."""
+
+
+def later(moment: datetime, seconds: int) -> datetime:
+    """``moment`` plus ``seconds``, or :data:`END_OF_TIME` when that is past what a date can hold.
+
+    Durations are bounded where they are read (a year at most), so this only matters for a record stored before
+    the bounds, or written by hand: one such incident must read as "not due before the end of time", never
+    break every page and list that shows it (``timedelta`` and ``datetime`` raise OverflowError instead)."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return END_OF_TIME if seconds > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 class ItemKind(StrEnum):
@@ -305,6 +321,20 @@ def require_actor(actor: str) -> str:
     return actor.strip()
 
 
+@dataclass(frozen=True)
+class UnreadableIncident:
+    """A stored incident that cannot be read back: a record written by hand, or by a version that did not yet
+    bound what it stored. A list shows it beside the others, marked with ``reason``, instead of failing whole;
+    ``title``, ``status`` and the times are what its row still says."""
+
+    id: str
+    title: str
+    status: IncidentStatus
+    declared_at: datetime
+    closed_at: datetime | None
+    reason: str
+
+
 # ------------------------------------------------------------------------------------------ reading
 
 
@@ -529,8 +559,8 @@ def expected_back(step: int, step_seconds: int, anchor: datetime, as_of: datetim
     after the one in hand still need ``(step − 1) × step_seconds`` even if the one in hand ended right now,
     so the estimate is never earlier than ``as_of`` plus that.
     """
-    planned = anchor + timedelta(seconds=step * step_seconds)
-    earliest = as_of + timedelta(seconds=(step - 1) * step_seconds)
+    planned = later(anchor, step * step_seconds)
+    earliest = later(as_of, (step - 1) * step_seconds)
     return max(planned, earliest)
 
 
@@ -549,7 +579,7 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
     clocks = []
     for service in incident.services:
         assert service.tier is not None
-        deadline = incident.declared_at + timedelta(seconds=service.rto) if service.rto is not None else None
+        deadline = later(incident.declared_at, service.rto) if service.rto is not None else None
         restored_at = seen.restored.get(service.id)
         if restored_at is not None:
             took = whole_seconds(restored_at - incident.declared_at)
@@ -609,7 +639,7 @@ def timeline(incident: Incident, now: datetime) -> tuple[IncidentEvent, ...]:
     for service in incident.services:
         if service.rto is None:
             continue
-        deadline = incident.declared_at + timedelta(seconds=service.rto)
+        deadline = later(incident.declared_at, service.rto)
         restored_at = incident.restored.get(service.id)
         if deadline < as_of and (restored_at is None or restored_at > deadline):
             derived.append(
@@ -636,6 +666,8 @@ def whole_seconds(delta: timedelta) -> int:
 
 __all__ = [
     "DEFAULT_STEP_SECONDS",
+    "END_OF_TIME",
+    "LONGEST_STEP",
     "STORED_EVENT_KINDS",
     "ClockStatus",
     "DownItem",
@@ -646,9 +678,11 @@ __all__ = [
     "IncidentStatus",
     "ItemKind",
     "RtoClock",
+    "UnreadableIncident",
     "add_note",
     "close_incident",
     "expected_back",
+    "later",
     "mark_restored",
     "remaining_steps",
     "require_actor",

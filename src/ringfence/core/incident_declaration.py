@@ -15,10 +15,12 @@ from datetime import datetime
 
 import numpy as np
 
+from ringfence.core.durations import format_duration
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.graph import EstateGraph, Failure
 from ringfence.core.incident import (
     DEFAULT_STEP_SECONDS,
+    LONGEST_STEP,
     DownItem,
     EventKind,
     GroupNeed,
@@ -54,6 +56,10 @@ def declare_incident(
         raise InputError([Problem("say what failed (e.g. supplier:advanced) to declare an incident", path=("fail",))])
     if step_seconds < 1:
         raise InputError([Problem(f"a restore step takes at least 1 s, not {step_seconds}", path=("step_seconds",))])
+    if step_seconds > LONGEST_STEP:
+        # Stored with the incident and multiplied by each item's step: bounded here, so no clock overflows.
+        longest = format_duration(LONGEST_STEP)
+        raise InputError([Problem(f"a restore step takes at most {longest}, not {step_seconds} s", ("step_seconds",))])
     plan = plan_recovery(graph, failures, step_seconds=step_seconds)
     refs = plan.failed
     down = graph.down_after(failures).mask

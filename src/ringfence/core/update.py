@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ringfence.core.errors import ConflictError, InputError, Problem
-from ringfence.core.estate import ID_PATTERN, Duration, load_document_text, locate_problems
+from ringfence.core.estate import (
+    ID_PATTERN,
+    LARGEST_COUNT,
+    LONGEST_ID,
+    Duration,
+    load_document_text,
+    locate_problems,
+    problems_from_validation,
+)
 from ringfence.core.selectors import SCALAR_KEYS, parse_selector
 
 M = TypeVar("M", bound=BaseModel)
@@ -32,7 +40,7 @@ class GateSpec(_Model):
 
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
     baseline_failure_rate: Annotated[float, Field(ge=0, lt=1)] = 0.01
-    max_failures: Annotated[int, Field(ge=0)] = 0
+    max_failures: Annotated[int, Field(ge=0, le=LARGEST_COUNT)] = 0
     min_coverage: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
@@ -56,7 +64,11 @@ def _ring_step(value: object) -> int | str:
         if not 0 < share <= 100:
             raise ValueError(f"'{text}': a share is more than 0% and at most 100%")
         return text
-    if text.isdigit() and int(text) > 0:
+    if text.isdigit() and int(text.lstrip("0") or "0") > 0:
+        # Compared as digits first: int() of thousands of digits is slow, then refused by Python itself.
+        if len(text.lstrip("0")) > len(str(LARGEST_COUNT)) or int(text) > LARGEST_COUNT:
+            shown = text if len(text) <= 24 else f"{text[:12]}…{text[-6:]}"
+            raise ValueError(f"'{shown}': a ring is at most {LARGEST_COUNT:,} assets")
         return int(text)
     raise ValueError(f"'{text}' is not a ring size; write a count (5) or a share ('25%')")
 
@@ -105,7 +117,7 @@ def _step_error(index: int, message: str, value: object) -> InitErrorDetails:
 
 
 class Update(_Model):
-    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    id: Annotated[str, Field(pattern=ID_PATTERN, max_length=LONGEST_ID)]
     product: Annotated[str, Field(pattern=r"^[a-z0-9._-]+/[A-Za-z0-9._+-]+$")]
     version: Annotated[str, Field(pattern=r"^[^\s,|@=!]+$")]
     targets: str | None = None
@@ -173,18 +185,18 @@ class Fault(_Model):
 
 class DrillScenario(_Model):
     api_version: Literal["ringfence/v1"] = Field(alias="apiVersion")
-    scenario: Annotated[str, Field(pattern=ID_PATTERN)]
+    scenario: Annotated[str, Field(pattern=ID_PATTERN, max_length=LONGEST_ID)]
     description: str | None = None
     update: Update
     fault: Fault
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
 
 
 class IncidentScenario(_Model):
     """An incident to rehearse recovery for: what fails (extension)."""
 
     api_version: Literal["ringfence/v1"] = Field(alias="apiVersion")
-    incident: Annotated[str, Field(pattern=ID_PATTERN)]
+    incident: Annotated[str, Field(pattern=ID_PATTERN, max_length=LONGEST_ID)]
     description: str | None = None
     fail: tuple[str, ...]
 
@@ -207,18 +219,7 @@ def _parse(model: type[M], text: str, source: str, what: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False)[:50]:
-            path = tuple(error["loc"])
-            if error["type"] == "extra_forbidden":
-                message = f"unknown field '{path[-1]}'"
-            elif error["type"] == "missing":
-                message = f"required field '{path[-1]}' is missing"
-            else:
-                message = error["msg"].removeprefix("Value error, ")
-                message = message[:1].lower() + message[1:]
-            problems.append(Problem(message, path=path, source=source))
-        raise InputError(locate_problems(problems, text)) from None
+        raise InputError(locate_problems(problems_from_validation(exc, data, source), text)) from None
 
 
 def parse_update_text(text: str, source: str = "<update>") -> Update:

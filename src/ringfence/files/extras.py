@@ -8,6 +8,9 @@ extra        installs                            for
 ===========  ==================================  ============================================================
 ``ansible``  ansible-core, ansible-runner        ``ringfence import ansible`` and the ``ansible`` driver
 ``postgres`` psycopg                             a PostgreSQL database (``RINGFENCE_DATABASE_URL``)
+``oidc``     joserfc                             sign-in at an OpenID Connect provider (``--oidc-config``)
+``vsphere``  pyvmomi                             ``ringfence import vsphere`` (docs/vsphere.md)
+``notify``   apprise                             mail, Teams, Slack, webhooks (``--notifications``)
 ===========  ==================================  ============================================================
 
 Each feature imports its library inside the function that uses it, after :func:`require_extra`, so the
@@ -23,6 +26,9 @@ from ringfence.core.errors import InputError
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "ansible": ("ansible", "ansible_runner"),
     "postgres": ("psycopg",),
+    "oidc": ("joserfc",),
+    "notify": ("apprise",),
+    "vsphere": ("pyVmomi",),
 }
 """The top-level modules each extra installs: all present means the extra is installed."""
 

@@ -5,17 +5,21 @@ release's assets to ``rolling_back``) in ``rollout_assets``, and each asset's ag
 ``GET /v1/agents/{asset}/directive``, reads that as *install* (or *roll back*). The rule itself is pure and
 lives in the core (:mod:`ringfence.core.rollout.directive`); the agent reports back through
 ``POST /v1/heartbeats`` (:mod:`ringfence.service.heartbeats`). Only rollouts whose driver is ``agent`` are
-considered: a rollout pushed by Ansible must never also be installed by the agent.
+considered: a rollout pushed by Ansible must never also be installed by the agent. And an asset is answered
+only for rollouts planned on the estate of record that holds it (its estate's current version): a rollout on a
+shadow estate, on a proposal, or on a version since replaced, never tells an agent to act
+(:mod:`ringfence.service.estates`).
 
 :class:`DirectiveBoard` answers fast, because thousands of agents ask every few seconds: each server worker
-keeps a snapshot of the active agent rollouts and their targets in memory. It re-reads the rollouts'
-versions (one small query) when they are older than ``ttl`` (1 s) for a *wait*, or older than
-``confirm_ttl`` (0.25 s) for an *install* or *rollback*, so no asset is ordered to act on a rollout whose
-phase changed more than a quarter of a second ago. The targets' progress is read again when a version
-changed or the controller took a new decision (that is how a batch's installs are recorded as started, and a
-rollback's), and at least every ``max_age`` seconds (60 s): an agent told to install again after it
-reported is harmless (agents do an operation once per rollout). In the server a :class:`Refresher` thread
-keeps the snapshot (and the token table) fresh, so no request waits for the database.
+keeps a snapshot of the active agent rollouts and their targets in memory. It re-reads the rollouts' versions
+(one small query) when they are older than ``ttl`` (1 s) for a *wait*, or older than ``confirm_ttl`` (0.25 s)
+for an *install* or *rollback*, so no asset is ordered to act on a rollout whose phase changed more than a
+quarter of a second ago. The targets' progress is read again when a version changed, a version of an estate
+became current (its record mark), or the controller took a new decision (that is how a batch's installs are
+recorded as started, and a rollback's), and at least every ``max_age`` seconds (60 s): an agent told to
+install again after it reported is harmless (agents do an operation once per rollout). In the server a
+:class:`Refresher` thread keeps the snapshot (and the token table) fresh, so no request waits for the
+database.
 
 Tokens
     The server's :class:`~ringfence.service.tokens.TokenCache` (one per worker, shared with every other
@@ -40,7 +44,8 @@ from ringfence.core.rollout.record import StoredPlan
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.service.tokens import TokenCache
 from ringfence.store.db import session_scope
-from ringfence.store.rollouts import list_rollout_targets, list_rollouts, rollout_versions
+from ringfence.store.estates import record_mark, targets_of_record
+from ringfence.store.rollouts import list_rollouts, rollout_versions
 
 log = logging.getLogger("ringfence.agents")
 
@@ -59,6 +64,8 @@ class _Snapshot:
     """(rollout id, state version, last decision) of every active rollout: a change means reload."""
     loaded_at: float
     checked_at: float
+    record: tuple[int, datetime | None] = (0, None)
+    """The estate of record's mark: a version became current (assets may have changed holder) means reload."""
 
 
 class DirectiveBoard:
@@ -136,13 +143,21 @@ class DirectiveBoard:
         self.checks += 1
         with session_scope(self.engine, readonly=True) as session:
             versions = rollout_versions(session, _ACTIVE_PHASES)
-            if previous is not None and previous.versions == versions and now - previous.loaded_at <= self.max_age:
-                return _Snapshot(previous.rollouts, previous.targets, versions, previous.loaded_at, now)
+            record = record_mark(session)
+            if (
+                previous is not None
+                and previous.versions == versions
+                and previous.record == record
+                and now - previous.loaded_at <= self.max_age
+            ):
+                return _Snapshot(previous.rollouts, previous.targets, versions, previous.loaded_at, now, record)
             self.reloads += 1
-            return self._load(session, versions, now)
+            return self._load(session, versions, record, now)
 
     @staticmethod
-    def _load(session: Session, versions: tuple[tuple[str, int, int], ...], now: float) -> _Snapshot:
+    def _load(
+        session: Session, versions: tuple[tuple[str, int, int], ...], record: tuple[int, datetime | None], now: float
+    ) -> _Snapshot:
         rollouts: list[AgentRollout] = []
         targets: dict[str, list[tuple[int, AssetTarget]]] = {}
         ids = {rollout_id for rollout_id, _, _ in versions}
@@ -169,10 +184,13 @@ class DirectiveBoard:
                     state_version=found.state.version,
                 )
             )
-            for asset_id, ring, state in list_rollout_targets(session, found.id):
-                targets.setdefault(asset_id, []).append((index, AssetTarget(ring, state)))
+            # Only a target this rollout's estate version holds of record is told to install: an asset of a
+            # shadow estate, or one moved to another estate, or any asset once the version is no longer current,
+            # waits. Every target is told to roll back: undoing an install must never wait on the record.
+            for asset_id, ring, state, held in targets_of_record(session, found.id, found.estate_version_id):
+                targets.setdefault(asset_id, []).append((index, AssetTarget(ring, state, of_record=held)))
         frozen = {asset_id: tuple(entries) for asset_id, entries in targets.items()}
-        return _Snapshot(tuple(rollouts), frozen, versions, now, now)
+        return _Snapshot(tuple(rollouts), frozen, versions, now, now, record)
 
 
 class Refresher:

@@ -32,6 +32,7 @@ from ringfence.core.incident import (
     Incident,
     IncidentStatus,
     ItemKind,
+    UnreadableIncident,
     add_note,
     close_incident,
     mark_restored,
@@ -43,10 +44,11 @@ from ringfence.core.incident_declaration import declare_incident
 from ringfence.core.incident_review import IncidentReview, RolloutCause, review_incident
 from ringfence.core.rollout.state import AssetState, RolloutPhase, Transition
 from ringfence.core.words import count
+from ringfence.service.estates import record_estate_text
 from ringfence.service.rollout_view import read_rollout_view
 from ringfence.store.audit import append_audit
 from ringfence.store.db import LOCK_NAMESPACE_INCIDENT_IDS, advisory_lock, session_scope
-from ringfence.store.estates import add_estate_version, get_estate_version, latest_estate_version
+from ringfence.store.estates import get_estate_version, latest_estate_version
 from ringfence.store.incidents import (
     add_incident,
     add_incident_event,
@@ -85,16 +87,16 @@ def declare(
         if graph is not None:
             assert estate_text is not None
             estate = graph.estate
-            version = add_estate_version(
+            # Recorded as an upload is (ringfence.service.estates): current when it weakens nothing, else
+            # proposed for a second person; the incident refers to the version either way.
+            version = record_estate_text(
                 session,
-                name=estate.name,
-                content=estate_text,
-                format=EstateFormat.JSON if estate_source.lower().endswith(".json") else EstateFormat.YAML,
-                created_by=actor,
-                asset_count=len(estate.assets),
-                service_count=len(estate.services),
+                estate_text,
+                estate,
+                EstateFormat.JSON if estate_source.lower().endswith(".json") else EstateFormat.YAML,
+                actor=actor,
                 at=at,
-            )
+            ).version
             version_id = version.id
         else:
             stored = (
@@ -244,8 +246,10 @@ def of_rollout(engine: Engine, rollout_id: str) -> Incident | None:
         return incident_of_rollout(session, rollout_id)
 
 
-def list_incidents(engine: Engine, *, status: IncidentStatus | str | None = None) -> list[Incident]:
-    """Incidents (open or closed only, when asked), by id."""
+def list_incidents(
+    engine: Engine, *, status: IncidentStatus | str | None = None
+) -> list[Incident | UnreadableIncident]:
+    """Incidents (open or closed only, when asked), by id; a stored one that cannot be read is listed as such."""
     wanted = None
     if status is not None:
         try:
@@ -482,6 +486,9 @@ class IncidentSummaryOut(_Out):
     breached: list[str]
     """Past their RTO: still down, restored late, or left down at the close."""
     not_restored_at_close: list[str]
+    unreadable: str | None = None
+    """Why the stored incident cannot be read (None when it can): it is listed with what its row still says, and
+    the counts are 0. Its page and its changes are refused; the other incidents are unaffected."""
 
 
 class IncidentListOut(_Out):
@@ -559,7 +566,35 @@ def incident_document(incident: Incident, now: datetime) -> IncidentOut:
     )
 
 
-def incident_summary(incident: Incident, now: datetime) -> IncidentSummaryOut:
+def incident_summary(incident: Incident | UnreadableIncident, now: datetime) -> IncidentSummaryOut:
+    """One line of the list of incidents. An incident the store could not read (a record stored before the bounds,
+    or by hand) is summarised as unreadable: one bad record never takes the list down for everyone."""
+    if isinstance(incident, UnreadableIncident):
+        return _unreadable_summary(incident)
+    return _summary(incident, now)
+
+
+def _unreadable_summary(incident: UnreadableIncident) -> IncidentSummaryOut:
+    return IncidentSummaryOut(
+        id=incident.id,
+        title=incident.title,
+        status=incident.status.value,
+        estate="",
+        rollout=None,
+        declared_at=incident.declared_at,
+        closed_at=incident.closed_at,
+        worst_tier=None,
+        services_down=0,
+        items_down=0,
+        items_restored=0,
+        at_risk=[],
+        breached=[],
+        not_restored_at_close=[],
+        unreadable=incident.reason,
+    )
+
+
+def _summary(incident: Incident, now: datetime) -> IncidentSummaryOut:
     clocks = rto_clocks(incident, now)
     return IncidentSummaryOut(
         id=incident.id,

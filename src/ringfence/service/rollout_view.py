@@ -30,12 +30,27 @@ def stored_plan(rollout: Rollout) -> StoredPlan:
     return StoredPlan.from_document(rollout.plan, rollout_id=rollout.id)
 
 
+ALERT_SOURCE = "alertmanager"
+"""``detail.source`` of a failure made from a firing alert (``service.alerts``): the view holds it."""
+
+
 def latest_health(session: Session, rollout_id: str, since: datetime) -> dict[str, tuple[datetime, AssetHealth]]:
     """Each asset's newest health reading for ``rollout_id`` since ``since``, with when it was read."""
+    return _health_readings(session, rollout_id, since)[0]
+
+
+def _health_readings(
+    session: Session, rollout_id: str, since: datetime
+) -> tuple[dict[str, tuple[datetime, AssetHealth]], dict[str, tuple[datetime, AssetHealth]]]:
+    """In one pass: each asset's newest reading, and its first failure from a firing alert (if any)."""
     latest: dict[str, tuple[datetime, AssetHealth]] = {}
+    alerted: dict[str, tuple[datetime, AssetHealth]] = {}
     for obs in list_observations(session, since=since, rollout_id=rollout_id, kinds=[ObservationKind.HEALTH_CHECK]):
-        latest[obs.asset_id] = (obs.at, _health_of(obs))
-    return latest
+        reading = (obs.at, _health_of(obs))
+        latest[obs.asset_id] = reading
+        if obs.detail.get("source") == ALERT_SOURCE and obs.status == AssetStatus.failed.value:
+            alerted.setdefault(obs.asset_id, reading)
+    return latest, alerted
 
 
 def read_rollout_view(session: Session, rollout_id: str) -> RolloutView:
@@ -45,12 +60,19 @@ def read_rollout_view(session: Session, rollout_id: str) -> RolloutView:
     assets = tuple(_progress(a) for a in list_rollout_assets(session, rollout_id))
     by_id = {a.asset_id: a for a in assets}
     health: dict[str, AssetHealth] = {}
-    for asset_id, (at, reading) in latest_health(session, rollout_id, rollout.created_at).items():
+    latest, alerted = _health_readings(session, rollout_id, rollout.created_at)
+    for asset_id, (at, reading) in latest.items():
         progress = by_id.get(asset_id)
         # What an asset said before its install says nothing about the update.
         if progress is not None and progress.state in SINCE_INSTALL and at < progress.updated_at:
             continue
         health[asset_id] = reading
+    for asset_id, (at, reading) in alerted.items():
+        progress = by_id.get(asset_id)
+        # An alert that fired on an updated asset is a failure the gate has seen: a later reading of the health
+        # source (which may not watch what the alert watches) does not take it back.
+        if progress is not None and progress.state in SINCE_INSTALL and at >= progress.updated_at:
+            health[asset_id] = reading
     return RolloutView(
         state=rollout.state,
         update=Update.model_validate(rollout.update_doc),

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from ringfence.core.audit import AuditEntry, AuditValue
 from ringfence.core.documents import RingStatusOut, RolloutAssetOut, RolloutStatusDocument
 from ringfence.core.driver import DRIVERS_OWN_HEALTH, Driver, HealthSource, OperationKind, OperationResult
-from ringfence.core.errors import ConflictError, InputError, PermissionDeniedError, Problem
+from ringfence.core.errors import ConflictError, InputError, Problem
 from ringfence.core.estate import parse_estate_text
 from ringfence.core.gates import AssetHealth, RingVerdict
 from ringfence.core.graph import compile_estate
@@ -61,6 +61,8 @@ from ringfence.core.rollout.state import (
 from ringfence.core.rollout.strategy import StrategyPlan, plan_strategy
 from ringfence.core.update import Hold, HoldOverride, Update, check_holds, parse_update_text
 from ringfence.drivers.registry import available_health_sources, require_driver_able
+from ringfence.service.estates import record_estate_text, require_current_of_record, require_held_targets
+from ringfence.service.people import Actor, refuse_same_person
 from ringfence.service.policies import run_after_transition
 from ringfence.service.rollout_view import latest_health, read_rollout_view, stored_plan
 from ringfence.store.audit import append_audit, list_audit
@@ -68,7 +70,6 @@ from ringfence.store.db import rollout_lock, session_scope
 from ringfence.store.decisions import add_decision as insert_decision
 from ringfence.store.decisions import list_decisions
 from ringfence.store.decisions import mark_decision_done as mark_stored_decision_done
-from ringfence.store.estates import add_estate_version
 from ringfence.store.observations import add_observations
 from ringfence.store.records import (
     DecisionStatus,
@@ -81,7 +82,7 @@ from ringfence.store.records import (
 )
 from ringfence.store.rollouts import apply_transition as write_transition
 from ringfence.store.rollouts import create_rollout as insert_rollout
-from ringfence.store.rollouts import get_rollout, list_rollout_assets, upsert_rollout_assets
+from ringfence.store.rollouts import get_rollout, list_rollout_assets, rollout_creator_token, upsert_rollout_assets
 from ringfence.store.verdicts import add_gate_verdict
 
 _RESULT_KIND = {
@@ -262,12 +263,19 @@ def create_rollout(
     require_approval: bool = False,
     dry_run: bool = False,
     health_source: str | None = None,
+    actor_token: int | None = None,
 ) -> CreatedRollout:
     """Plan an update on an estate and store it as a new rollout (pending, or awaiting approval).
 
     A release under a vendor hold is refused unless ``override_hold`` says why; an overridden hold
     always needs someone else's approval before the rollout can start. ``health_source`` names what judges
     the rollout's health (None: its driver's own reading); an unknown name is refused, nothing stored.
+
+    Stored, a rollout is planned on the estate of record only (``ringfence.service.estates``): the text is
+    recorded as an upload would be (a first upload, or a version that weakens nothing, becomes current), and
+    the rollout is refused (409, naming what differs, nothing stored but the version) unless the text is its
+    estate's current version and that version holds every target. A dry run plans on any text.
+    ``actor_token`` is the API token creating it (None on the CLI): the two-person rule compares persons.
     """
     judged_by = check_health_source(health_source)
     estate = parse_estate_text(estate_text, estate_source)
@@ -282,16 +290,20 @@ def create_rollout(
     plan_doc = cast(JSONValue, planned.stored(driver, override, health_source=judged_by).to_document())
     fmt = EstateFormat.JSON if estate_source.lower().endswith(".json") else EstateFormat.YAML
     with session_scope(engine) as session:
-        version = add_estate_version(
-            session,
-            name=estate.name,
-            content=estate_text,
-            format=fmt,
-            created_by=actor,
-            asset_count=len(estate.assets),
-            service_count=len(estate.services),
-            at=at,
-        )
+        recorded = record_estate_text(session, estate_text, estate, fmt, actor=actor, at=at, actor_token=actor_token)
+        version = recorded.version
+        refusal: ConflictError | None = None
+        try:
+            require_current_of_record(session, version, estate)
+            require_held_targets(session, version, [a for ring in planned.rings for a in ring])
+        except ConflictError as exc:
+            refusal = exc  # the version (a proposal, say) is kept; the rollout is not
+    if refusal is not None:
+        raise refusal
+    with session_scope(engine) as session:
+        # Judged again in the transaction that stores the rollout: the estate of record may have moved since.
+        require_current_of_record(session, version, estate)
+        require_held_targets(session, version, [a for ring in planned.rings for a in ring])
         rollout = insert_rollout(
             session,
             estate_version_id=version.id,
@@ -301,6 +313,7 @@ def create_rollout(
             created_by=actor,
             needs_approval=needs_approval,
             at=at,
+            created_by_token=actor_token,
         )
         upsert_rollout_assets(
             session,
@@ -347,17 +360,24 @@ def check_health_source(name: str | None, *, path: tuple[str, ...] = ("health_so
     return name
 
 
-def approve_rollout(engine: Engine, rollout_id: str, *, actor: str, at: datetime) -> RolloutState:
-    """Approve a rollout awaiting approval. The person who created it cannot approve it (four eyes)."""
+def approve_rollout(
+    engine: Engine, rollout_id: str, *, actor: str, at: datetime, actor_token: int | None = None
+) -> RolloutState:
+    """Approve a rollout awaiting approval. The person who created it cannot approve it (four eyes): not under
+    another spelling of their name, nor with a token they issued, nor one whose issuer created it
+    (:func:`~ringfence.service.people.refuse_same_person`). ``actor_token``: the approver's API token (None on
+    the CLI)."""
     with session_scope(engine) as session:
         rollout_lock(session, rollout_id)
         rollout = get_rollout(session, rollout_id)
         if rollout.state.phase is not RolloutPhase.AWAITING_APPROVAL:
             raise ConflictError(f"rollout {rollout_id} is {rollout.state.phase}, not awaiting approval")
-        if rollout.created_by == actor:
-            raise PermissionDeniedError(
-                f"rollout {rollout_id} was created by {actor}, who cannot also approve it; ask someone else"
-            )
+        refuse_same_person(
+            session,
+            Actor(rollout.created_by, rollout_creator_token(session, rollout_id)),
+            Actor(actor, actor_token),
+            what=f"rollout {rollout_id}",
+        )
         new_state, record = transition(rollout.state, RolloutPhase.PENDING, f"approved by {actor}", at=at)
         write_transition(session, record, new_state, actor=actor, approved_by=actor)
         return new_state

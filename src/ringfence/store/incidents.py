@@ -22,15 +22,19 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ringfence.core.errors import InputError, NotFoundError
+from ringfence.core.errors import ConflictError, InputError, NotFoundError
 from ringfence.store.db import LOCK_NAMESPACE_INCIDENT_IDS
 from ringfence.store.records import JSONValue
 from ringfence.store.rows import chunks, next_id, next_seq
 from ringfence.store.tables import IncidentEventRow, IncidentRow
 
 if TYPE_CHECKING:
-    from ringfence.core.incident import DownItem, Incident, IncidentEvent, IncidentStatus
+    from ringfence.core.incident import DownItem, Incident, IncidentEvent, IncidentStatus, UnreadableIncident
     from ringfence.core.recovery import ContinuityAction
+
+_UNREADABLE = (KeyError, IndexError, TypeError, ValueError, OverflowError, AttributeError)
+"""What reading a stored incident that does not hold raises (a key missing from its snapshot, a value of the
+wrong kind or out of range): such a record is marked unreadable, never let take the list of incidents down."""
 
 
 def next_incident_id(session: Session) -> str:
@@ -97,7 +101,15 @@ def get_incident(session: Session, incident_id: str, *, for_update: bool = False
     row = session.get(IncidentRow, incident_id, populate_existing=True, with_for_update=for_update)
     if row is None:
         raise NotFoundError(f"incident {incident_id} does not exist")
-    return _incident(row, _incident_events(session, [incident_id]).get(incident_id, []))
+    from ringfence.core.incident import UnreadableIncident
+
+    found = _readable_incident(row, _incident_events(session, [incident_id]).get(incident_id, []))
+    if isinstance(found, UnreadableIncident):
+        raise ConflictError(
+            f"incident {incident_id} is stored in a form ringfence cannot read ({found.reason}): "
+            "it is listed, but cannot be shown or changed"
+        )
+    return found
 
 
 def incident_of_rollout(session: Session, rollout_id: str) -> Incident | None:
@@ -106,14 +118,26 @@ def incident_of_rollout(session: Session, rollout_id: str) -> Incident | None:
     return None if found is None else get_incident(session, found)
 
 
-def list_incidents(session: Session, *, status: IncidentStatus | None = None) -> list[Incident]:
-    """Incidents (open or closed only, when asked), by id."""
+def list_incidents(session: Session, *, status: IncidentStatus | None = None) -> list[Incident | UnreadableIncident]:
+    """Incidents (open or closed only, when asked), by id; one that cannot be read is listed as such."""
     stmt = sa.select(IncidentRow).order_by(IncidentRow.id).execution_options(populate_existing=True)
     if status is not None:
         stmt = stmt.where(IncidentRow.status == status.value)
     rows = session.scalars(stmt).all()
     events = _incident_events(session, [row.id for row in rows])
-    return [_incident(row, events.get(row.id, [])) for row in rows]
+    return [_readable_incident(row, events.get(row.id, [])) for row in rows]
+
+
+def _readable_incident(row: IncidentRow, events: Sequence[IncidentEventRow]) -> Incident | UnreadableIncident:
+    """The incident of ``row``, or, when what is stored does not hold, what its row still says and why."""
+    from ringfence.core.incident import IncidentStatus, UnreadableIncident
+
+    try:
+        return _incident(row, events)
+    except _UNREADABLE as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        status = IncidentStatus.CLOSED if row.status == IncidentStatus.CLOSED.value else IncidentStatus.OPEN
+        return UnreadableIncident(row.id, row.title, status, row.declared_at, row.closed_at, reason[:300])
 
 
 def _incident_events(session: Session, incident_ids: Sequence[str]) -> dict[str, list[IncidentEventRow]]:
@@ -146,7 +170,7 @@ def _incident(row: IncidentRow, events: Sequence[IncidentEventRow]) -> Incident:
         events=tuple(
             IncidentEvent(e.at, EventKind(e.kind), e.actor, e.text, tuple(cast(list[str], e.items))) for e in events
         ),
-        step_seconds=row.step_seconds,
+        step_seconds=int(row.step_seconds),
         rollout_id=row.rollout_id,
         estate_version_id=row.estate_version_id,
     )
@@ -191,8 +215,8 @@ def _down_item(doc: Mapping[str, Any]) -> DownItem:
         kind=ItemKind(doc["kind"]),
         name=doc["name"],
         step=int(doc["step"]),
-        tier=doc["tier"],
-        rto=doc["rto"],
+        tier=_whole_or_none(doc["tier"]),
+        rto=_whole_or_none(doc["rto"]),
         needs=tuple(doc["needs"]),
         groups=tuple(GroupNeed(int(g["k"]), int(g["up"]), tuple(g["members"]), g["text"]) for g in doc["groups"]),
     )
@@ -202,8 +226,18 @@ def _continuity_action(doc: Mapping[str, Any]) -> ContinuityAction:
     from ringfence.core.recovery import ContinuityAction
 
     return ContinuityAction(
-        doc["service"], doc["name"], int(doc["tier"]), doc["rto"], doc["plan"], tuple(doc["contacts"])
+        doc["service"], doc["name"], int(doc["tier"]), _whole_or_none(doc["rto"]), doc["plan"], tuple(doc["contacts"])
     )
+
+
+def _whole_or_none(value: Any) -> int | None:
+    """A number of the snapshot as the int it was stored as: text or a fraction there is a record that does not
+    hold, found when it is read (ValueError) rather than by the first clock that computes with it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
 
 
 __all__ = [

@@ -51,6 +51,13 @@ class EstateVersion:
     created_by: str
     asset_count: int
     service_count: int
+    status: str = "accepted"
+    """``accepted`` (current when accepted last of its estate), ``proposed`` (awaiting a second person) or
+    ``rejected``."""
+    accepted_at: datetime | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    created_by_token: int | None = None
 
 
 @dataclass(frozen=True)

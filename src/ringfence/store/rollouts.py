@@ -39,8 +39,10 @@ def create_rollout(
     needs_approval: bool,
     at: datetime,
     rollout_id: str | None = None,
+    created_by_token: int | None = None,
 ) -> Rollout:
-    """Store a new rollout, pending (or awaiting approval), with the next free id (``r-000001``, …)."""
+    """Store a new rollout, pending (or awaiting approval), with the next free id (``r-000001``, …);
+    ``created_by_token`` is the API token that created it (None from the CLI)."""
     get_estate_version(session, estate_version_id)
     if rollout_id is None:
         rollout_id = next_id(session, RolloutRow, "r", LOCK_NAMESPACE_ROLLOUT_IDS)
@@ -63,6 +65,7 @@ def create_rollout(
         needs_approval=needs_approval,
         created_at=state.updated_at,
         updated_at=state.updated_at,
+        created_by_token=created_by_token,
     )
     session.add(row)
     session.flush()
@@ -281,6 +284,11 @@ def list_rollout_targets(session: Session, rollout_id: str) -> list[tuple[str, i
     return [(asset_id, ring, AssetState(state)) for asset_id, ring, state in rows]
 
 
+def rollout_creator_token(session: Session, rollout_id: str) -> int | None:
+    """The API token that created ``rollout_id`` (None when it was created on the CLI)."""
+    return session.scalar(sa.select(RolloutRow.created_by_token).where(RolloutRow.id == rollout_id))
+
+
 def known_rollout_ids(session: Session, rollout_ids: Collection[str]) -> set[str]:
     """Those of ``rollout_ids`` that name a stored rollout."""
     if not rollout_ids:
@@ -298,6 +306,7 @@ __all__ = [
     "list_rollout_targets",
     "list_rollouts",
     "require_rollout",
+    "rollout_creator_token",
     "rollout_versions",
     "upsert_rollout_assets",
 ]

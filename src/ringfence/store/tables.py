@@ -98,6 +98,26 @@ class EstateVersionRow(Base):
     created_by: Mapped[str] = mapped_column(sa.String(200))
     asset_count: Mapped[int] = mapped_column(sa.Integer)
     service_count: Mapped[int] = mapped_column(sa.Integer)
+    # The estate of record (0006): ``accepted`` versions may be current (the one accepted last is), a
+    # ``proposed`` one waits for a second person, a ``rejected`` one never becomes current.
+    status: Mapped[str] = mapped_column(sa.String(16), server_default="accepted")
+    accepted_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(sa.String(200))
+    decided_at: Mapped[datetime | None]
+    created_by_token: Mapped[int | None] = mapped_column(sa.Integer)
+    """The API token that uploaded it (None from the CLI): whose person may not approve it."""
+
+
+class EstateAssetRow(Base):
+    """Which estate of record holds each asset (0006): one row per asset id, pointing at the current version
+    of the one estate that holds it. Agent directives answer an asset only for rollouts on that version."""
+
+    __tablename__ = "estate_assets"
+    __table_args__ = (sa.Index(None, "version_id"),)
+
+    asset_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    estate_name: Mapped[str] = mapped_column(sa.String(200))
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("estate_versions.id"))
 
 
 class RolloutRow(Base):
@@ -125,6 +145,8 @@ class RolloutRow(Base):
     needs_approval: Mapped[bool] = mapped_column(sa.Boolean)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    created_by_token: Mapped[int | None] = mapped_column(sa.Integer)
+    """The API token that created it (0006; None from the CLI): whose person may not approve it."""
 
 
 class RolloutAssetRow(Base):
@@ -208,6 +230,12 @@ class ApiTokenRow(Base):
     asset_id: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # Who a token is (0006): its person (the name, NFKC-casefolded) and the token that issued it (None when
+    # made on the CLI, whose access to the database is the root of trust).
+    person: Mapped[str] = mapped_column(sa.String(200), server_default="")
+    issued_by: Mapped[int | None] = mapped_column(sa.Integer)
+    expires_at: Mapped[datetime | None]
+    """When a signed-in session ends (migration 0007); NULL for an API token, which lasts until revoked."""
 
 
 metadata = Base.metadata
@@ -217,6 +245,7 @@ __all__ = [
     "AuditRow",
     "Base",
     "DecisionRow",
+    "EstateAssetRow",
     "EstateVersionRow",
     "ObservationRow",
     "RolloutAssetRow",
@@ -301,3 +330,60 @@ class GateVerdictRow(Base):
     outcome: Mapped[str] = mapped_column(sa.String(16))
     sentence: Mapped[str] = mapped_column(sa.Text)
     strata: Mapped[Any] = mapped_column(sa.JSON)
+
+
+NOTIFICATION_STATUSES = ("pending", "sending", "sent", "failed", "gave_up")
+
+
+class NotificationDeliveryRow(Base):
+    """One message to one channel (0008): the notifier's outbox, and the record of every attempt to send it.
+
+    ``(event_key, channel)`` is unique, so an event is enqueued once per channel whoever enqueues it, and a
+    restart neither loses nor repeats one. ``next_attempt_at`` is when it is due (again); a row ``sending``
+    past it was claimed by a notifier that died mid-send, and is due again.
+    """
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("event_key", "channel"),
+        sa.CheckConstraint(_one_of("status", NOTIFICATION_STATUSES), name="status"),
+        sa.Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_key: Mapped[str] = mapped_column(sa.String(300))
+    event: Mapped[str] = mapped_column(sa.String(32))
+    channel: Mapped[str] = mapped_column(sa.String(64))
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    title: Mapped[str] = mapped_column(sa.Text)
+    body: Mapped[str] = mapped_column(sa.Text)
+    urgent: Mapped[bool] = mapped_column(sa.Boolean)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class NotificationCursorRow(Base):
+    """How far the notifier has read the audit log (0008): the entries after ``seq`` are not yet enqueued."""
+
+    __tablename__ = "notification_cursor"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class NotificationClockRow(Base):
+    """The last status the notifier saw of each RTO clock of an open incident (0008), and how often it changed:
+    a person is told once per change into at risk or breached, not at every look."""
+
+    __tablename__ = "notification_clocks"
+
+    incident_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    service: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    status: Mapped[str] = mapped_column(sa.String(32))
+    changes: Mapped[int] = mapped_column(sa.Integer)
+    updated_at: Mapped[datetime]

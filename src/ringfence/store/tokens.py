@@ -28,6 +28,12 @@ class StoredToken:
     asset_id: str | None
     token_hash: str
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    """When a signed-in session ends; None for an API token (it lasts until revoked)."""
+    person: str = ""
+    """Who the token is, as people are compared (see ``ringfence.service.people.person_of``)."""
+    issued_by: int | None = None
+    """The token that issued it; None when it was made on the CLI."""
 
 
 class TokenTableMark(NamedTuple):
@@ -43,11 +49,28 @@ class TokenTableMark(NamedTuple):
 
 
 def add_token(
-    session: Session, *, name: str, role: str, token_hash: str, asset_id: str | None, created_at: datetime
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    token_hash: str,
+    asset_id: str | None,
+    created_at: datetime,
+    expires_at: datetime | None = None,
+    person: str = "",
+    issued_by: int | None = None,
 ) -> int:
-    """Store a new token (by its hash) and return its id."""
+    """Store a new token (by its hash) and return its id; ``expires_at`` ends a signed-in session."""
     row = ApiTokenRow(
-        name=name, role=role, token_hash=token_hash, asset_id=asset_id, created_at=created_at, revoked_at=None
+        name=name,
+        role=role,
+        token_hash=token_hash,
+        asset_id=asset_id,
+        created_at=created_at,
+        revoked_at=None,
+        expires_at=expires_at,
+        person=person,
+        issued_by=issued_by,
     )
     session.add(row)
     session.flush()
@@ -91,16 +114,56 @@ def read_token_mark(session: Session) -> TokenTableMark:
 def newest_active_tokens(session: Session, *, above: int = 0, limit: int) -> list[StoredToken]:
     """Tokens not revoked with an id above ``above``: at most ``limit`` of the newest, returned oldest first."""
     rows = session.execute(
-        sa.select(ApiTokenRow.id, ApiTokenRow.name, ApiTokenRow.role, ApiTokenRow.asset_id, ApiTokenRow.token_hash)
+        sa.select(
+            ApiTokenRow.id,
+            ApiTokenRow.name,
+            ApiTokenRow.role,
+            ApiTokenRow.asset_id,
+            ApiTokenRow.token_hash,
+            ApiTokenRow.expires_at,
+        )
         .where(ApiTokenRow.revoked_at.is_(None), ApiTokenRow.id > above)
         .order_by(ApiTokenRow.id.desc())
         .limit(limit)
     ).all()
-    return [StoredToken(row.id, row.name, row.role, row.asset_id, row.token_hash) for row in reversed(rows)]
+    return [
+        StoredToken(row.id, row.name, row.role, row.asset_id, row.token_hash, expires_at=row.expires_at)
+        for row in reversed(rows)
+    ]
+
+
+def issuer_chain(session: Session, token_id: int) -> list[StoredToken]:
+    """The tokens that issued ``token_id``: its issuer, the issuer's issuer, … up to one made on the CLI
+    (revoked ones included: a revoked issuer still issued it). Empty for an unknown token or a CLI one."""
+    chain: list[StoredToken] = []
+    seen = {token_id}
+    row = session.get(ApiTokenRow, token_id)
+    while row is not None and row.issued_by is not None and row.issued_by not in seen:
+        seen.add(row.issued_by)  # a hand-edited cycle ends the walk rather than looping
+        row = session.get(ApiTokenRow, row.issued_by)
+        if row is not None:
+            chain.append(_record(row))
+    return chain
+
+
+def get_token(session: Session, token_id: int) -> StoredToken | None:
+    """The token with id ``token_id`` (revoked or not), or None."""
+    row = session.get(ApiTokenRow, token_id)
+    return None if row is None else _record(row)
 
 
 def _record(row: ApiTokenRow) -> StoredToken:
-    return StoredToken(row.id, row.name, row.role, row.asset_id, row.token_hash, row.revoked_at)
+    return StoredToken(
+        row.id,
+        row.name,
+        row.role,
+        row.asset_id,
+        row.token_hash,
+        row.revoked_at,
+        row.expires_at,
+        person=row.person,
+        issued_by=row.issued_by,
+    )
 
 
 __all__ = [
@@ -108,6 +171,8 @@ __all__ = [
     "TokenTableMark",
     "add_token",
     "find_token",
+    "get_token",
+    "issuer_chain",
     "list_active_tokens",
     "newest_active_tokens",
     "read_token_mark",

@@ -82,6 +82,12 @@ async def form_fields(request: Request) -> FormFields:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise PageError(400, "Unreadable form", "the form was not UTF-8 text") from None
+    # No text kept by ringfence holds a NUL (PostgreSQL cannot store one): refused here, once, for every form,
+    # naming the field, rather than by the database as an error page of another kind.
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            shown = name.replace("\x00", "\\0")
+            raise PageError(422, "Invalid form", f"the field '{shown}' cannot hold a NUL character; remove it")
     return FormFields(dict(pairs))
 
 

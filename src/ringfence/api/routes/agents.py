@@ -15,16 +15,17 @@ The server's controller loop finds the ``agent`` driver in the driver registry l
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, FastAPI, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Body, FastAPI, Path, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ringfence.api.deps import CallerDep, get_caller
+from ringfence.api.schemas import LONGEST_NAME, Name, Text
 from ringfence.core.clock import utc_now
 from ringfence.core.errors import PermissionDeniedError
 from ringfence.core.gates import FailureSignal
@@ -43,6 +44,9 @@ router = APIRouter(prefix="/v1", tags=["agents"])
 
 MAX_BATCH = 5000
 """Heartbeats in one request; a proxy with more sends several."""
+EARLIEST_HEARTBEAT = datetime(2000, 1, 1, tzinfo=UTC)
+"""A heartbeat dated before this comes from a clock that is wrong, not from an agent that was offline: refused
+(and a date near year 1 cannot even be moved to UTC, nor have a timeout added to it, without overflowing)."""
 
 
 class DirectiveOut(BaseModel):
@@ -63,7 +67,7 @@ class ResultIn(BaseModel):
 
     operation: Literal["install", "rollback"]
     status: Literal["succeeded", "failed"]
-    detail: Annotated[str, Field(max_length=4000)] = ""
+    detail: Annotated[Text, Field(max_length=4000)] = ""
 
 
 class HeartbeatIn(BaseModel):
@@ -71,13 +75,28 @@ class HeartbeatIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    asset: Annotated[str, Field(min_length=1, max_length=200)]
+    asset: Annotated[Name, Field(min_length=1)]
     at: AwareDatetime | None = None
     status: Literal["ok", "failed"]
     signal: Literal["crashed", "heartbeat_lost", "reboot_loop", "service_check_failed", "install_failed"] | None = None
-    detail: Annotated[str, Field(max_length=4000)] | None = None
-    rollout: Annotated[str, Field(max_length=64)] | None = None
+    detail: Annotated[Text, Field(max_length=4000)] | None = None
+    rollout: Annotated[Name, Field(max_length=64)] | None = None
     result: ResultIn | None = None
+
+    @field_validator("at")
+    @classmethod
+    def _at_in_utc(cls, at: datetime | None) -> datetime | None:
+        if at is None:
+            return None
+        try:
+            utc = at.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first moment a date can hold
+            utc = datetime.min.replace(tzinfo=UTC)
+        if utc < EARLIEST_HEARTBEAT:
+            raise ValueError(
+                f"{at.isoformat()} is before {EARLIEST_HEARTBEAT.date().isoformat()}: the agent's clock is wrong"
+            )
+        return utc
 
 
 class HeartbeatReceiptOut(BaseModel):
@@ -110,7 +129,9 @@ def setup(app: FastAPI) -> None:
     # The token is read in the body (no dependency on this hot path), so the scheme is declared by hand.
     openapi_extra={"security": [{"token": []}]},
 )
-async def get_directive(asset: str, request: Request) -> Response:
+async def get_directive(
+    asset: Annotated[Name, Path(description="The asset's id in the estate.")], request: Request
+) -> Response:
     """Whether ``asset`` may install which update now (its ring is open), must roll back, or waits.
 
     An agent token may ask only for its own asset; an operator (a proxy in front of a vendor's agents)
@@ -184,7 +205,8 @@ class DirectiveFastLane:
         await self.app(scope, receive, send)
 
     def _answer(self, scope: Scope, asset: str) -> Directive | None:
-        if not asset or "/" in asset:
+        # A name the route would refuse (a NUL, longer than a name) goes to it, for the same 422.
+        if not asset or "/" in asset or "\x00" in asset or len(asset) > LONGEST_NAME:
             return None
         token = ""
         for name, value in scope["headers"]:

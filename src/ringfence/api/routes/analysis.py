@@ -11,10 +11,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
+from pydantic import Field
 
 from ringfence.api.deps import EngineDep, Viewer
 from ringfence.api.routes.estates import Compiled
+from ringfence.api.schemas import Name, RecordId, Text
 from ringfence.core.documents import (
     ConcentrationDocument,
     ImpactDocument,
@@ -27,12 +29,15 @@ from ringfence.core.documents import (
 )
 from ringfence.core.durations import parse_duration
 from ringfence.core.errors import InputError, Problem
+from ringfence.core.estate import LARGEST_COUNT
 
 router = APIRouter(prefix="/v1/estates", tags=["analysis"])
 
-VersionQuery = Annotated[int | None, Query(description="Estate version id; default: the current one.")]
+EstateName = Annotated[Name, Path(description="Estate name.")]
+VersionQuery = Annotated[RecordId | None, Query(description="Estate version id; default: the current one.")]
+# One failure reference: `where:` takes a selector, so longer than a name.
 FailQuery = Annotated[
-    list[str],
+    list[Annotated[Text, Field(max_length=4000)]],
     Query(
         min_length=1,
         description="What fails (repeat the parameter): asset:ID, service:ID, supplier:ID, software:P[@V], "
@@ -58,7 +63,7 @@ def named_as(names: Mapping[str, str]) -> Iterator[None]:
 
 @router.get("/{name}/impact", response_model=ImpactDocument, summary="Blast radius of failures")
 def impact(
-    name: str, fail: FailQuery, caller: Viewer, engine: EngineDep, cache: Compiled, version: VersionQuery = None
+    name: EstateName, fail: FailQuery, caller: Viewer, engine: EngineDep, cache: Compiled, version: VersionQuery = None
 ) -> ImpactDocument:
     """What goes down when the ``fail`` references fail (``ringfence impact --json``)."""
     from ringfence.core.impact import compute_blast_radius
@@ -71,7 +76,7 @@ def impact(
 
 @router.get("/{name}/spof", response_model=SpofDocument, summary="Single points of failure")
 def spof(
-    name: str,
+    name: EstateName,
     caller: Viewer,
     engine: EngineDep,
     cache: Compiled,
@@ -89,7 +94,7 @@ def spof(
 
 @router.get("/{name}/concentration", response_model=ConcentrationDocument, summary="Supplier concentration")
 def concentration(
-    name: str, caller: Viewer, engine: EngineDep, cache: Compiled, version: VersionQuery = None
+    name: EstateName, caller: Viewer, engine: EngineDep, cache: Compiled, version: VersionQuery = None
 ) -> ConcentrationDocument:
     """What each supplier's failure takes down, as a share of each tier (``ringfence concentration --json``)."""
     from ringfence.core.impact import supplier_concentration
@@ -100,15 +105,18 @@ def concentration(
 
 @router.get("/{name}/recover", response_model=RecoveryDocument, summary="Recovery order after failures")
 def recover(
-    name: str,
+    name: EstateName,
     fail: FailQuery,
     caller: Viewer,
     engine: EngineDep,
     cache: Compiled,
     parallel: Annotated[
-        int | None, Query(ge=1, description="At most N items restored at once; ordered by tier, then RTO.")
+        int | None,
+        Query(ge=1, le=LARGEST_COUNT, description="At most N items restored at once; ordered by tier, then RTO."),
     ] = None,
-    step_time: Annotated[str, Query(description="How long one restore step takes, for RTO estimates.")] = "1h",
+    step_time: Annotated[
+        Text, Query(max_length=100, description="How long one restore step takes, for RTO estimates.")
+    ] = "1h",
     version: VersionQuery = None,
 ) -> RecoveryDocument:
     """Restore order, continuity plans to enact and RTOs at risk (``ringfence recover --json``)."""

@@ -12,26 +12,35 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from ringfence.api.deps import Approver, EngineDep, Operator, Viewer
 from ringfence.api.deps import Compiled as Compiled
-from ringfence.api.deps import EngineDep, Operator, Viewer
 from ringfence.api.schemas import (
+    AssetMoveOut,
     EstateDetail,
+    EstateDiffOut,
     EstateList,
     EstateListItem,
+    EstateProposal,
+    EstateProposalList,
     EstateUpload,
     EstateUploaded,
     EstateVersionList,
     EstateVersionOut,
+    Name,
     ProblemOut,
+    RecordId,
+    RequirementDroppedOut,
+    TierChangeOut,
 )
 
 # Compiled is re-exported: the analysis and rollout routes take it from here.
 from ringfence.core.clock import utc_now
 from ringfence.core.documents import CheckDocument, check_document
-from ringfence.core.errors import InputError, Problem
+from ringfence.core.errors import InputError, NotFoundError, Problem
 from ringfence.service import estates
 from ringfence.service.compiled import compiled_estates
-from ringfence.service.estates import CheckedEstate
+from ringfence.service.estates import CheckedEstate, EstateDiff
+from ringfence.service.people import Actor
 from ringfence.store.records import EstateFormat, EstateVersion
 
 router = APIRouter(prefix="/v1/estates", tags=["estates"])
@@ -85,6 +94,21 @@ def version_out(version: EstateVersion) -> EstateVersionOut:
         created_by=version.created_by,
         assets=version.asset_count,
         services=version.service_count,
+        status=version.status,
+        decided_by=version.decided_by,
+    )
+
+
+def diff_out(diff: EstateDiff) -> EstateDiffOut:
+    return EstateDiffOut(
+        against=diff.against,
+        tiers_lowered=[TierChangeOut(service=t.service, was=t.was, now=t.now) for t in diff.tiers_lowered],
+        services_removed=list(diff.services_removed),
+        requirements_removed=[
+            RequirementDroppedOut(owner=r.owner, requirement=r.requirement) for r in diff.requirements_removed
+        ],
+        assets_moved=[AssetMoveOut(asset=m.asset, from_estate=m.from_estate) for m in diff.assets_moved],
+        changes=diff.sentences(),
     )
 
 
@@ -108,21 +132,42 @@ def _check(checked: CheckedEstate) -> CheckDocument:
     responses={200: {"description": "The same text was stored before: that version.", "model": EstateUploaded}},
 )
 def upload_estate(body: Upload, caller: Operator, engine: EngineDep, response: Response) -> EstateUploaded:
-    """Check the estate and keep it as the newest version of its name (201), or return the version that
-    already holds this exact text (200). A text that does not hold stores nothing: 422 with every problem."""
+    """Check the estate and keep it as a version of its name (201), or return the version that already holds
+    this exact text (200). A text that does not hold stores nothing: 422 with every problem.
+
+    The version is current at once unless it weakens the estate of record (a service's tier lowered, a
+    service or a requirement removed or loosened, assets taken from another estate): then it is stored
+    ``proposed`` (``"proposed": true``, the changes under ``diff``) and a second person approves it at
+    ``POST /v1/estates/{name}/versions/{id}/approve``."""
     stored = estates.upload_estate(
-        engine, body.content, actor=caller.name, at=utc_now(), source=UPLOAD_SOURCE, name=body.name, format=body.format
+        engine,
+        body.content,
+        actor=caller.name,
+        at=utc_now(),
+        source=UPLOAD_SOURCE,
+        name=body.name,
+        format=body.format,
+        actor_token=caller.token_id,
     )
     if not stored.created:
         response.status_code = 200
-    latest = estates.estate_version(engine, stored.version.name)
+    current = _current_id(engine, stored.version.name)
     return EstateUploaded(
         created=stored.created,
-        current=latest.id == stored.version.id,
+        current=current == stored.version.id,
         version=version_out(stored.version),
         check=_check(stored.checked),
         warnings=problems_out(stored.checked.warnings),
+        proposed=stored.is_proposed,
+        diff=diff_out(stored.diff) if stored.diff is not None else None,
     )
+
+
+def _current_id(engine: EngineDep, name: str) -> int | None:
+    try:
+        return estates.estate_version(engine, name).id
+    except NotFoundError:
+        return None  # only proposals: nothing is current yet
 
 
 @router.post(
@@ -141,24 +186,64 @@ def validate_estate(body: Upload, caller: Viewer) -> CheckDocument:
 def list_estates(caller: Viewer, engine: EngineDep) -> EstateList:
     return EstateList(
         estates=[
-            EstateListItem(name=s.name, versions=s.versions, latest=version_out(s.latest))
+            EstateListItem(name=s.name, versions=s.versions, latest=version_out(s.latest), proposals=s.proposals)
             for s in estates.list_estates(engine)
         ]
     )
 
 
+@router.get("/{name}/proposals", response_model=EstateProposalList, summary="Versions awaiting a second person")
+def list_proposals(name: Name, caller: Viewer, engine: EngineDep) -> EstateProposalList:
+    """Each proposed version with how it weakens the current version of record, judged now."""
+    estates.estate_versions(engine, name)  # 404 for an estate never uploaded
+    return EstateProposalList(
+        name=name,
+        proposals=[
+            EstateProposal(version=version_out(p.version), diff=diff_out(p.diff))
+            for p in estates.estate_proposals(engine, name)
+        ],
+    )
+
+
+@router.post(
+    "/{name}/versions/{version_id}/approve",
+    response_model=EstateProposal,
+    summary="Approve a proposed version: it becomes current",
+)
+def approve_version(name: Name, version_id: RecordId, caller: Approver, engine: EngineDep) -> EstateProposal:
+    """A second person makes a proposed version current (it takes the assets it claims); answers the changes
+    as judged at approval. 403 for its proposer (people are compared by normalised name and by who issued
+    whose token); 409 unless it is proposed."""
+    decided = estates.approve_estate_version(
+        engine, name, version_id, actor=Actor(caller.name, caller.token_id), at=utc_now()
+    )
+    return EstateProposal(version=version_out(decided.version), diff=diff_out(decided.diff))
+
+
+@router.post(
+    "/{name}/versions/{version_id}/reject",
+    response_model=EstateVersionOut,
+    summary="Reject a proposed version: it never becomes current",
+)
+def reject_version(name: Name, version_id: RecordId, caller: Approver, engine: EngineDep) -> EstateVersionOut:
+    """409 unless it is proposed. Uploading the same text again proposes it again."""
+    return version_out(
+        estates.reject_estate_version(engine, name, version_id, actor=Actor(caller.name, caller.token_id), at=utc_now())
+    )
+
+
 @router.get("/{name}/versions", response_model=EstateVersionList, summary="Every version of an estate")
-def list_versions(name: str, caller: Viewer, engine: EngineDep) -> EstateVersionList:
+def list_versions(name: Name, caller: Viewer, engine: EngineDep) -> EstateVersionList:
     return EstateVersionList(name=name, versions=[version_out(v) for v in estates.estate_versions(engine, name)])
 
 
 @router.get("/{name}", response_model=EstateDetail, summary="An estate version summarised, with its warnings")
 def get_estate(
-    name: str,
+    name: Name,
     caller: Viewer,
     engine: EngineDep,
     cache: Compiled,
-    version: Annotated[int | None, Query(description="Version id; default: the current one.")] = None,
+    version: Annotated[RecordId | None, Query(description="Version id; default: the current one.")] = None,
 ) -> EstateDetail:
     loaded = cache.get(engine, name, version)
     versions = estates.estate_versions(engine, name)
@@ -172,7 +257,7 @@ def get_estate(
     return EstateDetail(
         name=name,
         version=version_out(loaded.version),
-        current=versions[-1].id == loaded.version.id,
+        current=_current_id(engine, name) == loaded.version.id,
         versions=len(versions),
         assets=len(estate.assets),
         services=len(estate.services),
@@ -190,7 +275,7 @@ def get_estate(
     response_class=Response,
     responses={200: {"content": {"application/yaml": {}, "application/json": {}}}},
 )
-def version_content(name: str, version_id: int, caller: Viewer, engine: EngineDep) -> Response:
+def version_content(name: Name, version_id: RecordId, caller: Viewer, engine: EngineDep) -> Response:
     version = estates.estate_version(engine, name, version_id)
     media = "application/json" if version.format is EstateFormat.JSON else "application/yaml"
     return Response(version.content, media_type=media, headers={"ETag": f'"{version.sha256}"'})

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ringfence.api.deps import EngineDep, Operator, Viewer
+from ringfence.api.schemas import Name, RecordId, Text
 from ringfence.core.clock import utc_now
-from ringfence.core.incident import DEFAULT_STEP_SECONDS, IncidentStatus
+from ringfence.core.estate import LARGEST_COUNT
+from ringfence.core.incident import DEFAULT_STEP_SECONDS, LONGEST_STEP, IncidentStatus
 from ringfence.files.incident_review import render_review_html, render_review_markdown
 from ringfence.service import incidents
 from ringfence.service.incidents import IncidentListOut, IncidentOut
@@ -27,30 +29,43 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FailureRef = Annotated[Text, Field(max_length=4000)]
+"""One failure reference (``where:`` takes a selector, so longer than a name)."""
+IncidentId = Annotated[Name, Path(description="The incident's id (inc-000001).")]
+
+
 class IncidentDeclare(_In):
-    estate: str = Field(description="Estate name (as uploaded).")
-    version: int | None = Field(default=None, description="Estate version id; default: the current one.")
+    estate: Name = Field(description="Estate name (as uploaded).")
+    version: RecordId | None = Field(default=None, description="Estate version id; default: the current one.")
     fail: Annotated[
-        list[str],
-        Field(min_length=1, description="What failed: asset:ID, service:ID, supplier:ID, software:P[@V], site:N…"),
+        list[FailureRef],
+        Field(
+            min_length=1,
+            max_length=LARGEST_COUNT,
+            description="What failed: asset:ID, service:ID, supplier:ID, software:P[@V], site:N…",
+        ),
     ]
-    title: Annotated[str | None, Field(max_length=500, description="A title people will recognise.")] = None
+    title: Annotated[Text | None, Field(max_length=500, description="A title people will recognise.")] = None
+    # Bounded like every duration (a year): it is stored with the incident and multiplied into its clocks.
     step_seconds: Annotated[
-        int, Field(ge=1, description="How long one restore step takes, for RTO estimates (seconds).")
+        int,
+        Field(ge=1, le=LONGEST_STEP, description="How long one restore step takes, for RTO estimates (seconds)."),
     ] = DEFAULT_STEP_SECONDS
 
 
 class IncidentRestore(_In):
-    items: Annotated[list[str], Field(min_length=1, description="Items back up; restored together.")]
+    items: Annotated[
+        list[Name], Field(min_length=1, max_length=LARGEST_COUNT, description="Items back up; restored together.")
+    ]
 
 
 class IncidentNote(_In):
-    text: Annotated[str, Field(min_length=1, max_length=10_000)]
+    text: Annotated[Text, Field(min_length=1, max_length=10_000)]
 
 
 class IncidentClose(_In):
     reason: Annotated[
-        str | None, Field(max_length=2000, description="Why it closes; needed while items are still down.")
+        Text | None, Field(max_length=2000, description="Why it closes; needed while items are still down.")
     ] = None
 
 
@@ -84,12 +99,12 @@ def list_incidents(
 
 
 @router.get("/{incident_id}", response_model=IncidentOut, summary="An incident, with its RTO clocks now")
-def get_incident(incident_id: str, caller: Viewer, engine: EngineDep) -> IncidentOut:
+def get_incident(incident_id: IncidentId, caller: Viewer, engine: EngineDep) -> IncidentOut:
     return incidents.incident_document(incidents.get(engine, incident_id), utc_now())
 
 
 @router.post("/{incident_id}/restore", response_model=IncidentOut, summary="Mark items restored")
-def restore(incident_id: str, body: IncidentRestore, caller: Operator, engine: EngineDep) -> IncidentOut:
+def restore(incident_id: IncidentId, body: IncidentRestore, caller: Operator, engine: EngineDep) -> IncidentOut:
     """409, with the reason, while an item's requirements are still down."""
     now = utc_now()
     return incidents.incident_document(
@@ -98,13 +113,15 @@ def restore(incident_id: str, body: IncidentRestore, caller: Operator, engine: E
 
 
 @router.post("/{incident_id}/notes", response_model=IncidentOut, summary="Add a note to the timeline")
-def add_note(incident_id: str, body: IncidentNote, caller: Operator, engine: EngineDep) -> IncidentOut:
+def add_note(incident_id: IncidentId, body: IncidentNote, caller: Operator, engine: EngineDep) -> IncidentOut:
     now = utc_now()
     return incidents.incident_document(incidents.note(engine, incident_id, body.text, actor=caller.name, at=now), now)
 
 
 @router.post("/{incident_id}/close", response_model=IncidentOut, summary="Close an incident")
-def close(incident_id: str, caller: Operator, engine: EngineDep, body: IncidentClose | None = None) -> IncidentOut:
+def close(
+    incident_id: IncidentId, caller: Operator, engine: EngineDep, body: IncidentClose | None = None
+) -> IncidentOut:
     """Everything restored, or a reason: 409 otherwise."""
     now = utc_now()
     reason = body.reason if body is not None else None
@@ -120,7 +137,7 @@ def close(incident_id: str, caller: Operator, engine: EngineDep, body: IncidentC
     responses={200: {"content": {"text/html": {}, "text/markdown": {}}}},
 )
 def review(
-    incident_id: str,
+    incident_id: IncidentId,
     caller: Viewer,
     engine: EngineDep,
     format: Annotated[Literal["html", "markdown"], Query(description="html (a page) or markdown.")] = "html",

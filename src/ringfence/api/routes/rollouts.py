@@ -25,6 +25,8 @@ from ringfence.api.routes.audit import audit_page
 from ringfence.api.routes.estates import Compiled
 from ringfence.api.schemas import (
     AuditPage,
+    LogPosition,
+    Name,
     PlanRequest,
     RolloutAction,
     RolloutCreate,
@@ -111,7 +113,11 @@ def plan(body: PlanRequest, caller: Viewer, engine: EngineDep, cache: Compiled) 
 @router.post("/rollouts", response_model=RolloutStatusDocument, status_code=201, summary="Create a rollout")
 def create_rollout(body: RolloutCreate, caller: Operator, engine: EngineDep, cache: Compiled) -> RolloutStatusDocument:
     """Plan the update on the estate and store it as a rollout: ``pending`` (start it), or
-    ``awaiting_approval`` when a target has impact tier 1 or 2 or a vendor hold was overridden."""
+    ``awaiting_approval`` when a target has impact tier 1 or 2 or a vendor hold was overridden.
+
+    Only on the estate of record: 409, naming what differs, when the version named is not its estate's
+    current one (a proposal awaiting a second person, an older version), or when another estate holds a
+    target."""
     from ringfence.drivers.registry import available_drivers
 
     loaded = cache.get(engine, body.estate, body.version)
@@ -142,6 +148,7 @@ def create_rollout(body: RolloutCreate, caller: Operator, engine: EngineDep, cac
             strategy=body.strategy,
             require_approval=critical,
             health_source=body.health_source,
+            actor_token=caller.token_id,
         )
     assert created.rollout is not None  # not a dry run
     return _status(engine, created.rollout.id)
@@ -176,17 +183,17 @@ def list_rollouts(
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutStatusDocument, summary="A rollout's status")
-def get_rollout(rollout_id: str, caller: Viewer, engine: EngineDep) -> RolloutStatusDocument:
+def get_rollout(rollout_id: Name, caller: Viewer, engine: EngineDep) -> RolloutStatusDocument:
     """Phase, rings and each target's progress (``ringfence rollout status --json``)."""
     return _status(engine, rollout_id)
 
 
 @router.get("/rollouts/{rollout_id}/events", response_model=AuditPage, summary="A rollout's audit entries")
 def rollout_events(
-    rollout_id: str,
+    rollout_id: Name,
     caller: Viewer,
     engine: EngineDep,
-    after: Annotated[int, Query(ge=0, description="Only entries after this sequence number (for polling).")] = 0,
+    after: Annotated[LogPosition, Query(description="Only entries after this sequence number (for polling).")] = 0,
 ) -> AuditPage:
     """Its creation, every transition (who, why) and any hold override, oldest first."""
     with session_scope(engine, readonly=True) as session:
@@ -215,7 +222,7 @@ class RolloutApproval(BaseModel):
 @router.get(
     "/rollouts/{rollout_id}/approval", response_model=RolloutApproval, summary="What an approver must read first"
 )
-def approval(rollout_id: str, caller: Viewer, engine: EngineDep) -> RolloutApproval:
+def approval(rollout_id: Name, caller: Viewer, engine: EngineDep) -> RolloutApproval:
     """Whether the rollout waits for approval, who created it, and any vendor hold it overrides: the hold's
     reason and the justification recorded when it was created. Read this before ``/approve``."""
     with session_scope(engine, readonly=True) as session:
@@ -241,10 +248,11 @@ def approval(rollout_id: str, caller: Viewer, engine: EngineDep) -> RolloutAppro
 
 
 @router.post("/rollouts/{rollout_id}/approve", response_model=RolloutStatusDocument, summary="Approve a rollout")
-def approve(rollout_id: str, caller: Approver, engine: EngineDep, body: ActionBody = None) -> RolloutStatusDocument:
-    """Approve a rollout awaiting approval. Not by the person who created it (403); 409 unless awaiting.
+def approve(rollout_id: Name, caller: Approver, engine: EngineDep, body: ActionBody = None) -> RolloutStatusDocument:
+    """Approve a rollout awaiting approval. Not by the person who created it (403): people are compared by
+    their normalised names and by who issued whose token; 409 unless awaiting.
     Read ``/approval`` first: it says which vendor hold, if any, the rollout overrides, and why."""
-    rollouts.approve_rollout(engine, rollout_id, actor=caller.name, at=utc_now())
+    rollouts.approve_rollout(engine, rollout_id, actor=caller.name, at=utc_now(), actor_token=caller.token_id)
     return _status(engine, rollout_id)
 
 
@@ -266,7 +274,7 @@ def _why(body: RolloutAction | None) -> str:
 
 @router.post("/rollouts/{rollout_id}/start", response_model=RolloutStatusDocument, summary="Start a rollout")
 def start(
-    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+    rollout_id: Name, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Start a pending rollout (409 while it awaits approval; 422, nothing changed, when its driver cannot
     carry its update through, e.g. the agent driver and `rollback: snapshot`); the server's controller loop
@@ -278,7 +286,7 @@ def start(
 
 @router.post("/rollouts/{rollout_id}/pause", response_model=RolloutStatusDocument, summary="Pause a rollout")
 def pause(
-    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+    rollout_id: Name, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Pause a running rollout where it is (409 when it is not running)."""
     rollouts.pause(engine, rollout_id, actor=caller.name, at=utc_now(), why=_why(body))
@@ -287,7 +295,7 @@ def pause(
 
 @router.post("/rollouts/{rollout_id}/resume", response_model=RolloutStatusDocument, summary="Resume a rollout")
 def resume(
-    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+    rollout_id: Name, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Resume a paused rollout where it paused (409 when it is not paused)."""
     rollouts.resume(engine, rollout_id, actor=caller.name, at=utc_now(), why=_why(body))
@@ -296,7 +304,7 @@ def resume(
 
 @router.post("/rollouts/{rollout_id}/abort", response_model=RolloutStatusDocument, summary="Abort a rollout")
 def abort(
-    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+    rollout_id: Name, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Halt a running or paused rollout now; nothing more is updated (roll it back with ``/rollback``)."""
     rollouts.abort(engine, rollout_id, actor=caller.name, at=utc_now(), why=_why(body))
@@ -305,7 +313,7 @@ def abort(
 
 @router.post("/rollouts/{rollout_id}/rollback", response_model=RolloutStatusDocument, summary="Roll a rollout back")
 def rollback(
-    rollout_id: str, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
+    rollout_id: Name, request: Request, caller: Operator, engine: EngineDep, body: ActionBody = None
 ) -> RolloutStatusDocument:
     """Roll back every asset a halted rollout updated (409 unless halted, or when the update has no rollback)."""
     rollouts.roll_back(engine, rollout_id, actor=caller.name, at=utc_now(), why=_why(body))

@@ -67,6 +67,10 @@ class AssetTarget:
 
     ring: int
     state: AssetState
+    of_record: bool = True
+    """The rollout's estate version is the estate of record holding the asset. When it is not (a version
+    planned before the estate changed, or an asset now held by another estate), the asset is never told to
+    install for this rollout; it is still told to roll back, so that undoing an install never waits."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,12 @@ def decide_directive(asset_id: str, rollout: AgentRollout, target: AssetTarget, 
         # means its restore point is verified when the update rolls back by snapshot): an install ordered
         # then is one the controller waits for and can roll back, even if the rollout halts meanwhile.
         if state is AssetState.APPLYING:
+            if not target.of_record:
+                return wait(
+                    f"rollout {rollout.id} was planned on an estate version that no longer holds this asset of "
+                    f"record; do not install {release} (re-plan the rollout on the current estate)",
+                    POLL_LATER,
+                )
             return act(DirectiveAction.install, f"ring {r} of rollout {rollout.id} is open: install {release}")
         if state in (AssetState.PENDING, AssetState.RESTORE_POINT_TAKEN):
             return wait(f"ring {r} of rollout {rollout.id} is open; the controller is about to start this asset")

@@ -11,9 +11,10 @@ Who may do what is checked twice: the templates show only the buttons the caller
 handlers check the role (and the service layer its own rules, such as four eyes on approvals) again. Forms
 are protected from cross-site posting as ``ringfence.web.security`` explains.
 
-One module per page family (:mod:`.signing_in`, :mod:`.estate`, :mod:`.rollouts`, :mod:`.incidents`,
-:mod:`.drills`, :mod:`.audit`), each with its router and the view models of the same name in
-``ringfence.web.views``; how a page is rendered and a form read is ``ringfence.web.rendering``'s.
+One module per page family (:mod:`.signing_in`, :mod:`.oidc` (sign-in at the identity provider, and
+sign-out), :mod:`.estate`, :mod:`.rollouts`, :mod:`.incidents`, :mod:`.drills`, :mod:`.audit`), each with its
+router and the view models of the same name in ``ringfence.web.views``; how a page is rendered and a form read
+is ``ringfence.web.rendering``'s.
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ringfence.web.rendering import SECURITY_HEADERS, is_fragment_request, render
-from ringfence.web.routes import audit, drills, estate, incidents, rollouts, signing_in
+from ringfence.web.routes import audit, drills, estate, incidents, oidc, rollouts, signing_in
 from ringfence.web.security import LoginRequired, PageError
 
 router = APIRouter(include_in_schema=False)
-for family in (signing_in, estate, rollouts, incidents, drills, audit):
+for family in (signing_in, oidc, estate, rollouts, incidents, drills, audit):
     router.include_router(family.router)
 
 
 def setup(app: FastAPI) -> None:
     """Serve the dashboard's own CSS and script, and answer its refusals with pages, not JSON."""
     app.mount("/static", StaticFiles(packages=[("ringfence.web", "static")]), name="dashboard-static")
+    oidc.setup(app)  # the sign-in configuration, read (and refused if it does not hold) as the app is built
 
     async def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)

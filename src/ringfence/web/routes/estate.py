@@ -76,6 +76,7 @@ def _upload_page(
     source: str = "",
     problems: tuple[Problem, ...] = (),
     checked: estates_service.CheckedEstate | None = None,
+    proposed: estates_service.StoredEstate | None = None,
 ) -> HTMLResponse:
     return render(
         request,
@@ -88,6 +89,7 @@ def _upload_page(
         source=source,
         problems=problems,
         checked=checked,
+        proposed=proposed,
         max_mib=MAX_UPLOAD_BYTES // (1024 * 1024),
     )
 
@@ -147,10 +149,16 @@ async def upload_estate(request: Request, caller: PageCaller, engine: EngineDep)
             checked = await run_in_threadpool(estates_service.check_estate_text, text, source=source)
             return _upload_page(request, caller, source=source, checked=checked)
         stored = await run_in_threadpool(
-            lambda: estates_service.upload_estate(engine, text, actor=caller.name, at=utc_now(), source=source)
+            lambda: estates_service.upload_estate(
+                engine, text, actor=caller.name, at=utc_now(), source=source, actor_token=caller.token_id
+            )
         )
     except InputError as exc:
         return _upload_page(request, caller, status=422, source=source, problems=exc.problems)
+    if stored.is_proposed:
+        # It weakens the estate of record: stored, not current. Say so, with what it changes, on the form's page
+        # (the estate's page shows its current version, which this is not).
+        return _upload_page(request, caller, status=202, source=source, proposed=stored)
     target = f"/?estate={quote(stored.version.name, safe='')}&stored={stored.version.id}"
     if not stored.created:
         target += "&again=true"

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 
 from ringfence.api.deps import EngineDep
+from ringfence.api.schemas import LONGEST_NAME
 from ringfence.core.clock import utc_now
 from ringfence.core.durations import parse_duration
 from ringfence.core.errors import InputError, Problem
@@ -65,6 +66,20 @@ def _failure_lines(text: str) -> list[str]:
     return failures
 
 
+def _without_nul(form: FormFields) -> None:
+    """A typed field holding a NUL (PostgreSQL cannot store one) is refused, naming it, as any other bad field."""
+    for name, value in form.values.items():
+        if "\x00" in value:
+            raise InputError([Problem(f"cannot hold a NUL character (at {value.index(chr(0)) + 1})", path=(name,))])
+
+
+def _incident_id(incident_id: str) -> str:
+    """An id no incident can have (a NUL, longer than a name) is not looked for: no such incident."""
+    if "\x00" in incident_id or len(incident_id) > LONGEST_NAME:
+        raise PageError(404, "Not found", "there is no incident with that id")
+    return incident_id
+
+
 def _listed(text: str) -> list[str]:
     """What a person typed in a list field (failure refs, item ids), separated by spaces, commas or lines: in
     order, once each."""
@@ -77,6 +92,7 @@ def declare_incident(request: Request, caller: PageCaller, engine: EngineDep, fo
     try:
         with shown_as_page():
             caller.require(Role.OPERATOR)
+            _without_nul(form)
             step_text = form.get("step_time").strip() or "1h"
             try:
                 step_seconds = parse_duration(step_text)
@@ -110,13 +126,13 @@ INCIDENT = LivePage("incidents", "incident.html.j2", "_incident_live.html.j2", m
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
 def incident_page(request: Request, incident_id: str, caller: PageCaller, engine: EngineDep) -> HTMLResponse:
-    return INCIDENT.show(request, caller, engine, incident_id, fragment=False)
+    return INCIDENT.show(request, caller, engine, _incident_id(incident_id), fragment=False)
 
 
 @router.get("/incidents/{incident_id}/live", response_class=HTMLResponse)
 def incident_fragment(request: Request, incident_id: str, caller: PageCaller, engine: EngineDep) -> HTMLResponse:
     """The part of an incident's page that changes (the RTO clocks above all): swapped in every few seconds."""
-    return INCIDENT.show(request, caller, engine, incident_id, fragment=True)
+    return INCIDENT.show(request, caller, engine, _incident_id(incident_id), fragment=True)
 
 
 def _restore(engine: Engine, incident_id: str, actor: str, form: FormFields) -> str:
@@ -142,8 +158,11 @@ def incident_action(
     if act is None:
         raise PageError(404, "Not found", f"there is no incident action {action!r}; try {', '.join(INCIDENT_ACTIONS)}")
 
+    incident_id = _incident_id(incident_id)
+
     def press() -> str:
         caller.require(Role.OPERATOR)
+        _without_nul(form)
         return act(engine, incident_id, caller.name, form)
 
     return INCIDENT.pressed(request, caller, engine, incident_id, press)

@@ -13,7 +13,7 @@ from ringfence.api.deps import EngineDep
 from ringfence.core.clock import utc_now
 from ringfence.core.rollout.state import RolloutState
 from ringfence.service import rollouts as rollout_service
-from ringfence.service.tokens import Role
+from ringfence.service.tokens import Caller, Role
 from ringfence.web.rendering import Form, LivePage, render
 from ringfence.web.security import PageCaller, PageError, SameOrigin
 from ringfence.web.views import rollouts as rollout_views
@@ -42,31 +42,32 @@ def rollout_fragment(request: Request, rollout_id: str, caller: PageCaller, engi
 
 
 # Each button: the role it needs, the use case it calls, and the sentence saying it was done.
-_Act = Callable[[Engine, str, str, datetime, str], RolloutState]
+_Act = Callable[[Engine, str, Caller, datetime, str], RolloutState]
 
 
-def _approve(engine: Engine, rollout_id: str, actor: str, at: datetime, _: str) -> RolloutState:
-    return rollout_service.approve_rollout(engine, rollout_id, actor=actor, at=at)
+def _approve(engine: Engine, rollout_id: str, caller: Caller, at: datetime, _: str) -> RolloutState:
+    # The signed-in token goes with the name: the two-person rule compares persons and who issued whose token.
+    return rollout_service.approve_rollout(engine, rollout_id, actor=caller.name, at=at, actor_token=caller.token_id)
 
 
-def _start(engine: Engine, rollout_id: str, actor: str, at: datetime, _: str) -> RolloutState:
-    return rollout_service.start(engine, rollout_id, actor=actor, at=at)
+def _start(engine: Engine, rollout_id: str, caller: Caller, at: datetime, _: str) -> RolloutState:
+    return rollout_service.start(engine, rollout_id, actor=caller.name, at=at)
 
 
-def _pause(engine: Engine, rollout_id: str, actor: str, at: datetime, why: str) -> RolloutState:
-    return rollout_service.pause(engine, rollout_id, actor=actor, at=at, why=why)
+def _pause(engine: Engine, rollout_id: str, caller: Caller, at: datetime, why: str) -> RolloutState:
+    return rollout_service.pause(engine, rollout_id, actor=caller.name, at=at, why=why)
 
 
-def _resume(engine: Engine, rollout_id: str, actor: str, at: datetime, why: str) -> RolloutState:
-    return rollout_service.resume(engine, rollout_id, actor=actor, at=at, why=why)
+def _resume(engine: Engine, rollout_id: str, caller: Caller, at: datetime, why: str) -> RolloutState:
+    return rollout_service.resume(engine, rollout_id, actor=caller.name, at=at, why=why)
 
 
-def _abort(engine: Engine, rollout_id: str, actor: str, at: datetime, why: str) -> RolloutState:
-    return rollout_service.abort(engine, rollout_id, actor=actor, at=at, why=why)
+def _abort(engine: Engine, rollout_id: str, caller: Caller, at: datetime, why: str) -> RolloutState:
+    return rollout_service.abort(engine, rollout_id, actor=caller.name, at=at, why=why)
 
 
-def _roll_back(engine: Engine, rollout_id: str, actor: str, at: datetime, why: str) -> RolloutState:
-    return rollout_service.roll_back(engine, rollout_id, actor=actor, at=at, why=why)
+def _roll_back(engine: Engine, rollout_id: str, caller: Caller, at: datetime, why: str) -> RolloutState:
+    return rollout_service.roll_back(engine, rollout_id, actor=caller.name, at=at, why=why)
 
 
 ACTIONS: dict[str, tuple[Role, _Act, str]] = {
@@ -91,7 +92,7 @@ def rollout_action(
 
     def press() -> str:
         caller.require(needed)
-        act(engine, rollout_id, caller.name, utc_now(), form.get("reason").strip())
+        act(engine, rollout_id, caller, utc_now(), form.get("reason").strip())
         return f"Rollout {rollout_id} {done} by {caller.name}."
 
     return ROLLOUT.pressed(request, caller, engine, rollout_id, press)

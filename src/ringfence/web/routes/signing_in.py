@@ -1,4 +1,7 @@
-"""Signing in to the dashboard with an API token (kept in a SameSite=Strict cookie), and out."""
+"""Signing in to the dashboard with an API token (kept in a SameSite=Strict cookie).
+
+Signing in at the trust's identity provider, and signing out, are :mod:`.oidc`'s; ``/login`` offers its
+button when a provider is configured (and, unless the configuration switches it off, this form too)."""
 
 from __future__ import annotations
 
@@ -11,18 +14,23 @@ from ringfence.api.deps import EngineDep
 from ringfence.core.errors import PermissionDeniedError
 from ringfence.service.tokens import Role, authenticate
 from ringfence.web.rendering import SECURITY_HEADERS, Form, render
-from ringfence.web.security import COOKIE, SameOrigin, may, safe_next
+from ringfence.web.routes.oidc import sign_in_offer
+from ringfence.web.security import COOKIE, PageError, SameOrigin, may, safe_next
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next_path: Annotated[str, Query(alias="next")] = "/") -> HTMLResponse:
-    return render(request, "login.html.j2", caller=None, next=safe_next(next_path), error="")
+    offer = sign_in_offer(request)
+    return render(request, "login.html.j2", caller=None, next=safe_next(next_path), error="", offer=offer)
 
 
 @router.post("/login", dependencies=[SameOrigin])
 def login(request: Request, engine: EngineDep, form: Form) -> Response:
+    offer = sign_in_offer(request)
+    if offer is not None and not offer.token_sign_in:
+        raise PageError(403, "Not allowed", f"signing in with an API token is switched off here; use '{offer.button}'")
     token = form.get("token").strip()
     target = safe_next(form.get("next"))
     error = ""
@@ -37,7 +45,7 @@ def login(request: Request, engine: EngineDep, form: Form) -> Response:
             if not may(caller, Role.VIEWER):
                 error = "Agent tokens speak for one asset and cannot sign in to the dashboard."
     if error:
-        return render(request, "login.html.j2", caller=None, status=401, next=target, error=error)
+        return render(request, "login.html.j2", caller=None, status=401, next=target, error=error, offer=offer)
     response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
         COOKIE,
@@ -47,11 +55,4 @@ def login(request: Request, engine: EngineDep, form: Form) -> Response:
         secure=request.url.scheme == "https",
         path="/",
     )
-    return response
-
-
-@router.post("/logout", dependencies=[SameOrigin])
-def logout() -> Response:
-    response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from ringfence.core.durations import humanize_duration
 from ringfence.core.impact import TIERS
-from ringfence.core.incident import Incident, rto_clocks, waiting_for
+from ringfence.core.incident import Incident, UnreadableIncident, rto_clocks, waiting_for
 from ringfence.service import incidents as incident_service
 from ringfence.service.tokens import Caller, Role
 from ringfence.web.security import may
@@ -38,6 +38,8 @@ class IncidentRow:
     """The worst RTO status among its services ('' when none has an RTO)."""
     rto_services: tuple[str, ...]
     """The services in that status."""
+    unreadable: str = ""
+    """Why the stored incident cannot be read ('' when it can): shown in its row; the others are unaffected."""
 
 
 def incident_rows(engine: Engine, now: datetime) -> list[IncidentRow]:
@@ -46,6 +48,9 @@ def incident_rows(engine: Engine, now: datetime) -> list[IncidentRow]:
     rows = []
     for incident in found:
         summary = incident_service.incident_summary(incident, now)
+        if isinstance(incident, UnreadableIncident):
+            rows.append(_unreadable_row(summary))
+            continue
         clocks = [(c.service, c.status.value) for c in rto_clocks(incident, now) if c.rto is not None]
         worst = min((status for _, status in clocks), key=_CLOCK_SEVERITY.index, default="")
         cause = ", ".join(incident.failed) + (f" (rollout {summary.rollout})" if summary.rollout else "")
@@ -68,6 +73,24 @@ def incident_rows(engine: Engine, now: datetime) -> list[IncidentRow]:
     rows.sort(key=lambda r: r.id, reverse=True)
     rows.sort(key=lambda r: r.status != "open")  # stable: open first, newest first within each
     return rows
+
+
+def _unreadable_row(summary: incident_service.IncidentSummaryOut) -> IncidentRow:
+    return IncidentRow(
+        id=summary.id,
+        title=summary.title,
+        status=summary.status,
+        declared_at=when(summary.declared_at),
+        declared_by="",
+        cause="",
+        services_down=0,
+        items_down=0,
+        items_restored=0,
+        worst_tier=None,
+        rto_status="",
+        rto_services=(),
+        unreadable=summary.unreadable or "",
+    )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ringfence.core.rollout.reconcile import SINCE_INSTALL, RolloutView, judge
 from ringfence.core.rollout.state import AssetState, RolloutPhase
 from ringfence.service import incidents as incident_service
 from ringfence.service import rollouts as rollout_service
+from ringfence.service.people import person_of
 from ringfence.service.tokens import Caller, Role
 from ringfence.store.db import session_scope
 from ringfence.store.observations import list_observations
@@ -430,7 +431,11 @@ def _actions(r: Rollout, rollback: str, caller: Caller, hold: HoldOverride | Non
     """The buttons this caller may press now. The service layer checks again; this only hides the rest."""
     phase = r.state.phase
     found: list[Action] = []
-    if phase is RolloutPhase.AWAITING_APPROVAL and may(caller, Role.APPROVER) and caller.name != r.created_by:
+    if (
+        phase is RolloutPhase.AWAITING_APPROVAL
+        and may(caller, Role.APPROVER)
+        and person_of(caller.name) != person_of(r.created_by)
+    ):
         # The question repeats the hold, so nobody approves an overridden hold without having read it.
         despite = f" It goes ahead despite the vendor hold on {hold.release}." if hold is not None else ""
         found.append(Action("approve", "Approve", f"Approve rollout {r.id} as {caller.name}?{despite}", False))
@@ -452,7 +457,7 @@ def _actions(r: Rollout, rollback: str, caller: Caller, hold: HoldOverride | Non
 def _approval_note(r: Rollout, caller: Caller) -> str:
     if r.state.phase is not RolloutPhase.AWAITING_APPROVAL:
         return ""
-    if caller.name == r.created_by:
+    if person_of(caller.name) == person_of(r.created_by):
         return f"You created {r.id}, so someone else with the approver role must approve it."
     if not may(caller, Role.APPROVER):
         return f"{r.id} is waiting for a person with the approver role who did not create it."
