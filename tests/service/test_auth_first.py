@@ -277,6 +277,23 @@ def test_a_new_token_works_at_once_after_a_refusal(server: LiveServer) -> None:
         assert client.get("/v1/estates", headers=tokens.headers(fresh)).status_code == 200
 
 
+def test_the_sign_in_form_refuses_like_v1_without_a_query_for_a_token_refused_a_moment_ago(
+    server: LiveServer, token_lookups: list[str]
+) -> None:
+    """The dashboard's sign-in form is no way around item 5: it refuses through the same cache."""
+    unknown = fake_token()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(5):
+            refused = client.post("/login", data={"token": unknown, "next": "/"}, headers={"Origin": server.url})
+            assert refused.status_code == 401
+            assert "unknown or has been revoked" in refused.text
+        assert len(token_lookups) == 1  # the first refusal asked; the next four were answered from memory
+        for junk in ("nope", "rf_short", TOKEN_PREFIX + "!" * 43):
+            junked = client.post("/login", data={"token": junk, "next": "/"}, headers={"Origin": server.url})
+            assert junked.status_code == 401
+        assert len(token_lookups) == 1  # not shaped like our tokens: refused without a lookup
+
+
 def test_a_session_cookie_still_signs_in_to_the_dashboard_and_reads_v1(server: LiveServer) -> None:
     tokens = make_tokens(server.database_url)
     with httpx.Client(base_url=server.url, timeout=30) as client:

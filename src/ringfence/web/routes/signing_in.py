@@ -10,9 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ringfence.api.deps import EngineDep
 from ringfence.core.errors import PermissionDeniedError
-from ringfence.service.tokens import Role, authenticate
+from ringfence.service.tokens import Role, TokenCache
 from ringfence.web.rendering import SECURITY_HEADERS, Form, render
 from ringfence.web.routes.oidc import sign_in_offer
 from ringfence.web.security import COOKIE, PageError, SameOrigin, may, safe_next
@@ -27,7 +26,7 @@ def login_page(request: Request, next_path: Annotated[str, Query(alias="next")] 
 
 
 @router.post("/login", dependencies=[SameOrigin])
-def login(request: Request, engine: EngineDep, form: Form) -> Response:
+def login(request: Request, form: Form) -> Response:
     offer = sign_in_offer(request)
     if offer is not None and not offer.token_sign_in:
         raise PageError(403, "Not allowed", f"signing in with an API token is switched off here; use '{offer.button}'")
@@ -38,7 +37,10 @@ def login(request: Request, engine: EngineDep, form: Form) -> Response:
         error = "Enter your API token."
     else:
         try:
-            caller = authenticate(engine, token)
+            # Through the worker's token cache, as /v1 is: a secret not shaped like a token, or one refused a
+            # moment ago, is refused without asking the database (the sign-in form is no way around that).
+            cache: TokenCache = request.app.state.token_cache
+            caller = cache.authenticate(token)
         except PermissionDeniedError:
             error = "That token is unknown or has been revoked."
         else:
