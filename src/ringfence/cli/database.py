@@ -31,7 +31,7 @@ def database(*, writes: bool) -> Iterator[Engine]:
     engine = make_engine()
     try:
         # A migration of a database in use is an admin action, audited as the person at the console.
-        upgrade_audited(engine, f"cli:{resolve_actor(None)}")
+        upgrade_audited(engine, cli_actor(None))
         if writes:
             announce_database(engine.url.render_as_string(hide_password=False))
         yield engine
@@ -49,4 +49,9 @@ def resolve_actor(actor: str | None) -> str:
         return "cli"
 
 
-__all__ = ["database", "resolve_actor"]
+def cli_actor(actor: str | None) -> str:
+    """The audit log's actor for an admin action taken at the console: ``cli:`` and who is acting."""
+    return f"cli:{resolve_actor(actor)}"
+
+
+__all__ = ["cli_actor", "database", "resolve_actor"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ringfence.cli.database import cli_actor
 from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, err, out
 from ringfence.core.words import count
@@ -35,13 +36,6 @@ ActorOpt = Annotated[
         show_default=False,
     ),
 ]
-
-
-def cli_actor(actor: str | None) -> str:
-    """The audit log's actor for an admin action taken at the console: ``cli:`` and who is acting."""
-    from ringfence.cli.database import resolve_actor
-
-    return f"cli:{resolve_actor(actor)}"
 
 
 def upgrade_audited(engine: Engine, actor: str) -> None:

@@ -71,14 +71,12 @@ class SinglePointChange:
     @property
     def gained(self) -> tuple[ServiceDown, ...]:
         """Services (with their tier now) it takes down after and did not, at that tier, before."""
-        was = set(self.before)
-        return tuple(s for s in self.after if s not in was)
+        return _only_in(self.after, self.before)
 
     @property
     def lost(self) -> tuple[ServiceDown, ...]:
         """Services (with their tier then) it took down before and does not, at that tier, after."""
-        now = set(self.after)
-        return tuple(s for s in self.before if s not in now)
+        return _only_in(self.before, self.after)
 
     @property
     def tier_1_gained(self) -> tuple[ServiceDown, ...]:
@@ -164,13 +162,17 @@ class SupplierMove:
 
     @property
     def gained(self) -> tuple[ServiceDown, ...]:
-        was = set(self.before)
-        return tuple(s for s in self.after if s not in was)
+        return _only_in(self.after, self.before)
 
     @property
     def lost(self) -> tuple[ServiceDown, ...]:
-        now = set(self.after)
-        return tuple(s for s in self.before if s not in now)
+        return _only_in(self.before, self.after)
+
+
+def _only_in(these: Sequence[ServiceDown], others: Sequence[ServiceDown]) -> tuple[ServiceDown, ...]:
+    """``these`` that ``others`` does not hold (a service at another tier counts as another), in their order."""
+    held = set(others)
+    return tuple(s for s in these if s not in held)
 
 
 def _by_tier(services: Sequence[ServiceDown]) -> dict[int, int]:
