@@ -41,6 +41,11 @@ the server's CPU per refusal and the machine's load average. Target (issue 12): 
 at ≥ 5,000/s while the agent's heartbeat p99 stays ≤ 50 ms, on every paced flood. Results:
 ``bench/results/token_flood.json``.
 
+In process, first (``--in-process N``, 20,000; ``--only-in-process`` for nothing else): each flood's requests
+handed straight to the app (every middleware, the gate, a real token cache over the same database), no
+network and no wrk, timing this process's CPU: the server's own cost per refusal, which stays comparable
+on a machine shared with other work, where the flood's numbers move with the load.
+
     .venv/bin/python bench/token_flood.py [--seconds 20] [--rate 6000] [--closed-connections 64] [--tokens 10000]
 """
 
@@ -276,6 +281,77 @@ def flood(
     }
 
 
+def in_process(database_url: str, shapes: list[Flood], requests: int, addresses: int) -> list[dict[str, Any]]:
+    """The app's own CPU per refusal: ``requests`` of each flood handed to the whole ASGI app (every middleware,
+    the gate, a real token cache over the bench database) in this process, no network, no wrk.
+
+    Why: the flood above shares the machine with wrk (and, on a busy machine, with everything else), so its
+    CPU per refusal moves with the load; this part of it is the server's own code only, comparable between
+    runs on a shared machine. The rest of a real refusal's cost is uvicorn's (HTTP parsing, the socket).
+    """
+    import asyncio
+    import secrets
+
+    from ringfence.api.app import Settings, create_app
+
+    app = create_app(Settings(database_url=database_url, migrate=False, controller=False))
+    fixed = [f"rf_{secrets.token_urlsafe(32)}" for _ in range(100)]
+    results = []
+
+    async def received() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def run(shape: Flood) -> dict[str, Any]:
+        statuses: dict[int, int] = {}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+        many = addresses if shape.addresses < 0 else shape.addresses
+        started = time.process_time()  # every thread of this process: lookups run in the thread pool
+        for n in range(requests):
+            if shape.mode == "malformed":
+                token = f"junk-{secrets.token_hex(10)}"
+            elif shape.mode == "repeated":
+                token = fixed[n % len(fixed)]
+            else:
+                token = f"rf_{secrets.token_urlsafe(32)}"
+            client = f"198.18.{(n % many) // 250 % 256}.{(n % many) % 250 + 1}" if many else "127.0.0.1"
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": "/v1/estates",
+                "raw_path": b"/v1/estates",
+                "query_string": b"",
+                "root_path": "",
+                "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+                "client": (client, 40000),
+                "server": ("127.0.0.1", 8321),
+                "state": {},
+            }
+            await app(scope, received, send)
+        cpu = time.process_time() - started
+        refused = statuses.get(401, 0) + statuses.get(429, 0)
+        return {
+            "flood": shape.name,
+            "requests": requests,
+            "answers": {str(k): v for k, v in sorted(statuses.items())},
+            "cpu_us_per_refusal": cpu / refused * 1e6 if refused else float("nan"),
+        }
+
+    async def all_floods() -> None:
+        for shape in shapes:
+            await run(shape)  # once to warm up (routes, caches), then measured
+            results.append(await run(shape))
+
+    asyncio.run(all_floods())
+    return results
+
+
 def rows(report: common.Report, result: dict[str, Any]) -> None:
     beat = result["heartbeat"]
     paced = result["paced"]
@@ -324,6 +400,15 @@ def main() -> None:
         default=",".join(f.mode + ("@many" if f.addresses else "") for f in FLOODS),
         help="the floods to run, comma-separated (default: malformed,random,random@many,repeated@many)",
     )
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        default=20_000,
+        help="requests of each flood handed to the app in this process, for its own CPU per refusal (0: skip)",
+    )
+    parser.add_argument(
+        "--only-in-process", action="store_true", help="measure in process only (no server, no wrk, no agent)"
+    )
     parser.add_argument("--postgres", default=os.environ.get("RINGFENCE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument(
         "--name",
@@ -331,7 +416,7 @@ def main() -> None:
         help="results file name (e.g. token_flood-before, for a run of an older ringfence through PYTHONPATH)",
     )
     args = parser.parse_args()
-    if not shutil.which("wrk"):
+    if not shutil.which("wrk") and not args.only_in_process:
         raise SystemExit("this benchmark needs wrk (Debian: apt-get install wrk)")
     chosen = set(args.floods.split(","))
     shapes = [f for f in FLOODS if f.mode + ("@many" if f.addresses else "") in chosen]
@@ -357,6 +442,24 @@ def main() -> None:
         token = issue_token(engine, name="watched-agent", role="agent", asset_id=asset).secret
         (work / "closed.lua").write_text(LUA)
         (work / "paced.lua").write_text(PACED)
+        results: list[dict[str, Any]] = []
+        if args.in_process:
+            common.log("in process: the app's own CPU per refusal…")
+            measured = in_process(db, shapes, args.in_process, args.addresses)
+            details["in_process"] = measured
+            for each in measured:
+                report.add(
+                    f"{each['flood']} (in process): app CPU per refusal",
+                    round(each["cpu_us_per_refusal"], 1),
+                    "µs",
+                    note=f"{each['requests']:,} requests through every middleware and the gate, no network; "
+                    f"answers {', '.join(f'{k} {v:,}' for k, v in each['answers'].items())}",
+                )
+        if args.only_in_process:
+            engine.dispose()
+            report.details = details
+            common.finish(report)
+            return
         with served(db, args.workers, work / "server.log") as server:
             common.log("the watched agent alone…")
             baseline = watched(server, token, asset, args, min(args.seconds, 10))
@@ -369,7 +472,6 @@ def main() -> None:
                 note=f"p50 {baseline['p50_ms']:.1f} · max {baseline['max_ms']:.0f} ms; {baseline['answered_200']:,} "
                 f"of {baseline['sent']:,} answered 200",
             )
-            results = []
             for shape in shapes:
                 for paced in (True, False) if args.closed_connections else (True,):
                     common.log(f"flood: {shape.name}, {'paced' if paced else 'closed loop'}…")

@@ -362,8 +362,10 @@ def test_the_generators_reach_every_kind_of_finding() -> None:
     Derandomized, so that whether the generators reach them does not depend on luck."""
     seen: set[tuple[str, str]] = set()
 
+    # 700: once, in a full parallel run, 400 examples missed one kind ("expiring"), which 400 reach here alone;
+    # the margin keeps the check about the generators, not about how the engine fared on a loaded machine.
     @settings(
-        max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None, derandomize=True
+        max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None, derandomize=True
     )
     @given(doc=estate_documents(), data=st.data())
     def collect(doc: dict[str, Any], data: st.DataObject) -> None:

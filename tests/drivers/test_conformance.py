@@ -4,7 +4,8 @@ checked the same way for each driver found in the registry.
 Each driver runs on real things, as its own tests run it: the ``simulated`` driver on a world file, the
 ``agent`` driver on a real database where the agents' reports arrive through the heartbeat use case (what
 ``POST /v1/heartbeats`` calls), the ``ansible`` driver with real ansible-runner runs on local hosts
-(``drivers/ansible_fixtures``). What each harness adds is only what the outside world does: an agent
+(``drivers/ansible_fixtures``), the ``vsphere`` driver on a simulated vCenter (govmomi's vcsim,
+``vsphere/conftest``). What each harness adds is only what the outside world does: an agent
 reporting its result, nothing for the others.
 
 The suite is parametrized over :func:`ringfence.drivers.registry.available_drivers`, so a driver registered
@@ -66,6 +67,7 @@ from ringfence.service.heartbeats import (
 )
 from ringfence.service.tokens import Caller, Role
 from ringfence.store.db import make_engine, upgrade
+from vsphere.conftest import vcsim_binary  # noqa: F401  (the fixture the vsphere harness asks for)
 
 PROXY = Caller(1, "vendor-proxy", Role.OPERATOR)
 """An operator's token: a proxy reporting for the agents (as in ``tests/agents``)."""
@@ -196,10 +198,36 @@ def _ansible(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
     )
 
 
+def _vsphere(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    # A simulated vCenter of its own (govmomi's vcsim, tests/vsphere): one HA cluster of three hosts tolerating one
+    # failure; the assets are a host (maintenance mode around the command) and a VM (snapshots as restore points).
+    from vsphere.conftest import Simulator, require_pyvmomi, start_vcsim
+
+    require_pyvmomi()
+    shape = ("-cluster", "1", "-host", "3", "-vm", "1", "-ds", "1", "-ha", "1")
+    process, url = start_vcsim(request.getfixturevalue("vcsim_binary"), *shape)
+    simulator = Simulator(process, url)
+    record = tmp_path / "record"
+    line = f"echo {{operation}} {{name}} {{version}} >> {record}"
+    options = simulator.options(update_command=line, rollback_command=line, state_dir=str(tmp_path / "vsphere"))
+    return Harness(
+        name="vsphere",
+        rollout="r-000009",
+        assets=("dc0_c0_h0", "dc0_c0_rp0_vm0"),
+        build=lambda: build_driver("vsphere", options),
+        takes_restore_points=True,
+        options=options,
+        product="vmware/esxi",
+        version="7.0.3",
+        close=simulator.stop,
+    )
+
+
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], Harness]] = {
     "simulated": _simulated,
     "agent": _agent,
     "ansible": _ansible,
+    "vsphere": _vsphere,
 }
 
 

@@ -11,7 +11,11 @@ reports the updated canary unhealthy.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +43,8 @@ from ringfence.core.simulation import SimulatedClock, SimulationDriver
 from ringfence.core.update import Update
 from ringfence.drivers.prometheus import CHECKS_ENV, URL_ENV, PrometheusHealth, read_checks
 from ringfence.drivers.registry import DriverContext, build_health_source
+from ringfence.service.driver_state import rollout_driver, rollout_health_source
+from ringfence.store.db import make_engine
 
 CONTROL = ("ws-1", "ws-2", "ws-3", "ws-4")
 """Not yet updated members of the stratum: healthy throughout."""
@@ -212,8 +218,9 @@ def test_options_checks_files_and_the_environment(monitoring: Monitoring, tmp_pa
         PrometheusHealth(url="prometheus:9090")
     bad = tmp_path / "bad.yaml"
     bad.write_text("checks:\n  - {name: up, query: up, fail_when: 'below 1'}\n")
-    with pytest.raises(InputError, match=r"bad.yaml: checks\[0\].fail_when: expected a comparison and a number"):
+    with pytest.raises(InputError, match=r"bad.yaml:2: checks\[0\].fail_when: expected a comparison and a number") as e:
         read_checks(bad)
+    assert "at least 1 item" not in str(e.value)  # the item's own mistake, not pydantic's count of what is left
     bad.write_text(
         "checks:\n  - {name: up, query: up, fail_when: '< 1'}\n  - {name: up, query: up, fail_when: '< 1'}\n"
     )
@@ -278,3 +285,74 @@ def test_a_rollout_judged_by_prometheus_halts_when_the_updated_canary_turns_unhe
     assert "1 of 1 updated failed a service check" in halt.reason, halt.reason
     assert len(broken) == 1  # the canary only: the ring after it never opened
     assert driver.world.down() == ()
+
+
+# ------------------------------------------------------------------ options kept with the rollout (--health-option)
+
+UPDATE_FILE = """\
+apiVersion: ringfence/v1
+update: {id: web-2, product: acme/web, version: "2.0", bake: 10m, rings: [1, "100%"], rollback: reinstall}
+"""
+
+
+def cli(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # The environment names no Prometheus: what judges the rollout can only come from the options kept with it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGFENCE_PROMETHEUS_")}
+    env.update(RINGFENCE_DATABASE_URL=f"sqlite:///{workspace / 'ringfence.db'}", COLUMNS="300")
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ringfence")), *args],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_rollout_keeps_its_prometheus_options_and_is_judged_by_them(monitoring: Monitoring, tmp_path: Path) -> None:
+    (tmp_path / "estate.yaml").write_text(ESTATE)
+    (tmp_path / "update.yaml").write_text(UPDATE_FILE)
+    created = cli(
+        tmp_path, "rollout", "create", "estate.yaml", "update.yaml", "--health-source", "prometheus",
+        "--health-option", f"url={monitoring.prometheus.url}", "--health-option", f"checks={monitoring.checks}",
+        "--json",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    rollout_id = json.loads(created.stdout)["id"]
+    engine = make_engine(f"sqlite:///{tmp_path / 'ringfence.db'}")
+    try:
+        driver = rollout_driver(engine, rollout_id, {})
+        # Built as the server's loop, a worker and `rollout start` build it, with no RINGFENCE_PROMETHEUS_* set.
+        with pytest.MonkeyPatch.context() as patch:
+            for variable in (URL_ENV, CHECKS_ENV):
+                patch.delenv(variable, raising=False)
+            health = rollout_health_source(engine, rollout_id, driver)
+    finally:
+        engine.dispose()
+    assert isinstance(health, PrometheusHealth)
+    assert health.url == monitoring.prometheus.url
+    assert [c.name for c in health.checks.checks] == ["up", "error rate", "synthetic check"]
+    readings = health.observe(list(CONTROL))
+    assert {a: h.status for a, h in readings.items()} == dict.fromkeys(CONTROL, AssetStatus.healthy)
+
+
+def test_bad_health_options_are_exit_2_and_store_nothing(monitoring: Monitoring, tmp_path: Path) -> None:
+    (tmp_path / "estate.yaml").write_text(ESTATE)
+    (tmp_path / "update.yaml").write_text(UPDATE_FILE)
+    (tmp_path / "bad-checks.yaml").write_text("checks:\n  - name: up\n    query: up\n    fail_when: sometimes\n")
+    base = ("rollout", "create", "estate.yaml", "update.yaml")
+    url = f"url={monitoring.prometheus.url}"
+    for args, said in (
+        (("--health-source", "prometheus", "--health-option", url, "--health-option", "colour=blue"), "colour"),
+        (("--health-source", "prometheus", "--health-option", url, "--health-option", "checks=bad-checks.yaml"),
+         "bad-checks.yaml:4: checks[0].fail_when"),
+        (("--health-source", "prometheus", "--health-option", "url=ftp://x"), "expected an http:// or https://"),
+        (("--health-source", "prometheus", "--health-option", "url"), "--health-option: 'url' is not key=value"),
+        (("--health-option", url), "--health-option: the rollout is judged by its driver's own reading"),
+    ):  # fmt: skip
+        done = cli(tmp_path, *base, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert said in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert cli(tmp_path, "rollout", "list", "--json").stdout.count('"id"') == 0

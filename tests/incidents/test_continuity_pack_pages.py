@@ -69,7 +69,7 @@ def test_a_sheet_spilling_onto_more_pages_repeats_its_heading_there() -> None:
     for number, page in enumerate(pathology[1:], start=1):
         assert "Pathology results (continued)" in page
         assert topmost_line(reader.pages[number]) == "Pathology results (continued)"
-        assert "step restore" in page
+        assert "step takes restore" in page
     # The next sheet starts on a page of its own, not headed as a continuation of anything.
     assert "(continued)" not in pages[-1]
     assert "Wayfinding kiosk" in pages[-1]

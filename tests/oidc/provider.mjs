@@ -1,6 +1,6 @@
 // A real OpenID Connect provider for the sign-in tests: oidc-provider (an OpenID-certified implementation),
 // configured the way a trust's Entra ID tenant is for ringfence: one confidential web client that must use
-// PKCE (S256), a `groups` claim in the ID token, and RP-initiated logout.
+// PKCE (S256), `groups` and `roles` (app roles) claims in the ID token, and RP-initiated logout.
 //
 // Usage: node provider.mjs  (configuration in the environment, so the test decides ports and secrets)
 //   OIDC_PORT            port on 127.0.0.1 to listen on. The issuer is http://localhost:PORT: another host
@@ -33,12 +33,25 @@ const port = Number(env('OIDC_PORT'));
 const issuer = `http://localhost:${port}`;
 const clientId = env('OIDC_CLIENT_ID');
 
-// The people of the test trust: their groups decide their role in ringfence (through oidc.yaml's mapping).
+// The people of the test trust: their groups (or their app roles, the `roles` claim, as Entra ID sends the
+// app roles assigned to a person) decide their role in ringfence (through oidc.yaml's mapping).
+// Olga is in more groups than Entra ID puts in a token (over 200): as Entra ID does then, her token carries no
+// `groups`, only `_claim_names`/`_claim_sources` pointing at Microsoft Graph (the "groups overage", OpenID
+// Connect Core 5.6.2 distributed claims; oidc-provider passes them through as it would any distributed claim).
+const GRAPH = 'https://graph.microsoft.com/v1.0/users/olga.overage/getMemberObjects';
 const PEOPLE = {
   'ann.approver': { name: 'Ann Approver', email: 'ann.approver@trust.example', groups: ['rf-approvers', 'all-staff'] },
-  'otto.operator': { name: 'Otto Operator', email: 'otto.operator@trust.example', groups: ['rf-operators'] },
+  'otto.operator': {
+    name: 'Otto Operator', email: 'otto.operator@trust.example', groups: ['rf-operators'], roles: ['Ringfence.Operator'],
+  },
   'vic.viewer': { name: 'Vic Viewer', email: 'vic.viewer@trust.example', groups: ['rf-viewers'] },
   'nina.nogroup': { name: 'Nina Nogroup', email: 'nina.nogroup@trust.example', groups: ['all-staff'] },
+  'olga.overage': {
+    name: 'Olga Overage',
+    email: 'olga.overage@trust.example',
+    roles: ['Ringfence.Approver'],
+    distributed: { _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: GRAPH } } },
+  },
 };
 
 // A fresh signing key every run, published at the JWKS endpoint: ringfence must fetch it to verify anything.
@@ -62,7 +75,7 @@ const provider = new Provider(issuer, {
   pkce: { required: () => true },
   scopes: ['openid', 'email', 'profile'],
   // As Entra ID does with a groups claim configured: the groups come with every ID token, no scope asked.
-  claims: { openid: ['sub', 'groups'], email: ['email', 'email_verified'], profile: ['name'] },
+  claims: { openid: ['sub', 'groups', 'roles'], email: ['email', 'email_verified'], profile: ['name'] },
   // Entra ID puts the groups in the ID token itself; so does this provider (not only at /userinfo).
   conformIdTokenClaims: false,
   features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
@@ -72,7 +85,10 @@ const provider = new Provider(issuer, {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, email: person.email, email_verified: true, name: person.name, groups: person.groups };
+        const claims = { sub: id, email: person.email, email_verified: true, name: person.name };
+        if (person.groups) claims.groups = person.groups;
+        if (person.roles) claims.roles = person.roles;
+        return { ...claims, ...person.distributed };
       },
     };
   },
@@ -81,7 +97,7 @@ const provider = new Provider(issuer, {
     if (grantId) return ctx.oidc.provider.Grant.find(grantId);
     const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
     grant.addOIDCScope('openid email profile');
-    grant.addOIDCClaims(['email', 'name', 'groups']);
+    grant.addOIDCClaims(['email', 'name', 'groups', 'roles']);
     await grant.save();
     return grant;
   },

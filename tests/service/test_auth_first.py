@@ -20,7 +20,9 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -29,7 +31,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from live_server import LiveServer, SteppedClock, make_tokens, running_server
+from live_server import LiveServer, ServerProcess, SteppedClock, make_tokens, running_server
 from ringfence.api.gate import AuthGate, RefusalLimiter
 from ringfence.core.errors import PermissionDeniedError
 from ringfence.service.tokens import TOKEN_CHECK_SECONDS, TOKEN_PREFIX, TokenCache, hash_token, issue_token
@@ -294,6 +296,68 @@ def test_the_sign_in_form_refuses_like_v1_without_a_query_for_a_token_refused_a_
         assert len(token_lookups) == 1  # not shaped like our tokens: refused without a lookup
 
 
+def test_the_sign_in_form_is_limited_per_address_in_the_same_buckets_as_v1(server: LiveServer) -> None:
+    """Guessing tokens at ``POST /login`` is counted against the address as on /v1, by the gate's own limiter:
+    past the burst the form answers 429 with ``Retry-After``, /v1 is limited for that address too (one count,
+    whichever door), and a token the server knows still signs in from it."""
+    tokens = make_tokens(server.database_url)
+    origin = {"Origin": server.url}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/v1/estates", headers=tokens.headers(tokens.viewer)).status_code == 200  # now cached
+        answers: list[httpx.Response] = []
+        while len(answers) < 300 and (not answers or answers[-1].status_code != 429):
+            # Junk (no lookup needed): only this address's limit can answer 429.
+            answers.append(client.post("/login", data={"token": f"junk-{len(answers)}", "next": "/"}, headers=origin))
+        limited = answers[-1]
+        assert limited.status_code == 429
+        assert len(answers) > 50  # the burst (50) first, however slow the machine
+        assert {a.status_code for a in answers[:-1]} == {401}
+        assert int(limited.headers["retry-after"]) >= 1
+        assert "Too many unknown tokens were tried from this address; try again in" in limited.text
+        assert 'name="token"' in limited.text  # the sign-in page, to try again from
+        # A shaped token never seen is not looked up for this address now: 429 too.
+        assert client.post("/login", data={"token": fake_token(), "next": "/"}, headers=origin).status_code == 429
+        # The same buckets as /v1's.
+        v1 = client.get("/v1/estates", headers={"Authorization": "Bearer junk"})
+        assert v1.status_code == 429
+        # A token the server knows is never limited.
+        signed_in = client.post("/login", data={"token": tokens.viewer, "next": "/"}, headers=origin)
+        assert signed_in.status_code == 303
+        # Another address (behind the trusted proxy) is not limited by this one.
+        elsewhere = {**origin, "X-Forwarded-For": "192.0.2.9"}
+        assert client.post("/login", data={"token": "junk", "next": "/"}, headers=elsewhere).status_code == 401
+
+
+def test_the_access_log_is_off_by_default_and_never_logs_refusals(tmp_path: Path) -> None:
+    """A line per refused token would cost more than the refusal (and bury the log): ``ringfence serve`` logs
+    no request by default, and with ``--access-log`` (here ``RINGFENCE_ACCESS_LOG``) every one but refusals."""
+    quiet = ServerProcess(f"sqlite:///{tmp_path / 'quiet.db'}", tmp_path / "quiet.log")
+    logged = ServerProcess(
+        f"sqlite:///{tmp_path / 'logged.db'}", tmp_path / "logged.log", env={"RINGFENCE_ACCESS_LOG": "1"}
+    )
+    try:
+        for server in (quiet, logged):
+            server.start()
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                assert client.get("/v1/health").status_code == 200
+                statuses = set()
+                for n in range(300):  # past the burst: 401s, then 429s
+                    answer = client.get("/v1/estates", headers={"Authorization": f"Bearer junk-{n}"})
+                    statuses.add(answer.status_code)
+                    if answer.status_code == 429:
+                        break
+                assert statuses == {401, 429}
+                assert client.get("/login").status_code == 200
+            server.stop()
+        assert "HTTP/1.1" not in quiet.log()
+        lines = logged.log_path.read_text().splitlines()
+        assert any('"GET /login HTTP/1.1" 200' in line for line in lines), lines
+        assert not [line for line in lines if "/v1/estates" in line]
+    finally:
+        quiet.close()
+        logged.close()
+
+
 def test_a_session_cookie_still_signs_in_to_the_dashboard_and_reads_v1(server: LiveServer) -> None:
     tokens = make_tokens(server.database_url)
     with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -374,7 +438,10 @@ def test_unknown_tokens_from_many_addresses_are_looked_up_only_within_the_budget
         answers.append(await ask("198.18.0.99", known.secret))
         return answers
 
-    answers = asyncio.run(flood())
+    # In a thread of its own: a browser test earlier in the session (Playwright's sync API) leaves an event loop
+    # running in this one, where asyncio.run would refuse to start.
+    with ThreadPoolExecutor(1) as pool:
+        answers = pool.submit(asyncio.run, flood()).result()
     assert answers[:10] == [401] * 10
     assert answers[10:30] == [429] * 20
     assert cache.lookups == 10

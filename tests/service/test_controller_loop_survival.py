@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -331,3 +332,49 @@ def test_an_interval_that_is_not_a_number_of_seconds_is_refused(db_engine: Engin
             ControllerLoop(db_engine, interval=interval)
     loops.append(ControllerLoop(db_engine))
     assert loops[0].health().problem == "the controller loop has not started"
+
+
+# ------------------------------------------------------------------------------ restore points left behind
+
+
+class Keeping(SimulatedDriver):
+    """A driver whose restore points cost something while kept (vSphere snapshots): it lets go when asked."""
+
+    asked: ClassVar[list[str]] = []
+
+    def release_restore_points(self, rollout_id: str) -> tuple[str, ...]:
+        Keeping.asked.append(rollout_id)
+        return (f"the restore points of {rollout_id} removed",)
+
+
+def released(engine: Engine, rollout_id: str) -> list[str]:
+    return [e.action for e in rollouts.log(engine, rollout_id) if e.action == rollouts.RESTORE_POINTS_RELEASED]
+
+
+def test_a_loop_that_starts_releases_the_restore_points_a_killed_process_left_behind(
+    db_engine: Engine, loops: list[ControllerLoop]
+) -> None:
+    # Completed by a process that died before the release: its driver here never releases anything.
+    left = create(db_engine, "keeping", rollback="snapshot")
+    plain = create(db_engine, "keeping", rollback="reinstall")  # no restore points: nothing to release
+    first = ControllerLoop(db_engine, interval=0.02, drivers={"keeping": simulated})
+    loops.append(first)
+    while first.turn():
+        pass
+    assert phase(db_engine, left)[0] == phase(db_engine, plain)[0] == "completed"
+    assert released(db_engine, left) == []
+    first.stop()
+    # The next loop to start steps it once: the controller releases them and records it, once.
+    Keeping.asked = []
+    second = ControllerLoop(db_engine, interval=0.02, drivers={"keeping": lambda _e, _u: Keeping()})
+    loops.append(second)
+    second.turn()
+    second.turn()
+    assert Keeping.asked == [left]
+    assert released(db_engine, left) == [rollouts.RESTORE_POINTS_RELEASED]
+    assert released(db_engine, plain) == []
+    third = ControllerLoop(db_engine, interval=0.02, drivers={"keeping": lambda _e, _u: Keeping()})
+    loops.append(third)
+    third.turn()
+    assert Keeping.asked == [left]  # recorded: never asked again
+    assert phase(db_engine, left)[0] == "completed"

@@ -149,7 +149,8 @@ def test_merge_keeps_what_people_wrote(vcsim_binary: Path, tmp_path: Path) -> No
         assert vm["name"] == "epr-db-renamed"
         assert {"product": "microsoft/sql-server", "version": "2019"} in vm["software"]
         assert "dc0_c0_rp0_vm2" in vm["requires"]
-        assert {"any": 2, "of": ["dc0_c0_h0", "dc0_c0_h1", "dc0_c0_h2"]} in vm["requires"]
+        hosts = "attrs.vsphere.type=HostSystem,attrs.datacenter=DC0,attrs.cluster=DC0_C0"
+        assert {"any": 2, "where": hosts} in vm["requires"]
         assert after["epr-lb"] == {"id": "epr-lb", "kind": "appliance", "requires": ["dc0_c0_rp0_vm0"]}
         assert run_cli("check", estate).returncode == 0
     finally:

@@ -3,7 +3,9 @@ implementation, npm) on Node.js, started here on localhost (tests/oidc/provider.
 in a process of its own with the sign-in configuration in ``RINGFENCE_OIDC_CONFIG``.
 
 The provider's login form is submitted over HTTP as a browser would (httpx, cookies kept), and once in Chromium.
-Its people: ann (group rf-approvers), otto (rf-operators), vic (rf-viewers), nina (no group ringfence maps).
+Its people: ann (group rf-approvers), otto (rf-operators; app role Ringfence.Operator), vic (rf-viewers), nina
+(no group ringfence maps), olga (in too many groups: her token has Entra ID's groups overage, ``_claim_names``
+instead of ``groups``; app role Ringfence.Approver). The main dashboard maps groups; the brief one app roles.
 
 Node and npm are needed; without them the tests skip, unless ``RINGFENCE_REQUIRE_SERVICES=1`` (CI), where they
 fail. The provider is installed once from the committed lock file (``npm ci`` into tests/oidc/node_modules).
@@ -37,9 +39,15 @@ from ringfence.core.clock import utc_now
 from ringfence.core.errors import PermissionDeniedError
 from ringfence.files.extras import MissingExtraError
 from ringfence.files.oidc_config import load_oidc_config
-from ringfence.service.oidc import Identity, PendingSignIn, RelyingParty, SignInError
-from ringfence.service.sessions import begin_session, end_session
-from ringfence.service.tokens import Role, TokenCache, authenticate
+from ringfence.service.oidc import SIGN_IN_KEY_ENV, Identity, PendingSignIn, RelyingParty, SignInError, sign_in_key
+from ringfence.service.sessions import (
+    ENDED_SESSIONS_KEPT,
+    begin_session,
+    end_session,
+    purge_ended_sessions,
+)
+from ringfence.service.tokens import Role, TokenCache, authenticate, revoke_token
+from ringfence.store import tokens as stored
 from ringfence.store.audit import list_audit
 from ringfence.store.db import make_engine, session_scope
 from web.conftest import REQUIRE_SERVICES_ENV
@@ -51,6 +59,10 @@ CLIENT_SECRET = "a secret with spaces & symbols ~:"
 """Not URL-safe on purpose: client_secret_basic must form-encode it (RFC 6749 §2.3.1)."""
 ANN = "ann.approver@trust.example"
 NINA = "nina.nogroup@trust.example"
+OLGA = "olga.overage@trust.example"
+SIGN_IN_KEY = "the dashboards' sign-in key, known to the tests"
+"""Given to both servers, so a test can seal a pending sign-in as the server would (one too old, say)."""
+KEY = sign_in_key({SIGN_IN_KEY_ENV: SIGN_IN_KEY})
 
 
 def _needed(message: str) -> None:
@@ -95,26 +107,36 @@ class Dashboard:
 
 @dataclass
 class Trust:
-    """The provider, and two dashboards: sessions of 8 hours, and of 1 second with the token form switched off."""
+    """The provider, and two dashboards: roles from groups with sessions of 8 hours, and roles from app roles
+    with sessions of 1 second and the token form switched off."""
 
     issuer: str
     main: Dashboard
     brief: Dashboard
 
 
-def _config(path: Path, issuer: str, dashboard_url: str, *, lifetime: str, token_sign_in: bool) -> Path:
+GROUP_ROLES = """groups_claim: groups
+roles:
+  rf-approvers: approver
+  rf-operators: operator
+  rf-viewers: viewer"""
+APP_ROLES = """roles_from: app_roles
+roles:
+  Ringfence.Approver: approver
+  Ringfence.Operator: operator"""
+
+
+def _config(
+    path: Path, issuer: str, dashboard_url: str, *, lifetime: str, token_sign_in: bool, roles: str = GROUP_ROLES
+) -> Path:
     path.write_text(
         f"""# the sign-in configuration, as docs/sign-in.md writes it
 issuer: {issuer}
 client_id: {CLIENT_ID}
 client_secret_env: {SECRET_ENV}
 redirect_url: {dashboard_url}/auth/callback
-groups_claim: groups
 person_claim: email
-roles:
-  rf-approvers: approver
-  rf-operators: operator
-  rf-viewers: viewer
+{roles}
 session_lifetime: {lifetime}
 token_sign_in: {"true" if token_sign_in else "false"}
 button: Sign in with Trust ID
@@ -128,7 +150,7 @@ button: Sign in with Trust ID
 def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trust]:
     node = node_for_provider()
     folder = tmp_path_factory.mktemp("oidc")
-    env = {SECRET_ENV: CLIENT_SECRET}
+    env = {SECRET_ENV: CLIENT_SECRET, SIGN_IN_KEY_ENV: SIGN_IN_KEY}
     main = ServerProcess(f"sqlite:///{folder / 'main.db'}", folder / "main.log", env=dict(env))
     brief = ServerProcess(f"sqlite:///{folder / 'brief.db'}", folder / "brief.log", env=dict(env))
     port_holder = reserve_port()
@@ -163,7 +185,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trust]:
             _config(folder / "oidc.yaml", issuer, main.url, lifetime="8h", token_sign_in=True)
         )
         brief.env["RINGFENCE_OIDC_CONFIG"] = str(
-            _config(folder / "brief.yaml", issuer, brief.url, lifetime="1s", token_sign_in=False)
+            _config(folder / "brief.yaml", issuer, brief.url, lifetime="1s", token_sign_in=False, roles=APP_ROLES)
         )
         main.start()
         brief.start()
@@ -339,13 +361,13 @@ def test_a_tampered_state_a_missing_verifier_and_a_wrong_verifier_are_refused(tr
         assert browser.cookies.get("ringfence_token") is None
 
     with httpx.Client() as browser:
-        # The right state but another verifier (a code stolen and replayed): the provider refuses the code.
+        # The right state but another verifier (a code stolen and replayed), in a cookie sealed with the server's
+        # own key (as if its key were known): the provider itself refuses the code.
         answer = submit_login(browser, at_provider_login(browser, start), "ann.approver", callback)
-        pending = PendingSignIn.decode(browser.cookies["ringfence_sign_in"])
+        pending = PendingSignIn.unseal(browser.cookies["ringfence_sign_in"], KEY, now=time.time())
         assert pending is not None
-        swapped = PendingSignIn(pending.state, pending.nonce, "x" * 64, pending.next_path).encode()
-        browser.cookies.delete("ringfence_sign_in")
-        browser.cookies.set("ringfence_sign_in", swapped, domain="127.0.0.1", path="/auth/callback")
+        swapped = PendingSignIn(pending.state, pending.nonce, "x" * 64, pending.next_path, pending.begun_at)
+        plant_pending(browser, swapped.seal(KEY))
         refused = browser.get(answer)
         assert refused.status_code == 403
         assert "would not redeem the sign-in" in refused.text
@@ -356,6 +378,89 @@ def test_a_tampered_state_a_missing_verifier_and_a_wrong_verifier_are_refused(tr
         answer = submit_login(browser, at_provider_login(browser, start), "ann.approver", callback)
         assert browser.get(answer).status_code == 200
         assert browser.cookies.get("ringfence_token") is not None
+
+
+def plant_pending(browser: httpx.Client, value: str) -> None:
+    """Replace the browser's pending sign-in cookie with ``value`` (as whoever can write its cookies would)."""
+    browser.cookies.delete("ringfence_sign_in")
+    browser.cookies.set("ringfence_sign_in", value, domain="127.0.0.1", path="/auth/callback")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def test_a_pending_sign_in_cookie_changed_forged_or_too_old_is_refused_with_a_page_saying_so(trust: Trust) -> None:
+    """The pending sign-in cookie is sealed by the server (HMAC under its sign-in key): only what it issued, and
+    only for ten minutes by the sealed time, is taken; each refusal is a page saying why, and no session."""
+    start, callback = f"{trust.main.url}/login/oidc?next=/rollouts", f"{trust.main.url}/auth/callback"
+
+    def attempt(tamper: str) -> httpx.Response:
+        with httpx.Client() as browser:
+            answer = submit_login(browser, at_provider_login(browser, start), "ann.approver", callback)
+            cookie = browser.cookies["ringfence_sign_in"]
+            payload, _, mac = cookie.partition(".")
+            real = PendingSignIn.unseal(cookie, KEY, now=time.time())
+            assert real is not None
+            assert real.next_path == "/rollouts"
+            state = parse_qs(urlsplit(answer).query)["state"][0]
+            if tamper == "next changed":
+                # Where to go after, changed in place (the seal kept): an open redirect, were it taken.
+                document = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+                document["next"] = "/tokens"
+                plant_pending(browser, f"{_b64(json.dumps(document).encode())}.{mac}")
+            elif tamper == "made up":
+                # A state (the one sent back) and a verifier of the attacker's own, as the cookie was before it
+                # was sealed: plain base64 JSON.
+                made_up = {"state": state, "nonce": "mine", "verifier": "m" * 64, "next": "/", "at": int(time.time())}
+                plant_pending(browser, _b64(json.dumps(made_up).encode()))
+            elif tamper == "another key":
+                forged = PendingSignIn(state, "mine", "m" * 64, "/", int(time.time()))
+                plant_pending(browser, forged.seal(sign_in_key({SIGN_IN_KEY_ENV: "another server's key"})))
+            elif tamper == "too old":
+                # Sealed by the server's own key, but begun eleven minutes ago (a cookie kept past its Max-Age).
+                old = PendingSignIn(real.state, real.nonce, real.verifier, real.next_path, int(time.time()) - 660)
+                plant_pending(browser, old.seal(KEY))
+            refused = browser.get(answer)
+            assert browser.cookies.get("ringfence_token") is None
+            return refused
+
+    for tamper in ("next changed", "made up", "another key"):
+        refused = attempt(tamper)
+        assert refused.status_code == 403, tamper
+        assert "Not signed in" in refused.text
+        assert "cookie was changed after ringfence set it, or was set by another server" in refused.text, tamper
+    too_old = attempt("too old")
+    assert too_old.status_code == 403
+    assert "this sign-in took longer than 10 minutes at the identity provider; start again" in too_old.text
+
+
+def test_entra_groups_overage_is_refused_with_the_fix_named_and_app_roles_sign_the_person_in(trust: Trust) -> None:
+    """Olga is in too many groups: her ID token names Microsoft Graph instead of listing them (``_claim_names``,
+    as Entra ID does past 200). Where roles come from groups she is refused with a page naming both fixes;
+    where they come from app roles (``roles_from: app_roles``, which have no such limit) she signs in."""
+    with httpx.Client() as browser:
+        refused = sign_in(browser, trust.main, "olga.overage")
+        assert refused.status_code == 403
+        said = html.unescape(" ".join(refused.text.split()))
+        assert f"you signed in as {OLGA}, but you are in more groups than the identity provider puts in" in said
+        assert "set roles_from: app_roles in the sign-in configuration" in said
+        assert "'Groups assigned to the application'" in said
+        assert browser.cookies.get("ringfence_token") is None
+    [entry] = [e for e in audit_of(trust.main.engine, "auth.sign_in_refused") if e.actor == OLGA][-1:]
+    assert entry.detail["groups_overage"] is True
+
+    with httpx.Client() as browser:
+        answer = sign_in(browser, trust.brief, "olga.overage")
+        assert answer.status_code == 200, answer.text
+        assert f"Signed in as {OLGA} (approver)" in answer.text
+    [signed_in] = [e for e in audit_of(trust.brief.engine, "auth.sign_in") if e.actor == OLGA][-1:]
+    assert signed_in.detail["groups"] == "Ringfence.Approver"
+    with httpx.Client() as browser:
+        # Nina has no app role: refused, with the app-role wording.
+        nina = sign_in(browser, trust.brief, "nina.nogroup")
+        assert nina.status_code == 403
+        assert "you have no app role for ringfence" in html.unescape(nina.text)
 
 
 @pytest.fixture(scope="module")
@@ -407,6 +512,18 @@ def test_the_id_token_is_verified_signature_audience_and_nonce(trust: Trust, rel
         other_client.verify_id_token(id_token, pending.nonce)
 
 
+def test_the_overage_is_what_the_real_id_token_carries(trust: Trust, relying_party: RelyingParty) -> None:
+    code, pending = a_code(trust, relying_party, "olga.overage")
+    id_token = relying_party.redeem(code, pending.verifier)
+    payload = id_token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert "groups" not in claims
+    assert claims["_claim_names"] == {"groups": "src1"}
+    assert claims["_claim_sources"]["src1"]["endpoint"].startswith("https://graph.microsoft.com/")
+    identity = relying_party.verify_id_token(id_token, pending.nonce)
+    assert (identity.groups, identity.groups_sent, identity.overage) == ((), False, True)
+
+
 def test_the_token_form_is_hidden_and_refused_when_switched_off(trust: Trust) -> None:
     shown = httpx.get(f"{trust.main.url}/login")
     assert "Sign in with Trust ID" in shown.text
@@ -444,6 +561,59 @@ def test_chromium_signs_in_through_the_provider_and_out(trust: Trust, browser: B
 
 
 # ------------------------------------------------------------------------------------------ the service, both databases
+
+
+def test_ended_sessions_are_purged_a_bounded_batch_per_sign_in_on_both_databases(
+    db_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
+    config = load_oidc_config(
+        _config(
+            tmp_path / "oidc.yaml", "https://login.example", "https://rf.example", lifetime="1h", token_sign_in=True
+        )
+    )
+    otto = Identity("https://login.example", "otto", "otto@trust.example", "Otto", ("rf-operators",), True)
+    now = utc_now()
+    long_ago = now - ENDED_SESSIONS_KEPT - timedelta(hours=2)
+    expired = [begin_session(db_engine, otto, config, at=long_ago) for _ in range(3)]
+    signed_out = begin_session(db_engine, otto, config, at=long_ago)
+    revoke_token(db_engine, signed_out.token_id, at=long_ago + timedelta(minutes=5))
+    recently_ended = begin_session(db_engine, otto, config, at=now - timedelta(hours=2))  # ended an hour ago: kept
+    issuer = begin_session(db_engine, otto, config, at=long_ago)  # ended long ago, but issued a token: kept
+    with session_scope(db_engine) as session:
+        issued = stored.add_token(
+            session,
+            name="script",
+            role="viewer",
+            token_hash="0" * 64,
+            asset_id=None,
+            created_at=long_ago,
+            issued_by=issuer.token_id,
+        )
+        stored.revoke_token(session, issued, at=long_ago)  # an API token revoked long ago: never purged
+    purgeable = {s.token_id for s in [*expired, signed_out]}
+
+    def remaining() -> set[int]:
+        with session_scope(db_engine, readonly=True) as session:
+            return {
+                t
+                for t in [*purgeable, recently_ended.token_id, issuer.token_id, issued]
+                if stored.get_token(session, t)
+            }
+
+    # Bounded: a batch of two, then the rest.
+    assert purge_ended_sessions(db_engine, at=now, limit=2) == 2
+    assert len(remaining() & purgeable) == 2
+    # A sign-in purges what is left of them (up to its batch), and the log says so.
+    current = begin_session(db_engine, otto, config, at=now)
+    assert remaining() == {recently_ended.token_id, issuer.token_id, issued}
+    assert purge_ended_sessions(db_engine, at=now) == 0  # nothing more: the kept ones stay
+    purged = audit_of(db_engine, "auth.sessions_purged")
+    assert [e.detail["sessions"] for e in purged] == [2, 2]
+    assert authenticate(db_engine, current.secret).name == "otto@trust.example"
+    # A purged session's secret is simply unknown now, as a revoked one is.
+    with pytest.raises(PermissionDeniedError, match="unknown or revoked"):
+        authenticate(db_engine, expired[0].secret)
 
 
 def test_sessions_end_and_are_revoked_on_both_databases(
@@ -519,6 +689,21 @@ def test_serve_refuses_a_configuration_that_does_not_hold(tmp_path: Path) -> Non
     )
     assert missing.returncode == 2
     assert "absent.yaml: no such file" in " ".join(missing.stderr.split())
+    good = _config(
+        tmp_path / "good.yaml", "https://login.example", "https://rf.example", lifetime="8h", token_sign_in=True
+    )
+    short_key = subprocess.run(
+        [RINGFENCE, "serve", "--oidc-config", str(good), "--database", f"sqlite:///{tmp_path / 'x.db'}"],
+        env=dict(os.environ, **{SECRET_ENV: CLIENT_SECRET, SIGN_IN_KEY_ENV: "short"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert short_key.returncode == 2, short_key.stderr
+    said = " ".join(short_key.stderr.split())
+    assert f"{SIGN_IN_KEY_ENV}: the sign-in key is 5 characters; give at least 16" in said
+    assert "Traceback" not in short_key.stderr
 
 
 def test_without_the_oidc_extra_the_server_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

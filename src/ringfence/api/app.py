@@ -37,6 +37,7 @@ ROUTERS = (
     "ringfence.api.routes.estates",
     "ringfence.api.routes.analysis",
     "ringfence.api.routes.estate_diff",
+    "ringfence.api.routes.assurance",
     "ringfence.api.routes.rollouts",
     "ringfence.api.routes.drills",
     "ringfence.api.routes.audit",

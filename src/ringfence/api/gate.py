@@ -14,7 +14,8 @@ What may be sent (:class:`BodyLimits`)
     Every request's body is capped by its route: 64 KiB by default, more for the few routes whose
     documents are bigger (heartbeat batches, incidents' lists of failures, plans and drills), and the
     estate routes' large cap (256 MiB; ``RINGFENCE_MAX_ESTATE_BYTES``) only for writers (operator and up):
-    other signed-in people may check an estate of up to 4 MiB. A declared ``Content-Length`` over the cap
+    other signed-in people may check an estate of up to 4 MiB; an estate's assurance or policy file 32 MiB, for
+    writers only. A declared ``Content-Length`` over the cap
     is answered 413 before anything is read; a body sent without one is counted as it streams and
     answered 413 the moment it passes the cap.
 
@@ -54,6 +55,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ringfence.api.deps import CALLER_KEY, COOKIE, cross_site_reason
+from ringfence.api.headers import ALWAYS, RESOURCE_POLICY
 from ringfence.api.problems import PROBLEM_JSON
 from ringfence.core.errors import InputError, PermissionDeniedError, Problem
 from ringfence.service.tokens import NOT_OURS, Caller, Role, TokenCache, could_be_ours, hash_token
@@ -66,6 +68,10 @@ PUBLIC_PATHS = frozenset({"/v1/health"})
 /static — is not gated here: the dashboard's pages send a stranger to /login themselves)."""
 
 _COOKIE = COOKIE.encode()
+
+REFUSALS_KEY = "ringfence.refusals"
+"""Where the gate leaves its :class:`RefusalLimiter` in every request's scope, for a route that refuses secrets
+itself (the dashboard's token sign-in form): one count per address, whichever door the guesses come by."""
 
 LOOKUPS_AT_ONCE = 2
 """Unknown tokens looked up in the database at the same time, per worker."""
@@ -83,6 +89,7 @@ _ESTATE_ROUTES = frozenset({("POST", "/v1/estates"), ("POST", "/v1/estates/valid
 _BATCH_ROUTES = frozenset({("POST", "/v1/heartbeats")})
 _DOCUMENT_ROUTES = frozenset({("POST", "/v1/plans"), ("POST", "/v1/rollouts"), ("POST", "/v1/drills")})
 _DOCUMENT_PATTERN = re.compile(r"^/v1/incidents(/[^/]+/(restore|notes|close))?$")
+_ASSURANCE_PATTERN = re.compile(r"^/v1/estates/[^/]+/(assurance|policy)$")
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class BodyLimits:
     """An estate checked (not stored) by someone who may not store one: about 18,000 assets."""
     estate: int = 256 * MiB
     """An estate uploaded by a writer (operator and up): about a million assets, as the dashboard's."""
+    assurance: int = 32 * MiB
+    """An assurance or policy file stored by a writer: restore tests for some 100,000 assets."""
 
     @classmethod
     def from_environment(cls) -> BodyLimits:
@@ -120,6 +129,9 @@ class BodyLimits:
             return self.estate if writer else self.estate_check
         if route in _BATCH_ROUTES:
             return self.batch
+        if method == "PUT" and _ASSURANCE_PATTERN.match(route[1]):
+            writer = caller is not None and caller.role is not Role.AGENT and caller.role.rank >= Role.OPERATOR.rank
+            return self.assurance if writer else self.default
         if route in _DOCUMENT_ROUTES or (method == "POST" and _DOCUMENT_PATTERN.match(route[1])):
             return self.documents
         return self.default
@@ -173,6 +185,12 @@ class RefusalLimiter:
     def _left(self, found: tuple[float, float]) -> float:
         left, at = found
         return min(self.burst, left + (self.monotonic() - at) * self.per_second)
+
+
+def refusals_of(scope: Scope) -> RefusalLimiter:
+    """The gate's :class:`RefusalLimiter` (see :data:`REFUSALS_KEY`); the gate is in front of every route."""
+    limiter: RefusalLimiter = scope[REFUSALS_KEY]
+    return limiter
 
 
 def client_address(scope: Scope) -> str:
@@ -242,6 +260,7 @@ class AuthGate:
         path: str = scope["path"]
         method: str = scope["method"]
         caller: Caller | None = None
+        scope[REFUSALS_KEY] = self.refusals
         if path.startswith("/v1/") and path not in PUBLIC_PATHS:
             found = await self._identify(scope)
             if isinstance(found, Refusal):
@@ -407,6 +426,10 @@ def _encoded(refusal: Refusal) -> tuple[list[tuple[bytes, bytes]], bytes]:
         {"type": "about:blank", "title": refusal.title, "status": refusal.status, "detail": refusal.detail}
     ).encode()
     headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
+    # The browser's protections, as SecurityHeaders would add them: a refusal (the answer a flood gets) then
+    # passes through it with nothing to add.
+    headers += [(name.encode(), value.encode()) for name, value in ALWAYS.items()]
+    headers.append((b"content-security-policy", RESOURCE_POLICY.encode()))
     if refusal.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
     if refusal.retry_after:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -16,9 +16,41 @@ from ringfence.cli.output import JsonOpt, emit_json, err, out, tier_chip, warn
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.words import count
 
+if TYPE_CHECKING:
+    from ringfence.core.assurance import AssessmentReport, Assurance
+    from ringfence.core.estate import Estate
+    from ringfence.core.graph import EstateGraph
+    from ringfence.core.recovery import MeasuredRestore
+
 ASSURANCE_FILE = "assurance.yaml"
 """The assurance file ``assess`` looks for beside the estate when ``--assurance`` is not given."""
 DEFAULT_POLICY = "policy-acute.yaml"
+
+
+MeasuredOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--assurance",
+        help="Assurance file: restore times measured in its restore tests replace the estimate where there is one.",
+        show_default=False,
+    ),
+]
+
+
+def read_assurance(path: Path, estate: Estate) -> Assurance:
+    """The assurance file at ``path``, validated against ``estate`` (errors name file, line and field)."""
+    from ringfence.core.assurance import parse_assurance_text
+    from ringfence.files.disk import read_text
+
+    return parse_assurance_text(read_text(path), estate, str(path))
+
+
+def measured_times(path: Path | None, estate: Estate) -> dict[str, MeasuredRestore]:
+    """``--assurance`` as the recovery planner takes it: each subject's latest restore test as of today."""
+    from ringfence.core.assurance import measured_restores
+    from ringfence.core.clock import utc_now
+
+    return {} if path is None else measured_restores(read_assurance(path, estate), utc_now().date())
 
 
 def _as_of(text: str | None) -> date:
@@ -55,14 +87,32 @@ def assess(
         str | None,
         typer.Option("--as-of", help="Assess as of this day (YYYY-MM-DD); default: today.", show_default=False),
     ] = None,
+    evidence_pack: Annotated[
+        Path | None,
+        typer.Option(
+            "--evidence-pack",
+            help="Also write the DSPT evidence pack, by CAF objective: OUT.html or OUT.pdf.",
+            show_default=False,
+        ),
+    ] = None,
+    register: Annotated[
+        Path | None,
+        typer.Option(
+            "--register", help="Also write the register of ICT third-party arrangements: OUT.csv.", show_default=False
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check the estate and its evidence against a resilience policy; exit 1 when a policy is breached."""
+    from ringfence.cli.paths import check_output_file
     from ringfence.core.assurance import assess as assess_estate
-    from ringfence.core.assurance import assessment_document, empty_assurance, parse_assurance_text, parse_policy_text
+    from ringfence.core.assurance import assessment_document, empty_assurance, parse_policy_text
     from ringfence.files.disk import examples_dir, read_text
 
     day = _as_of(as_of)
+    pack_format = _pack_format(evidence_pack)
+    check_output_file(evidence_pack, "--evidence-pack", example=f"evidence-pack.{pack_format}")
+    check_output_file(register, "--register", example="register.csv")
     policy_path = policy_file or examples_dir() / DEFAULT_POLICY
     policy = parse_policy_text(read_text(policy_path), str(policy_path))
     estate, graph = load(estate_file, as_json)
@@ -72,15 +122,64 @@ def assess(
         warn(f"no {ASSURANCE_FILE} beside {estate_file} and no --assurance: assessing with no evidence at all")
         assurance = empty_assurance()
     else:
-        assurance = parse_assurance_text(read_text(assurance_file), estate, str(assurance_file))
+        assurance = read_assurance(assurance_file, estate)
     with working("Assessing…", as_json):
         report = assess_estate(estate, graph, assurance, policy, day)
+    written = _write_exports(graph, assurance, report, evidence_pack, pack_format, register)
     if as_json:
         emit_json(assessment_document(report).model_dump(mode="json"))
     else:
         _print_report(report)
+        for path in written:
+            out.print(f"Written: {path}", soft_wrap=True, highlight=False)  # a path is copied whole, never wrapped
     if report.is_breached:
         raise typer.Exit(1)
+
+
+def _pack_format(path: Path | None) -> str:
+    """``html`` or ``pdf``, from the name of ``--evidence-pack``; any other name is refused before any work."""
+    if path is None or path.suffix.lower() in (".html", ".htm"):
+        return "html"
+    if path.suffix.lower() == ".pdf":
+        return "pdf"
+    raise InputError(
+        [Problem(f"cannot tell what to write to {path}: name an .html or a .pdf file", path=("--evidence-pack",))]
+    )
+
+
+def _write_exports(
+    graph: EstateGraph,
+    assurance: Assurance,
+    report: AssessmentReport,
+    evidence_pack: Path | None,
+    pack_format: str,
+    register: Path | None,
+) -> list[Path]:
+    """Render the evidence pack and the register, then write them (each whole or not at all)."""
+    from ringfence.cli.paths import writing
+    from ringfence.core.clock import utc_now
+    from ringfence.files.disk import write_bytes_atomic, write_text_atomic
+
+    written = []
+    if evidence_pack is not None:
+        from ringfence.files.evidence_pack import evidence_pack as build_pack
+        from ringfence.files.evidence_pack import render_evidence_html, render_evidence_pdf
+
+        pack = build_pack(graph, assurance, report)
+        with writing(evidence_pack, "--evidence-pack"):
+            if pack_format == "pdf":
+                write_bytes_atomic(evidence_pack, render_evidence_pdf(pack, generated_at=utc_now()))
+            else:
+                write_text_atomic(evidence_pack, render_evidence_html(pack, generated_at=utc_now()))
+        written.append(evidence_pack)
+    if register is not None:
+        from ringfence.files.register import arrangements, render_register_csv
+
+        text = render_register_csv(arrangements(graph, assurance, report.as_of))
+        with writing(register, "--register"):
+            write_text_atomic(register, text)
+        written.append(register)
+    return written
 
 
 def _print_report(report: object) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ringfence.cli.analysis import EstateArg, load
+from ringfence.cli.assurance import MeasuredOpt, measured_times
 from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, out
 from ringfence.core.clock import utc_now
@@ -29,6 +30,7 @@ def pack(
         list[str] | None,
         typer.Option("--service", help="Only this service (repeatable); default: every service.", show_default=False),
     ] = None,
+    assurance_file: MeasuredOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write downtime sheets: the plan, contacts, RTO/RPO, dependencies, suppliers and restore order per service."""
@@ -37,7 +39,7 @@ def pack(
 
     check_output_folder(output, "--out")
     estate, graph = load(estate_file, as_json)
-    sheets = continuity_sheets(graph, service)
+    sheets = continuity_sheets(graph, service, measured_times(assurance_file, estate))
     with writing(output, "--out"):
         files = write_pack(sheets, output, estate_name=estate.name, generated_at=utc_now())
     if as_json:
@@ -49,6 +51,10 @@ def pack(
                 "pdf": str(files.pdf),
                 "sheets": sorted(str(p) for p in files.sheets),
                 "gaps": {s.service: list(s.gaps) for s in sorted(sheets, key=lambda s: s.service) if s.gaps},
+                "restored_after": {
+                    s.service: {"seconds": s.restored_after, "basis": s.restored_basis}
+                    for s in sorted(sheets, key=lambda s: s.service)
+                },
             }
         )
         return

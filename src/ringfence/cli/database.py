@@ -11,10 +11,32 @@ import getpass
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+import typer
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        envvar="RINGFENCE_DATABASE_URL",
+        help="Database URL; default: SQLite in the per-user home ($RINGFENCE_HOME, else ~/.local/share/ringfence).",
+        show_default=False,
+    ),
+]
+"""The database a command works on (the same option on every command that opens one)."""
+ActorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who is acting, recorded in the audit log as cli:NAME; default: $RINGFENCE_ACTOR, else your login name.",
+        show_default=False,
+    ),
+]
+"""Who a service command acts as, for the audit log (read by :func:`cli_actor`)."""
 
 
 @contextmanager

@@ -139,6 +139,7 @@ class Watch:
         self._live: Live | None = None
         self._printed = ""
         self._printed_at = -math.inf
+        self._waiting = ""
 
     # ------------------------------------------------------------------------------------------- names
 
@@ -196,6 +197,11 @@ class Watch:
             for stratum in report.verdict.strata:
                 style = _VERDICT_STYLE.get(stratum.outcome, "yellow")
                 self.console.print(Text(f"  {stratum.sentence}", style=style), soft_wrap=True)
+        # A ring waiting for its change window says until when, once (the countdown in it is not news).
+        waiting = (report.waiting or "").split(" (in ")[0]
+        if waiting and waiting != self._waiting and not self.quiet:
+            self.console.print(Text(report.waiting or "", style="yellow"), soft_wrap=True)
+        self._waiting = waiting
         entered = report.transitions[-1].at if report.transitions else self.where.phase_entered_at
         self.where = _Where(report.phase, report.ring, report.in_flight, entered)
         self._plain_line()

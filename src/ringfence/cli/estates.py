@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ringfence.cli.main import app
-from ringfence.cli.output import err, out
+from ringfence.cli.output import err, out, warn
 from ringfence.cli.paths import check_output_file, writing
 from ringfence.core.words import count
 
@@ -136,7 +136,8 @@ def import_vsphere(
     if existing is not None and not isinstance(existing, dict):
         raise InputError(f"{merge}: is not an estate file (a mapping with apiVersion, estate, assets)")
     login = VCenterLogin(server=server, user=user, password=password, insecure=insecure)
-    document = read_vsphere(login, estate_name=name or (str(existing["estate"]) if existing else None), sites=sites)
+    estate_name = name or (str(existing["estate"]) if existing else None)
+    document = read_vsphere(login, estate_name=estate_name, sites=sites, warn=warn)
     if existing is None:
         _write(document, out_path)
         return

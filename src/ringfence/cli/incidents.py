@@ -200,6 +200,20 @@ def close(
     out.print(f"Write its review with: ringfence incident review {incident.id} --out review.html")
 
 
+@incident_app.command("freeze")
+def freeze(
+    incident_id: IdArg,
+    lift: Annotated[bool, typer.Option("--lift", help="Lift the freeze (closing the incident lifts it too).")] = False,
+    actor: ActorOpt = None,
+) -> None:
+    """Declare an organisation-wide change freeze while the incident is open: no rollout opens a ring."""
+    from ringfence.service import incidents
+
+    with database(writes=True) as engine:
+        incident = incidents.freeze_changes(engine, incident_id, actor=resolve_actor(actor), at=utc_now(), on=not lift)
+    out.print(f"Incident {incident.id} {incident.events[-1].text}.")
+
+
 @incident_app.command("review")
 def review(
     incident_id: IdArg,
@@ -302,6 +316,7 @@ def print_incident(incident: Incident, now: datetime, *, timeline: int = 10) -> 
         steps.add_row(str(step), line)
     out.print(steps)
 
+    out.print(Text(incident.restore_times, style="dim"))
     for clock in clocks.values():
         if clock.warning is not None:
             out.print(Text("⚠ " + clock.warning, style=_STATUS_STYLE[clock.status.value]))
@@ -333,6 +348,7 @@ def _clock_text(clock: object) -> Text:
         text.append(f"BREACHED {humanize_duration(-(clock.remaining or 0))} ago", style=_STATUS_STYLE["breached"])
     elif clock.status is ClockStatus.NO_RTO:
         text.append(f"~{humanize_duration(clock.estimated or 0)} to restore", style="dim")
+        text.append(f"\n{clock.basis}", style="dim")
     elif clock.status is ClockStatus.NOT_RESTORED_AT_CLOSE:
         # Frozen at the close: where it stood then, not a countdown.
         text.append("not restored at close", style=_STATUS_STYLE[clock.status.value])
@@ -344,6 +360,8 @@ def _clock_text(clock: object) -> Text:
         text.append(f"\n~{humanize_duration(clock.estimated or 0)} to restore")
         if clock.status is ClockStatus.AT_RISK:
             text.append(" AT RISK", style=_STATUS_STYLE["at_risk"])
+        # Measured (a restore test of every step up to it) or a guess of a step's length: said on every clock.
+        text.append(f"\n{clock.basis}", style="dim" if clock.measured_on is None else "green")
     return text
 
 

@@ -47,6 +47,7 @@ COMMAND_MODULES: Mapping[str, str] = MappingProxyType(
         "recover": "recover",
         "rollout": "rollouts",
         "serve": "service",
+        "worker": "worker",
         "db": "service",
         "token": "service",
         "audit": "service",
@@ -71,6 +72,7 @@ _MODULES = (
     "recover",
     "rollouts",
     "service",
+    "worker",
     "notifications",
 )
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.padding import Padding
@@ -16,9 +18,13 @@ from rich.text import Text
 from ringfence.cli.analysis import EstateArg, load, working
 from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, err, out, tier_chip, warn
-from ringfence.core.documents import plan_document
+from ringfence.core.documents import calendar_document, plan_document
 from ringfence.core.durations import humanize_duration
 from ringfence.core.words import count
+
+if TYPE_CHECKING:
+    from ringfence.core.plan import Plan
+    from ringfence.core.windows import RingSlot
 
 HoldsOpt = Annotated[
     Path | None,
@@ -33,6 +39,16 @@ OverrideOpt = Annotated[
     typer.Option(
         "--override-hold",
         help="Plan a held release anyway; this justification is recorded.",
+        show_default=False,
+    ),
+]
+
+
+StartOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        help="When the calendar starts (ISO 8601, e.g. 2026-12-07T09:00; London time without an offset); default: now.",
         show_default=False,
     ),
 ]
@@ -68,10 +84,13 @@ def plan(
     as_json: JsonOpt = False,
     holds: HoldsOpt = None,
     override_hold: OverrideOpt = None,
+    start: StartOpt = None,
 ) -> None:
-    """Plan the rings of an update: canaries first, redundancy kept, criticality last."""
+    """Plan the rings of an update: canaries first, redundancy kept, criticality last; with change windows, when
+    each ring can start and the earliest completion."""
     from ringfence.core.planner import format_stratum, plan_rings
     from ringfence.core.update import Hold, check_holds, parse_update_text
+    from ringfence.core.windows import plan_calendar
     from ringfence.files.disk import read_text
 
     update_text = read_text(update_file)
@@ -79,10 +98,15 @@ def plan(
     held = tuple(h for h in load_holds(holds) if isinstance(h, Hold))
     override = check_holds(update, held, override_hold)
     _, graph = load(estate_file, as_json)
+    starts_at = _start_time(start)
     with working("Planning rings…", as_json), located_in(update_file, update_text):
         result = plan_rings(graph, update, hold_override=override)
+        slots = plan_calendar(graph, result, starts_at)
     if as_json:
-        emit_json(plan_document(result).model_dump(mode="json"))
+        names = [ring.name for ring in result.rings]
+        calendar = calendar_document(names, slots, starts_at) if slots is not None else None
+        # One document with the API's POST /v1/plans: ``calendar`` is null without windows or freezes.
+        emit_json(plan_document(result, calendar).model_dump(mode="json"))
         return
     if override:
         warn(f"{override.release} is on hold ({override.reason}); planned anyway because: {override.justification}")
@@ -134,5 +158,52 @@ def plan(
         else f"worst-case rollback {humanize_duration(result.worst_case_rollback)}"
     )
     out.print(f"Minimum duration {humanize_duration(result.minimum_duration)}; {rollback}.")
+    if slots is not None:
+        _print_calendar(result, slots, starts_at)
     for w in result.warnings:
         err.print(Text("warning: ", style="yellow") + Text(w.message))
+
+
+# ------------------------------------------------------------------------------------------ the calendar
+
+
+def _start_time(text: str | None) -> datetime:
+    from ringfence.core.clock import utc_now
+    from ringfence.core.errors import InputError, Problem
+    from ringfence.core.windows import ZONE
+
+    if text is None:
+        return utc_now()
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(
+            [Problem(f"'{text}' is not a time; write ISO 8601, e.g. 2026-12-07T09:00", path=("--start",))]
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo(ZONE))
+
+
+def _print_calendar(result: Plan, slots: tuple[RingSlot, ...], start: datetime) -> None:
+    from ringfence.core.windows import ZONE, format_local
+
+    table = Table(title=f"Calendar from {format_local(start)} ({ZONE})", title_justify="left")
+    table.add_column("ring", no_wrap=True)
+    table.add_column("can start", no_wrap=True)
+    table.add_column("waits", justify="right")
+    table.add_column("done at the earliest", no_wrap=True)
+    for ring, slot in zip(result.rings, slots, strict=True):
+        table.add_row(
+            ring.name,
+            format_local(slot.starts_at) if slot.starts_at else "no opening within a year",
+            humanize_duration(slot.waits.total_seconds()) if slot.waits else "-",
+            format_local(slot.done_at) if slot.done_at else "-",
+        )
+    out.print(table)
+    last = slots[-1].done_at if slots else start
+    if last is None:
+        err.print(
+            Text("warning: ", style="yellow")
+            + Text("a ring's change windows never all coincide within a year: the rollout would pause there")
+        )
+    else:
+        out.print(f"Earliest completion {format_local(last)}, if every gate passes at once.")

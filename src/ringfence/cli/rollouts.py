@@ -7,7 +7,7 @@ until the rollout waits for a person or is over; kill it at any moment and run i
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -73,6 +73,25 @@ def create(
     require_approval: Annotated[
         bool, typer.Option("--require-approval", help="Someone else must approve before it can start.")
     ] = False,
+    driver_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--driver-option",
+            "-o",
+            help="Driver option key=value (repeatable), kept with the rollout so that the server or any "
+            "`ringfence worker` can drive it (the ansible driver's inventory and playbooks).",
+            show_default=False,
+        ),
+    ] = None,
+    health_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--health-option",
+            help="Option key=value of the --health-source (repeatable), kept with the rollout: prometheus's url, "
+            "checks (a checks file, read and checked now), timeout, batch. Not given: the server's environment.",
+            show_default=False,
+        ),
+    ] = None,
     actor: ActorOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the rollout without storing it.")] = False,
     as_json: JsonOpt = False,
@@ -89,6 +108,22 @@ def create(
 
         load_driver(driver)  # raises the sentence listing the installed drivers
     rollouts.check_health_source(health_source, path=("--health-source",))  # exit 2 naming the known sources
+    from ringfence.service.workers import (
+        checked_health_options,
+        checked_options,
+        keep_driver_options,
+        keep_health_options,
+    )
+
+    # Checked before anything is stored: a bad option is exit 2 with nothing changed. None given is fine: they
+    # can still come with `rollout start -o …` (a worker cannot drive the rollout until they do, and says so).
+    options = checked_options(driver, rollouts.parse_driver_options(driver_option)) if driver_option else {}
+    health_options: dict[str, str] = {}
+    if health_option:
+        health_options = checked_health_options(
+            rollouts.check_health_source(health_source, path=("--health-source",)),
+            rollouts.parse_driver_options(health_option, path=("--health-option",)),
+        )
     held = tuple(h for h in load_holds(holds) if isinstance(h, Hold))
     with nullcontext(None) if dry_run else database(writes=True) as engine:
         created = rollouts.create_rollout(
@@ -107,6 +142,10 @@ def create(
             dry_run=dry_run,
             health_source=health_source,
         )
+        if options and created.rollout is not None and engine is not None:
+            keep_driver_options(engine, created.rollout.id, driver, options, utc_now())
+        if health_options and created.rollout is not None and engine is not None:
+            keep_health_options(engine, created.rollout.id, driver, health_options, utc_now())
     rings = created.strategy.rings
     if as_json:
         rollout = created.rollout
@@ -179,16 +218,22 @@ def start(
     from ringfence.core.rollout.state import RolloutPhase
     from ringfence.service import rollouts
     from ringfence.service.driver_state import rollout_driver, rollout_health_source
-    from ringfence.service.runner import check_driver
+    from ringfence.service.runner import check_driver, claim_for_cli
+    from ringfence.service.workers import keep_driver_options, kept_driver_options
 
     # Written so that NaN is refused too; a poll interval of hours would only hide progress.
     if not 0 <= poll_interval <= 3600:
         raise InputError(
             [Problem(f"{poll_interval} is not a number of seconds from 0 to 3600", path=("--poll-interval",))]
         )
-    with database(writes=True) as engine:
+    # The claim first: no worker drives the rollout while this command does (a ConflictError naming the worker
+    # that drives it), and it goes with the command however it ends.
+    with database(writes=True) as engine, closing(claim_for_cli(engine, rollout_id)):
         who = resolve_actor(actor)
-        options = rollouts.parse_driver_options(driver_option or [])
+        given = rollouts.parse_driver_options(driver_option or [])
+        # Options given now are kept with the rollout (a worker taking it over builds the same driver); none
+        # given: those kept with it, if any.
+        options = given or kept_driver_options(engine, rollout_id)
         # The simulated driver: the update's own timing unless an option says otherwise, its world kept in the
         # database, so that a start after a kill finds the installs the killed process had begun.
         driver = rollout_driver(engine, rollout_id, options)
@@ -196,6 +241,9 @@ def start(
         # What judges it: the health source its plan names (the driver's own unless it names another), built
         # before the rollout moves, so a source that cannot be built is exit 2 with nothing changed.
         health = rollout_health_source(engine, rollout_id, driver)
+        if given:
+            name = rollouts.stored_plan(rollouts.status(engine, rollout_id).rollout).driver
+            keep_driver_options(engine, rollout_id, name, given, utc_now())
         rollouts.start(engine, rollout_id, actor=who, at=utc_now())
         controller = rollouts.controller(engine, driver, utc_now, actor="controller", health=health)
         found = rollouts.status(engine, rollout_id).rollout

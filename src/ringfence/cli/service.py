@@ -8,12 +8,13 @@ with an API token of the same name.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ringfence.cli.database import cli_actor
+from ringfence.cli.database import ActorOpt, DatabaseOpt, cli_actor
 from ringfence.cli.main import app
 from ringfence.cli.output import JsonOpt, emit_json, err, out
 from ringfence.core.words import count
@@ -28,32 +29,12 @@ app.add_typer(db_app, name="db", rich_help_panel="Run the service")
 app.add_typer(token_app, name="token", rich_help_panel="Run the service")
 app.add_typer(audit_app, name="audit", rich_help_panel="Run the service")
 
-ActorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--actor",
-        help="Who is acting, recorded in the audit log as cli:NAME; default: $RINGFENCE_ACTOR, else your login name.",
-        show_default=False,
-    ),
-]
-
 
 def upgrade_audited(engine: Engine, actor: str) -> None:
     """Migrate the database, auditing a migration of one already in use (see :mod:`ringfence.service.schema`)."""
     from ringfence.service.schema import upgrade_audited as upgrade_and_audit
 
     upgrade_and_audit(engine, actor)
-
-
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database",
-        envvar="RINGFENCE_DATABASE_URL",
-        help="Database URL; default: SQLite in the per-user home ($RINGFENCE_HOME, else ~/.local/share/ringfence).",
-        show_default=False,
-    ),
-]
 
 
 @app.command(rich_help_panel="Run the service")
@@ -73,6 +54,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log",
+            envvar="RINGFENCE_ACCESS_LOG",
+            help="Log every request answered to standard output (off by default); refused tokens (401, 429) "
+            "are never logged, so a flood of them costs no log line each.",
+        ),
+    ] = False,
     notifications: Annotated[
         Path | None,
         typer.Option(
@@ -86,8 +76,10 @@ def serve(
 ) -> None:
     """Start the API, agent gate and dashboard (FastAPI on uvicorn); migrations run first."""
     import os
+    import secrets
 
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from ringfence.cli.home import database_label
     from ringfence.service.tokens import Role, list_tokens
@@ -105,6 +97,24 @@ def serve(
         require_extra("oidc", "Sign-in at an OpenID Connect provider (--oidc-config)")
         load_oidc_config(oidc_config)  # a file that does not hold stops here: file, line and field (exit 2)
         os.environ[OIDC_CONFIG_ENV] = str(oidc_config.resolve())  # what each worker reads
+        from ringfence.service.oidc import SIGN_IN_KEY_ENV, SIGN_IN_KEY_SHORTEST
+
+        given = os.environ.get(SIGN_IN_KEY_ENV, "")
+        if given and len(given) < SIGN_IN_KEY_SHORTEST:
+            from ringfence.core.errors import InputError, Problem
+
+            raise InputError(
+                [
+                    Problem(
+                        f"the sign-in key is {len(given)} characters; give at least {SIGN_IN_KEY_SHORTEST} "
+                        "random ones (or unset it: the server then makes one)",
+                        path=(SIGN_IN_KEY_ENV,),
+                    )
+                ]
+            )
+        if not given:
+            # One key for every worker: a sign-in begun in one is finished in whichever the browser comes back to.
+            os.environ[SIGN_IN_KEY_ENV] = secrets.token_urlsafe(32)
     if notifications is not None:
         from ringfence.files.notifications_config import NOTIFICATIONS_ENV, load_notifications_config
 
@@ -129,14 +139,20 @@ def serve(
             f"  ringfence token create YOUR-NAME --role admin{named}",
             markup=False,
         )
+    log_config: dict[str, Any] = LOGGING_CONFIG
+    if access_log:
+        log_config = access_log_config()
     uvicorn.run(
         "ringfence.api.server:app_from_environment",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_level="warning",
-        access_log=False,
+        # Without --access-log: warnings and up only, and no line per request (a flood of refused tokens
+        # would otherwise cost a formatted line each). With it: refusals are still left out (RefusalsNotLogged).
+        log_level=None if access_log else "warning",
+        log_config=log_config,
+        access_log=access_log,
         # Agents ask every 5 to 60 s over a kept-alive connection; uvicorn's 5 s default would close it
         # just before most requests, so each would open a new connection (a TCP handshake and more server
         # CPU per request than the answer itself) and sometimes race the close.
@@ -313,3 +329,29 @@ def audit_anchor(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None
         emit_json({"seq": kept.seq, "hash": kept.hash, "anchor": str(kept)})
         return
     out.print(str(kept), soft_wrap=True)
+
+
+# `db backup` and `db restore` live in a module of their own; registered whenever `db` is.
+def _add_backup_commands() -> None:
+    from ringfence.cli.backup import db_app as backup_app
+
+    for command in backup_app.registered_commands:
+        db_app.registered_commands.append(command)
+
+
+_add_backup_commands()
+
+
+def access_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with its access log on (to standard output) and refusals filtered out
+    (by ``ringfence.api.server.RefusalsNotLogged``, named, not imported: the CLI does not import the API);
+    the server's own messages stay at warnings and up, as without the access log."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"refusals": {"()": "ringfence.api.server.RefusalsNotLogged"}}
+    config["handlers"]["access"]["filters"] = ["refusals"]
+    config["loggers"]["uvicorn"]["level"] = "WARNING"
+    config["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    config["loggers"]["uvicorn.access"]["level"] = "INFO"
+    return config

@@ -203,3 +203,10 @@ def reject(name: EstateNameArg, version: VersionArg, actor: DeciderOpt = None) -
 
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+# The estate's assurance file and policy are `estate` commands too, kept in a module of their own.
+from ringfence.cli.estate_assurance import store_assurance, store_policy  # noqa: E402
+
+estate_app.command("assurance")(store_assurance)
+estate_app.command("policy")(store_policy)

@@ -68,7 +68,7 @@ from ringfence.core.estate import (
 )
 from ringfence.core.graph import EstateGraph, Failure, IntArray, gather
 from ringfence.core.impact import advice_for, find_single_points_of_failure, supplier_concentration
-from ringfence.core.recovery import plan_recovery
+from ringfence.core.recovery import MeasuredRestore, plan_recovery
 from ringfence.core.words import count, names
 
 API_VERSION = "ringfence/v1"
@@ -547,6 +547,28 @@ def assess(estate: Estate, graph: EstateGraph, assurance: Assurance, policy: Pol
     return AssessmentReport(estate.name, assurance.assurance, policy.policy, as_of, tuple(findings), checked)
 
 
+def latest_restore_tests(assurance: Assurance, as_of: date) -> dict[str, RestoreTest]:
+    """The latest restore test of each subject as of ``as_of`` (on a tie of dates, the slowest: the cautious
+    reading); tests dated after ``as_of`` did not exist yet."""
+    restored: dict[str, RestoreTest] = {}
+    for test in assurance.restore_tests:
+        if test.date > as_of:
+            continue
+        known = restored.get(test.subject)
+        if known is None or (test.date, test.time_to_restore) > (known.date, known.time_to_restore):
+            restored[test.subject] = test
+    return restored
+
+
+def measured_restores(assurance: Assurance, as_of: date) -> dict[str, MeasuredRestore]:
+    """What the recovery planner takes as measured (:func:`ringfence.core.recovery.plan_recovery`): each subject's
+    latest restore test as of ``as_of``, the same test ``assess`` reads."""
+    return {
+        subject: MeasuredRestore(test.time_to_restore, test.date)
+        for subject, test in latest_restore_tests(assurance, as_of).items()
+    }
+
+
 class _Context:
     """What every check reads: the inputs, and the evidence that existed on ``as_of`` (later evidence did not)."""
 
@@ -559,14 +581,7 @@ class _Context:
         for exercise in assurance.exercises:
             if exercise.date <= as_of:
                 self.exercises.setdefault(exercise.service, []).append(exercise)
-        # The latest restore test of each subject (on a tie of dates, the slowest: the cautious reading).
-        self.restored: dict[str, RestoreTest] = {}
-        for test in assurance.restore_tests:
-            if test.date > as_of:
-                continue
-            known = self.restored.get(test.subject)
-            if known is None or (test.date, test.time_to_restore) > (known.date, known.time_to_restore):
-                self.restored[test.subject] = test
+        self.restored = latest_restore_tests(assurance, as_of)
 
     def age_finding(
         self,
@@ -611,6 +626,39 @@ def supported_tiers(graph: EstateGraph) -> IntArray:
     return tier
 
 
+def supported_services(graph: EstateGraph, nodes: IntArray) -> IntArray:
+    """The services that require any of ``nodes``, directly or through other nodes (hard requirements and every
+    member of an any-group: redundancy does not make a supplier's asset less needed), sorted; a service among
+    ``nodes`` supports itself. What a supplier *supports*, as against what its loss takes down."""
+    seen = np.zeros(graph.n, dtype=np.bool_)
+    seen[nodes] = True
+    frontier = np.unique(nodes)
+    while frontier.size:
+        hard = gather(graph.dependents_ptr, graph.dependents, frontier)
+        owners = graph.group_owner[gather(graph.member_groups_ptr, graph.member_groups, frontier)]
+        found = np.unique(np.concatenate((hard, owners)))
+        frontier = found[~seen[found]]
+        seen[frontier] = True
+    return np.flatnonzero(seen[: graph.n_services])
+
+
+def latest_assessments(supplier: SupplierAssurance | None, as_of: date) -> dict[AssessmentKind, Assessment]:
+    """A supplier's latest assessment of each kind as of ``as_of``: the one ``assess`` judges. On one day, the one
+    that runs out last, then one that is met; assessments dated after ``as_of`` did not exist yet."""
+    latest: dict[AssessmentKind, Assessment] = {}
+    for assessment in supplier.assessments if supplier else ():
+        if assessment.date > as_of:
+            continue
+        known = latest.get(assessment.kind)
+        if known is None or _recency(assessment) > _recency(known):
+            latest[assessment.kind] = assessment
+    return latest
+
+
+def _recency(assessment: Assessment) -> tuple[date, date, bool]:
+    return (assessment.date, assessment.expires or LATEST_DAY, assessment.result is AssessmentResult.MET)
+
+
 def _supplier_tiers(graph: EstateGraph) -> dict[str, int]:
     tiers = supported_tiers(graph)
     found: dict[str, int] = {}
@@ -632,12 +680,12 @@ def _check_suppliers(context: _Context) -> tuple[list[Finding], int]:
             continue
         subject = f"supplier:{supplier_id}"
         evidence = context.suppliers.get(supplier_id)
-        held = [a for a in evidence.assessments if a.date <= as_of] if evidence else []
+        held = latest_assessments(evidence, as_of)
         for kind, age in sorted(rules.supplier_assessments.items()):
             checked += 1
             rule = f"tier {tier}: {kind} met, at most {age} old"
-            of_kind = [a for a in held if a.kind == kind]
-            if not of_kind:
+            latest = held.get(kind)
+            if latest is None:
                 findings.append(
                     Finding(
                         Severity.BREACH,
@@ -651,8 +699,6 @@ def _check_suppliers(context: _Context) -> tuple[list[Finding], int]:
                     )
                 )
                 continue
-            # The latest; on one day, the one that runs out last, then one that is met.
-            latest = max(of_kind, key=lambda a: (a.date, a.expires or LATEST_DAY, a.result is AssessmentResult.MET))
             findings.extend(_assessment_findings(context, latest, age, tier, subject, rule))
         if rules.exit_plan:
             checked += 1

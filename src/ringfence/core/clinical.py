@@ -9,6 +9,7 @@ impact questions (:mod:`ringfence.core.impact`) compute them and re-export them 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 TIERS = (1, 2, 3, 4)
 """The clinical tiers, most critical first (1 = life-critical)."""
@@ -37,4 +38,10 @@ def is_rto_at_risk(remaining: int, estimated: int) -> bool:
     return remaining < estimated
 
 
-__all__ = ["TIERS", "ContinuityAction", "is_rto_at_risk"]
+def time_basis(measured_on: date | None) -> str:
+    """How a time to restore is known, as every output (recover, packs, incidents) says it: ``measured
+    2026-03-04`` (the oldest restore test behind it) or ``estimate``."""
+    return "estimate" if measured_on is None else f"measured {measured_on.isoformat()}"
+
+
+__all__ = ["TIERS", "ContinuityAction", "is_rto_at_risk", "time_basis"]

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ringfence.core.audit import ChainReport
     from ringfence.core.drills import DrillReport
     from ringfence.core.errors import Problem
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from ringfence.core.impact import BlastRadius, SinglePointOfFailure, SupplierConcentration
     from ringfence.core.planner import Plan
     from ringfence.core.recovery import RecoveryPlan
+    from ringfence.core.windows import RingSlot
 
 
 class _Document(BaseModel):
@@ -154,6 +157,12 @@ def concentration_document(rows: Sequence[SupplierConcentration]) -> Concentrati
 class RestoreStepOut(_Document):
     step: int
     restore: list[str]
+    seconds: int
+    """How long the step takes: its slowest item."""
+    basis: str
+    """``measured YYYY-MM-DD`` (every item measured; the oldest test) or ``estimate``."""
+    measured: list[str]
+    """Items with a measured time to restore; the others are estimates."""
 
 
 class RecoveryContinuityOut(_Document):
@@ -170,6 +179,8 @@ class RtoRiskOut(_Document):
     tier: int
     rto: int
     restored_by: int
+    basis: str
+    """``measured YYYY-MM-DD`` or ``estimate``: how ``restored_by`` is known."""
 
 
 class RecoveryDocument(_Document):
@@ -191,13 +202,19 @@ def recovery_document(plan: RecoveryPlan) -> RecoveryDocument:
 
     return RecoveryDocument(
         failed=list(plan.failed),
-        steps=[RestoreStepOut(step=s.step, restore=list(s.restore)) for s in plan.steps],
+        steps=[
+            RestoreStepOut(
+                step=s.step, restore=list(s.restore), seconds=s.seconds, basis=s.basis, measured=list(s.measured)
+            )
+            for s in plan.steps
+        ],
         continuity=[
             RecoveryContinuityOut(service=c.service, tier=c.tier, rto=c.rto, plan=c.plan, contacts=list(c.contacts))
             for c in plan.continuity
         ],
         rto_at_risk=[
-            RtoRiskOut(service=r.service, tier=r.tier, rto=r.rto, restored_by=r.restored_by) for r in plan.rto_at_risk
+            RtoRiskOut(service=r.service, tier=r.tier, rto=r.rto, restored_by=r.restored_by, basis=r.basis)
+            for r in plan.rto_at_risk
         ],
         notes=list(plan.notes),
         parallel=plan.parallel,
@@ -235,6 +252,56 @@ class HoldOverrideOut(_Document):
     justification: str
 
 
+class CalendarRingOut(_Document):
+    """When one ring can start at the earliest, and be done (installed and baked) if every gate passes at once."""
+
+    ring: int
+    name: str
+    ready_at: str
+    """When the ring before it is done (the calendar's start for its first ring)."""
+    starts_at: str | None
+    """The first opening of its change windows from ``ready_at``; None: none within the horizon (it would pause)."""
+    done_at: str | None
+    waits_seconds: int
+
+
+class CalendarOut(_Document):
+    """The rings' calendar under the update's change windows and freezes (core.windows), times in UTC."""
+
+    zone: str
+    start: str
+    earliest_completion: str | None
+    rings: list[CalendarRingOut]
+
+
+def calendar_document(names: Sequence[str], slots: Sequence[RingSlot], start: datetime) -> CalendarOut:
+    """``slots`` (core.windows.ring_calendar) as a document; ``names`` holds the name of every ring, by index."""
+    from datetime import UTC
+
+    from ringfence.core.windows import ZONE
+
+    def iso(at: datetime | None) -> str | None:
+        return at.astimezone(UTC).isoformat() if at is not None else None
+
+    last = slots[-1].done_at if slots else start
+    return CalendarOut(
+        zone=ZONE,
+        start=start.astimezone(UTC).isoformat(),
+        earliest_completion=iso(last),
+        rings=[
+            CalendarRingOut(
+                ring=slot.ring,
+                name=names[slot.ring] if slot.ring < len(names) else f"ring {slot.ring}",
+                ready_at=slot.ready_at.astimezone(UTC).isoformat(),
+                starts_at=iso(slot.starts_at),
+                done_at=iso(slot.done_at),
+                waits_seconds=int(slot.waits.total_seconds()),
+            )
+            for slot in slots
+        ],
+    )
+
+
 class PlanDocument(_Document):
     """``ringfence plan --json``."""
 
@@ -249,9 +316,11 @@ class PlanDocument(_Document):
     minimum_duration: int
     worst_case_rollback: int | None
     hold_override: HoldOverrideOut | None
+    calendar: CalendarOut | None = None
+    """When each ring can start and be done at the earliest, when the update has change windows or freezes."""
 
 
-def plan_document(plan: Plan) -> PlanDocument:
+def plan_document(plan: Plan, calendar: CalendarOut | None = None) -> PlanDocument:
     """The plan, plus the extra keys people and dashboards use."""
     from ringfence.core.planner import format_stratum
 
@@ -288,6 +357,7 @@ def plan_document(plan: Plan) -> PlanDocument:
             if override
             else None
         ),
+        calendar=calendar,
     )
 
 
@@ -332,6 +402,17 @@ class RolloutStatusDocument(_Document):
     pending_decisions: int
     health_source: str = "driver"
     """What judges its health: ``driver`` (its driver's own reading) or the health source it names."""
+    driven_by: str | None = None
+    """The live worker (``ringfence serve`` or ``ringfence worker``) driving it, when one does (API only)."""
+    waiting_for_worker: str | None = None
+    """Why nothing drives it while it runs: no live worker runs its driver (API only)."""
+    waiting: str | None = None
+    """Why it waits though it runs: a ring outside its change window or under a freeze, until when (the
+    controller's own sentence, core.windows)."""
+    opens_at: str | None = None
+    """When the change window it waits for opens (UTC); None when it waits for none, or for an incident's freeze."""
+    calendar: CalendarOut | None = None
+    """When each ring still ahead can start and be done at the earliest, from now, under its change windows."""
 
 
 # ------------------------------------------------------------------------------------------------ drills

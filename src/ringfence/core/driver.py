@@ -20,6 +20,13 @@ not?" with a sentence, or None when it can (or cannot tell):
 A driver that declares nothing is taken to honour everything (the ``simulated`` driver does); if it then
 refuses at run time, the controller halts the rollout with its sentence.
 
+One more optional hook, for drivers whose restore points cost something while they are kept (a vSphere snapshot
+grows with every write): ``release_restore_points(rollout_id)``, on a built driver, lets go of the restore points
+rollout ``rollout_id`` still holds and returns a sentence for each (removed, already gone, or not removed and
+why). It must be idempotent. The controller calls it (:func:`release_restore_points`) once the rollout has
+completed or rolled back, never when it failed (a person may still need a restore point), and records the
+sentences in the rollout's audit log.
+
 Options: a driver declares the options (``--driver-option``) it takes once, as :class:`DriverOptions` (name, kind,
 default, bounds, help), which reads and checks them (a bad one is an InputError naming it) and lists them.
 
@@ -414,6 +421,16 @@ def require_able(
     raise InputError([problem])
 
 
+def release_restore_points(driver: Driver, rollout_id: str) -> tuple[str, ...] | None:
+    """Ask ``driver`` to let go of the restore points rollout ``rollout_id`` still holds (the optional hook
+    ``release_restore_points``); its sentences, or None when the driver declares no such hook (its restore points
+    cost nothing to keep, or it keeps none). A :class:`~ringfence.core.errors.DriverError` is the caller's."""
+    hook = getattr(driver, "release_restore_points", None)
+    if not callable(hook):
+        return None
+    return tuple(str(sentence) for sentence in hook(rollout_id))
+
+
 __all__ = [
     "DRIVERS_OWN_HEALTH",
     "ENTRY_POINT_GROUP",
@@ -431,5 +448,6 @@ __all__ = [
     "ReadOptions",
     "operations_for",
     "refusal_for",
+    "release_restore_points",
     "require_able",
 ]

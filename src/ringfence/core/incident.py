@@ -14,12 +14,19 @@ derived from the snapshot, the events and the time asked about:
   other (a cycle) are restored together. A group that can never be met (fewer members than K in the
   whole estate) does not hold anything up: nothing could ever satisfy it;
 * every down service with an RTO has a clock started at declaration. It is **at risk** when the moment it
-  is expected back comes after its deadline (:func:`expected_back`; the comparison of
+  is expected back comes after its deadline (:func:`expected_after`; the comparison of
   :func:`ringfence.core.clinical.is_rto_at_risk`, the rule ``ringfence recover`` uses too), **breached** once
   past its RTO, and **met** or **missed** once restored;
 * closing needs every item restored, or a reason written down. The clocks stop at the close: a service
   never restored is **not restored at close**, never "on track" or "at risk" of a deadline nobody is
   working to any more.
+
+How long a restore takes: each item was declared with its **measured** time to restore where the estate's
+assurance file held a restore test of it (``takes``, dated ``measured_on``), else it takes ``step_seconds``,
+an **estimate**. A step takes its slowest item, as ``ringfence recover`` says (:func:`ringfence.core.recovery.
+plan_recovery`, the same rule): a time is measured only when every step up to it is, and every output says
+which (``measured 2026-03-04`` or ``estimate``). An incident stored before items had their own time has none:
+every item takes ``step_seconds``, as it always did.
 
 Pure and standard library only (no numpy: the store reads incidents without the graph engine); no I/O.
 Functions return new values and never change the incident given. Declaring one (the snapshot, taken on the
@@ -30,11 +37,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
+from typing import cast
 
-from ringfence.core.clinical import TIERS, ContinuityAction, is_rto_at_risk
+from ringfence.core.clinical import TIERS, ContinuityAction, is_rto_at_risk, time_basis
 from ringfence.core.durations import LONGEST_DURATION, humanize_duration
 from ringfence.core.errors import ConflictError, InputError, Problem
 from ringfence.core.words import and_list, count, names
@@ -135,6 +143,16 @@ class DownItem:
     needs: tuple[str, ...] = ()
     """Hard requirements that were down at declaration."""
     groups: tuple[GroupNeed, ...] = ()
+    takes: int | None = None
+    """Its measured time to restore in seconds, from the latest restore test at declaration; None: no test, it
+    takes the incident's ``step_seconds`` (an estimate)."""
+    measured_on: date | None = None
+    """The day of the test that measured ``takes``; None with it."""
+
+    @property
+    def basis(self) -> str:
+        """How its own time to restore is known: ``measured 2026-03-04`` or ``estimate``."""
+        return time_basis(self.measured_on if self.takes is not None else None)
 
 
 @dataclass(frozen=True)
@@ -205,6 +223,35 @@ class Incident:
         for item in self.items:
             by_step.setdefault(item.step, []).append(item)
         return tuple((step, tuple(items)) for step, items in sorted(by_step.items()))
+
+    def takes(self, item: DownItem) -> int:
+        """How long restoring ``item`` takes: its measured time, else one restore step (an estimate)."""
+        return item.takes if item.takes is not None else self.step_seconds
+
+    @cached_property
+    def declared_restored_by(self) -> Mapping[str, tuple[int, date | None]]:
+        """Per item, seconds from the declaration until its step of the declared plan is done, and the oldest test
+        behind that time (None: an estimate): what ``ringfence recover`` said at that moment."""
+        ends = plan_ends(self, {i.id: i.step for i in self.items})
+        return {i.id: (ends[i.step].seconds, ends[i.step].measured_on) for i in self.items}
+
+    @property
+    def estimated(self) -> tuple[DownItem, ...]:
+        """The items no restore test measured: their time to restore is a guess (one restore step)."""
+        return tuple(i for i in self.items if i.takes is None)
+
+    @property
+    def restore_times(self) -> str:
+        """Which times to restore are measured and which are guesses, in a sentence for every output."""
+        guessed, step = self.estimated, humanize_duration(self.step_seconds)
+        if not guessed:
+            return f"Restore times: all {count(len(self.items), 'item')} measured by a restore test."
+        if len(guessed) == len(self.items):
+            return f"Restore times: estimates of {step} a step; no restore test measured any of the items."
+        return (
+            f"Restore times: {len(self.items) - len(guessed)} of {count(len(self.items), 'item')} measured by a "
+            f"restore test; estimates of {step} a step for {names(i.id for i in guessed)}."
+        )
 
     @property
     def by_tier(self) -> dict[int, int]:
@@ -486,6 +533,45 @@ def _strong_components(nodes: Sequence[str], edges: Mapping[str, Sequence[str]])
 
 
 @dataclass(frozen=True)
+class StepEnd:
+    """When a step of a restore plan is done, seen from the plan's start."""
+
+    seconds: int
+    """Seconds until the step is done: the steps up to it, one after the other, each as long as its slowest item."""
+    takes: int
+    """How long the step itself takes."""
+    measured_on: date | None
+    """The oldest test behind ``seconds`` when every item of every step up to it is measured; None: an estimate."""
+
+    @property
+    def basis(self) -> str:
+        return time_basis(self.measured_on)
+
+
+def plan_ends(incident: Incident, step_of: Mapping[str, int]) -> dict[int, StepEnd]:
+    """When each step of the plan ``step_of`` (item → step) is done, steps taken in order: the rule of
+    :func:`ringfence.core.recovery.step_ends` (one guess makes the sum a guess), on the items' stored times."""
+    takes: dict[int, int] = {}
+    oldest: dict[int, date] = {}
+    guessed: set[int] = set()
+    for item_id, step in step_of.items():
+        item = incident.item_by_id[item_id]
+        takes[step] = max(takes.get(step, 0), incident.takes(item))
+        if item.takes is None or item.measured_on is None:
+            guessed.add(step)
+        elif step not in oldest or item.measured_on < oldest[step]:
+            oldest[step] = item.measured_on
+    ends: dict[int, StepEnd] = {}
+    total, since = 0, cast(date | None, date.max)
+    for step in sorted(takes):
+        total += takes[step]
+        # Once a step is a guess, every later end is one too: `since` stays None from there on.
+        since = None if since is None or step in guessed else min(since, oldest[step])
+        ends[step] = StepEnd(total, takes[step], since)
+    return ends
+
+
+@dataclass(frozen=True)
 class RtoClock:
     """One down service against its RTO, at ``as_of``."""
 
@@ -505,7 +591,15 @@ class RtoClock:
     time_to_restore: int | None = None
     """Seconds from declaration to restored."""
     expected_at: datetime | None = None
-    """When it is expected back (:func:`expected_back`); None once restored or closed."""
+    """When it is expected back (:func:`expected_after`); None once restored or closed."""
+    measured_on: date | None = None
+    """The oldest restore test behind ``estimated`` when every step up to the service's is measured; None: an
+    estimate (or no estimate: restored or closed)."""
+
+    @property
+    def basis(self) -> str | None:
+        """How ``estimated`` is known (``measured 2026-03-04`` or ``estimate``); None when there is no estimate."""
+        return None if self.estimated is None else time_basis(self.measured_on)
 
     @property
     def is_past_rto(self) -> bool:
@@ -524,9 +618,12 @@ class RtoClock:
         if self.status is ClockStatus.AT_RISK:
             assert self.remaining is not None
             assert self.estimated is not None
+            # An estimate reads "about"; a measured time says the test it rests on.
+            took = humanize_duration(self.estimated)
+            needs = f"about {took}" if self.measured_on is None else f"{took} ({self.basis})"
             return (
                 f"{self.service} (tier {self.tier}): RTO of {rto} at risk: {humanize_duration(self.remaining)} left, "
-                f"about {humanize_duration(self.estimated)} to restore"
+                f"{needs} to restore"
             )
         if self.status is ClockStatus.MISSED:
             assert self.time_to_restore is not None
@@ -549,6 +646,15 @@ class RtoClock:
         return f", {humanize_duration(self.remaining)} before its RTO of {rto} ran out"
 
 
+def expected_after(restored_by: int, in_hand: int, anchor: datetime, as_of: datetime) -> datetime:
+    """When an item is expected back, seen at ``as_of``, in a plan made at ``anchor`` (the declaration, or the
+    latest restore mark) whose steps up to the item's take ``restored_by`` seconds, the first (in hand since
+    ``anchor``) ``in_hand`` of them: :func:`expected_back` with each step as long as its slowest item."""
+    planned = later(anchor, restored_by)
+    earliest = later(as_of, restored_by - in_hand)
+    return max(planned, earliest)
+
+
 def expected_back(step: int, step_seconds: int, anchor: datetime, as_of: datetime) -> datetime:
     """When an item at ``step`` of the restore plan of what is still down is expected back, seen at ``as_of``.
 
@@ -559,9 +665,7 @@ def expected_back(step: int, step_seconds: int, anchor: datetime, as_of: datetim
     after the one in hand still need ``(step − 1) × step_seconds`` even if the one in hand ended right now,
     so the estimate is never earlier than ``as_of`` plus that.
     """
-    planned = later(anchor, step * step_seconds)
-    earliest = later(as_of, (step - 1) * step_seconds)
-    return max(planned, earliest)
+    return expected_after(step * step_seconds, step_seconds, anchor, as_of)
 
 
 def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
@@ -575,6 +679,8 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
     if any(e.at > as_of for e in incident.events):
         seen = replace(incident, events=tuple(e for e in incident.events if e.at <= as_of))
     steps = remaining_steps(seen)
+    ends = plan_ends(incident, steps)
+    in_hand = ends[min(ends)].takes if ends else incident.step_seconds
     anchor = max((e.at for e in seen.events if e.kind is EventKind.RESTORED), default=incident.declared_at)
     clocks = []
     for service in incident.services:
@@ -603,13 +709,14 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
                 )
             )  # fmt: skip
             continue
-        expected_at = expected_back(steps.get(service.id, 1), incident.step_seconds, anchor, as_of)
+        end = ends.get(steps.get(service.id, 1), StepEnd(incident.takes(service), incident.takes(service), None))
+        expected_at = expected_after(end.seconds, in_hand, anchor, as_of)
         estimated = whole_seconds(expected_at - as_of)
         if deadline is None:
             clocks.append(
                 RtoClock(
                     service.id, service.name, service.tier, None, ClockStatus.NO_RTO, as_of, estimated=estimated,
-                    expected_at=expected_at,
+                    expected_at=expected_at, measured_on=end.measured_on,
                 )
             )  # fmt: skip
             continue
@@ -625,7 +732,7 @@ def rto_clocks(incident: Incident, now: datetime) -> tuple[RtoClock, ...]:
         clocks.append(
             RtoClock(
                 service.id, service.name, service.tier, service.rto, status, as_of, deadline, remaining, estimated,
-                expected_at=expected_at,
+                expected_at=expected_at, measured_on=end.measured_on,
             )
         )  # fmt: skip
     no_rto = 1 << 62
@@ -678,16 +785,20 @@ __all__ = [
     "IncidentStatus",
     "ItemKind",
     "RtoClock",
+    "StepEnd",
     "UnreadableIncident",
     "add_note",
     "close_incident",
+    "expected_after",
     "expected_back",
     "later",
     "mark_restored",
+    "plan_ends",
     "remaining_steps",
     "require_actor",
     "require_aware",
     "rto_clocks",
+    "time_basis",
     "timeline",
     "waiting_for",
     "whole_seconds",

@@ -5,12 +5,17 @@ At declaration ringfence records every down item (service or asset) with its res
 requirements that are down, and ``any: K`` groups short of K members up), and the continuity plans of the
 down services. From then on the incident (:mod:`ringfence.core.incident`) lives on that snapshot alone.
 
+Each item keeps its own measured time to restore, when one is handed in (``measured``: the latest restore test of
+each asset or service as of the declaration, :func:`ringfence.core.assurance.measured_restores`), so the clocks
+use what was measured, and say which times are estimates, as ``ringfence recover --assurance`` does.
+
 Pure: numpy and the core; no I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
@@ -30,7 +35,7 @@ from ringfence.core.incident import (
     require_actor,
     require_aware,
 )
-from ringfence.core.recovery import plan_recovery
+from ringfence.core.recovery import MeasuredRestore, plan_recovery
 from ringfence.core.words import count
 
 
@@ -46,10 +51,13 @@ def declare_incident(
     rollout_id: str | None = None,
     estate_version_id: int | None = None,
     note: str | None = None,
+    measured: Mapping[str, MeasuredRestore] | None = None,
 ) -> Incident:
     """Declare an incident: snapshot what ``failures`` take down, in restore order, with its continuity plans.
 
     ``note`` is added to the declaration's text (e.g. the halt reason of the rollout that caused it).
+    ``measured``: measured times to restore by id (ids not down are ignored); every other item takes
+    ``step_seconds``, an estimate.
     """
     require_aware(at, "declared")
     if not failures:
@@ -60,7 +68,8 @@ def declare_incident(
         # Stored with the incident and multiplied by each item's step: bounded here, so no clock overflows.
         longest = format_duration(LONGEST_STEP)
         raise InputError([Problem(f"a restore step takes at most {longest}, not {step_seconds} s", ("step_seconds",))])
-    plan = plan_recovery(graph, failures, step_seconds=step_seconds)
+    measured = measured or {}
+    plan = plan_recovery(graph, failures, step_seconds=step_seconds, measured=measured)
     refs = plan.failed
     down = graph.down_after(failures).mask
     if not down.any():
@@ -74,13 +83,19 @@ def declare_incident(
             ]
         )
     step_of = plan.step_of()
-    items = _down_items(graph, down, step_of)
+    items = tuple(
+        replace(i, takes=m.seconds, measured_on=m.day) if (m := measured.get(i.id)) is not None else i
+        for i in _down_items(graph, down, step_of)
+    )
     title = (title or "").strip() or f"Loss of {', '.join(refs)}"
     services = sum(1 for i in items if i.kind is ItemKind.SERVICE)
     text = (
         f"declared: {', '.join(refs)} failed; {count(services, 'service')} and "
         f"{count(len(items) - services, 'asset')} down, {count(len(plan.steps), 'restore step')}"
     )
+    tested = sum(1 for i in items if i.takes is not None)
+    if tested:
+        text += f"; measured restore times for {tested} of {count(len(items), 'item')}, the rest estimates"
     if rollout_id is not None:
         text += f"; caused by rollout {rollout_id}"
     if note:

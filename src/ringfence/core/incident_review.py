@@ -24,7 +24,7 @@ from ringfence.core.incident import (
     timeline,
     whole_seconds,
 )
-from ringfence.core.words import count
+from ringfence.core.words import count, names
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,27 @@ class IncidentReview:
     def is_draft(self) -> bool:
         """A review of an incident still open is a draft: its numbers change until the incident closes."""
         return self.incident.status is IncidentStatus.OPEN
+
+    @property
+    def guessed_clocks(self) -> tuple[RtoClock, ...]:
+        """The clocks whose expected time to restore is a guess: some step up to the service's has an item no
+        restore test measured (only a service still down has an expected time)."""
+        return tuple(c for c in self.clocks if c.estimated is not None and c.measured_on is None)
+
+    @property
+    def restore_times(self) -> str:
+        """Which times to restore were measured and which are guesses (:attr:`Incident.restore_times`), and which
+        expected times of services still down rest on a guess."""
+        said = self.incident.restore_times
+        guessed = self.guessed_clocks
+        if guessed:
+            one = len(guessed) == 1
+            said += (
+                f" The expected time to restore of {names(c.service for c in guessed)} "
+                f"{'is an estimate' if one else 'are estimates'}: a step before {'it' if one else 'them'} was "
+                "never measured."
+            )
+        return said
 
     @property
     def summary(self) -> str:

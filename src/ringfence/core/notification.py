@@ -16,6 +16,8 @@ event                    what happened (what the audit log or the clock says)
 ``incident_declared``    an incident was declared (by hand, or by a halt)
 ``rto_at_risk``          a down service's time left is less than the time it needs to come back
 ``rto_breached``         a down service is past its RTO
+``evidence_expiring``    evidence an estate's policy relies on runs out within 30 days, or has just run out
+                         (``ringfence.service.assurance``: once per item and threshold)
 =======================  ===============================================================================
 """
 
@@ -42,6 +44,7 @@ class NotificationEvent(StrEnum):
     INCIDENT_DECLARED = "incident_declared"
     RTO_AT_RISK = "rto_at_risk"
     RTO_BREACHED = "rto_breached"
+    EVIDENCE_EXPIRING = "evidence_expiring"
     TEST = "test"
     """``ringfence notifications test``: never routed, sent to each channel by hand."""
 
@@ -60,6 +63,7 @@ _TITLES: Mapping[NotificationEvent, str] = {
     _E.INCIDENT_DECLARED: "incident declared",
     _E.RTO_AT_RISK: "RTO at risk",
     _E.RTO_BREACHED: "RTO breached",
+    _E.EVIDENCE_EXPIRING: "evidence running out",
     _E.TEST: "test message",
 }
 
@@ -78,7 +82,7 @@ class Notice:
     key: str
     event: NotificationEvent
     subject: str
-    """``rollout:r-000001`` or ``incident:inc-000001``."""
+    """``rollout:r-000001``, ``incident:inc-000001`` or ``assurance:ESTATE``."""
     reason: str
     actor: str
     estate: str | None = None
@@ -93,6 +97,8 @@ class Notice:
     def page(self) -> str:
         """The dashboard's page for the subject, from its root: ``/rollouts/r-000001``, ``/incidents/inc-…``."""
         kind, _, ident = self.subject.partition(":")
+        if kind == "assurance":
+            return f"/assurance?estate={_url_quoted(ident)}"
         return f"/{kind}s/{ident}" if kind in ("rollout", "incident") else "/"
 
     def body(self, dashboard_url: str) -> str:
@@ -106,6 +112,14 @@ class Notice:
             lines.append(f"Estate: {self.estate}" + (f" (most critical tier {self.tier})" if self.tier else ""))
         lines += [f"Reason: {self.reason}", f"By: {self.actor}", f"Open: {dashboard_url.rstrip('/')}{self.page()}"]
         return "\n".join(lines)
+
+
+def _url_quoted(text: str) -> str:
+    """``text`` percent-encoded for a URL's query (as ``urllib.parse.quote(text, safe="")``, which the core may not
+    import): an estate's name may hold any character."""
+    return "".join(
+        c if c.isascii() and (c.isalnum() or c in "-._~") else "".join(f"%{b:02X}" for b in c.encode()) for c in text
+    )
 
 
 def _text(value: AuditValue) -> str:
@@ -163,6 +177,12 @@ def notice_of_clock(incident_id: str, estate: str, clock: RtoClock, change: int)
     return Notice(key, event, f"incident:{incident_id}", reason, "ringfence", estate, clock.tier)
 
 
+def notice_of_evidence(key: str, estate: str, reason: str, tier: int) -> Notice:
+    """Evidence of ``estate`` running out (or run out): ``reason`` says what, and when; ``key`` is unique per piece
+    of evidence and threshold, so each is told once."""
+    return Notice(key, _E.EVIDENCE_EXPIRING, f"assurance:{estate}", reason, "ringfence", estate, tier)
+
+
 def channel_test_notice(channel: str, at_text: str) -> Notice:
     """The message ``ringfence notifications test`` sends to ``channel``."""
     return Notice(
@@ -182,4 +202,5 @@ __all__ = [
     "channel_test_notice",
     "notice_of_clock",
     "notice_of_entry",
+    "notice_of_evidence",
 ]

@@ -17,6 +17,13 @@ Items that need each other are one unit that is never split (restoring part of a
 a cycle that does not fit in the room a step has left waits for a later step, and a cycle larger than N
 is restored alone in a step of its own, which then holds more than N items — said in ``notes``.
 
+How long each step takes: as long as its slowest item. An item with a **measured** time to restore (the
+latest restore test of that asset or service, handed in as ``measured``; the assurance file's
+:func:`ringfence.core.assurance.measured_restores`) takes that time; every other item takes ``step_seconds``,
+an **estimate**. A step is measured only when every item in it is, and a time to restore only when every step
+up to it is: one guess makes the sum a guess, and it is said so ("estimate"), never passed off as measured.
+A measured time is dated by its oldest test. Without any measured time every step takes ``step_seconds``.
+
 An RTO is **at risk** when the time left is less than the estimated time to restore
 (:func:`is_rto_at_risk`): exactly enough time is not at risk, since a service restored at its deadline
 meets its RTO. The same function decides it here (at declaration, the time left is the whole RTO) and on an
@@ -26,8 +33,9 @@ incident's clocks (:mod:`ringfence.core.incident`).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -35,6 +43,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ringfence.core.clinical import ContinuityAction as ContinuityAction
 from ringfence.core.clinical import is_rto_at_risk as is_rto_at_risk
+from ringfence.core.clinical import time_basis as time_basis
 from ringfence.core.estate import NO_SERVICE_TIER
 from ringfence.core.graph import EstateGraph, Failure, IntArray, distinct, gather
 
@@ -46,10 +55,28 @@ _NO_RTO = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
+class MeasuredRestore:
+    """An item's measured time to restore, and the day of the test that measured it."""
+
+    seconds: int
+    day: date
+
+
+@dataclass(frozen=True)
 class RestoreStep:
     step: int
     restore: tuple[str, ...]
     """Ids, sorted."""
+    seconds: int = 0
+    """How long the step takes: its slowest item, measured or estimated."""
+    measured_on: date | None = None
+    """The oldest test behind the step's time when every item in it is measured; ``None``: an estimate."""
+    measured: tuple[str, ...] = ()
+    """The items with a measured time, sorted; the others are estimates."""
+
+    @property
+    def basis(self) -> str:
+        return time_basis(self.measured_on)
 
 
 @dataclass(frozen=True)
@@ -58,7 +85,13 @@ class RtoRisk:
     tier: int
     rto: int
     restored_by: int
-    """Estimated seconds until restored: its step times the time a step takes."""
+    """Seconds until restored: the steps up to its own, one after the other."""
+    measured_on: date | None = None
+    """The oldest test behind ``restored_by`` when every step up to it is measured; ``None``: an estimate."""
+
+    @property
+    def basis(self) -> str:
+        return time_basis(self.measured_on)
 
 
 @dataclass(frozen=True)
@@ -74,6 +107,23 @@ class RecoveryPlan:
     def step_of(self) -> dict[str, int]:
         return {item: s.step for s in self.steps for item in s.restore}
 
+    def restored_by(self, step: int) -> tuple[int, date | None]:
+        """Seconds from the failure until ``step`` is done, and the oldest test behind it (``None``: an estimate)."""
+        return step_ends(self.steps)[step]
+
+
+def step_ends(steps: Sequence[RestoreStep]) -> list[tuple[int, date | None]]:
+    """Per step (0: the failure), the seconds until it is done, one step after the other, and the oldest test
+    behind that time: ``None`` from the first step that is an estimate on (one guess makes the sum a guess)."""
+    ends: list[tuple[int, date | None]] = [(0, None)]
+    is_measured, oldest = True, None
+    for step in steps:
+        is_measured = is_measured and step.measured_on is not None
+        if step.measured_on is not None and (oldest is None or step.measured_on < oldest):
+            oldest = step.measured_on
+        ends.append((ends[-1][0] + step.seconds, oldest if is_measured else None))
+    return ends
+
 
 def plan_recovery(
     graph: EstateGraph,
@@ -81,17 +131,23 @@ def plan_recovery(
     *,
     parallel: int | None = None,
     step_seconds: int = 3600,
+    measured: Mapping[str, MeasuredRestore] | None = None,
 ) -> RecoveryPlan:
-    """Restore steps for everything ``failures`` take down, continuity plans to enact, RTOs at risk."""
+    """Restore steps for everything ``failures`` take down, continuity plans to enact, RTOs at risk.
+
+    ``measured``: the measured time to restore of assets and services (by id; ids not in the estate are
+    ignored): each takes its measured time in its step, every other item ``step_seconds`` (an estimate)."""
     if parallel is not None and parallel < 1:
         raise ValueError("parallel must be at least 1")
     down = graph.down_after(failures).mask
     step_of, notes = _restore_steps(graph, down, parallel)
+    measured = measured or {}
 
     steps: dict[int, list[str]] = {}
     for node in np.flatnonzero(down).tolist():
         steps.setdefault(int(step_of[node]), []).append(graph.ids[node])
-    ordered = tuple(RestoreStep(s, tuple(sorted(items))) for s, items in sorted(steps.items()))
+    ordered = tuple(timed_step(s, sorted(items), measured, step_seconds) for s, items in sorted(steps.items()))
+    ends = step_ends(ordered)
 
     estate = graph.estate
     down_services = [estate.services[i] for i in np.flatnonzero(down[: graph.n_services]).tolist()]
@@ -101,9 +157,9 @@ def plan_recovery(
     )
     # Seen from the moment of the failure, the time left is the whole RTO.
     at_risk = tuple(
-        RtoRisk(a.service, a.tier, a.rto, int(step_of[graph.index[a.service]]) * step_seconds)
+        RtoRisk(a.service, a.tier, a.rto, *ends[int(step_of[graph.index[a.service]])])
         for a in continuity
-        if a.rto is not None and is_rto_at_risk(a.rto, int(step_of[graph.index[a.service]]) * step_seconds)
+        if a.rto is not None and is_rto_at_risk(a.rto, ends[int(step_of[graph.index[a.service]])][0])
     )
     return RecoveryPlan(
         failed=tuple(sorted({f.ref for f in failures})),
@@ -114,6 +170,16 @@ def plan_recovery(
         step_seconds=step_seconds,
         parallel=parallel,
     )
+
+
+def timed_step(step: int, items: list[str], measured: Mapping[str, MeasuredRestore], step_seconds: int) -> RestoreStep:
+    """A step and how long it takes: its slowest item, each measured where a test says, else ``step_seconds``."""
+    known = [(i, measured[i]) for i in items if i in measured]
+    seconds = max((m.seconds for _, m in known), default=0)
+    if len(known) < len(items):
+        seconds = max(seconds, step_seconds)
+    measured_on = min(m.day for _, m in known) if known and len(known) == len(items) else None
+    return RestoreStep(step, tuple(items), seconds, measured_on, tuple(i for i, _ in known))
 
 
 def _restore_steps(graph: EstateGraph, down: np.ndarray, parallel: int | None) -> tuple[IntArray, list[str]]:

@@ -24,6 +24,7 @@ from ringfence.core.estate import (
     problems_from_validation,
 )
 from ringfence.core.selectors import SCALAR_KEYS, parse_selector
+from ringfence.core.windows import Freeze, WindowRule
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -128,6 +129,11 @@ class Update(_Model):
     gate: GateSpec = GateSpec()
     timing: Timing = Timing()
     description: str | None = None
+    # Left out of a dump when empty: an update without windows stores and reads back as it always did.
+    windows: tuple[WindowRule, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """When each ring may open (ringfence.core.windows, docs/windows.md); none: any time."""
+    freezes: tuple[Freeze, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """Whole days in London on which no ring opens."""
 
     @field_validator("targets")
     @classmethod

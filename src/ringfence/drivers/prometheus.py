@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ringfence.core.driver import DriverOption, DriverOptions
 from ringfence.core.durations import format_duration, parse_duration
 from ringfence.core.errors import DriverError, InputError, Problem
+from ringfence.core.estate import load_document_text, locate_problems, problems_from_validation
 from ringfence.core.gates import AssetHealth, AssetStatus, FailureSignal
 from ringfence.drivers.registry import DriverContext
 
@@ -198,18 +198,12 @@ def read_checks(path: str | Path) -> ChecksFile:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError([Problem(f"cannot read the checks file: {exc.strerror or exc}", source=source)]) from None
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError([Problem(f"not YAML: {exc}", source=source)]) from None
+    data: Any = load_document_text(text, source)  # YAML that does not parse: located, as every file's
     try:
         return ChecksFile.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            Problem(str(error["msg"]).removeprefix("Value error, "), path=tuple(error["loc"]), source=source)
-            for error in exc.errors()
-        ]
-        raise InputError(problems) from None
+        # The estate's wording and its line numbers: "checks.yaml:4: checks[0].fail_when: …", one per mistake.
+        raise InputError(locate_problems(problems_from_validation(exc, data, source), text)) from None
 
 
 @dataclass(frozen=True)

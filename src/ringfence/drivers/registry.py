@@ -1,7 +1,7 @@
 """The one registry of drivers and health sources: Python entry points, nothing else.
 
 A driver is a class registered under the entry point group ``ringfence.drivers`` (``pyproject.toml``:
-``simulated``, ``agent``, ``ansible``); a health source one registered under ``ringfence.health_sources``
+``simulated``, ``agent``, ``ansible``, ``vsphere``); a health source one registered under ``ringfence.health_sources``
 (``heartbeats``, ``ansible``, ``simulated``). A package adds its own by declaring an entry point; nothing is
 registered by importing a module.
 
@@ -14,7 +14,10 @@ Building one:
   as ``cls(**options)``;
 - :func:`server_driver`: the driver the server's controller loop drives a rollout with. Only classes with a
   ``for_server(context)`` class method run in the server (``simulated``, ``agent``); a rollout on any other
-  driver is left to ``ringfence rollout start``;
+  driver is left to a ``ringfence worker`` (or ``ringfence rollout start``);
+- :func:`worker_driver`: the driver a ``ringfence worker`` drives a rollout with: any installed driver, built
+  from the options kept with the rollout (``--driver-option`` at ``rollout create`` or ``rollout start``), or
+  as the server builds it when none were kept;
 - :func:`build_health_source`: what judges a rollout's health. ``driver`` (the default) is the driver's own
   ``observe``; any other name is a source class, built by ``from_context(options, context)`` or
   ``cls(**options)``; or the driver itself when the source is that driver's own reading (a source class
@@ -25,7 +28,7 @@ An unknown name is an :class:`~ringfence.core.errors.InputError` that lists the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
@@ -150,6 +153,38 @@ def server_driver(name: str, context: DriverContext) -> Driver | None:
     return built
 
 
+def worker_driver(name: str, context: DriverContext, options: Mapping[str, str] | None = None) -> Driver:
+    """The driver a ``ringfence worker`` drives a rollout on ``name`` with: built from the ``options`` kept with
+    the rollout; without any, as the server builds it (``for_server``) when the class can be, else from no
+    options (a driver that needs some says which, as an InputError)."""
+    if not options:
+        built = server_driver(name, context)
+        if built is not None:
+            return built
+    return build_driver(name, options, context)
+
+
+def worker_runnable(names: Collection[str] | None = None) -> tuple[str, ...]:
+    """The installed drivers (of ``names``, or all) a worker can run here: those whose class loads and does not
+    refuse every operation whatever its options (the ansible driver without the ``ansible`` extra), sorted."""
+    from ringfence.core.driver import OperationKind
+    from ringfence.core.update import Update
+
+    probe = Update.model_validate({"id": "probe", "product": "probe/probe", "version": "1"})
+    runnable = []
+    for name in available_drivers():
+        if names is not None and name not in names:
+            continue  # loading a driver's class imports its library: only those asked about
+        cls = declared_class(name)
+        if cls is None:
+            continue
+        refuses = getattr(cls, "always_refuses", None)
+        if callable(refuses) and refuses(OperationKind.apply, probe) is not None:
+            continue
+        runnable.append(name)
+    return tuple(runnable)
+
+
 def runs_in_server(name: str) -> bool:
     """Whether the server's controller loop can drive rollouts on driver ``name``."""
     try:
@@ -218,4 +253,6 @@ __all__ = [
     "require_driver_able",
     "runs_in_server",
     "server_driver",
+    "worker_driver",
+    "worker_runnable",
 ]

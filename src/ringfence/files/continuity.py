@@ -3,13 +3,15 @@
 A sheet says what staff need without a computer: the continuity plan to enact, whom to call, the RTO and RPO,
 the clinical tier, what the service depends on (its direct requirements, and everything beneath them
 summarised: services, assets by kind, sites), the suppliers behind it with their contacts, and the order in
-which its own dependencies come back if they all went down (:func:`ringfence.core.recovery.plan_recovery`).
+which its own dependencies come back if they all went down (:func:`ringfence.core.recovery.plan_recovery`),
+with how long each step takes: the measured time to restore where an assurance file has one, else an hour a
+step, marked "estimate".
 
 Two renderings of the same sheets, so the pack can be kept both ways:
 
 * HTML (``templates/continuity_pack.html.j2``): self-contained (inline CSS, no script, no font, no URL),
   print CSS for A4, one sheet per printed page;
-* PDF (reportlab, pure Python: no system library needed), one sheet or more per page, each sheet starting
+* PDF (:mod:`ringfence.files.pdf`), one sheet or more per page, each sheet starting
   on a new page, with a bookmark per service; a page a sheet spills onto is headed "NAME (continued)", so
   a loose page still says which service it is about. Its creation date is the ``generated_at`` given by
   the caller (the adapters pass :func:`ringfence.core.clock.utc_now`), and nothing else varies: the same
@@ -21,9 +23,9 @@ Two renderings of the same sheets, so the pack can be kept both ways:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,14 +38,30 @@ from ringfence.core.durations import humanize_duration
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.estate import TIER_NAMES, AnyGroup
 from ringfence.core.graph import EstateGraph, Failure
-from ringfence.core.recovery import plan_recovery
+from ringfence.core.recovery import MeasuredRestore, plan_recovery, step_ends, time_basis, timed_step
 from ringfence.files.disk import write_bytes_atomic, write_text_atomic
+from ringfence.files.pdf import (
+    ALARM,
+    INK,
+    MUTED,
+    TIER_COLOUR,
+    WASH,
+    bookmark,
+    build_pdf,
+    grid,
+    para,
+    register_fonts,
+    style,
+    text_width,
+)
 from ringfence.files.templating import printed_time, template_environment
 
 TEMPLATE = "continuity_pack.html.j2"
 PACK_HTML = "continuity-pack.html"
 PACK_PDF = "continuity-pack.pdf"
 SHOWN_PER_STEP = 12
+ESTIMATED_STEP = 3600
+"""Seconds a restore step is guessed to take where no restore test measured it."""
 """Items named in one restore step on paper; the rest are counted by kind."""
 
 
@@ -71,6 +89,10 @@ class StepLine:
     more: int = 0
     more_kinds: str = ""
     """What the items not named are, by kind: ``68 endpoint, 2 vm``."""
+    seconds: int = ESTIMATED_STEP
+    """How long the step takes for this service's items: the slowest of them."""
+    basis: str = "estimate"
+    """``measured YYYY-MM-DD`` when every item of the step has a measured time, else ``estimate``."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,10 @@ class ContinuitySheet:
     restore: tuple[StepLine, ...]
     """The order its dependencies come back in if they all went down, then the service itself."""
     notes: tuple[str, ...] = ()
+    restored_after: int = 0
+    """Seconds until the service is back if everything it depends on went down: the steps one after the other."""
+    restored_basis: str = "estimate"
+    """``measured YYYY-MM-DD`` when every step is measured (the oldest test), else ``estimate``."""
 
     @property
     def tier_name(self) -> str:
@@ -104,6 +130,10 @@ class ContinuitySheet:
     @property
     def rto_text(self) -> str:
         return humanize_duration(self.rto) if self.rto is not None else "not set"
+
+    @property
+    def restored_text(self) -> str:
+        return f"Back after about {humanize_duration(self.restored_after)} ({self.restored_basis})."
 
     @property
     def rpo_text(self) -> str:
@@ -125,8 +155,15 @@ class ContinuitySheet:
 # ------------------------------------------------------------------------------------------ the sheets
 
 
-def continuity_sheets(graph: EstateGraph, services: Sequence[str] | None = None) -> tuple[ContinuitySheet, ...]:
-    """One sheet per service (or per service named), most critical first (tier, then id)."""
+def continuity_sheets(
+    graph: EstateGraph,
+    services: Sequence[str] | None = None,
+    measured: Mapping[str, MeasuredRestore] | None = None,
+) -> tuple[ContinuitySheet, ...]:
+    """One sheet per service (or per service named), most critical first (tier, then id).
+
+    ``measured``: measured times to restore by id (:func:`ringfence.core.assurance.measured_restores`); every
+    other item's step is an estimate of :data:`ESTIMATED_STEP`."""
     estate = graph.estate
     if services:
         unknown = [
@@ -140,7 +177,7 @@ def continuity_sheets(graph: EstateGraph, services: Sequence[str] | None = None)
     else:
         chosen = list(estate.services)
     groups_of = _groups_by_owner(graph)
-    sheets = [_sheet(graph, graph.index[s.id], groups_of) for s in chosen]
+    sheets = [_sheet(graph, graph.index[s.id], groups_of, measured or {}) for s in chosen]
     return tuple(sorted(sheets, key=lambda s: (s.tier, s.service)))
 
 
@@ -170,7 +207,12 @@ def _dependencies(graph: EstateGraph, node: int, groups_of: tuple[np.ndarray, np
     return sorted(seen)
 
 
-def _sheet(graph: EstateGraph, node: int, groups_of: tuple[np.ndarray, np.ndarray]) -> ContinuitySheet:
+def _sheet(
+    graph: EstateGraph,
+    node: int,
+    groups_of: tuple[np.ndarray, np.ndarray],
+    measured: Mapping[str, MeasuredRestore],
+) -> ContinuitySheet:
     estate = graph.estate
     service = estate.services[node]
     needed = _dependencies(graph, node, groups_of)
@@ -192,6 +234,7 @@ def _sheet(graph: EstateGraph, node: int, groups_of: tuple[np.ndarray, np.ndarra
         for s, ids in sorted(supplied.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     )
     requires = tuple(_describe(graph, r) for r in service.requires)
+    restore, (restored_after, measured_on) = _restore_order(graph, node, needed, measured)
     return ContinuitySheet(
         service=service.id,
         name=service.label,
@@ -206,7 +249,9 @@ def _sheet(graph: EstateGraph, node: int, groups_of: tuple[np.ndarray, np.ndarra
         kinds=tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         sites=tuple(sorted({a.site for a in assets if a.site is not None})),
         suppliers=suppliers,
-        restore=_restore_order(graph, node, needed),
+        restore=restore,
+        restored_after=restored_after,
+        restored_basis=time_basis(measured_on),
     )
 
 
@@ -218,30 +263,41 @@ def _describe(graph: EstateGraph, requirement: str | AnyGroup) -> str:
     return f"{requirement} ({name})" if name and name != requirement else requirement
 
 
-def _restore_order(graph: EstateGraph, node: int, needed: list[int]) -> tuple[StepLine, ...]:
-    """The restore order if everything the service needs went down: its dependencies, then itself."""
+def _restore_order(
+    graph: EstateGraph, node: int, needed: list[int], measured: Mapping[str, MeasuredRestore]
+) -> tuple[tuple[StepLine, ...], tuple[int, date | None]]:
+    """The restore order if everything the service needs went down: its dependencies, then itself; and when it
+    is back (seconds, and the oldest test behind that when every step is measured).
+
+    A step takes as long as the slowest of the service's own items in it: other services that come back in the
+    same step do so alongside, and hold nothing of this one back."""
     if not needed:
-        return (StepLine(1, (graph.ids[node],)),)
+        own = timed_step(1, [graph.ids[node]], measured, ESTIMATED_STEP)
+        line = StepLine(1, own.restore, seconds=own.seconds, basis=own.basis)
+        return (line,), step_ends([own])[-1]
     failure = Failure(f"dependencies of {graph.ids[node]}", np.asarray(needed, dtype=np.int64))
-    plan = plan_recovery(graph, [failure])
+    plan = plan_recovery(graph, [failure], step_seconds=ESTIMATED_STEP)
     keep = {graph.ids[i] for i in needed} | {graph.ids[node]}
     kind_of = {
         a.id: a.kind.value for a in (graph.estate.assets[i - graph.n_services] for i in needed if i >= graph.n_services)
     }
     lines: list[StepLine] = []
+    timed = []
     for step in plan.steps:
         # Other services that share these dependencies come back too; this sheet lists only its own.
         items = [i for i in step.restore if i in keep]
         if not items:
             continue
+        own = timed_step(len(lines) + 1, items, measured, ESTIMATED_STEP)
+        timed.append(own)
         shown, rest = items[:SHOWN_PER_STEP], items[SHOWN_PER_STEP:]
         counts: dict[str, int] = {}
         for item in rest:
             kind = kind_of.get(item, "service")
             counts[kind] = counts.get(kind, 0) + 1
         more_kinds = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        lines.append(StepLine(len(lines) + 1, tuple(shown), len(rest), more_kinds))
-    return tuple(lines)
+        lines.append(StepLine(own.step, tuple(shown), len(rest), more_kinds, own.seconds, own.basis))
+    return tuple(lines), step_ends(timed)[-1]
 
 
 # ------------------------------------------------------------------------------------------ HTML
@@ -270,97 +326,46 @@ def _environment() -> Environment:
 
 def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, generated_at: datetime) -> bytes:
     """The sheets as a PDF on A4, each sheet starting on a new page, with a bookmark per service."""
-    import io
-
     from reportlab.lib import colors  # type: ignore[import-untyped]
     from reportlab.lib.pagesizes import A4  # type: ignore[import-untyped]
-    from reportlab.lib.styles import ParagraphStyle  # type: ignore[import-untyped]
     from reportlab.lib.units import mm  # type: ignore[import-untyped]
-    from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
-    from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
     from reportlab.pdfgen.canvas import Canvas  # type: ignore[import-untyped]
-    from reportlab.platypus import (  # type: ignore[import-untyped]
-        BaseDocTemplate,
-        Flowable,
-        Frame,
-        KeepTogether,
-        PageBreak,
-        PageTemplate,
-        Paragraph,
-        Table,
-        TableStyle,
-    )
+    from reportlab.platypus import KeepTogether, PageBreak, Paragraph  # type: ignore[import-untyped]
 
-    # Bitstream Vera ships inside reportlab: dashes, quotes and accented names print as written, and
-    # nothing depends on the fonts of the machine that prints.
-    for face, file in (("Vera", "Vera.ttf"), ("Vera-Bold", "VeraBd.ttf")):
-        if face not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont(face, file))
-    ink = colors.HexColor("#1b1f24")
-    muted = colors.HexColor("#4a5561")
-    rule = colors.HexColor("#c9d0d6")
-    wash = colors.HexColor("#f3f5f7")
-    tier_colour = {1: "#8c1c13", 2: "#b4530e", 3: "#7d6a00", 4: "#4f6272"}
-
-    def style(name: str, size: float, *, bold: bool = False, colour: Any = ink, space: float = 3, **kw: Any) -> Any:
-        kw.setdefault("leading", size * 1.3)
-        return ParagraphStyle(
-            name, fontName="Vera-Bold" if bold else "Vera", fontSize=size, textColor=colour, spaceAfter=space, **kw
-        )
-
+    register_fonts()
     h1 = style("h1", 18, bold=True, space=2)
     h2 = style("h2", 11.5, bold=True, space=3, spaceBefore=8)
     body = style("body", 9.5)
-    small = style("small", 8, colour=muted)
-    plan_style = style("plan", 12, leading=16, backColor=wash, borderPadding=(6, 6, 6, 6), spaceBefore=4, space=10)
+    small = style("small", 8, colour=MUTED)
+    plan_style = style(
+        "plan", 12, leading=16, backColor=colors.HexColor(WASH), borderPadding=(6, 6, 6, 6), spaceBefore=4, space=10
+    )
     cell = style("cell", 8.5, space=0)
     cell_bold = style("cellb", 8.5, bold=True, space=0)
-
-    def para(text: str, st: Any) -> Any:
-        return Paragraph(xml_escape(text), st)
+    gap_style = style("gap", 9, bold=True, colour=ALARM)
 
     # Which sheet is being laid out, and on which page it started: a page where none started continues one.
     progress: dict[str, Any] = {"sheet": None, "started_on": None}
 
-    class SheetStart(Flowable):  # type: ignore[misc]
+    def sheet_start(sheet: ContinuitySheet) -> Any:
         """Where a sheet starts: an outline entry for its page, and the name later pages repeat."""
 
-        def __init__(self, key: str, title: str, name: str) -> None:
-            super().__init__()
-            self.key, self.title, self.name = key, title, name
-            self.width = self.height = 0
+        def started(canvas: Any) -> None:
+            progress["sheet"], progress["started_on"] = sheet.name, canvas.getPageNumber()
 
-        def draw(self) -> None:
-            self.canv.bookmarkPage(self.key)
-            self.canv.addOutlineEntry(self.title, self.key, level=0)
-            progress["sheet"], progress["started_on"] = self.name, self.canv.getPageNumber()
+        return bookmark(f"sheet-{sheet.service}", f"T{sheet.tier} {sheet.name}", started)
 
-    def table(rows: list[list[Any]], widths: list[float]) -> Any:
-        t = Table(rows, colWidths=widths, repeatRows=1)
-        t.setStyle(
-            TableStyle(
-                [
-                    ("GRID", (0, 0), (-1, -1), 0.5, rule),
-                    ("BACKGROUND", (0, 0), (-1, 0), wash),
-                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                    ("TOPPADDING", (0, 0), (-1, -1), 3),
-                    ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
-                ]
-            )
-        )
-        return t
-
-    width = A4[0] - 36 * mm
+    width = text_width()
     story: list[Any] = []
     for n, sheet in enumerate(sheets):
         if n:
             story.append(PageBreak())
-        story.append(SheetStart(f"sheet-{sheet.service}", f"T{sheet.tier} {sheet.name}", sheet.name))
+        story.append(sheet_start(sheet))
         story.append(
             Paragraph(
-                f'<font color="{tier_colour.get(sheet.tier, "#333333")}"><b>TIER {sheet.tier}</b> · '
+                f'<font color="{TIER_COLOUR.get(sheet.tier, "#333333")}"><b>TIER {sheet.tier}</b> · '
                 f"{xml_escape(sheet.tier_name)}</font>  ·  downtime continuity sheet",
-                style("kicker", 9, colour=muted, space=2),
+                style("kicker", 9, colour=MUTED, space=2),
             )
         )
         story.append(para(sheet.name, h1))
@@ -370,14 +375,14 @@ def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, gene
             [para("RPO (data loss up to)", cell_bold), para(sheet.rpo_text, cell)],
             [para("Clinical tier", cell_bold), para(f"{sheet.tier} — {sheet.tier_name}", cell)],
         ]
-        story.append(table(facts, [45 * mm, width - 45 * mm]))
+        story.append(grid(facts, [45 * mm, width - 45 * mm]))
         story.append(para("When it is down, enact this plan", h2))
         story.append(para(sheet.plan or "No continuity plan is recorded.", plan_style))
         story.append(para("Whom to call", h2))
         for contact in sheet.contacts or ("No contacts are recorded.",):
             story.append(para(f"•  {contact}" if sheet.contacts else contact, body))
         for gap in sheet.gaps:
-            story.append(para(gap, style("gap", 9, bold=True, colour=colors.HexColor("#8c1c13"))))
+            story.append(para(gap, gap_style))
         story.append(para("What it depends on", h2))
         story.append(para("Directly: " + ("; ".join(sheet.requires) or "nothing recorded"), body))
         if sheet.services:
@@ -394,29 +399,16 @@ def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, gene
                 for s in sheet.suppliers
             ]
             story.append(
-                KeepTogether([para("Suppliers behind it", h2), table(rows, [70 * mm, width - 90 * mm, 20 * mm])])
+                KeepTogether([para("Suppliers behind it", h2), grid(rows, [70 * mm, width - 90 * mm, 20 * mm])])
             )
-        rows = [[para(h, cell_bold) for h in ("step", "restore")]]
+        rows = [[para(h, cell_bold) for h in ("step", "takes", "restore")]]
         for line in sheet.restore:
             text = ", ".join(line.items) + (f" … and {line.more} more ({line.more_kinds})" if line.more else "")
-            rows.append([para(str(line.step), cell), para(text, cell)])
+            takes = f"{humanize_duration(line.seconds)} ({line.basis})"
+            rows.append([para(str(line.step), cell), para(takes, cell), para(text, cell)])
         story.append(para("If everything it depends on went down: restore in this order", h2))
-        story.append(table(rows, [14 * mm, width - 14 * mm]))
-
-    footer = f"ringfence downtime pack · {estate_name} · printed from the estate as of {printed_time(generated_at)}"
-
-    created = generated_at.astimezone(UTC).strftime("D:%Y%m%d%H%M%S+00'00'")
-
-    def on_page(canvas: Canvas, doc: Any) -> None:
-        # reportlab's own date is the invariant 2000-01-01 (or the build machine's clock without it): the PDF
-        # says when the pack was made, the moment the caller gives.
-        canvas.setDateFormatter(lambda *_: created)
-        canvas.saveState()
-        canvas.setFont("Vera", 7.5)
-        canvas.setFillColor(muted)
-        canvas.drawString(18 * mm, 10 * mm, footer)
-        canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, f"page {doc.page}")
-        canvas.restoreState()
+        story.append(para(sheet.restored_text, body))
+        story.append(grid(rows, [14 * mm, 40 * mm, width - 54 * mm]))
 
     def on_page_end(canvas: Canvas, doc: Any) -> None:
         # Drawn once the page is laid out: only then is it known that no sheet started on it.
@@ -424,27 +416,17 @@ def render_pack_pdf(sheets: Sequence[ContinuitySheet], *, estate_name: str, gene
             return
         canvas.saveState()
         canvas.setFont("Vera-Bold", 10)
-        canvas.setFillColor(ink)
+        canvas.setFillColor(colors.HexColor(INK))
         canvas.drawString(18 * mm, A4[1] - 11 * mm, f"{progress['sheet']} (continued)")
         canvas.restoreState()
 
-    buffer = io.BytesIO()
-    doc = BaseDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=18 * mm,
-        rightMargin=18 * mm,
-        topMargin=16 * mm,
-        bottomMargin=18 * mm,
+    return build_pdf(
+        story or [para("No services.", body)],
         title=f"Downtime continuity pack — {estate_name}",
-        author="ringfence",
-        creator="ringfence",
-        invariant=True,  # the same sheets give the same bytes: packs can be compared and checksummed
+        footer=f"ringfence downtime pack · {estate_name} · printed from the estate as of {printed_time(generated_at)}",
+        generated_at=generated_at,
+        on_page_end=on_page_end,
     )
-    frame = Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="sheet")
-    doc.addPageTemplates([PageTemplate(id="sheet", frames=[frame], onPage=on_page, onPageEnd=on_page_end)])
-    doc.build(story or [para("No services.", body)])
-    return buffer.getvalue()
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -14,7 +14,7 @@
       - events: [ring_failed, rollout_halted, incident_declared, rto_breached]
         channels: [teams-ops, oncall-mail]
         tiers: [1, 2]                                     # only when tier 1 or 2 is concerned
-    delivery: {attempts: 5, backoff: 30s, max_backoff: 30m, rto_check: 1m}
+    delivery: {attempts: 5, backoff: 30s, max_backoff: 30m, rto_check: 1m, evidence_check: 1h}
 
 ``${NAME}`` in a channel's URL is replaced by the environment variable ``NAME`` when the file is read, so
 secrets stay out of the file. Read when the server starts (``ringfence serve --notifications FILE`` or
@@ -36,7 +36,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ringfence.core.errors import InputError, Problem
-from ringfence.core.estate import Duration, load_document_text, locate_problems
+from ringfence.core.estate import (
+    Duration,
+    LocatedValueError,
+    load_document_text,
+    locate_problems,
+    problems_from_validation,
+)
 from ringfence.core.notification import ROUTABLE, NotificationEvent
 from ringfence.files.disk import read_with
 from ringfence.files.extras import require_extra
@@ -95,8 +101,10 @@ class Delivery(BaseModel):
     max_backoff: Duration = 1800
     rto_check: Duration = 60
     """How often the open incidents' RTO clocks are looked at."""
+    evidence_check: Duration = 3600
+    """How often the estates' stored evidence is looked at for what runs out (``evidence_expiring``)."""
 
-    @field_validator("backoff", "rto_check")
+    @field_validator("backoff", "rto_check", "evidence_check")
     @classmethod
     def _positive(cls, value: int) -> int:
         if not 1 <= value <= 86400:
@@ -135,7 +143,7 @@ class NotificationsConfig(BaseModel):
             for c, name in enumerate(route.channels):
                 if name not in self.channels:
                     known = ", ".join(sorted(self.channels))
-                    raise _LocatedError(
+                    raise LocatedValueError(
                         f"no channel is named '{name}' (the channels: {known})", ("routes", r, "channels", c)
                     )
         return self
@@ -152,14 +160,6 @@ class NotificationsConfig(BaseModel):
                 continue
             found += [c for c in route.channels if c not in found]
         return found
-
-
-class _LocatedError(ValueError):
-    """A problem found across fields, with the path of the field it is about."""
-
-    def __init__(self, message: str, path: tuple[str | int, ...]) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 _LOADING = threading.Lock()
@@ -179,27 +179,13 @@ def apprise_plugin(url: str) -> NotifyBase | None:
         return apprise.Apprise.instantiate(url)
 
 
-def _problems_of(exc: ValidationError, source: str) -> list[Problem]:
-    problems = []
-    for error in exc.errors(include_url=False)[:50]:
-        path: tuple[str | int, ...] = tuple(error["loc"])
-        located = (error.get("ctx") or {}).get("error")
-        if isinstance(located, _LocatedError):
-            problems.append(Problem(str(located), path=located.path, source=source))
-            continue
-        if error["type"] == "extra_forbidden":
-            message = f"unknown field '{path[-1]}'"
-        elif error["type"] == "missing":
-            message = f"required field '{path[-1]}' is missing"
-        elif error["type"] == "enum":
-            message = f"'{error['input']}' is not an event; use one of {_EVENTS}"
-        elif error["type"] == "string_pattern_mismatch" and path[:1] == ("channels",):
-            message = "a channel's name is letters, digits, '.', '_' or '-' (at most 64)"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            message = message[:1].lower() + message[1:]
-        problems.append(Problem(message, path=path, source=source))
-    return problems
+def _explain(error: Any, path: tuple[str | int, ...]) -> str | None:
+    """This file's words for the errors whose usual sentence would not help (see ``problems_from_validation``)."""
+    if error["type"] == "enum" and "events" in path:
+        return f"'{error['input']}' is not an event; use one of {_EVENTS}"
+    if error["type"] == "string_pattern_mismatch" and path[:1] == ("channels",):
+        return "a channel's name is letters, digits, '.', '_' or '-' (at most 64)"
+    return None
 
 
 def parse_notifications_text(text: str, source: str) -> NotificationsConfig:
@@ -220,7 +206,8 @@ def parse_notifications_text(text: str, source: str) -> NotificationsConfig:
     try:
         config = NotificationsConfig.model_validate(data)
     except ValidationError as exc:
-        raise InputError(locate_problems(_problems_of(exc, source), text)) from None
+        problems = problems_from_validation(exc, data, source, explain=_explain)
+        raise InputError(locate_problems(problems, text)) from None
     problems = []
     for name, channel in config.channels.items():
         where = ("channels", name, "url")

@@ -7,9 +7,10 @@ role each of the provider's groups gives them.
     client_id: 6f1c…                              # the app registration's Application (client) ID
     client_secret_env: RINGFENCE_OIDC_CLIENT_SECRET   # or client_secret: … (kept out of the file is better)
     redirect_url: https://ringfence.trust.example/auth/callback
+    roles_from: groups                            # or app_roles: Entra ID app roles (the `roles` claim)
     groups_claim: groups                          # the ID token claim listing the person's groups
     person_claim: preferred_username              # the claim that names the person in the audit log
-    roles:                                        # group (Entra ID: its object id) → role
+    roles:                                        # group (Entra ID: its object id), or app role value → role
       2b7e…: approver
       9a0d…: operator
     session_lifetime: 8h
@@ -44,6 +45,10 @@ LONGEST_SESSION = 7 * 86400
 PersonRole = Literal["viewer", "operator", "approver", "admin"]
 """The roles a group may give; agents are never people."""
 
+APP_ROLES_CLAIM = "roles"
+"""The claim an OpenID Connect provider lists the app roles assigned to a person in (Entra ID, Keycloak's
+client roles mapped flat, Okta's custom claims named so): what ``roles_from: app_roles`` reads."""
+
 
 def _is_local(host: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1")
@@ -75,6 +80,10 @@ class OidcConfig(BaseModel):
     post_logout_redirect_url: str | None = None
     """Where the provider sends the browser after signing out there; default: this dashboard's ``/login``."""
     scopes: tuple[str, ...] = ("openid", "profile", "email")
+    roles_from: Literal["groups", "app_roles"] = "groups"
+    """Where the person's role comes from: their groups (``groups_claim``), or the app roles assigned to them
+    (the ``roles`` claim). Entra ID sends at most 200 groups in an ID token and none past that (the groups
+    overage); app roles have no such limit, so they are the choice for large tenants."""
     groups_claim: Annotated[str, Field(min_length=1)] = "groups"
     person_claim: Annotated[str, Field(min_length=1)] = "email"
     roles: dict[Annotated[str, Field(min_length=1)], PersonRole]
@@ -131,6 +140,11 @@ class OidcConfig(BaseModel):
         return self
 
     @property
+    def role_claim(self) -> str:
+        """The ID token claim whose values ``roles`` maps: the groups claim, or the app roles claim."""
+        return APP_ROLES_CLAIM if self.roles_from == "app_roles" else self.groups_claim
+
+    @property
     def after_logout_url(self) -> str:
         if self.post_logout_redirect_url is not None:
             return self.post_logout_redirect_url
@@ -169,6 +183,7 @@ def load_oidc_config(path: str | Path) -> OidcConfig:
 
 
 __all__ = [
+    "APP_ROLES_CLAIM",
     "CALLBACK_PATH",
     "OIDC_CONFIG_ENV",
     "OidcConfig",

@@ -23,6 +23,7 @@ from ringfence.drivers.simulated import SIMULATED, DatabaseWorlds
 from ringfence.service import rollouts
 from ringfence.store.db import session_scope
 from ringfence.store.rollouts import get_rollout
+from ringfence.store.workers import get_health_options
 
 
 def simulated_driver(
@@ -51,13 +52,14 @@ def rollout_health_source(engine: Engine, rollout_id: str, driver: Driver) -> He
     driver's own reading unless it names another), built as the server's loop builds it, on ``engine``."""
     with session_scope(engine, readonly=True) as session:
         rollout = get_rollout(session, rollout_id)
+        options = get_health_options(session, rollout_id)  # --health-option at create; none: the environment
     context = DriverContext(
         engine=engine,
         update=Update.model_validate(rollout.update_doc),
         rollout_id=rollout_id,
         environ=dict(os.environ),  # the agent timeouts, as the server reads them
     )
-    return build_health_source(rollouts.stored_plan(rollout).health_source, driver, context=context)
+    return build_health_source(rollouts.stored_plan(rollout).health_source, driver, options, context=context)
 
 
 def load_world(engine: Engine, rollout_id: str) -> SimulatedWorld:

@@ -7,6 +7,11 @@ this module loads an incident, lets the domain decide, and stores what it decide
 How an incident is stored: see :mod:`ringfence.store.incidents` (its row with the snapshot it was declared
 on, and its timeline of events, appended to only).
 
+At declaration each down item takes its measured time to restore from the estate's stored assurance file
+(:mod:`ringfence.service.assurance`): the latest restore test of it as of that day. An estate without one, or whose
+stored file no longer holds for the version declared on, is declared with estimates (said in the declaration): an
+incident is never refused for want of evidence.
+
 Writers of one incident take turns on its row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's single
 writer), so two people marking items restored at once each see the other's marks.
 """
@@ -21,8 +26,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from ringfence.core.assurance import AssuranceError, measured_restores, parse_assurance_text
 from ringfence.core.audit import AuditValue
-from ringfence.core.errors import InputError, Problem
+from ringfence.core.errors import ConflictError, InputError, Problem
 from ringfence.core.estate import parse_estate_text
 from ringfence.core.gates import AssetStatus
 from ringfence.core.graph import EstateGraph, compile_estate
@@ -37,15 +43,18 @@ from ringfence.core.incident import (
     close_incident,
     mark_restored,
     rto_clocks,
+    time_basis,
     timeline,
     waiting_for,
 )
 from ringfence.core.incident_declaration import declare_incident
 from ringfence.core.incident_review import IncidentReview, RolloutCause, review_incident
+from ringfence.core.recovery import MeasuredRestore
 from ringfence.core.rollout.state import AssetState, RolloutPhase, Transition
 from ringfence.core.words import count
 from ringfence.service.estates import record_estate_text
 from ringfence.service.rollout_view import read_rollout_view
+from ringfence.store.assurance import AssuranceKind, latest_assurance_document
 from ringfence.store.audit import append_audit
 from ringfence.store.db import LOCK_NAMESPACE_INCIDENT_IDS, advisory_lock, session_scope
 from ringfence.store.estates import get_estate_version, latest_estate_version
@@ -56,6 +65,7 @@ from ringfence.store.incidents import (
     incident_of_rollout,
     mark_incident_closed,
     next_incident_id,
+    set_change_freeze,
 )
 from ringfence.store.incidents import list_incidents as list_stored_incidents
 from ringfence.store.records import EstateFormat
@@ -295,6 +305,25 @@ def close(engine: Engine, incident_id: str, *, actor: str, at: datetime, reason:
         return changed
 
 
+def freeze_changes(engine: Engine, incident_id: str, *, actor: str, at: datetime, on: bool = True) -> Incident:
+    """Declare (``on``) or lift an incident's organisation-wide change freeze: while an open incident holds one, no
+    ring of any rollout opens (``ringfence.core.windows``); closing the incident ends it. Noted on its timeline and
+    audited. A closed incident cannot declare one."""
+    with session_scope(engine) as session:
+        incident = get_incident(session, incident_id, for_update=True)
+        if on and incident.status is IncidentStatus.CLOSED:
+            raise ConflictError(f"incident {incident_id} is closed: a closed incident cannot hold a change freeze")
+        text = (
+            "declared a change freeze: no ring of any rollout opens until this incident is closed or the freeze lifted"
+            if on
+            else "lifted the change freeze: rings open again inside their windows"
+        )
+        changed = add_note(incident, text, at, actor=actor)
+        _record_change(session, changed, "incident.freeze" if on else "incident.unfreeze", {"change_freeze": on})
+        set_change_freeze(session, incident_id, on=on)
+        return changed
+
+
 def review(engine: Engine, incident_id: str, now: datetime) -> IncidentReview:
     """The post-incident review, with the rollout that caused it (its update, release and halt reason)."""
     with session_scope(engine, readonly=True) as session:
@@ -327,6 +356,7 @@ def _declare_in(
     note: str | None = None,
 ) -> Incident:
     failures = graph.resolve_failures(fail)
+    measured, unheld = _measured_restores(session, graph, at)
     incident = declare_incident(
         graph,
         failures,
@@ -337,7 +367,8 @@ def _declare_in(
         step_seconds=step_seconds,
         rollout_id=rollout_id,
         estate_version_id=version_id,
-        note=note,
+        note="; ".join(n for n in (note, unheld) if n) or None,
+        measured=measured,
     )
     add_incident(session, incident)
     append_audit(
@@ -353,10 +384,31 @@ def _declare_in(
             "services_down": [s.id for s in incident.services],
             "items_down": len(incident.items),
             "rollout": rollout_id,
+            "measured_items": sum(1 for i in incident.items if i.takes is not None),
         },
         at=at,
     )
     return incident
+
+
+def _measured_restores(
+    session: Session, graph: EstateGraph, at: datetime
+) -> tuple[dict[str, MeasuredRestore], str | None]:
+    """The measured time to restore of each asset and service of ``graph`` by the estate's stored assurance file,
+    as of the declaration's day; and, when that file no longer holds for this version, why every time is an
+    estimate (the declaration says it: the incident is declared all the same)."""
+    name = graph.estate.name
+    stored = latest_assurance_document(session, name, AssuranceKind.ASSURANCE)
+    if stored is None:
+        return {}, None
+    try:
+        assurance = parse_assurance_text(stored.content, graph.estate, f"{name}/assurance")
+    except AssuranceError as exc:
+        return {}, (
+            f"restore times are all estimates: the assurance file stored for estate '{name}' (#{stored.id}) does "
+            f"not hold for this version: {exc.problems[0]}"
+        )
+    return measured_restores(assurance, at.date()), None
 
 
 def _record_change(session: Session, changed: Incident, action: str, detail: Mapping[str, AuditValue]) -> None:
@@ -414,6 +466,16 @@ class ItemOut(_Out):
     restored_at: datetime | None
     waiting_for: list[str]
     """Why it cannot be restored yet; empty when it can (or is restored)."""
+    takes: int
+    """Seconds restoring it takes: its measured time (a restore test), else one restore step."""
+    basis: str
+    """How ``takes`` is known: ``measured 2026-03-04`` (the test's day) or ``estimate``."""
+    restored_by: int
+    """Seconds from the declaration until its step of the declared plan is done (each step as long as its slowest
+    item)."""
+    restored_by_basis: str
+    """``measured …`` (the oldest test behind it) only when every item of every step up to its own is measured;
+    else ``estimate``."""
 
 
 class ClockOut(_Out):
@@ -430,6 +492,9 @@ class ClockOut(_Out):
     than the steps still ahead allow; None once restored or closed."""
     restored_at: datetime | None
     time_to_restore: int | None
+    basis: str | None
+    """How ``estimated`` is known: ``measured 2026-03-04`` when every step up to the service's is measured (the
+    oldest test), else ``estimate``; None when there is no estimate (restored, or closed)."""
     warning: str | None
 
 
@@ -499,6 +564,7 @@ def incident_document(incident: Incident, now: datetime) -> IncidentOut:
     clocks = rto_clocks(incident, now)
     as_of = clocks[0].as_of if clocks else (min(now, incident.closed_at) if incident.closed_at else now)
     restored = incident.restored
+    restored_by = incident.declared_restored_by
     return IncidentOut(
         id=incident.id,
         title=incident.title,
@@ -542,6 +608,7 @@ def incident_document(incident: Incident, now: datetime) -> IncidentOut:
                 expected_at=c.expected_at,
                 restored_at=c.restored_at,
                 time_to_restore=c.time_to_restore,
+                basis=c.basis,
                 warning=c.warning,
             )
             for c in clocks
@@ -556,6 +623,10 @@ def incident_document(incident: Incident, now: datetime) -> IncidentOut:
                 tier=i.tier,
                 restored_at=restored.get(i.id),
                 waiting_for=[] if i.id in restored else list(waiting_for(incident, i.id)),
+                takes=incident.takes(i),
+                basis=i.basis,
+                restored_by=restored_by[i.id][0],
+                restored_by_basis=time_basis(restored_by[i.id][1]),
             )
             for i in incident.items
         ],

@@ -14,7 +14,13 @@ rollouts but the database. Its design is an *outbox*:
 2. **RTO clocks are looked at** every ``delivery.rto_check``: each open incident's clocks, computed by the
    incident code (:func:`ringfence.core.incident.rto_clocks`). A clock that *changes* into at risk or breached
    is an event, once: the status last seen is stored (``notification_clocks``).
-3. **Deliveries are sent** outside any transaction, each claimed first (``sending``, with a lease) and its
+3. **Evidence is looked at** every ``delivery.evidence_check`` (an hour by default): each estate with a stored
+   assurance file is assessed (:mod:`ringfence.service.assurance`), and each piece of evidence whose last day is
+   within 30 days, or which ran out in the last 30 days, is an ``evidence_expiring`` event, once per piece and
+   threshold: its key names the evidence, its last day and the threshold, and the outbox stores one delivery per
+   key and channel, so a second look (or a second server) adds nothing and renewed evidence (a new day) is told
+   of again.
+4. **Deliveries are sent** outside any transaction, each claimed first (``sending``, with a lease) and its
    attempt recorded after: sent, or failed and due again after ``backoff`` doubled per attempt (at most
    ``max_backoff``), until ``attempts`` have failed (``gave_up``). Every attempt and its error are kept and shown
    (``GET /v1/notifications``, the server's log). A channel that just failed is not tried again in the same
@@ -43,9 +49,18 @@ from ringfence.core.audit import AuditEntry
 from ringfence.core.clock import utc_now
 from ringfence.core.errors import RingfenceError
 from ringfence.core.incident import Incident, IncidentStatus, rto_clocks
-from ringfence.core.notification import URGENT, Notice, channel_test_notice, notice_of_clock, notice_of_entry
+from ringfence.core.notification import (
+    URGENT,
+    Notice,
+    channel_test_notice,
+    notice_of_clock,
+    notice_of_entry,
+    notice_of_evidence,
+)
 from ringfence.core.rollout.record import StoredPlan
 from ringfence.files.notifications_config import NotificationsConfig, apprise_plugin
+from ringfence.service.assurance import evidence_to_tell
+from ringfence.service.estates import CompiledEstates
 from ringfence.store.audit import list_audit
 from ringfence.store.db import session_scope
 from ringfence.store.estates import get_estate_version
@@ -183,6 +198,8 @@ class Notifier:
         self._plugins: dict[str, NotifyBase | None] = {}
         self._facts: dict[str, tuple[str | None, int | None]] = {}
         self._next_clock_check: datetime | None = None
+        self._next_evidence_check: datetime | None = None
+        self._estates = CompiledEstates(size=2)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -235,6 +252,9 @@ class Notifier:
         if self._next_clock_check is None or now >= self._next_clock_check:
             self.check_clocks(now)
             self._next_clock_check = now + timedelta(seconds=self.config.delivery.rto_check)
+        if self._next_evidence_check is None or now >= self._next_evidence_check:
+            self.check_evidence(now)
+            self._next_evidence_check = now + timedelta(seconds=self.config.delivery.evidence_check)
         self.deliver_due()
         self.stats.last_turn_at = self.clock()
         self._logged = None
@@ -273,6 +293,17 @@ class Notifier:
                     if notice is not None:
                         self._enqueue(session, notice, now)
             save_clock_states(session, changed, at=now)
+
+    def check_evidence(self, now: datetime) -> None:
+        """Enqueue a message for each piece of evidence that runs out within 30 days or has just run out (once)."""
+        told = evidence_to_tell(self.engine, self._estates, now.date())
+        if not told:
+            return
+        with session_scope(self.engine) as session:
+            lock_cursor(session, at=now)  # notifiers take turns here too
+            for item in told:
+                notice = notice_of_evidence(item.key, item.estate, item.reason, item.item.finding.tier)
+                self._enqueue(session, notice, now)
 
     def deliver_due(self) -> int:
         """Send the deliveries that are due (a batch at a time); returns how many were tried."""

@@ -9,6 +9,13 @@ current practice) ask of a web application:
    browser to. The three secrets travel in a :class:`PendingSignIn` the browser keeps in a cookie of its own
    (``HttpOnly``, ``SameSite=Lax`` so it comes back on the provider's redirect, ten minutes, path
    ``/auth/callback`` only); nothing is kept in the server, so any worker can finish what another began.
+   The cookie is sealed: HMAC-SHA256 under the server's sign-in key (:data:`SIGN_IN_KEY_ENV`) over the
+   secrets, where to go after, and when the sign-in began. Without the seal its contents would be the
+   browser's word: a state and verifier made up by whoever can write a cookie for the dashboard's host (a
+   sibling subdomain, a proxy on plain http), any page to go to after, and a sign-in kept pending for as
+   long as the cookie is (its ``Max-Age`` is the browser's to honour). Sealed, the callback takes only what
+   this server issued, and only for :data:`PENDING_SECONDS` by the sealed time; anything else is refused
+   with a page saying which, before the code is used.
 2. :meth:`RelyingParty.finish` takes the provider's answer: the ``state`` must equal the cookie's (compared in
    constant time), an ``iss`` parameter, when sent, must be the issuer (RFC 9207: mix-up), the code is
    redeemed at the token endpoint with the verifier and the client's credentials, and the ID token is
@@ -30,6 +37,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import threading
 from collections.abc import Mapping
@@ -52,6 +60,12 @@ METADATA_SECONDS = 3600.0
 
 PENDING_SECONDS = 600
 """How long a browser may take at the provider: the pending sign-in cookie lasts this long."""
+
+SIGN_IN_KEY_ENV = "RINGFENCE_SIGN_IN_KEY"
+"""The secret pending sign-ins are sealed with. ``ringfence serve`` makes one for its workers when it is not
+set; set it yourself (the same on each) when several servers sit behind one address."""
+SIGN_IN_KEY_SHORTEST = 16
+"""Characters a configured sign-in key must have at least (``ringfence serve`` refuses a shorter one)."""
 
 CLOCK_SKEW_SECONDS = 60
 """Leeway on ``exp`` and ``iat``: the provider's clock and ours may differ by this much."""
@@ -85,27 +99,79 @@ class ProviderMetadata:
 
 @dataclass(frozen=True)
 class PendingSignIn:
-    """A sign-in begun and not yet finished: what the browser keeps while it is at the provider."""
+    """A sign-in begun and not yet finished: what the browser keeps, sealed, while it is at the provider."""
 
     state: str
     nonce: str
     verifier: str
     next_path: str
+    begun_at: int = 0
+    """When the sign-in began (seconds since the epoch): sealed with the rest, so its age is ours to judge."""
 
-    def encode(self) -> str:
-        """The cookie's value: URL-safe base64 of a JSON object (no character a cookie must quote)."""
-        document = {"state": self.state, "nonce": self.nonce, "verifier": self.verifier, "next": self.next_path}
-        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+    def seal(self, key: bytes) -> str:
+        """The cookie's value: URL-safe base64 of a JSON object, a dot, and its HMAC-SHA256 under ``key``
+        (no character a cookie must quote)."""
+        document = {
+            "state": self.state,
+            "nonce": self.nonce,
+            "verifier": self.verifier,
+            "next": self.next_path,
+            "at": self.begun_at,
+        }
+        payload = _b64(json.dumps(document, separators=(",", ":")).encode())
+        return f"{payload}.{_b64(_mac(key, payload))}"
 
     @classmethod
-    def decode(cls, text: str) -> PendingSignIn | None:
-        """The pending sign-in a cookie holds; None for anything that is not one (never an exception)."""
-        try:
-            data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            found = cls(str(data["state"]), str(data["nonce"]), str(data["verifier"]), str(data["next"]))
-        except (ValueError, TypeError, KeyError):
+    def unseal(cls, text: str, key: bytes, *, now: float) -> PendingSignIn | None:
+        """The pending sign-in a cookie holds: None for no cookie; SignInError for one whose seal does not
+        hold under ``key`` (changed, forged, or sealed by another server) or that is past its time."""
+        if not text:
             return None
-        return found if found.state and found.nonce and found.verifier else None
+        payload, _, mac = text.partition(".")
+        try:
+            sent_mac = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
+        except ValueError:
+            sent_mac = b""
+        # Constant time: a forger learns nothing from how quickly a guess is refused.
+        if not hmac.compare_digest(sent_mac, _mac(key, payload)):
+            raise SignInError(TAMPERED)
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            found = cls(
+                str(data["state"]), str(data["nonce"]), str(data["verifier"]), str(data["next"]), int(data["at"])
+            )
+        except (ValueError, TypeError, KeyError):
+            raise SignInError(TAMPERED) from None  # sealed by us, so never in practice: an old format
+        if not (found.state and found.nonce and found.verifier):
+            raise SignInError(TAMPERED)
+        if not -CLOCK_SKEW_SECONDS <= now - found.begun_at <= PENDING_SECONDS:
+            raise SignInError(EXPIRED)
+        return found
+
+
+TAMPERED = (
+    "this sign-in's cookie was changed after ringfence set it, or was set by another server, so its state and "
+    "PKCE verifier cannot be trusted; nothing was signed in. Start again"
+)
+EXPIRED = f"this sign-in took longer than {PENDING_SECONDS // 60} minutes at the identity provider; start again"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _mac(key: bytes, payload: str) -> bytes:
+    # The purpose is part of what is signed: the key could never vouch for another kind of value by mistake.
+    return hmac.new(key, b"ringfence.pending-sign-in." + payload.encode("ascii", "replace"), hashlib.sha256).digest()
+
+
+def sign_in_key(environ: Mapping[str, str] = os.environ) -> bytes:
+    """The key pending sign-ins are sealed with: ``RINGFENCE_SIGN_IN_KEY`` when set (every server that may
+    finish another's sign-in must share it), else a random one for this process."""
+    configured = environ.get(SIGN_IN_KEY_ENV, "")
+    if configured:
+        return hashlib.sha256(configured.encode()).digest()
+    return secrets.token_bytes(32)
 
 
 @dataclass(frozen=True)
@@ -118,8 +184,12 @@ class Identity:
     """The configured ``person_claim`` (an email address or user principal name): how the audit names them."""
     display_name: str
     groups: tuple[str, ...]
+    """The values of the claim roles are mapped from (``OidcConfig.role_claim``): groups, or app roles."""
     groups_sent: bool
-    """Whether the ID token carried the groups claim at all (Entra ID leaves it out past 200 groups)."""
+    """Whether the ID token carried that claim at all (Entra ID leaves the groups out past 200 groups)."""
+    overage: bool = False
+    """Whether the provider named the claim in ``_claim_names`` instead of sending it (OpenID Connect Core
+    §5.6.2 distributed claims): Entra ID's groups overage, for a person in more than 200 groups."""
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -131,10 +201,11 @@ def pkce_challenge(verifier: str) -> str:
 class RelyingParty:
     """ringfence as a client of one OpenID Connect provider (thread-safe; one per server worker)."""
 
-    def __init__(self, config: OidcConfig, *, timeout: float = 10.0) -> None:
+    def __init__(self, config: OidcConfig, *, timeout: float = 10.0, key: bytes | None = None) -> None:
         require_extra("oidc", "Sign-in at an OpenID Connect provider (--oidc-config)")
         self.config = config
         self.timeout = timeout
+        self._key = key if key is not None else sign_in_key()
         self._lock = threading.Lock()
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = 0.0
@@ -199,6 +270,7 @@ class RelyingParty:
             nonce=secrets.token_urlsafe(32),
             verifier=secrets.token_urlsafe(48),  # 64 characters of the unreserved set: RFC 7636 asks 43–128
             next_path=next_path,
+            begun_at=int(utc_now().timestamp()),
         )
         query = {
             "response_type": "code",
@@ -212,6 +284,14 @@ class RelyingParty:
         }
         separator = "&" if "?" in metadata.authorization_endpoint else "?"
         return f"{metadata.authorization_endpoint}{separator}{urlencode(query)}", pending
+
+    def seal(self, pending: PendingSignIn) -> str:
+        """The pending sign-in cookie's value (see :meth:`PendingSignIn.seal`)."""
+        return pending.seal(self._key)
+
+    def unseal(self, cookie: str) -> PendingSignIn | None:
+        """The pending sign-in in the cookie (None: no cookie); SignInError when it was changed or is too old."""
+        return PendingSignIn.unseal(cookie, self._key, now=utc_now().timestamp())
 
     def finish(self, pending: PendingSignIn | None, answer: Mapping[str, str]) -> Identity:
         """Check the provider's answer (the callback's query) against ``pending``; the verified identity."""
@@ -368,12 +448,18 @@ def _identity(claims: Mapping[str, Any], config: OidcConfig) -> Identity:
             "configuration); ask your administrator"
         )
     name = claims.get("name")
-    groups = claims.get(config.groups_claim)
+    claim = config.role_claim
+    groups = claims.get(claim)
     sent = groups is not None
+    # Entra ID's groups overage: past 200 groups the token names where to fetch them (Microsoft Graph) instead.
+    # ringfence does not follow it (that needs a Graph permission over the whole directory): the person is
+    # refused with the fix named (see sessions._no_role).
+    distributed = claims.get("_claim_names")
+    overage = not sent and isinstance(distributed, dict) and claim in distributed
     if isinstance(groups, str):
         groups = [groups]
     if groups is not None and not (isinstance(groups, list) and all(isinstance(g, str) for g in groups)):
-        raise SignInError(f"the ID token's '{config.groups_claim}' claim is not a list of group names")
+        raise SignInError(f"the ID token's '{claim}' claim is not a list of names")
     person = _printable(person)
     shown = _printable(name) if isinstance(name, str) and _printable(name) else person
     if not person:
@@ -385,6 +471,7 @@ def _identity(claims: Mapping[str, Any], config: OidcConfig) -> Identity:
         display_name=shown,
         groups=tuple(groups or ()),
         groups_sent=sent,
+        overage=overage,
     )
 
 
@@ -396,6 +483,8 @@ def _printable(text: str) -> str:
 
 __all__ = [
     "PENDING_SECONDS",
+    "SIGN_IN_KEY_ENV",
+    "SIGN_IN_KEY_SHORTEST",
     "Identity",
     "PendingSignIn",
     "ProviderError",
@@ -403,4 +492,5 @@ __all__ = [
     "RelyingParty",
     "SignInError",
     "pkce_challenge",
+    "sign_in_key",
 ]

@@ -9,16 +9,19 @@ policies (no cycle: rollouts → policies → incidents → rollout_view).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy.orm import Session
 
 from ringfence.core.gates import AssetHealth, AssetStatus, FailureSignal, GateOutcome
-from ringfence.core.rollout.reconcile import SINCE_INSTALL, AssetProgress, RolloutView
+from ringfence.core.rollout.reconcile import SINCE_INSTALL, AssetProgress, RolloutView, rollout_calendar, window_wait
 from ringfence.core.rollout.record import StoredPlan
 from ringfence.core.rollout.strategy import GateMode
 from ringfence.core.update import Update
+from ringfence.core.windows import IncidentFreeze, RingSlot
+from ringfence.store.incidents import open_change_freezes
 from ringfence.store.observations import list_observations
 from ringfence.store.records import Observation, ObservationKind, Rollout, RolloutAsset
 from ringfence.store.rollouts import get_rollout, list_rollout_assets
@@ -86,6 +89,9 @@ def read_rollout_view(session: Session, rollout_id: str) -> RolloutView:
         groups=plan.groups,
         tiers=plan.tiers,
         planned_rings=plan.rings,
+        ring_windows=plan.ring_windows,
+        # An open incident's change freeze holds every rollout's next ring (core.windows); closing it lifts it.
+        incident_freezes=tuple(IncidentFreeze(i, title) for i, title in open_change_freezes(session)),
         ring_passed_at=max(
             (
                 v.at
@@ -94,6 +100,38 @@ def read_rollout_view(session: Session, rollout_id: str) -> RolloutView:
             ),
             default=None,
         ),
+    )
+
+
+@dataclass(frozen=True)
+class WindowStatus:
+    """What a rollout's change windows say now: the controller's waiting sentence, when the window it waits for
+    opens, and when each ring still ahead can start and be done at the earliest."""
+
+    waiting: str | None = None
+    opens_at: datetime | None = None
+    calendar: tuple[RingSlot, ...] = ()
+
+
+NO_WINDOWS = WindowStatus()
+
+
+def window_status(session: Session, rollout: Rollout, now: datetime) -> WindowStatus:
+    """:class:`WindowStatus` of ``rollout`` at ``now``, in the caller's transaction. A rollout held to no window
+    nor freeze (nor, while it runs, an open incident's freeze) costs one query at most: only the others are read
+    whole, as the controller reads them."""
+    phase = rollout.state.phase
+    if phase.is_terminal:
+        return NO_WINDOWS
+    doc = rollout.update_doc if isinstance(rollout.update_doc, dict) else {}
+    if not (doc.get("windows") or doc.get("freezes")) and not (phase.is_running and open_change_freezes(session)):
+        return NO_WINDOWS
+    view = read_rollout_view(session, rollout.id)
+    wait = window_wait(view, now)
+    return WindowStatus(
+        waiting=wait.waiting if wait is not None else None,
+        opens_at=wait.wake_at if wait is not None else None,
+        calendar=rollout_calendar(view, now),
     )
 
 
@@ -123,4 +161,4 @@ def _progress(asset: RolloutAsset) -> AssetProgress:
     )
 
 
-__all__ = ["latest_health", "read_rollout_view", "stored_plan"]
+__all__ = ["NO_WINDOWS", "WindowStatus", "latest_health", "read_rollout_view", "stored_plan", "window_status"]

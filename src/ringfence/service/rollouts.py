@@ -18,18 +18,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ringfence.core.audit import AuditEntry, AuditValue
-from ringfence.core.documents import RingStatusOut, RolloutAssetOut, RolloutStatusDocument
+from ringfence.core.clock import utc_now
+from ringfence.core.documents import RingStatusOut, RolloutAssetOut, RolloutStatusDocument, calendar_document
 from ringfence.core.driver import DRIVERS_OWN_HEALTH, Driver, HealthSource, OperationKind, OperationResult
 from ringfence.core.errors import ConflictError, InputError, Problem
-from ringfence.core.estate import parse_estate_text
+from ringfence.core.estate import locate_problems, parse_estate_text
 from ringfence.core.gates import AssetHealth, RingVerdict
 from ringfence.core.graph import compile_estate
 from ringfence.core.planner import format_stratum
@@ -64,7 +65,14 @@ from ringfence.drivers.registry import available_health_sources, require_driver_
 from ringfence.service.estates import record_estate_text, require_current_of_record, require_held_targets
 from ringfence.service.people import Actor, refuse_same_person
 from ringfence.service.policies import run_after_transition
-from ringfence.service.rollout_view import latest_health, read_rollout_view, stored_plan
+from ringfence.service.rollout_view import (
+    NO_WINDOWS,
+    WindowStatus,
+    latest_health,
+    read_rollout_view,
+    stored_plan,
+    window_status,
+)
 from ringfence.store.audit import append_audit, list_audit
 from ringfence.store.db import rollout_lock, session_scope
 from ringfence.store.decisions import add_decision as insert_decision
@@ -84,6 +92,9 @@ from ringfence.store.rollouts import apply_transition as write_transition
 from ringfence.store.rollouts import create_rollout as insert_rollout
 from ringfence.store.rollouts import get_rollout, list_rollout_assets, rollout_creator_token, upsert_rollout_assets
 from ringfence.store.verdicts import add_gate_verdict
+
+RESTORE_POINTS_RELEASED = "rollout.restore_points_released"
+"""The audit action recording that the driver let go of a finished rollout's restore points (its sentences)."""
 
 _RESULT_KIND = {
     OperationKind.restore_point: ObservationKind.RESTORE_POINT,
@@ -233,6 +244,22 @@ class SqlRolloutSession:
         if fresh:
             add_observations(self.session, fresh)
 
+    def restore_points_released(self) -> bool:
+        # Kept in the audit log, not a column: the entry that says what the driver did is the flag itself, and
+        # only a rollout that is over asks (once, or again after a crash between its end and the release).
+        subject = f"rollout:{self.rollout_id}"
+        return any(e.action == RESTORE_POINTS_RELEASED for e in list_audit(self.session, subject=subject))
+
+    def record_restore_points_released(self, sentences: Sequence[str], at: datetime, *, actor: str) -> None:
+        append_audit(
+            self.session,
+            actor=actor,
+            action=RESTORE_POINTS_RELEASED,
+            subject=f"rollout:{self.rollout_id}",
+            detail={"sentences": list(sentences)},
+            at=at,
+        )
+
 
 # ------------------------------------------------------------------------------------------ use cases
 
@@ -283,7 +310,13 @@ def create_rollout(
     require_driver_able(driver, update, source=update_source, text=update_text)  # before anything is planned or stored
     override = check_holds(update, holds, override_hold)
     graph = compile_estate(estate)
-    planned = plan_strategy(strategy, graph, update, hold_override=override)
+    try:
+        planned = plan_strategy(strategy, graph, update, hold_override=override)
+    except InputError as exc:
+        # What only the estate reveals (targets that match nothing, a window rule naming no service) is located in
+        # the update file, as the file's own problems are.
+        located = [replace(p, source=p.source or update_source) for p in exc.problems]
+        raise InputError(locate_problems(located, update_text)) from None
     if dry_run or engine is None:
         return CreatedRollout(None, planned, update, override)
     needs_approval = require_approval or override is not None
@@ -435,13 +468,16 @@ class RolloutStatus:
     assets: tuple[RolloutAsset, ...]
     pending_decisions: int
     health_source: str = DRIVERS_OWN_HEALTH
+    windows: WindowStatus = NO_WINDOWS
+    """What its change windows say now: the controller's waiting sentence, the opening, the rings' calendar."""
 
 
-def status(engine: Engine, rollout_id: str) -> RolloutStatus:
+def status(engine: Engine, rollout_id: str, *, now: datetime | None = None) -> RolloutStatus:
     with session_scope(engine, readonly=True) as session:
         rollout = get_rollout(session, rollout_id)
         assets = tuple(list_rollout_assets(session, rollout_id))
         pending = len(list_decisions(session, rollout_id, status=DecisionStatus.PENDING))
+        windows = window_status(session, rollout, now if now is not None else utc_now())
     plan = stored_plan(rollout)
     rings = []
     for index in range(plan.ring_count):
@@ -453,7 +489,7 @@ def status(engine: Engine, rollout_id: str) -> RolloutStatus:
         rings.append(
             RingStatus(index, plan.ring_name(index), plan.is_canary_ring(index), len(members), counts, tuple(strata))
         )
-    return RolloutStatus(rollout, plan.strategy, tuple(rings), assets, pending, plan.health_source)
+    return RolloutStatus(rollout, plan.strategy, tuple(rings), assets, pending, plan.health_source, windows)
 
 
 def status_document(found: RolloutStatus) -> RolloutStatusDocument:
@@ -489,6 +525,13 @@ def status_document(found: RolloutStatus) -> RolloutStatusDocument:
         ],
         pending_decisions=found.pending_decisions,
         health_source=found.health_source,
+        waiting=found.windows.waiting,
+        opens_at=found.windows.opens_at.astimezone(UTC).isoformat() if found.windows.opens_at else None,
+        calendar=(
+            calendar_document([r.name for r in found.rings], found.windows.calendar, found.windows.calendar[0].ready_at)
+            if found.windows.calendar
+            else None
+        ),
     )
 
 
@@ -515,13 +558,13 @@ def log_document(entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
     ]
 
 
-def parse_driver_options(pairs: Sequence[str]) -> dict[str, str]:
-    """``["world=w.json", "apply=1s"]`` → a dict; a pair without ``=`` is bad input."""
+def parse_driver_options(pairs: Sequence[str], *, path: tuple[str, ...] = ("--driver-option",)) -> dict[str, str]:
+    """``["world=w.json", "apply=1s"]`` → a dict; a pair without ``=`` is bad input (named at ``path``)."""
     options: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--driver-option {pair!r} is not key=value")
+            raise InputError([Problem(f"{pair!r} is not key=value", path=path)])
         options[key.strip()] = value.strip()
     return options
 

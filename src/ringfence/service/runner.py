@@ -9,15 +9,29 @@ its transactions.
 Drivers come from the one registry (``ringfence.drivers.registry``): a rollout's driver runs here when its
 class can be built for the server (``for_server``, given the database, the update and the process's
 environment in a :class:`~ringfence.drivers.registry.DriverContext`): ``simulated`` (the update's own timing,
-its world kept in the database per rollout) and ``agent``. Rollouts on any other driver are left to
-``ringfence rollout start``. A loop may be given its own factories instead (tests). Health is read through the
-rollout's health source (``registry.build_health_source``): the driver's own unless the stored plan names
-another (``health_source``).
+its world kept in the database per rollout) and ``agent``. A ``ringfence worker`` (``ringfence.cli.worker``)
+runs the same loop without the HTTP server, given the drivers it runs (``runs``; by default every installed
+driver that can work here, ``ansible`` included), each built from the options kept with the rollout
+(``ringfence.service.workers``). A rollout on a driver no loop runs waits for a worker, and says so. A loop may
+be given its own factories instead (tests).
+
+Heartbeats: a loop given a ``role`` (``serve`` or ``worker``) records every second, from a thread of its own,
+which drivers it runs and which rollouts it drives (``ringfence.store.workers``), at once when it claims one,
+and forgets its row when it stops cleanly. A thread of its own: a long turn (a big rollout's fifty steps) or a
+write lock held elsewhere (SQLite) never makes a live loop look dead, and a heartbeat that cannot be written
+never holds up a turn. That is how a page says a rollout is waiting for a worker, or which worker drives it.
+
+Health is read through the rollout's health source (``registry.build_health_source``): the driver's own
+unless the stored plan names another (``health_source``).
 
 Several workers on one PostgreSQL database: a worker drives a rollout only while it holds that rollout's
 *claim*, a session-level advisory lock on a connection of its own (``ringfence.store.locks``), taken without
 waiting and kept until the rollout ends or the worker stops. So exactly one worker drives a rollout, and the
-driver it built (with any state it keeps in memory) stays with the rollout. The claim uses its own lock
+driver it built (with any state it keeps in memory) stays with the rollout. Before each step the loop asks
+whether it still holds the claim (its session alive); a loop whose claim connection was lost drops the
+rollout's driver at once, and claims it again, with a fresh driver reading the state kept in the database, only
+if no other worker took it over meanwhile. A worker killed (kill -9) loses its claims with its session, and
+another worker's next turn takes the rollout over (bench/failover.py measures how soon). The claim uses its own lock
 namespace, so it never waits on, or blocks, the per-transaction rollout lock the controller's steps take. On
 SQLite there is one worker (``ringfence serve`` refuses more) and every write transaction already runs alone.
 
@@ -46,7 +60,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,23 +71,27 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ringfence.core.clock import utc_now
 from ringfence.core.driver import Driver, OperationKind, operations_for, refusal_for, require_able
-from ringfence.core.errors import DriverError, InputError, Problem, RingfenceError
-from ringfence.core.rollout.controller import Controller, StepReport, change_phase
+from ringfence.core.errors import ConflictError, DriverError, InputError, Problem, RingfenceError
+from ringfence.core.rollout.controller import RELEASES_RESTORE_POINTS, Controller, StepReport, change_phase
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.core.update import Update
 from ringfence.drivers.registry import (
     DriverContext,
+    available_drivers,
     build_health_source,
     declared_class,
     runs_in_server,
     server_driver,
+    worker_driver,
 )
 from ringfence.service.rollout_view import stored_plan
 from ringfence.service.rollouts import SqlRolloutRepository
+from ringfence.service.workers import driven_by, driver_name, new_beat
 from ringfence.store.db import session_scope
 from ringfence.store.locks import LOCK_NAMESPACE_ROLLOUT_CLAIM, RolloutClaims, claim_key
 from ringfence.store.records import Rollout
 from ringfence.store.rollouts import get_rollout, list_rollouts
+from ringfence.store.workers import WorkerBeat, delete_worker, get_driver_options, get_health_options, put_worker
 
 log = logging.getLogger("ringfence.controller")
 
@@ -96,6 +114,9 @@ MAX_STEPS_PER_TURN = 50
 
 GIVE_UP_AFTER = 3
 """Turns in a row a rollout may fail (with an error that is not a refusal) before the loop gives up on it."""
+
+BEAT_EVERY = 1.0
+"""Seconds between two heartbeats of one loop."""
 
 HEALTHY_WITHIN = 30.0
 """Seconds: the loop is healthy while its last turn ended within max(3 × its interval, this)."""
@@ -180,6 +201,8 @@ class ControllerLoop:
         actor: str = "controller",
         drivers: Mapping[str, DriverFactory] | None = None,
         give_up_after: int = GIVE_UP_AFTER,
+        runs: Collection[str] | None = None,
+        role: str | None = None,
     ) -> None:
         # Written so that NaN is refused too: a loop that never wakes is a loop that never drives.
         if not 0 < interval <= 3600:
@@ -194,11 +217,18 @@ class ControllerLoop:
         self.actor = actor
         self.give_up_after = give_up_after
         self._drivers = drivers
+        self._runs = frozenset(runs) if runs is not None else None
+        self.role = role
+        self._beat: WorkerBeat | None = None
+        self._beat_now = threading.Event()
+        self._beat_thread: threading.Thread | None = None
+        self._beat_logged: str | None = None
         self.stats = LoopStats()
         self._driven: dict[str, _Driven] = {}
         self._troubles: dict[str, _Trouble] = {}
         self._turn_error_logged: str | None = None
         self._skipped: set[str] = set()
+        self._left_behind_released = False
         self._claims = RolloutClaims(engine)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -213,6 +243,9 @@ class ControllerLoop:
         self.stats.started_at = self.clock()
         self._thread = threading.Thread(target=self._run, name="ringfence-controller", daemon=True)
         self._thread.start()
+        if self.role is not None:
+            self._beat_thread = threading.Thread(target=self._beat_run, name="ringfence-heartbeat", daemon=True)
+            self._beat_thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the step under way, release every claim and end the thread."""
@@ -225,9 +258,28 @@ class ControllerLoop:
             if stuck:
                 log.warning("the controller loop did not stop within %.0f s", timeout)
             self._thread = None
+        self._beat_now.set()
+        if self._beat_thread is not None:
+            self._beat_thread.join(timeout)
+            self._beat_thread = None
         if not stuck:
             # The thread released them as it ended; a loop turned by hand (tools, tests) holds them until now.
             self._claims.close()
+        self._forget_beat()
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """The drivers this loop runs, sorted: what its heartbeat says it can drive."""
+        if self._drivers is not None:
+            return tuple(sorted(self._drivers))
+        if self._runs is not None:
+            return tuple(sorted(self._runs))
+        return tuple(n for n in available_drivers() if runs_in_server(n))
+
+    @property
+    def worker_id(self) -> str | None:
+        """The id of this loop's heartbeat row (None before its first heartbeat, or without a role)."""
+        return self._beat.id if self._beat is not None else None
 
     def wake(self) -> None:
         """Look at the rollouts now rather than at the next interval (a person just moved one)."""
@@ -285,9 +337,12 @@ class ControllerLoop:
         ends the turn with its error, for the caller (:meth:`_run`) to count and try again.
         """
         self.stats.turns += 1
+        steps = 0
+        if not self._left_behind_released:
+            steps += self._release_left_behind()
+            self._left_behind_released = True
         with session_scope(self.engine, readonly=True) as session:
             active = list_rollouts(session, phases=DRIVEN_PHASES)
-        steps = 0
         for rollout in active:
             if self._stopping.is_set():
                 break
@@ -307,6 +362,41 @@ class ControllerLoop:
         self._turn_error_logged = None
         return steps
 
+    def _release_left_behind(self) -> int:
+        """Once, at the loop's first turn: step once each rollout that is over with restore points its driver may
+        still hold (completed or rolled back, ``rollback: snapshot``, a driver that releases them), so that the
+        controller releases them if nobody has (its step does it once and records it).
+
+        Why: the step that ends a rollout releases them, but a process killed between the end and the release
+        leaves snapshots behind, and the loop otherwise steps only rollouts still under way."""
+        with session_scope(self.engine, readonly=True) as session:
+            ended = list_rollouts(session, phases=RELEASES_RESTORE_POINTS)
+        steps = 0
+        for rollout in ended:
+            if self._stopping.is_set():
+                break
+            document = rollout.update_doc
+            if not isinstance(document, dict) or document.get("rollback") != "snapshot":
+                continue
+            try:
+                if self._drivers is None:  # the registry's class says whether its drivers hold restore points
+                    cls = declared_class(driver_name(rollout))
+                    if cls is None or not callable(getattr(cls, "release_restore_points", None)):
+                        continue
+                driven = self._take(rollout)
+                if driven is None:
+                    continue  # not a driver of this loop's, or another loop has it
+                try:
+                    driven.controller.step(rollout.id)
+                    steps += 1
+                finally:
+                    self._forget(rollout.id)
+            except Exception as exc:
+                if _database_unreachable(exc):
+                    raise  # the turn ends; the next one tries again from the start
+                self._note_error(exc, f"releasing the restore points of rollout {rollout.id}")
+        return steps
+
     def _drive(self, rollout: Rollout) -> int:
         trouble = self._troubles.get(rollout.id)
         if trouble is not None and trouble.gave_up_at == rollout.state.version:
@@ -321,6 +411,12 @@ class ControllerLoop:
                 if driven is None:
                     return 0
             for _ in range(MAX_STEPS_PER_TURN):
+                if not self._claims.holds(rollout.id):
+                    # The claim went with its connection: another worker may drive it now. Its driver goes;
+                    # the next turn claims it afresh if nobody else did.
+                    log.warning("controller loop: lost the claim on rollout %s; no longer driving it", rollout.id)
+                    self._driven.pop(rollout.id, None)
+                    return steps
                 report = driven.controller.step(rollout.id)
                 steps += 1
                 if report.phase.is_terminal:
@@ -352,14 +448,22 @@ class ControllerLoop:
         Raises what building the driver raised, or a DriverError when the driver refuses what the rollout
         still needs; :meth:`_cannot_drive` then releases the claim.
         """
-        name = _driver_of(rollout)
+        name = driver_name(rollout)
         factory = self._drivers.get(name) if self._drivers is not None else None
-        runnable = factory is not None if self._drivers is not None else runs_in_server(name)
+        if self._drivers is not None:
+            runnable = factory is not None
+        elif self._runs is not None:
+            runnable = name in self._runs
+        else:
+            runnable = runs_in_server(name)
         if not runnable:
             if rollout.id not in self._skipped:
                 self._skipped.add(rollout.id)
                 log.info(
-                    "rollout %s uses driver %r, which this server cannot run; drive it from the CLI", rollout.id, name
+                    "rollout %s uses driver %r, which this process does not run; a `ringfence worker` that runs it "
+                    "will drive it",
+                    rollout.id,
+                    name,
                 )
             return None
         if not self._claims.claim(rollout.id):
@@ -367,16 +471,27 @@ class ControllerLoop:
         update = Update.model_validate(rollout.update_doc)
         # Not the rollout's id: a simulated driver built for the server reads its world at the first batch.
         context = DriverContext(engine=self.engine, update=update, environ=dict(os.environ))
-        driver = factory(self.engine, update) if factory is not None else server_driver(name, context)
+        driver: Driver | None
+        if factory is not None:
+            driver = factory(self.engine, update)
+        elif self._runs is not None:
+            with session_scope(self.engine, readonly=True) as session:
+                options = get_driver_options(session, rollout.id)
+            driver = worker_driver(name, context, options)
+        else:
+            driver = server_driver(name, context)
         if driver is None:
             raise DriverError(f"driver {name!r} cannot be built in the server")
         refusal = refusal_for(driver, update, operations=_operations_ahead(rollout.state.phase, update))
         if refusal is not None:
             raise DriverError(refusal)
-        health = build_health_source(stored_plan(rollout).health_source, driver, context=context)
+        with session_scope(self.engine, readonly=True) as session:
+            health_options = get_health_options(session, rollout.id)
+        health = build_health_source(stored_plan(rollout).health_source, driver, health_options, context=context)
         controller = Controller(SqlRolloutRepository(self.engine), driver, self.clock, actor=self.actor, health=health)
         driven = _Driven(controller)
         self._driven[rollout.id] = driven
+        self._beat_now.set()  # say at once that this loop drives it
         return driven
 
     def _settle(self, rollout_id: str, report: StepReport, driven: _Driven) -> None:
@@ -400,6 +515,52 @@ class ControllerLoop:
                 continue
             wait = min(wait, max(0.0, (driven.wake_at - now).total_seconds()))
         return max(wait, 0.01)
+
+    # --------------------------------------------------------------------------------- heartbeats
+
+    def _beat_run(self) -> None:
+        """The heartbeat thread: a beat every :data:`BEAT_EVERY` s, and at once when the loop claims a rollout."""
+        while not self._stopping.is_set():
+            self._beat_now.clear()
+            try:
+                self.heartbeat()
+                self._beat_logged = None
+            except Exception as exc:  # the next beat tries again; the loop's turns go on meanwhile
+                sentence = _sentence(exc)
+                if sentence != self._beat_logged:
+                    self._beat_logged = sentence
+                    log.warning("controller loop: recording its heartbeat failed, trying again: %s", sentence)
+            self._beat_now.wait(BEAT_EVERY)
+
+    def heartbeat(self) -> None:
+        """Record what this loop runs and drives, now (its thread does it every second; see the module docstring)."""
+        if self.role is None:
+            return
+        at = self.clock()
+        while True:
+            try:
+                driving = tuple(sorted(self._driven))
+                break
+            except RuntimeError:  # the loop's thread changed it meanwhile: read it again
+                continue
+        first = self._beat or new_beat(self.role, self.runs, self.interval, at)
+        beat = WorkerBeat(
+            first.id, first.host, first.pid, first.role, first.drivers, driving, first.interval, first.started_at, at
+        )
+        with session_scope(self.engine) as session:
+            put_worker(session, beat)
+        self._beat = beat
+
+    def _forget_beat(self) -> None:
+        """A clean stop: this loop's row goes, so no page believes it still runs."""
+        if self._beat is None:
+            return
+        try:
+            with session_scope(self.engine) as session:
+                delete_worker(session, self._beat.id)
+        except Exception as exc:  # it ages out anyway
+            log.warning("controller loop: forgetting this worker's heartbeat failed: %s", exc)
+        self._beat = None
 
     # --------------------------------------------------------------------------------- errors
 
@@ -495,9 +656,24 @@ def check_driver(engine: Engine, rollout_id: str, driver: Driver | None = None) 
         rollout = get_rollout(session, rollout_id)
     update = Update.model_validate(rollout.update_doc)
     operations = _operations_ahead(rollout.state.phase, update)
-    asked = driver if driver is not None else declared_class(_driver_of(rollout))
+    asked = driver if driver is not None else declared_class(driver_name(rollout))
     if asked is not None:  # a driver that is not installed is named when it is built
         require_able(asked, update, operations=operations, source=f"rollout {rollout_id}")
+
+
+def claim_for_cli(engine: Engine, rollout_id: str) -> RolloutClaims:
+    """The claim on ``rollout_id`` for ``ringfence rollout start``, which drives it in the foreground: so that no
+    worker drives it meanwhile. A ConflictError naming the worker that drives it when one does. Close the claims
+    returned when done (the process ending does it too)."""
+    claims = RolloutClaims(engine)
+    if claims.claim(rollout_id):
+        return claims
+    claims.close()
+    who = driven_by(engine, rollout_id, utc_now()) or "another process"
+    raise ConflictError(
+        f"rollout {rollout_id} is being driven by {who}; watch it with `ringfence rollout status {rollout_id}` "
+        "(it carries on without this command)"
+    )
 
 
 def _operations_ahead(phase: RolloutPhase, update: Update) -> tuple[OperationKind, ...]:
@@ -525,12 +701,6 @@ def _sentence(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _driver_of(rollout: Rollout) -> str:
-    plan: Any = rollout.plan
-    name = plan.get("driver") if isinstance(plan, dict) else None
-    return str(name or "simulated")
-
-
 __all__ = [
     "DRIVEN_PHASES",
     "GIVE_UP_AFTER",
@@ -541,5 +711,6 @@ __all__ = [
     "LoopHealth",
     "LoopStats",
     "check_driver",
+    "claim_for_cli",
     "claim_key",
 ]

@@ -8,8 +8,15 @@ token cache does not answer for one either). The session is named after the pers
 ``person_claim``, an email address or user principal name), so every audit entry of what they do names
 them, and the two-person rule compares people, not tokens.
 
-The role is the highest that any of the person's groups is mapped to in the sign-in configuration; a person
-in no mapped group is refused (and the refusal audited), never given a default role.
+The role is the highest that any of the person's groups (or app roles: ``roles_from``) is mapped to in the
+sign-in configuration; a person in no mapped group is refused (and the refusal audited), never given a
+default role. A person whose groups the provider did not send because there are too many (Entra ID's groups
+overage) is refused with the fix named.
+
+Ended sessions do not pile up: each sign-in deletes up to :data:`PURGED_PER_SIGN_IN` sessions that ended
+(expired or signed out) more than :data:`ENDED_SESSIONS_KEPT` ago, and audits how many. Only a sign-in makes
+a session, and each removes more than it adds, so the ended ones never outgrow a day's worth of sign-ins,
+and no sign-in does more than a bounded piece of that work.
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ from ringfence.service.tokens import TOKEN_PREFIX, Caller, Role, hash_token, per
 from ringfence.store import tokens as stored
 from ringfence.store.audit import append_audit
 from ringfence.store.db import session_scope
+
+PURGE_ACTOR = "server (sign-in housekeeping)"
+"""Who the audit log says removed ended sessions: no person asked for it."""
+PURGED_PER_SIGN_IN = 100
+"""Ended sessions deleted by one sign-in at most: bounded work, and still far more than the one it adds."""
+ENDED_SESSIONS_KEPT = timedelta(days=1)
+"""How long an ended session stays in ``ringfence token list`` (the audit log keeps its sign-in and sign-out
+for good)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,12 @@ def begin_session(engine: Engine, identity: Identity, config: OidcConfig, *, at:
                 actor=identity.person,
                 action="auth.sign_in_refused",
                 subject=f"person:{identity.person}",
-                detail={"issuer": identity.issuer, "subject": identity.subject, "groups": len(identity.groups)},
+                detail={
+                    "issuer": identity.issuer,
+                    "subject": identity.subject,
+                    "groups": len(identity.groups),
+                    "groups_overage": identity.overage,
+                },
                 at=now,
             )
         raise SignInError(_no_role(identity, config))
@@ -95,7 +115,28 @@ def begin_session(engine: Engine, identity: Identity, config: OidcConfig, *, at:
             },
             at=now,
         )
+    purge_ended_sessions(engine, at=now)
     return Session(token_id, identity.person, role, expires_at, secret)
+
+
+def purge_ended_sessions(engine: Engine, *, at: datetime | None = None, limit: int = PURGED_PER_SIGN_IN) -> int:
+    """Delete up to ``limit`` sessions that ended more than :data:`ENDED_SESSIONS_KEPT` before ``at`` (oldest
+    first) and write ``auth.sessions_purged`` when any were; how many. Every worker's token cache notices the
+    table changed (its mark) and forgets them: their secrets are then unknown, as a revoked one is."""
+    now = at or utc_now()
+    before = now - ENDED_SESSIONS_KEPT
+    with session_scope(engine) as session:
+        removed = stored.remove_ended_sessions(session, ended_before=before, limit=limit)
+        if removed:
+            append_audit(
+                session,
+                actor=PURGE_ACTOR,
+                action="auth.sessions_purged",
+                subject="sessions",
+                detail={"sessions": removed, "ended_before": before.isoformat()},
+                at=now,
+            )
+    return removed
 
 
 def end_session(engine: Engine, caller: Caller, *, at: datetime | None = None) -> None:
@@ -122,6 +163,22 @@ def end_session(engine: Engine, caller: Caller, *, at: datetime | None = None) -
 
 
 def _no_role(identity: Identity, config: OidcConfig) -> str:
+    if identity.overage:
+        return (
+            f"you signed in as {identity.person}, but you are in more groups than the identity provider puts in "
+            f"an ID token (Entra ID sends at most 200; past that it sends only a link to Microsoft Graph, the "
+            f"'groups overage'), so ringfence cannot tell your role. Ask your administrator to do one of these: "
+            "give ringfence's roles as app roles (in Entra ID, define app roles on the app registration and assign "
+            "them to groups; then set roles_from: app_roles in the sign-in configuration), or send only the "
+            "groups assigned to the application (app registration, Token configuration, groups claim: 'Groups "
+            "assigned to the application')."
+        )
+    if not identity.groups_sent and config.roles_from == "app_roles":
+        return (
+            f"you signed in as {identity.person}, but you have no app role for ringfence (the ID token has no "
+            f"'{config.role_claim}' claim). Ask your administrator to assign you, or a group you are in, one of "
+            "the app's roles."
+        )
     if not identity.groups_sent:
         return (
             f"you signed in as {identity.person}, but the identity provider sent no '{config.groups_claim}' claim, "
@@ -129,10 +186,23 @@ def _no_role(identity: Identity, config: OidcConfig) -> str:
             "(Entra ID leaves it out for people in more than 200 groups unless the app is given only its "
             "assigned groups)."
         )
+    if config.roles_from == "app_roles":
+        return (
+            f"you signed in as {identity.person}, but none of your app roles is given a role in ringfence. "
+            "Ask your administrator to assign you one of the app roles it maps."
+        )
     return (
         f"you signed in as {identity.person}, but none of your groups is given a role in ringfence. "
         "Ask your administrator to add you to one of the groups that may use it."
     )
 
 
-__all__ = ["Session", "begin_session", "end_session", "role_for"]
+__all__ = [
+    "ENDED_SESSIONS_KEPT",
+    "PURGED_PER_SIGN_IN",
+    "Session",
+    "begin_session",
+    "end_session",
+    "purge_ended_sessions",
+    "role_for",
+]

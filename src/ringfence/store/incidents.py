@@ -9,6 +9,10 @@ Incidents are numbered under an advisory lock, so two declarers never pick one i
 take turns through :func:`get_incident` with ``for_update`` (``SELECT … FOR UPDATE``), so each sees the
 other's marks. Like every resource module of the store, these take a Session, flush and never commit.
 
+An item declared with a measured time to restore holds it in the snapshot (``takes`` seconds, ``measured_on`` the
+test's day); an item without, or an incident stored before items had their own time, has neither key, and takes
+the incident's ``step_seconds``, an estimate, as it always did.
+
 The incident model (``ringfence.core.incident``) is imported where it is used: it brings numpy and scipy, which
 the commands that only touch tokens, migrations or the audit log should not load.
 """
@@ -16,7 +20,7 @@ the commands that only touch tokens, migrations or the audit log should not load
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -94,6 +98,26 @@ def mark_incident_closed(session: Session, incident_id: str, *, at: datetime) ->
         .values(status=IncidentStatus.CLOSED.value, closed_at=at)
         .execution_options(synchronize_session=False)
     )
+
+
+def set_change_freeze(session: Session, incident_id: str, *, on: bool) -> None:
+    """Declare (``on``) or lift an incident's change freeze."""
+    session.execute(
+        sa.update(IncidentRow)
+        .where(IncidentRow.id == incident_id)
+        .values(change_freeze=on)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def open_change_freezes(session: Session) -> list[tuple[str, str]]:
+    """``(id, title)`` of each open incident that declared a change freeze, by id."""
+    rows = session.execute(
+        sa.select(IncidentRow.id, IncidentRow.title)
+        .where(IncidentRow.change_freeze.is_(True), IncidentRow.status == "open")
+        .order_by(IncidentRow.id)
+    )
+    return [(str(i), str(t)) for i, t in rows]
 
 
 def get_incident(session: Session, incident_id: str, *, for_update: bool = False) -> Incident:
@@ -190,6 +214,7 @@ def _snapshot_document(incident: Incident) -> dict[str, JSONValue]:
                 "rto": i.rto,
                 "needs": list(i.needs),
                 "groups": [{"k": g.k, "up": g.up, "members": list(g.members), "text": g.text} for g in i.groups],
+                **_measured_document(i),
             }
             for i in incident.items
         ],
@@ -207,9 +232,33 @@ def _snapshot_document(incident: Incident) -> dict[str, JSONValue]:
     }
 
 
+def _measured_document(item: DownItem) -> dict[str, JSONValue]:
+    """An item's measured time to restore, as its snapshot keys; none for an estimate (the form stored before)."""
+    if item.takes is None or item.measured_on is None:
+        return {}
+    return {"takes": item.takes, "measured_on": item.measured_on.isoformat()}
+
+
+def _measured(doc: Mapping[str, Any]) -> tuple[int | None, date | None]:
+    """``takes`` and ``measured_on`` of a stored item: both or neither, a time a restore test could have measured
+    (1 s to the longest duration ringfence accepts) and a day; anything else is a record that does not hold."""
+    from ringfence.core.incident import LONGEST_STEP
+
+    if "takes" not in doc and "measured_on" not in doc:
+        return None, None
+    takes = _whole_or_none(doc["takes"])
+    if takes is None or not 1 <= takes <= LONGEST_STEP:
+        raise ValueError(f"a measured time to restore of {doc['takes']!r} s is not between 1 s and {LONGEST_STEP} s")
+    day = doc["measured_on"]
+    if not isinstance(day, str):
+        raise ValueError(f"{day!r} is not the day of a restore test")
+    return takes, date.fromisoformat(day)
+
+
 def _down_item(doc: Mapping[str, Any]) -> DownItem:
     from ringfence.core.incident import DownItem, GroupNeed, ItemKind
 
+    takes, measured_on = _measured(doc)
     return DownItem(
         id=doc["id"],
         kind=ItemKind(doc["kind"]),
@@ -219,6 +268,8 @@ def _down_item(doc: Mapping[str, Any]) -> DownItem:
         rto=_whole_or_none(doc["rto"]),
         needs=tuple(doc["needs"]),
         groups=tuple(GroupNeed(int(g["k"]), int(g["up"]), tuple(g["members"]), g["text"]) for g in doc["groups"]),
+        takes=takes,
+        measured_on=measured_on,
     )
 
 

@@ -6,6 +6,13 @@ with it. It uses a lock namespace of its own, so it never waits on, or blocks, t
 lock the controller's steps take (:func:`ringfence.store.db.rollout_lock`). On SQLite there is one worker and
 every claim is granted.
 
+A claim is as alive as its connection: a worker killed (kill -9) closes its socket and PostgreSQL ends its
+session at once, releasing its claims, so another worker claims the rollout at its next turn. A worker whose
+machine vanishes (power, network) leaves no socket to close: the claim connection asks the server to probe it
+with TCP keepalives (:data:`KEEPALIVE_SETTINGS`), so its session ends, and its claims go, within about
+:data:`KEEPALIVE_DEAD_AFTER` seconds. The worker itself asks :meth:`RolloutClaims.holds` before each step, so
+a worker whose claim connection was lost stops driving before another worker can have taken over.
+
 PostgreSQL's advisory locks are shared by the whole database, schemas included, so a claim's key is made of
 the schema and the rollout id: two ringfence installations in two schemas of one database never hold up each
 other's rollouts.
@@ -15,11 +22,18 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ringfence.store.db import lock_key
 
 LOCK_NAMESPACE_ROLLOUT_CLAIM = 0x52460101
 """Advisory-lock namespace of a worker's claim on a rollout (apart from ``ringfence.store.db``'s namespaces)."""
+
+
+KEEPALIVE_SETTINGS = (("tcp_keepalives_idle", 10), ("tcp_keepalives_interval", 5), ("tcp_keepalives_count", 3))
+"""How the server probes a claim connection that went quiet: after 10 s idle, every 5 s, given up after 3."""
+KEEPALIVE_DEAD_AFTER = 10 + 5 * 3
+"""Seconds after which the server ends the session of a worker whose machine vanished (TCP connections)."""
 
 
 def claim_key(schema: str, rollout_id: str) -> int:
@@ -43,6 +57,9 @@ class RolloutClaims:
             self._held.clear()
             self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._schema = str(self._connection.execute(sa.text("SELECT current_schema()")).scalar_one())
+            for setting, seconds in KEEPALIVE_SETTINGS:
+                # Ignored on a Unix-domain socket, where a dead peer is seen at once anyway.
+                self._connection.execute(sa.text(f"SET {setting} = {int(seconds)}"))
         return self._connection
 
     def _lock(self, function: str, rollout_id: str) -> bool:
@@ -62,6 +79,25 @@ class RolloutClaims:
             return True
         return False
 
+    def holds(self, rollout_id: str) -> bool:
+        """Whether this worker still holds its claim on ``rollout_id``: taken, and its session still alive.
+
+        A session-level lock lasts as long as its session; a session that answers still holds every lock it
+        took. One that does not answer (the connection was lost) has lost them all, whatever happens next.
+        """
+        if not self.is_shared:
+            return True
+        connection = self._connection
+        if rollout_id not in self._held or connection is None or connection.closed or connection.invalidated:
+            return False
+        try:
+            connection.execute(sa.text("SELECT 1")).scalar_one()
+        except DBAPIError:
+            self._held.clear()
+            connection.invalidate()
+            return False
+        return True
+
     def release(self, rollout_id: str) -> None:
         """Give up the claim on ``rollout_id`` (nothing when it is not held)."""
         if rollout_id not in self._held:
@@ -78,4 +114,10 @@ class RolloutClaims:
             self._connection = None
 
 
-__all__ = ["LOCK_NAMESPACE_ROLLOUT_CLAIM", "RolloutClaims", "claim_key"]
+__all__ = [
+    "KEEPALIVE_DEAD_AFTER",
+    "KEEPALIVE_SETTINGS",
+    "LOCK_NAMESPACE_ROLLOUT_CLAIM",
+    "RolloutClaims",
+    "claim_key",
+]

@@ -280,6 +280,8 @@ class IncidentRow(Base):
     declared_at: Mapped[datetime]
     declared_by: Mapped[str] = mapped_column(sa.String(200))
     closed_at: Mapped[datetime | None]
+    change_freeze: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    """The incident declared a change freeze: while it is open, no ring of any rollout opens (0011)."""
 
 
 class IncidentEventRow(Base):
@@ -387,3 +389,60 @@ class NotificationClockRow(Base):
     status: Mapped[str] = mapped_column(sa.String(32))
     changes: Mapped[int] = mapped_column(sa.Integer)
     updated_at: Mapped[datetime]
+
+
+WORKER_ROLES = ("serve", "worker")
+
+
+class WorkerRow(Base):
+    """A running controller loop (``ringfence serve`` or ``ringfence worker``) and its heartbeat (0010): the
+    drivers it can run, the rollouts it drives, and when it last said so."""
+
+    __tablename__ = "workers"
+    __table_args__ = (sa.CheckConstraint(_one_of("role", WORKER_ROLES), name="role"),)
+
+    id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(200))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    drivers: Mapped[Any] = mapped_column(sa.JSON)
+    driving: Mapped[Any] = mapped_column(sa.JSON)
+    interval: Mapped[float] = mapped_column(sa.Float)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+
+
+class RolloutDriverOptionsRow(Base):
+    """The ``--driver-option`` values a rollout is driven with (0010), so that any worker can build its driver."""
+
+    __tablename__ = "rollout_driver_options"
+
+    rollout_id: Mapped[str] = mapped_column(sa.ForeignKey("rollouts.id"), primary_key=True)
+    driver: Mapped[str] = mapped_column(sa.String(64))
+    options: Mapped[Any] = mapped_column(sa.JSON)
+    health_options: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    """The options of the health source the rollout's plan names (``--health-option``); None: none given."""
+    updated_at: Mapped[datetime]
+
+
+ASSURANCE_KINDS = ("assurance", "policy")
+
+
+class AssuranceDocumentRow(Base):
+    """An assurance file or a policy file stored for an estate (0009), never changed: the newest of each kind is
+    the one the estate is assessed with."""
+
+    __tablename__ = "assurance_documents"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("kind", ASSURANCE_KINDS), name="kind"),
+        sa.Index(None, "estate", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    estate: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    content: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(200))

@@ -92,6 +92,32 @@ def revoke_token(session: Session, token_id: int, *, at: datetime) -> None:
     session.flush()
 
 
+def remove_ended_sessions(session: Session, *, ended_before: datetime, limit: int) -> int:
+    """Delete at most ``limit`` signed-in sessions (rows with an ``expires_at``) that ended, by their end or by
+    being revoked, before ``ended_before``, oldest first; how many were deleted. API tokens are never touched,
+    nor a session that issued a token (the issuer chain of that token must stay whole)."""
+    issued = sa.orm.aliased(ApiTokenRow)
+    ended = sa.or_(ApiTokenRow.expires_at < ended_before, ApiTokenRow.revoked_at < ended_before)
+    ids = (
+        session.execute(
+            sa.select(ApiTokenRow.id)
+            .where(
+                ApiTokenRow.expires_at.is_not(None),
+                ended,
+                ~sa.exists().where(issued.issued_by == ApiTokenRow.id),
+            )
+            .order_by(ApiTokenRow.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    if ids:
+        session.execute(sa.delete(ApiTokenRow).where(ApiTokenRow.id.in_(ids)))
+        session.flush()
+    return len(ids)
+
+
 def list_active_tokens(session: Session) -> list[StoredToken]:
     """Every token not revoked, oldest first."""
     rows = session.execute(sa.select(ApiTokenRow).where(ApiTokenRow.revoked_at.is_(None)).order_by(ApiTokenRow.id))
@@ -176,5 +202,6 @@ __all__ = [
     "list_active_tokens",
     "newest_active_tokens",
     "read_token_mark",
+    "remove_ended_sessions",
     "revoke_token",
 ]

@@ -2,6 +2,7 @@
 // -cluster clusters of -host hosts, -vm VMs per cluster and -ds datastores, on a free localhost port.
 // Hosts differ as a real estate does (host i of a cluster takes entry i of -model and -nic, cyclically), and
 // so do clusters (cluster j takes entry j of -ha: its admission control's host failures tolerated, 0 = HA off).
+// -mixnic gives each host several drivers (NIC k of host i: entry i+k of -nic); -pg sets the port groups.
 // It prints its URL on stdout and serves until stdin closes or it is killed (stdin's commands: see the end).
 package main
 
@@ -29,6 +30,8 @@ func main() {
 	ha := flag.String("ha", "1,2,1,0", "cluster j's HA failover level (host failures tolerated), cyclically; 0: HA off")
 	models := flag.String("model", "Dell Inc./PowerEdge R740,HPE/ProLiant DL380 Gen10", "VENDOR/MODEL of host i, cyclically")
 	drivers := flag.String("nic", "i40en,bnxtnet,qedentv", "NIC driver of host i, cyclically")
+	mixed := flag.Bool("mixnic", false, "host i's NIC k takes driver i+k of -nic: hosts with several drivers")
+	flag.IntVar(&m.Portgroup, "pg", 1, "distributed port groups per datacenter")
 	user := flag.String("user", "ringfence", "the one account")
 	password := flag.String("password", "vcsim-password", "its password")
 	useTLS := flag.Bool("tls", false, "serve https with a self-signed certificate")
@@ -52,7 +55,11 @@ func main() {
 			vendor, model := strings.Split(kinds[i%len(kinds)], "/")[0], strings.Split(kinds[i%len(kinds)], "/")[1]
 			h.Hardware.SystemInfo.Vendor, h.Hardware.SystemInfo.Model = vendor, model
 			for k := range h.Config.Network.Pnic {
-				h.Config.Network.Pnic[k].Driver = nics[i%len(nics)]
+				if *mixed {
+					h.Config.Network.Pnic[k].Driver = nics[(i+k)%len(nics)]
+				} else {
+					h.Config.Network.Pnic[k].Driver = nics[i%len(nics)]
+				}
 			}
 		}
 	}

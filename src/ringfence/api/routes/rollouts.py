@@ -34,12 +34,19 @@ from ringfence.api.schemas import (
     RolloutSummary,
 )
 from ringfence.core.clock import utc_now
-from ringfence.core.documents import HoldOverrideOut, PlanDocument, RolloutStatusDocument, plan_document
+from ringfence.core.documents import (
+    HoldOverrideOut,
+    PlanDocument,
+    RolloutStatusDocument,
+    calendar_document,
+    plan_document,
+)
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.estate import locate_problems
 from ringfence.core.planner import Plan, plan_rings
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.core.update import Hold, Update, check_holds, parse_holds_text, parse_update_text
+from ringfence.core.windows import plan_calendar
 from ringfence.service import rollouts
 from ringfence.service.estates import LoadedEstate
 from ringfence.service.runner import ControllerLoop, check_driver
@@ -92,7 +99,13 @@ def controller_loop(request: Request) -> ControllerLoop | None:
 
 
 def _status(engine: Engine, rollout_id: str) -> RolloutStatusDocument:
-    return rollouts.status_document(rollouts.status(engine, rollout_id))
+    from ringfence.service.workers import worker_status
+
+    found = rollouts.status(engine, rollout_id)
+    document = rollouts.status_document(found)
+    # Who drives it, or that nobody can: what a person needs when an ansible rollout started here seems idle.
+    document.driven_by, document.waiting_for_worker = worker_status(engine, found.rollout, utc_now())
+    return document
 
 
 # ------------------------------------------------------------------------------------------------ plans
@@ -104,7 +117,13 @@ def plan(body: PlanRequest, caller: Viewer, engine: EngineDep, cache: Compiled) 
     vendor hold answers 409 unless ``override_hold`` says why."""
     loaded = cache.get(engine, body.estate, body.version)
     update = parse_update_text(body.update, UPDATE_SOURCE)
-    return plan_document(_plan(loaded, update, body.update, body.override_hold))
+    planned = _plan(loaded, update, body.update, body.override_hold)
+    # With change windows, the calendar from now: when each ring can start and be done at the earliest.
+    now = utc_now()
+    with located_in(body.update):
+        slots = plan_calendar(loaded.graph, planned, now)
+    calendar = calendar_document([r.name for r in planned.rings], slots, now) if slots is not None else None
+    return plan_document(planned, calendar)
 
 
 # --------------------------------------------------------------------------------------------- rollouts
@@ -325,7 +344,7 @@ def setup(app: FastAPI) -> None:
     settings = app.state.settings
     if not settings.controller:
         return
-    loop = ControllerLoop(app.state.engine, interval=settings.controller_interval)
+    loop = ControllerLoop(app.state.engine, interval=settings.controller_interval, role="serve")
     app.state.controller_loop = loop
 
     async def start_loop(app: FastAPI) -> None:

@@ -30,7 +30,14 @@ from itertools import compress, repeat
 from operator import attrgetter, is_
 from typing import Protocol
 
-from ringfence.core.driver import Batch, Driver, HealthSource, OperationKind, OperationResult
+from ringfence.core.driver import (
+    Batch,
+    Driver,
+    HealthSource,
+    OperationKind,
+    OperationResult,
+    release_restore_points,
+)
 from ringfence.core.errors import ConflictError, DriverError
 from ringfence.core.gates import AssetHealth, AssetStatus, RingVerdict
 from ringfence.core.rollout.guard import Columns, GuardGroup, GuardPlan, GuardState, check_opening, refusal_sentence
@@ -62,6 +69,10 @@ SETTLED_PHASES = frozenset(
 )
 """Phases in which a rollout waits for a person (or is over): the controller loop stops there."""
 
+RELEASES_RESTORE_POINTS = frozenset({RolloutPhase.COMPLETED, RolloutPhase.ROLLED_BACK})
+"""Phases after which no restore point is needed any more: the driver may let go of them (``core.driver``'s
+``release_restore_points`` hook). Not FAILED: a person may still need one there."""
+
 
 @dataclass(frozen=True)
 class PendingDecision:
@@ -92,6 +103,14 @@ class RolloutSession(Protocol):
 
     def record_health(self, health: Mapping[str, AssetHealth], at: datetime) -> None: ...
 
+    def restore_points_released(self) -> bool:
+        """Whether the driver was asked to let go of this rollout's restore points (recorded below)."""
+        ...
+
+    def record_restore_points_released(self, sentences: Sequence[str], at: datetime, *, actor: str) -> None:
+        """Record that the driver was asked to let go of this rollout's restore points, with its sentences."""
+        ...
+
 
 class RolloutRepository(Protocol):
     def session(self, rollout_id: str) -> AbstractContextManager[RolloutSession]: ...
@@ -116,6 +135,10 @@ class StepReport:
 
     decided: int = 0
     """Assets the step's decision moved (given up at a deadline, skipped, moved into a canary wave), and actions."""
+    waiting: str | None = None
+    """Why the rollout waits though it runs: a ring outside its change window, until when (core.windows)."""
+    released: tuple[str, ...] = ()
+    """What the driver said when this step asked it to let go of the restore points of a rollout that is over."""
 
     @property
     def made_progress(self) -> bool:
@@ -138,6 +161,7 @@ class Controller:
     health: HealthSource | None = None
     """What judges the rollout's health: None, the driver's own ``observe`` (see core.driver.HealthSource)."""
     _phase_deadline: datetime | None = field(default=None, init=False, repr=False)
+    _window_opens: datetime | None = field(default=None, init=False, repr=False)
     _outside: tuple[tuple[str, int], tuple[str, ...]] | None = field(default=None, init=False, repr=False)
     _guard_plans: dict[str, GuardPlan] = field(default_factory=dict, init=False, repr=False)
 
@@ -149,6 +173,8 @@ class Controller:
         decided = 0
         reading: Mapping[str, AssetHealth] | None = None
         unread: DriverError | None = None
+        waiting: str | None = None
+        self._window_opens = None
         for attempt in range(2):
             with self.repository.session(rollout_id) as session:
                 view = session.view()
@@ -177,6 +203,7 @@ class Controller:
                 else:
                     needs_reading = False
                 if not needs_reading:
+                    waiting, self._window_opens = decision.waiting, decision.wake_at
                     decision = self._guarded(view, decision)
                     verdict = decision.verdict
                     decided = len(decision.asset_updates) + len(decision.ring_moves) + len(decision.actions)
@@ -263,7 +290,39 @@ class Controller:
             reused=reused,
             verdict=verdict,
             decided=decided,
+            waiting=waiting,
+            released=self._release_restore_points(view, now),
         )
+
+    def _release_restore_points(self, view: RolloutView, now: datetime) -> tuple[str, ...]:
+        """Once a rollout has completed or rolled back, ask the driver to let go of the restore points it still
+        holds, and record what it says, once.
+
+        Asked by any step that finds the rollout over and the release not yet recorded, not only by the step
+        that ended it: a process that died between the two leaves it to the next step. Done outside any
+        transaction (a driver may take minutes: vCenter removes snapshots one task at a time) and recorded after;
+        two processes asking at once is harmless (the hook is idempotent) and only the first is recorded. A
+        failure is a sentence in the record, never a crash nor a retry every step: a person reads it and removes
+        what is left."""
+        if (
+            view.state.phase not in RELEASES_RESTORE_POINTS
+            or view.update.rollback != "snapshot"
+            or not callable(getattr(self.driver, "release_restore_points", None))
+        ):
+            return ()
+        rollout_id = view.state.id
+        with self.repository.session(rollout_id) as session:
+            if session.restore_points_released():
+                return ()
+        said: tuple[str, ...]
+        try:
+            said = release_restore_points(self.driver, rollout_id) or ()
+        except Exception as exc:  # whatever the driver raises, the rollout is over all the same
+            said = (f"the {self.driver.name} driver could not let go of the restore points: {exc}",)
+        with self.repository.session(rollout_id) as session:
+            if not session.restore_points_released():
+                session.record_restore_points_released(said, now, actor=self.actor)
+        return said
 
     def _record_decision(
         self,
@@ -336,19 +395,22 @@ class Controller:
         return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, reason),))
 
     def wake_at(self) -> datetime | None:
-        """When waiting should end: the driver's next event, the end of the bake or the deadline of an operation
-        in flight, whichever is first."""
-        times = [t for t in (self.driver.next_event_at(), self._phase_deadline) if t is not None]
+        """When waiting should end: the driver's next event, the end of the bake, the deadline of an operation
+        in flight or the opening of the change window a ring waits for, whichever is first."""
+        times = [t for t in (self.driver.next_event_at(), self._phase_deadline, self._window_opens) if t is not None]
         return min(times) if times else None
 
-    def _note_deadlines(self, view: RolloutView) -> None:
+    def _note_deadlines(self, view: RolloutView, now: datetime | None = None) -> None:
         due = [
             a.updated_at + timedelta(seconds=operation_deadline(view.update, kind) + 1)
             for a in view.assets
             if (kind := a.in_flight) is not None
         ]
-        if view.state.phase is RolloutPhase.BAKING:
-            due.append(view.phase_entered_at + timedelta(seconds=view.bake))
+        baked = view.phase_entered_at + timedelta(seconds=view.bake)
+        # A bake over and still baking waits for the next ring's change window (``_window_opens``): its end is
+        # no time to wake at any more, and waking at a past time would spin.
+        if view.state.phase is RolloutPhase.BAKING and (now is None or baked > now):
+            due.append(baked)
         self._phase_deadline = min(due) if due else None
 
     def _observe(self, view: RolloutView) -> Mapping[str, AssetHealth]:
@@ -423,9 +485,11 @@ class Controller:
         reused: bool = False,
         verdict: RingVerdict | None = None,
         decided: int = 0,
+        waiting: str | None = None,
+        released: tuple[str, ...] = (),
     ) -> StepReport:
         """What a step did, where the rollout is now, and (for :meth:`wake_at`) when to look again."""
-        self._note_deadlines(view)
+        self._note_deadlines(view, now)
         return StepReport(
             rollout_id=view.state.id,
             phase=view.state.phase,
@@ -439,6 +503,8 @@ class Controller:
             at=now,
             verdict=verdict,
             decided=decided,
+            waiting=waiting,
+            released=released,
         )
 
     def run_until_settled(
@@ -608,6 +674,7 @@ def roll_back_rollout(
 
 
 __all__ = [
+    "RELEASES_RESTORE_POINTS",
     "SETTLED_PHASES",
     "Controller",
     "PendingDecision",

@@ -54,6 +54,8 @@ class _Rollout:
     transitions: list[Transition] = field(default_factory=list)
     results: list[tuple[datetime, OperationKind, OperationResult]] = field(default_factory=list)
     verdicts: list[tuple[datetime, RingVerdict]] = field(default_factory=list)
+    released: tuple[datetime, tuple[str, ...]] | None = None
+    """When the driver was asked to let go of the restore points, and what it said."""
 
 
 class MemoryRolloutRepository:
@@ -115,6 +117,11 @@ class MemoryRolloutRepository:
         """The gate's verdicts on the rollout's rings, in the order they were judged."""
         return tuple(v for _, v in self._get(rollout_id).verdicts)
 
+    def released(self, rollout_id: str) -> tuple[str, ...] | None:
+        """What the driver said when asked to let go of the restore points; None when it was not asked."""
+        found = self._get(rollout_id).released
+        return None if found is None else found[1]
+
 
 class _MemorySession:
     def __init__(self, rollout: _Rollout) -> None:
@@ -141,6 +148,7 @@ class _MemorySession:
             groups=r.strategy.groups,
             tiers=r.strategy.tiers,
             planned_rings=r.strategy.rings,
+            ring_windows=r.strategy.ring_windows,
             ring_passed_at=max(
                 (at for at, v in r.verdicts if v.ring == r.state.ring and v.outcome is GateOutcome.passed),
                 default=None,
@@ -205,6 +213,12 @@ class _MemorySession:
         stored = self._r.health
         for asset_id, reading in health.items():
             stored[asset_id] = (at, reading)
+
+    def restore_points_released(self) -> bool:
+        return self._r.released is not None
+
+    def record_restore_points_released(self, sentences: Sequence[str], at: datetime, *, actor: str) -> None:
+        self._r.released = (at, tuple(sentences))
 
 
 __all__ = ["MemoryRolloutRepository"]

@@ -26,6 +26,7 @@ Per phase (ring ``r`` is the rollout's current ring):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from ringfence.core.driver import OperationKind
@@ -59,17 +60,21 @@ from ringfence.core.rollout.view import (
     first_phase,
     operation_deadline,
 )
+from ringfence.core.windows import RingOpening, RingSlot, ring_opening, ring_rules_now, update_calendar
 from ringfence.core.words import count, names
 
 
 def reconcile(view: RolloutView, now: datetime) -> Decision:
     """The next decision for the rollout in ``view`` at ``now``. See the module docstring."""
+    # Change windows (ringfence.core.windows): a ring's restore points and installs start only inside the windows
+    # of every asset in it, and a bake ends into the next ring only inside that ring's; else the decision waits,
+    # saying until when. Rollbacks, cancels and deadlines never wait: undoing a bad release is not a change.
     overdue = _overdue(view, now)
     if not overdue.is_empty:
         return overdue
     phase = view.state.phase
     if phase is RolloutPhase.TAKING_RESTORE_POINTS:
-        return _taking_restore_points(view)
+        return _taking_restore_points(view, now)
     if phase is RolloutPhase.APPLYING:
         return _applying(view, now)
     if phase is RolloutPhase.BAKING:
@@ -118,13 +123,15 @@ def _overdue(view: RolloutView, now: datetime) -> Decision:
     )
 
 
-def _taking_restore_points(view: RolloutView) -> Decision:
+def _taking_restore_points(view: RolloutView, now: datetime) -> Decision:
     r = view.state.ring
     ring = view.ring(r)
     unjudged = _unjudged(view, [a for a in ring if a.state is AssetState.PENDING])
     if unjudged:
         return Decision(asset_updates=_never_widen(unjudged))
     to_ask = tuple(a.asset_id for a in ring if a.state is AssetState.PENDING)
+    if to_ask and (closed := _closed_window(view, r, now)) is not None:
+        return _wait_for_window(view, closed, now)
     if to_ask:
         return Decision(
             actions=(StartOperation(OperationKind.restore_point, to_ask),),
@@ -162,6 +169,8 @@ def _applying(view: RolloutView, now: datetime) -> Decision:
     if ready:
         room = _Redundancy(view, _unavailable(view), _down(view))
         to_apply = tuple(a.asset_id for a in ready if room.admit(a.asset_id) is None)
+        if to_apply and (closed := _closed_window(view, r, now)) is not None:
+            return _wait_for_window(view, closed, now)
         if to_apply:
             return Decision(
                 actions=(StartOperation(OperationKind.apply, to_apply),),
@@ -207,7 +216,9 @@ def _applying(view: RolloutView, now: datetime) -> Decision:
 def _baking(view: RolloutView, now: datetime) -> Decision:
     r = view.state.ring
     elapsed = (now - view.phase_entered_at).total_seconds()
-    if elapsed >= view.bake:
+    # The bake ends into the next ring only inside that ring's windows; meanwhile it bakes on (still watched).
+    closed = _closed_window(view, r + 1, now) if elapsed >= view.bake and r + 1 < view.ring_count else None
+    if elapsed >= view.bake and closed is None:
         return Decision(
             transitions=(PhaseChange(RolloutPhase.JUDGING, f"ring {r} baked for {humanize_duration(view.bake)}"),)
         )
@@ -220,7 +231,61 @@ def _baking(view: RolloutView, now: datetime) -> Decision:
                 f"{humanize_duration(view.bake)} bake; judging now"
             )
             return Decision(transitions=(PhaseChange(RolloutPhase.JUDGING, reason),))
+    if closed is not None:
+        return _wait_for_window(view, closed, now, f"ring {r} baked for {humanize_duration(view.bake)}; ")
     return Decision()
+
+
+def _closed_window(view: RolloutView, ring: int, now: datetime) -> RingOpening | None:
+    """Why ring ``ring`` may not open at ``now`` (its windows, a freeze, an incident's freeze); None: it may."""
+    update = view.update
+    if not (update.windows or update.freezes or view.incident_freezes):
+        return None
+    rules = ring_rules_now(view.ring_windows, view.planned_rings, ring, (a.asset_id for a in view.ring(ring)))
+    opening = ring_opening(ring, update.windows, rules, update.freezes, view.incident_freezes, now)
+    return None if opening.is_open else opening
+
+
+def window_wait(view: RolloutView, now: datetime) -> Decision | None:
+    """What a running rollout waits for at ``now`` when a change window, a freeze or an incident's freeze holds
+    its next ring: the decision the controller would take (its ``waiting`` sentence and ``wake_at``, the
+    opening), for the status document and the dashboard to say what the controller says. None: it waits for no
+    window (or does not run). Only rollouts held to windows are reconciled here, so reading a status costs the
+    others nothing."""
+    update = view.update
+    if not view.state.phase.is_running or not (update.windows or update.freezes or view.incident_freezes):
+        return None
+    decision = reconcile(view, now)
+    return decision if decision.waiting is not None else None
+
+
+def rollout_calendar(view: RolloutView, now: datetime) -> tuple[RingSlot, ...]:
+    """When each ring still ahead (the current one first) can start and be done at the earliest, from ``now``
+    (core.windows.ring_calendar, as the plan's calendar); () without windows or freezes, or once it is over."""
+    update = view.update
+    phase = view.state.phase
+    if phase.is_terminal or not (update.windows or update.freezes):
+        return ()
+    first = view.state.ring
+    rings = range(first, view.ring_count)
+    slots = update_calendar(
+        update,
+        [ring_rules_now(view.ring_windows, view.planned_rings, r, (a.asset_id for a in view.ring(r))) for r in rings],
+        [view.bake for _ in rings],
+        now,
+    )
+    return tuple(replace(slot, ring=slot.ring + first) for slot in slots)
+
+
+def _wait_for_window(view: RolloutView, closed: RingOpening, now: datetime, before: str = "") -> Decision:
+    """Wait for the window, saying until when; or, when the windows never coincide, pause for a person (a wait
+    that can never end would wedge the rollout). An incident's freeze is waited out: it ends when the incident
+    is closed, which the next pass sees."""
+    sentence = before + closed.sentence(now)
+    if closed.opens_at is None and not view.incident_freezes:
+        reason = f"{sentence}; a person must look (change the windows, or abort)"
+        return Decision(transitions=(PhaseChange(RolloutPhase.PAUSED, reason),))
+    return Decision(waiting=sentence, wake_at=closed.opens_at)
 
 
 def _judging(view: RolloutView) -> Decision:
@@ -537,4 +602,6 @@ __all__ = [
     "judge",
     "operation_deadline",
     "reconcile",
+    "rollout_calendar",
+    "window_wait",
 ]

@@ -86,6 +86,9 @@ class StoredPlan:
     health_source: str = DRIVERS_OWN_HEALTH
     """What judges the rollout's health: ``driver`` (its driver's own reading) or a registered health source
     (``ringfence.health_sources``: ``heartbeats``, ``ansible`` …), so one thing may install and another judge."""
+    ring_windows: tuple[tuple[int, ...], ...] = ()
+    """For each planned ring, the indexes of the update's window rules that apply to one of its assets
+    (``ringfence.core.windows``); empty when the update has no windows."""
 
     @property
     def ring_count(self) -> int:
@@ -127,6 +130,8 @@ class StoredPlan:
             "warnings": list(self.warnings),
             "hold_override": dict(self.hold_override) if self.hold_override else None,
             "health_source": self.health_source,
+            # Only when there are windows: a plan without them is stored as it always was.
+            **({"ring_windows": [list(r) for r in self.ring_windows]} if any(self.ring_windows) else {}),
         }
 
     @classmethod
@@ -161,6 +166,7 @@ class StoredPlan:
                 warnings=tuple(str(w) for w in _list(document.get("warnings") or [])),
                 hold_override={str(k): str(v) for k, v in override.items()} if isinstance(override, Mapping) else None,
                 health_source=str(document.get("health_source") or DRIVERS_OWN_HEALTH),
+                ring_windows=tuple(tuple(int(i) for i in _list(r)) for r in _list(document.get("ring_windows") or [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConflictError(f"rollout {rollout_id} has a stored plan that cannot be read ({exc!r})") from None

@@ -14,7 +14,7 @@ Pure: a strategy is computed from the compiled estate and the update.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ringfence.core.driver import DRIVERS_OWN_HEALTH
@@ -24,6 +24,7 @@ from ringfence.core.planner import Plan, Stratum, plan_rings
 from ringfence.core.rollout.record import RedundancyGroup, StoredPlan
 from ringfence.core.selectors import parse_selector
 from ringfence.core.update import HoldOverride, Update
+from ringfence.core.windows import rules_by_ring
 
 STRATEGIES = ("ringfence", "all-at-once", "batches")
 
@@ -56,6 +57,8 @@ class StrategyPlan:
     groups: tuple[RedundancyGroup, ...] = ()
     """The any-groups the run-time redundancy rule holds the rollout to; none for the baselines."""
     tiers: dict[str, int] = field(default_factory=dict)
+    ring_windows: tuple[tuple[int, ...], ...] = ()
+    """For each ring, the update's window rules that apply to one of its assets (empty without windows)."""
 
     @property
     def targets(self) -> int:
@@ -83,13 +86,25 @@ class StrategyPlan:
                 else None
             ),
             health_source=health_source,
+            ring_windows=self.ring_windows,
         )
 
 
 def plan_strategy(
     strategy: str, graph: EstateGraph, update: Update, *, hold_override: HoldOverride | None = None
 ) -> StrategyPlan:
-    """The rings and gate of ``strategy`` for ``update`` on ``graph``'s estate."""
+    """The rings and gate of ``strategy`` for ``update`` on ``graph``'s estate, each ring with the change windows
+    of its assets (every strategy keeps to the trust's windows: they are the organisation's, not the tool's)."""
+    planned = _plan_strategy(strategy, graph, update, hold_override=hold_override)
+    if not update.windows:
+        return planned
+    tiers = [ring.tiers for ring in planned.plan.rings] if planned.plan is not None else None
+    return replace(planned, ring_windows=rules_by_ring(graph, update.windows, planned.rings, tiers))
+
+
+def _plan_strategy(
+    strategy: str, graph: EstateGraph, update: Update, *, hold_override: HoldOverride | None = None
+) -> StrategyPlan:
     if strategy == "ringfence":
         plan = plan_rings(graph, update, hold_override=hold_override)
         return StrategyPlan(

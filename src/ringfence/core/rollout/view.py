@@ -19,6 +19,7 @@ from ringfence.core.rollout.record import RedundancyGroup
 from ringfence.core.rollout.state import AssetState, RolloutPhase, RolloutState
 from ringfence.core.rollout.strategy import GateMode
 from ringfence.core.update import Update
+from ringfence.core.windows import IncidentFreeze
 
 _UPDATED = frozenset({AssetState.APPLIED, AssetState.FAILED})
 _NOT_YET_UPDATED = frozenset({AssetState.PENDING, AssetState.RESTORE_POINT_REQUESTED, AssetState.RESTORE_POINT_TAKEN})
@@ -79,6 +80,10 @@ class RolloutView:
     ring_passed_at: datetime | None = None
     """When the current ring last passed its gate, before a further wave of it: its members updated by then
     were judged healthy."""
+    ring_windows: tuple[tuple[int, ...], ...] = ()
+    """For each planned ring, the update's window rules that apply to it (``StoredPlan.ring_windows``)."""
+    incident_freezes: tuple[IncidentFreeze, ...] = ()
+    """Open incidents that declared a change freeze: while any is open, no ring opens."""
 
     @property
     def phase_entered_at(self) -> datetime:
@@ -146,6 +151,10 @@ class Decision:
     asset_updates: tuple[AssetUpdate, ...] = ()
     verdict: RingVerdict | None = None
     ring_moves: tuple[RingMove, ...] = ()
+    waiting: str | None = None
+    """Why nothing happens now though the rollout runs: a ring waiting for its change window, and until when."""
+    wake_at: datetime | None = None
+    """When to look again for the wait to end (the window's opening); None: no time is known (an incident freeze)."""
 
     @property
     def is_empty(self) -> bool:

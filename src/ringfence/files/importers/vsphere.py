@@ -12,9 +12,11 @@ Every failure to reach or log in to vCenter is an :class:`~ringfence.core.errors
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +30,7 @@ from ringfence.files.importers.vsphere_estate import (
     VCenterFacts,
     VmFacts,
     estate_from_facts,
+    import_warnings,
 )
 
 __all__ = ["VCenterLogin", "import_vsphere", "read_vcenter"]
@@ -48,12 +51,32 @@ class VCenterLogin:
 
 
 def import_vsphere(
-    login: VCenterLogin, *, estate_name: str | None = None, sites: Mapping[str, str] | None = None
+    login: VCenterLogin,
+    *,
+    estate_name: str | None = None,
+    sites: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, object]:
-    """The estate document for everything the account can see in vCenter (docs/vsphere.md)."""
+    """The estate document for everything the account can see in vCenter (docs/vsphere.md).
+
+    What the user should know about the inventory (a disconnected host, a cluster without HA) goes to
+    ``warn``, one sentence each naming the vCenter object; an inventory with no host at all is an error.
+    """
     facts = read_vcenter(login)
+    if not facts.hosts:
+        raise InputError(
+            f"{_where(login)} shows user '{login.user}' no hosts, so there is nothing to import; if it has hosts, "
+            "give the account the Read-only role on the vCenter root with Propagate to children (docs/vsphere.md)"
+        )
+    for sentence in import_warnings(facts):
+        if warn is not None:
+            warn(sentence)
     host = urlsplit(_normalised(login.server)).hostname or "vcenter"
     return estate_from_facts(facts, estate_name or host, sites=sites)
+
+
+def _where(login: VCenterLogin) -> str:
+    return f"vCenter at {_normalised(login.server.strip())}"
 
 
 def _normalised(server: str) -> str:
@@ -72,18 +95,34 @@ def _endpoint(server: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), parts.path or "/sdk"
 
 
-def read_vcenter(login: VCenterLogin) -> VCenterFacts:
-    """Log in, read every datacenter, cluster, host, VM and datastore, log out."""
+def read_vcenter(
+    login: VCenterLogin, *, timings: MutableMapping[str, float] | None = None, page: int = _PAGE
+) -> VCenterFacts:
+    """Log in, read every datacenter, cluster, host, VM and datastore, log out.
+
+    ``timings`` (for bench/vsphere_import.py) receives the seconds of each phase: ``connect``,
+    ``property collection`` (the round trips to vCenter) and ``facts`` (reading the answers); ``page`` is the
+    objects per page of the property collector.
+    """
     require_extra("vsphere", "ringfence import vsphere")
     from pyVim import connect
 
     pyvim: Any = connect  # pyVmomi's functions carry no annotations
+    phases: MutableMapping[str, float] = timings if timings is not None else {}
+    start = time.perf_counter()
     si = _connect(login)
+    phases["connect"] = time.perf_counter() - start
     try:
-        return _collect(si)
+        start = time.perf_counter()
+        objects = _read_inventory(si, _where(login), page)
+        phases["property collection"] = time.perf_counter() - start
     finally:
         with contextlib.suppress(Exception):  # logging out is a courtesy: the facts are already read
             pyvim.Disconnect(si)
+    start = time.perf_counter()
+    facts = _facts(objects)
+    phases["facts"] = time.perf_counter() - start
+    return facts
 
 
 def _connect(login: VCenterLogin) -> Any:
@@ -93,7 +132,7 @@ def _connect(login: VCenterLogin) -> Any:
     pyvim: Any = connect  # pyVmomi's functions carry no annotations
 
     protocol, host, port, path = _endpoint(login.server)
-    where = f"vCenter at {_normalised(login.server.strip())}"
+    where = _where(login)
     if not login.user:
         raise InputError("--user is required: the vCenter account to read the inventory with")
     try:
@@ -151,13 +190,33 @@ _PROPERTIES: dict[str, list[str]] = {
         "config.product.version",
         "config.product.build",
         "config.network.pnic",
+        "runtime.connectionState",
     ],
     "VirtualMachine": ["runtime.host", "datastore", "config.guestFullName", "config.guestId", "config.template"],
     "Datastore": ["summary.type"],
 }
 
 
-def _collect(si: Any) -> VCenterFacts:
+def _read_inventory(si: Any, where: str, page: int) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Every object's properties; a failure half-way (the connection dropped, a fault) is one sentence."""
+    from pyVmomi import vmodl
+
+    try:
+        return _collect(si, page)
+    except vmodl.MethodFault as exc:  # vim.fault.NoPermission among them: vCenter's own refusal
+        message = getattr(exc, "msg", "") or type(exc).__name__
+        raise InputError(f"{where} failed while the inventory was read: {message}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{where}: the connection dropped while the inventory was read ({text})") from None
+
+
+def _collect(si: Any, page: int) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """One container view of the whole inventory and one paged ``RetrievePropertiesEx`` over it.
+
+    Reading properties object by object (``host.config.product``) costs a round trip each: tens of
+    thousands for a large vCenter. The property collector returns every object's properties in pages.
+    """
     from pyVmomi import vim
     from pyVmomi import vmodl as typed_vmodl
 
@@ -182,17 +241,17 @@ def _collect(si: Any) -> VCenterFacts:
                 for kind, paths in _PROPERTIES.items()
             ],
         )
-        objects = {obj._moId: (obj, props) for obj, props in _retrieve(content.propertyCollector, spec)}
+        return {obj._moId: (obj, props) for obj, props in _retrieve(content.propertyCollector, spec, page)}
     finally:
-        view.Destroy()
-    return _facts(objects)
+        with contextlib.suppress(Exception):  # a dropped connection must surface as itself, not as this
+            view.Destroy()
 
 
-def _retrieve(collector: Any, spec: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+def _retrieve(collector: Any, spec: Any, page: int) -> Iterator[tuple[Any, dict[str, Any]]]:
     from pyVmomi import vmodl as typed_vmodl
 
     vmodl: Any = typed_vmodl
-    result = collector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=_PAGE))
+    result = collector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=page))
     while result is not None:
         for item in result.objects:
             yield item.obj, {prop.name: prop.val for prop in item.propSet or ()}
@@ -244,6 +303,7 @@ def _facts(objects: Mapping[str, tuple[Any, dict[str, Any]]]) -> VCenterFacts:
                     esxi_version=str(props.get("config.product.version") or ""),
                     esxi_build=str(props.get("config.product.build") or ""),
                     nic_drivers=tuple(str(n.driver) for n in props.get("config.network.pnic") or () if n.driver),
+                    connection=str(props.get("runtime.connectionState") or "connected"),
                 )
             )
         elif isinstance(obj, vim.VirtualMachine):

@@ -8,7 +8,7 @@ The requirement rule (docs/vsphere.md, "What a VM requires"): vSphere HA with ad
 to restart every VM of a cluster after F host failures, F being the admission control's failover capacity.
 That is the whole guarantee: with at most F of the cluster's n hosts down a VM runs (on its host or restarted
 elsewhere); with F + 1 down vSphere promises nothing. So a VM of such a cluster requires
-``{any: n - F, of: [the cluster's hosts]}``: it is up exactly while n - F hosts are. Without HA (or with
+``{any: n - F, where: <the cluster's hosts>}``: it is up exactly while n - F hosts are. Without HA (or with
 admission control off: F = 0) nothing restarts it anywhere vSphere guarantees, and it requires its own host.
 A VM requires every datastore its files are on.
 """
@@ -16,6 +16,7 @@ A VM requires every datastore its files are on.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +31,9 @@ __all__ = [
     "VCenterFacts",
     "VmFacts",
     "asset_id",
+    "cluster_selector",
     "estate_from_facts",
+    "import_warnings",
     "merge_estate",
     "vm_requirement",
 ]
@@ -85,6 +88,8 @@ class HostFacts:
     esxi_version: str = ""
     esxi_build: str = ""
     nic_drivers: tuple[str, ...] = ()
+    connection: str = "connected"
+    """``runtime.connectionState``: ``connected``, ``disconnected`` or ``notResponding``."""
 
 
 @dataclass(frozen=True)
@@ -144,15 +149,31 @@ def _selector_safe(text: str) -> str:
     return re.sub(r"\s*[,|=!]\s*", " ", text).strip()
 
 
-def vm_requirement(cluster: ClusterFacts | None, host_id: str | None, host_ids: Sequence[str]) -> object | None:
+def vm_requirement(
+    cluster: ClusterFacts | None, host_id: str | None, host_ids: Sequence[str], where: str | None = None
+) -> object | None:
     """What a VM needs to be up, from what vSphere guarantees (the module docstring, docs/vsphere.md).
 
     ``host_ids`` are the asset ids of the cluster's hosts, in order; ``host_id`` the VM's own host.
+    ``where``, a selector matching exactly those hosts (:func:`cluster_selector`), names them instead of
+    listing them: a cluster of 100 hosts would otherwise repeat 100 ids in every one of its VMs.
     """
     if cluster is not None and cluster.ha_enabled and cluster.failover_hosts >= 1 and host_ids:
         need = max(1, len(host_ids) - cluster.failover_hosts)
-        return {"any": need, "of": list(host_ids)}
+        return {"any": need, "where": where} if where else {"any": need, "of": list(host_ids)}
     return host_id
+
+
+HOSTS_OF_A_CLUSTER = "attrs.vsphere.type=HostSystem"
+"""The first term of the selector an import writes for a cluster's hosts: how ``--merge`` recognises it."""
+
+
+def cluster_selector(cluster: ClusterFacts) -> str:
+    """``attrs.vsphere.type=HostSystem,attrs.datacenter=DC,attrs.cluster=NAME``: the cluster's hosts as imported."""
+    return (
+        f"{HOSTS_OF_A_CLUSTER},attrs.datacenter={_selector_safe(cluster.datacenter)},"
+        f"attrs.cluster={_selector_safe(cluster.name)}"
+    )
 
 
 def estate_from_facts(facts: VCenterFacts, name: str, *, sites: Mapping[str, str] | None = None) -> dict[str, object]:
@@ -165,16 +186,25 @@ def estate_from_facts(facts: VCenterFacts, name: str, *, sites: Mapping[str, str
     clusters = {c.moref: c for c in facts.clusters}
     hosts = {h.moref: h for h in facts.hosts}
     assets: list[dict[str, object]] = []
+    # A cluster's hosts by selector, unless two clusters of a datacenter share a name (possible in two host
+    # folders): then the selector would count both, and its hosts are listed.
+    selectors = {c.moref: cluster_selector(c) for c in facts.clusters}
+    shared = {selector for selector, uses in Counter(selectors.values()).items() if uses > 1}
 
     for ds in sorted(facts.datastores, key=lambda d: ids[d.moref]):
-        attrs = {MOREF_ATTR: ds.moref, "vsphere.type": "Datastore", "datacenter": ds.datacenter}
+        attrs = {MOREF_ATTR: ds.moref, "vsphere.type": "Datastore", "datacenter": _selector_safe(ds.datacenter)}
         if ds.type:
             attrs["datastore_type"] = ds.type
         assets.append(_asset(ids[ds.moref], "storage", ds.name, sites.get(ds.datacenter, ds.datacenter), attrs))
 
     for host in sorted(facts.hosts, key=lambda h: ids[h.moref]):
         cluster = clusters.get(host.cluster) if host.cluster else None
-        attrs = {MOREF_ATTR: host.moref, "vsphere.type": "HostSystem", "datacenter": host.datacenter, "os": "esxi"}
+        attrs = {
+            MOREF_ATTR: host.moref,
+            "vsphere.type": "HostSystem",
+            "datacenter": _selector_safe(host.datacenter),
+            "os": "esxi",
+        }
         if cluster is not None:
             attrs["cluster"] = _selector_safe(cluster.name)
             attrs["ha"] = "true" if cluster.ha_enabled else "false"
@@ -198,7 +228,7 @@ def estate_from_facts(facts: VCenterFacts, name: str, *, sites: Mapping[str, str
     for vm in sorted(facts.vms, key=lambda v: ids[v.moref]):
         runs_on = hosts.get(vm.host) if vm.host else None
         cluster = clusters.get(runs_on.cluster) if runs_on is not None and runs_on.cluster else None
-        attrs = {MOREF_ATTR: vm.moref, "vsphere.type": "VirtualMachine", "datacenter": vm.datacenter}
+        attrs = {MOREF_ATTR: vm.moref, "vsphere.type": "VirtualMachine", "datacenter": _selector_safe(vm.datacenter)}
         if cluster is not None:
             attrs["cluster"] = _selector_safe(cluster.name)
         if vm.host in ids:
@@ -210,7 +240,9 @@ def estate_from_facts(facts: VCenterFacts, name: str, *, sites: Mapping[str, str
         requires: list[object] = []
         # Sorted: the order vCenter lists hosts in may change between two imports; the file should not.
         cluster_hosts = sorted(ids[h] for h in cluster.hosts if h in ids) if cluster is not None else []
-        needed = vm_requirement(cluster, ids.get(vm.host) if vm.host else None, cluster_hosts)
+        where = selectors.get(cluster.moref) if cluster is not None else None
+        own_host = ids.get(vm.host) if vm.host else None
+        needed = vm_requirement(cluster, own_host, cluster_hosts, where if where not in shared else None)
         if needed is not None:
             requires.append(needed)
         requires.extend(ids[d] for d in dict.fromkeys(vm.datastores) if d in ids)
@@ -227,6 +259,70 @@ def estate_from_facts(facts: VCenterFacts, name: str, *, sites: Mapping[str, str
         "services": [],
         "assets": assets,
     }
+
+
+_LISTED = 10
+"""Objects named in one warning; the rest are counted (a vCenter of 250 clusters without HA is one line)."""
+
+
+def import_warnings(facts: VCenterFacts) -> list[str]:
+    """What the user should know about the imported inventory: one sentence per kind of doubt.
+
+    - a host vCenter does not reach (disconnected, not responding): its facts are the last vCenter kept,
+      and without its ESXi version it is no target of an update selecting ``software=vmware/esxi``;
+    - a cluster without the HA guarantee: its VMs each require their own host (module docstring);
+    - a VM for which vCenter names no host (orphaned, inaccessible): only its datastores are required.
+    """
+    clusters = {c.moref: c for c in facts.clusters}
+    sentences: list[str] = []
+    unreached = sorted(facts.hosts, key=lambda h: h.name)
+    unreached = [h for h in unreached if h.connection != "connected"]
+    if unreached:
+        described = [
+            f"{h.name} ({_where_host(h, clusters)}{', ESXi version unknown' if not h.esxi_version else ''})"
+            for h in unreached
+        ]
+        sentences.append(
+            f"{_named(described, 'host')} {'is' if len(unreached) == 1 else 'are'} not connected to vCenter "
+            "(runtime.connectionState): imported from what vCenter last knew; a host without an ESXi version is "
+            "no target of an update of vmware/esxi; re-import (--merge) once connected"
+        )
+    vms_in: dict[str, int] = {}
+    cluster_of_host = {h.moref: h.cluster for h in facts.hosts}
+    for vm in facts.vms:
+        cluster = cluster_of_host.get(vm.host) if vm.host else None
+        if cluster:
+            vms_in[cluster] = vms_in.get(cluster, 0) + 1
+    for ha_on, why in ((False, "vSphere HA off"), (True, "HA admission control off (no failover capacity reserved)")):
+        unguarded = sorted(
+            (c for c in facts.clusters if c.ha_enabled == ha_on and c.failover_hosts == 0), key=lambda c: c.name
+        )
+        if unguarded:
+            described = [f"{c.name} (datacenter {c.datacenter}, {vms_in.get(c.moref, 0)} VMs)" for c in unguarded]
+            sentences.append(
+                f"{_named(described, 'cluster')} {'has' if len(unguarded) == 1 else 'have'} {why}, so each VM "
+                "there requires its own host (nothing is guaranteed to restart it elsewhere)"
+            )
+    homeless = sorted((v for v in facts.vms if not v.host or v.host not in cluster_of_host), key=lambda v: v.name)
+    if homeless:
+        described = [f"{v.name} (datacenter {v.datacenter})" for v in homeless]
+        sentences.append(
+            f"vCenter names no host for {_named(described, 'VM')} (orphaned or inaccessible): "
+            "imported requiring only its datastores"
+        )
+    return sentences
+
+
+def _where_host(host: HostFacts, clusters: Mapping[str, ClusterFacts]) -> str:
+    cluster = clusters.get(host.cluster) if host.cluster else None
+    where = f"cluster {cluster.name}, " if cluster is not None else ""
+    return f"{where}datacenter {host.datacenter}, {host.connection}"
+
+
+def _named(described: Sequence[str], noun: str) -> str:
+    shown = ", ".join(described[:_LISTED])
+    more = f" and {len(described) - _LISTED} more" if len(described) > _LISTED else ""
+    return f"{noun if len(described) == 1 else noun + 's'} {shown}{more}"
 
 
 def _asset(asset_id_: str, kind: str, name: str, site: str, attrs: dict[str, str]) -> dict[str, object]:
@@ -298,12 +394,17 @@ def _is_imported(asset: Mapping[str, object]) -> bool:
 def _imported_requirement(requirement: object, vsphere_ids: set[str]) -> bool:
     """Whether a requirement is of the shape the import writes (so the fresh import replaces it).
 
-    The import writes a hard requirement on a host or datastore, and an any-group listing only hosts; a
-    requirement people added on another VM, a selector, a service or a non-vSphere asset is theirs.
+    The import writes a hard requirement on a host or datastore, an any-group of a cluster's hosts by
+    :func:`cluster_selector`, and (files of earlier imports, or clusters sharing a name) an any-group listing
+    only hosts; a requirement people added on another VM, another selector, a service or a non-vSphere
+    asset is theirs.
     """
     if isinstance(requirement, str):
         return requirement in vsphere_ids
     if isinstance(requirement, Mapping):
+        where = requirement.get("where")
+        if isinstance(where, str):
+            return where.startswith(HOSTS_OF_A_CLUSTER + ",")
         members = requirement.get("of")
         return isinstance(members, list) and bool(members) and all(m in vsphere_ids for m in members)
     return False

@@ -12,8 +12,9 @@ handlers check the role (and the service layer its own rules, such as four eyes 
 are protected from cross-site posting as ``ringfence.web.security`` explains.
 
 One module per page family (:mod:`.signing_in`, :mod:`.oidc` (sign-in at the identity provider, and
-sign-out), :mod:`.estate`, :mod:`.rollouts`, :mod:`.incidents`, :mod:`.drills`, :mod:`.audit`), each with its
-router and the view models of the same name in ``ringfence.web.views``; how a page is rendered and a form read
+sign-out), :mod:`.estate`, :mod:`.assurance`, :mod:`.rollouts`, :mod:`.incidents`, :mod:`.drills`, :mod:`.audit`,
+:mod:`.notifications`), each with its router and the view models of the same name in ``ringfence.web.views``; how a
+page is rendered and a form read
 is ``ringfence.web.rendering``'s.
 """
 
@@ -26,11 +27,21 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ringfence.web.rendering import SECURITY_HEADERS, is_fragment_request, render
-from ringfence.web.routes import audit, drills, estate, incidents, oidc, rollouts, signing_in
+from ringfence.web.routes import (
+    assurance,
+    audit,
+    drills,
+    estate,
+    incidents,
+    notifications,
+    oidc,
+    rollouts,
+    signing_in,
+)
 from ringfence.web.security import LoginRequired, PageError
 
 router = APIRouter(include_in_schema=False)
-for family in (signing_in, oidc, estate, rollouts, incidents, drills, audit):
+for family in (signing_in, oidc, estate, assurance, rollouts, incidents, drills, audit, notifications):
     router.include_router(family.router)
 
 

@@ -27,6 +27,7 @@ from ringfence.service.tokens import Caller, Role
 from ringfence.web.rendering import SECURITY_HEADERS, render
 from ringfence.web.security import PageCaller, PageError, SameOrigin, may, shown_as_page
 from ringfence.web.views import estate as estate_views
+from ringfence.web.views.assurance import supplier_assurance
 
 router = APIRouter(include_in_schema=False)
 
@@ -200,12 +201,12 @@ def asset_page(
 def supplier_page(
     request: Request, name: str, supplier_id: str, caller: PageCaller, engine: EngineDep, cache: Compiled
 ) -> HTMLResponse:
-    return _walked(
-        request,
-        caller,
-        "estate_supplier.html.j2",
-        lambda: estate_views.supplier_page(cache.get(engine, name), supplier_id),
-    )
+    with shown_as_page():
+        loaded = cache.get(engine, name)
+        page = estate_views.supplier_page(loaded, supplier_id)
+        # Its assessments, as of today, beside what its loss takes down (web.views.assurance).
+        assurance = supplier_assurance(engine, loaded, supplier_id, utc_now().date())
+    return render(request, "estate_supplier.html.j2", caller=caller, section="estate", page=page, assurance=assurance)
 
 
 # ------------------------------------------------------------------------------------------ asking

@@ -2,7 +2,8 @@
 
 ``GET /login/oidc``
     Begins a sign-in (:meth:`ringfence.service.oidc.RelyingParty.begin`): the browser goes to the provider,
-    keeping the state, nonce and PKCE verifier in the ``ringfence_sign_in`` cookie. That cookie is
+    keeping the state, nonce and PKCE verifier in the ``ringfence_sign_in`` cookie, sealed with the server's
+    sign-in key (a cookie changed or forged is refused at the callback with a page saying so). That cookie is
     ``SameSite=Lax``, unlike the session's: it must come back on the provider's redirect, a cross-site
     navigation. It is scoped to ``/auth/callback``, ``HttpOnly``, and lasts ten minutes.
 ``GET /auth/callback``
@@ -94,7 +95,7 @@ def begin(request: Request, next_path: Annotated[str, Query(alias="next")] = "/"
     response = RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
         PENDING_COOKIE,
-        pending.encode(),
+        party.seal(pending),
         max_age=PENDING_SECONDS,
         path=CALLBACK,
         httponly=True,
@@ -107,8 +108,10 @@ def begin(request: Request, next_path: Annotated[str, Query(alias="next")] = "/"
 @router.get(CALLBACK)
 def callback(request: Request, engine: EngineDep) -> Response:
     party = _configured(request)
-    pending = PendingSignIn.decode(request.cookies.get(PENDING_COOKIE, ""))
+    pending: PendingSignIn | None = None
     try:
+        # A cookie changed or forged, or too old by its own sealed time, is refused before the code is used.
+        pending = party.unseal(request.cookies.get(PENDING_COOKIE, ""))
         identity = party.finish(pending, dict(request.query_params))
         session = begin_session(engine, identity, party.config)
     except SignInError as exc:

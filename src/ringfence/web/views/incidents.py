@@ -128,6 +128,8 @@ class StepItem:
     """Why it cannot be marked restored yet; empty when it can (or is restored)."""
     together: tuple[str, ...] = ()
     """Items of its step it needs and that need it: they can only be marked restored together (with it)."""
+    takes: str = ""
+    """How long restoring it takes, and how that is known: ``3h 10m, measured 2026-03-04`` or ``1h, estimate``."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class ClockRow:
     expected_at: str
     """When it is expected back; '' once restored or closed."""
     warning: str
+    basis: str = ""
+    """How the time to restore is known (``measured 2026-03-04`` or ``estimate``); '' once restored or closed."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,7 @@ def incident_page(engine: Engine, incident_id: str, caller: Caller, now: datetim
                         restored_at=when(at) if (at := by_id[item_id].restored_at) is not None else "",
                         waiting_for=tuple(by_id[item_id].waiting_for),
                         together=_restored_together(incident, item_id) if by_id[item_id].waiting_for else (),
+                        takes=f"{humanize_duration(by_id[item_id].takes)}, {by_id[item_id].basis}",
                     )
                     for item_id in shown
                 ),
@@ -272,6 +277,7 @@ def incident_page(engine: Engine, incident_id: str, caller: Caller, now: datetim
                 countdown=_countdown(c.status, c.remaining, c.estimated, c.time_to_restore),
                 expected_at=when(c.expected_at) if c.expected_at is not None else "",
                 warning=c.warning or "",
+                basis=c.basis or "",
             )
             for c in doc.clocks
         ),

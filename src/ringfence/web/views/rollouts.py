@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from ringfence.core.audit import AuditEntry
+from ringfence.core.clock import utc_now
 from ringfence.core.durations import humanize_duration
 from ringfence.core.gates import AssetHealth, AssetStatus, RingVerdict, format_stratum
 from ringfence.core.incident import Incident
 from ringfence.core.rollout.reconcile import SINCE_INSTALL, RolloutView, judge
 from ringfence.core.rollout.state import AssetState, RolloutPhase
+from ringfence.core.windows import RingSlot, format_local
 from ringfence.service import incidents as incident_service
 from ringfence.service import rollouts as rollout_service
 from ringfence.service.people import person_of
 from ringfence.service.tokens import Caller, Role
+from ringfence.service.workers import worker_status
 from ringfence.store.db import session_scope
 from ringfence.store.observations import list_observations
 from ringfence.store.records import ObservationKind, Rollout
@@ -79,6 +82,32 @@ class RingRow:
     states: tuple[tuple[str, int], ...]
     strata: tuple[str, ...]
     is_current: bool
+
+
+@dataclass(frozen=True)
+class CalendarRow:
+    """When a ring still ahead can start and be done at the earliest, under the update's change windows."""
+
+    index: int
+    name: str
+    starts: str
+    """``Sun 13 Dec 2026 01:00 GMT`` (London), or why it cannot."""
+    waits: str
+    """How long it waits for its window once the ring before it is done, or ''."""
+    done: str
+
+
+def calendar_rows(names: Sequence[str], slots: Sequence[RingSlot]) -> tuple[CalendarRow, ...]:
+    return tuple(
+        CalendarRow(
+            index=slot.ring,
+            name=names[slot.ring] if slot.ring < len(names) else f"ring {slot.ring}",
+            starts=format_local(slot.starts_at) if slot.starts_at else "no opening within a year",
+            waits=humanize_duration(slot.waits.total_seconds()) if slot.waits else "",
+            done=format_local(slot.done_at) if slot.done_at else "—",
+        )
+        for slot in slots
+    )
 
 
 @dataclass(frozen=True)
@@ -183,6 +212,16 @@ class RolloutPage:
     warnings: tuple[str, ...]
     failed_assets: tuple[FailedAsset, ...]
     incident: IncidentLink | None
+    driven_by: str = ""
+    """The live worker driving it, or ''."""
+    waiting_for_worker: str = ""
+    """Why nothing drives it while it runs (no live worker runs its driver), or ''."""
+    waiting: str = ""
+    """The controller's sentence when a change window or a freeze holds the next ring, until when; or ''."""
+    opens_at: str = ""
+    """When the window it waits for opens (London), or ''."""
+    calendar: tuple[CalendarRow, ...] = ()
+    """The rings still ahead: when each can start and be done at the earliest (with change windows only)."""
 
 
 _INSTALLED = SINCE_INSTALL
@@ -219,6 +258,7 @@ def rollout_page(engine: Engine, rollout_id: str, caller: Caller) -> RolloutPage
     strata = _strata(view, verdict)
     warnings = plan.get("warnings")
     hold = _hold_override(r)
+    by, waiting = worker_status(engine, r, utc_now())
     return RolloutPage(
         id=r.id,
         update=r.update_id,
@@ -248,6 +288,11 @@ def rollout_page(engine: Engine, rollout_id: str, caller: Caller) -> RolloutPage
         warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
         failed_assets=_failed_assets(engine, r, view, names, incident),
         incident=IncidentLink(incident.id, incident.status.value, incident.title) if incident is not None else None,
+        driven_by=by or "",
+        waiting_for_worker=waiting or "",
+        waiting=found.windows.waiting or "",
+        opens_at=format_local(found.windows.opens_at) if found.windows.opens_at else "",
+        calendar=calendar_rows(names, found.windows.calendar),
     )
 
 
