@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 ASSURANCE_FILE = "assurance.yaml"
 """The assurance file ``assess`` looks for beside the estate when ``--assurance`` is not given."""
-DEFAULT_POLICY = "policy-acute.yaml"
 
 
 MeasuredOpt = Annotated[
@@ -105,15 +104,15 @@ def assess(
 ) -> None:
     """Check the estate and its evidence against a resilience policy; exit 1 when a policy is breached."""
     from ringfence.cli.paths import check_output_file
+    from ringfence.core.assurance import DEFAULT_POLICY_FILE, assessment_document, empty_assurance, parse_policy_text
     from ringfence.core.assurance import assess as assess_estate
-    from ringfence.core.assurance import assessment_document, empty_assurance, parse_policy_text
     from ringfence.files.disk import examples_dir, read_text
 
     day = _as_of(as_of)
     pack_format = _pack_format(evidence_pack)
     check_output_file(evidence_pack, "--evidence-pack", example=f"evidence-pack.{pack_format}")
     check_output_file(register, "--register", example="register.csv")
-    policy_path = policy_file or examples_dir() / DEFAULT_POLICY
+    policy_path = policy_file or examples_dir() / DEFAULT_POLICY_FILE
     policy = parse_policy_text(read_text(policy_path), str(policy_path))
     estate, graph = load(estate_file, as_json)
     if assurance_file is None and (estate_file.parent / ASSURANCE_FILE).is_file():

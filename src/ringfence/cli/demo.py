@@ -145,11 +145,11 @@ def print_answer(
 
 def _assess_sample(estate: Estate, graph: EstateGraph, estate_path: Path) -> AssessmentReport:
     """The sample against the bundled acute-trust policy, as of the day its assurance file was written."""
-    from ringfence.cli.assurance import ASSURANCE_FILE, DEFAULT_POLICY
-    from ringfence.core.assurance import assess, parse_assurance_text, parse_policy_text
+    from ringfence.cli.assurance import ASSURANCE_FILE
+    from ringfence.core.assurance import DEFAULT_POLICY_FILE, assess, parse_assurance_text, parse_policy_text
     from ringfence.files.disk import examples_dir, read_text
 
-    policy_path = examples_dir() / DEFAULT_POLICY
+    policy_path = examples_dir() / DEFAULT_POLICY_FILE
     policy = parse_policy_text(read_text(policy_path), str(policy_path))
     assurance_path = estate_path.parent / ASSURANCE_FILE
     assurance = parse_assurance_text(read_text(assurance_path), estate, str(assurance_path))

@@ -72,6 +72,8 @@ from ringfence.core.recovery import MeasuredRestore, plan_recovery
 from ringfence.core.words import count, names
 
 API_VERSION = "ringfence/v1"
+DEFAULT_POLICY_FILE = "policy-acute.yaml"
+"""The bundled policy (an acute trust's), in the examples folder: what an estate is assessed with when none is given."""
 EARLIEST_DAY = date(2000, 1, 1)
 LATEST_DAY = date(2099, 12, 31)
 """Dates outside these are typos (a year of 20255, 1025): evidence of this century only."""

@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from ringfence.core.assurance import (
+    DEFAULT_POLICY_FILE,
     AssessmentReport,
     Assurance,
     AssuranceError,
@@ -52,7 +53,6 @@ from ringfence.store.db import session_scope
 
 log = logging.getLogger("ringfence.assurance")
 
-DEFAULT_POLICY_FILE = "policy-acute.yaml"
 """The bundled policy an estate without one of its own is assessed with (in ``ringfence/examples``)."""
 
 CALENDAR_DAYS = 366
