@@ -297,6 +297,16 @@ def run_estate_worker(script: Path, args: argparse.Namespace, report: Report, wh
     return result
 
 
+def add_load_and_compile(report: Report, shape: str, result: Mapping[str, Any]) -> None:
+    """The row every estate benchmark gives for information: loading and compiling the estate it then measures."""
+    report.add(
+        f"{shape}: load + compile (not in the target)",
+        result["load"] + result["compile"],
+        "s",
+        note=f"load {result['load']:.1f} s, compile {result['compile']:.1f} s; worker peak {result['peak_mb']:,.0f} MB",
+    )
+
+
 def emit(document: dict[str, Any]) -> None:
     """A worker's answer: one JSON line on stdout."""
     sys.stdout.write(json.dumps(document) + "\n")

@@ -328,14 +328,7 @@ def add_shape_rows(report: common.Report, shape: str, result: dict[str, Any], re
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.common_arguments(parser, NOMINAL_ASSETS)
-    shapes.shape_argument(parser)
-    args = parser.parse_args()
-    if args.worker:
-        common.emit(worker(Path(args.worker[0]), int(args.worker[1])))
-        return
-    common.finish(run(args))
+    shapes.estate_bench_main(__doc__, NOMINAL_ASSETS, worker, run)
 
 
 if __name__ == "__main__":

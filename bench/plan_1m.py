@@ -180,23 +180,11 @@ def add_shape_rows(report: common.Report, shape: str, result: dict[str, Any], re
     )
     shares = ", ".join(f"{label} {share:.0%}" for label, share in result["phase_shares"].items())
     report.add(f"{shape}: where the time goes", "", note=f"profiled run: {shares}")
-    report.add(
-        f"{shape}: load + compile (not in the target)",
-        result["load"] + result["compile"],
-        "s",
-        note=f"load {result['load']:.1f} s, compile {result['compile']:.1f} s; worker peak {result['peak_mb']:,.0f} MB",
-    )
+    common.add_load_and_compile(report, shape, result)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.common_arguments(parser, NOMINAL_ASSETS)
-    shapes.shape_argument(parser)
-    args = parser.parse_args()
-    if args.worker:
-        common.emit(worker(Path(args.worker[0]), int(args.worker[1])))
-        return
-    common.finish(run(args))
+    shapes.estate_bench_main(__doc__, NOMINAL_ASSETS, worker, run)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import common
+import shapes
 from impact_200k import pick_failures
 
 NAME = "recover_1m"
@@ -157,13 +158,7 @@ def run(args: argparse.Namespace) -> common.Report:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.common_arguments(parser, NOMINAL_ASSETS)
-    args = parser.parse_args()
-    if args.worker:
-        common.emit(worker(Path(args.worker[0]), int(args.worker[1])))
-        return
-    common.finish(run(args))
+    shapes.estate_bench_main(__doc__, NOMINAL_ASSETS, worker, run, shaped=False)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ them. Files are written once per (shape, size, seed) into the work directory and
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import time
@@ -92,6 +93,28 @@ def shape_files(
         size = paths[fmt].stat().st_size
         log(f"  wrote {paths[fmt].name} ({size / 1e6:,.0f} MB) in {time.perf_counter() - start:.1f} s")
     return paths
+
+
+def estate_bench_main(
+    doc: str | None,
+    nominal_assets: int,
+    worker: Callable[[Path, int], dict[str, Any]],
+    run: Callable[[Any], common.Report],
+    *,
+    shaped: bool = True,
+) -> None:
+    """The command line of a benchmark over generated estates: the common options (and ``--shapes`` when
+    ``shaped``), then either one worker's part (``--worker FILE N``: a child process, so that its memory and its
+    collector are its own) or the whole run, its table shown and saved."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.common_arguments(parser, nominal_assets)
+    if shaped:
+        shape_argument(parser)
+    args = parser.parse_args()
+    if args.worker:
+        common.emit(worker(Path(args.worker[0]), int(args.worker[1])))
+        return
+    common.finish(run(args))
 
 
 def shape_argument(parser: Any) -> None:
