@@ -266,21 +266,14 @@ def share(part: float, whole: float) -> float:
 
 
 def run(args: argparse.Namespace) -> common.Report:
-    repeat = 1 if args.quick else 3
-    report = common.Report(
+    report, results, repeat = shapes.run_over_shapes(
         NAME,
         f"The safety guard's share of a ring's opening over {args.assets:,} assets, on {len(args.shapes)} shapes",
-        args.assets,
-        NOMINAL_ASSETS,
-        args.seed,
-        args.quick,
-    )
-    results = shapes.run_workers(
-        Path(__file__).resolve(),
         args,
-        repeat,
+        NOMINAL_ASSETS,
+        Path(__file__).resolve(),
         "load, compile, plan, drive the rollout to each opening…",
-        lambda shape, result: add_shape_rows(report, shape, result, repeat),
+        add_shape_rows,
     )
     report.details = {"repeat": repeat, "shapes": results}
     return report

@@ -125,6 +125,25 @@ def shape_argument(parser: Any) -> None:
 # ------------------------------------------------------------------------------------------ shapes
 
 
+def run_over_shapes(
+    name: str,
+    title: str,
+    args: Any,
+    nominal_assets: int,
+    script: Path,
+    doing: str,
+    add_shape_rows: Callable[[common.Report, str, dict[str, Any], int], None],
+) -> tuple[common.Report, dict[str, Any], int]:
+    """A benchmark's report over ``args.shapes``: its worker run on each shape (best of 3, of 1 with
+    ``--quick``), the rows ``add_shape_rows`` makes of each result. The report, the results by shape, the repeat."""
+    repeat = 1 if args.quick else 3
+    report = common.Report(name, title, args.assets, nominal_assets, args.seed, args.quick)
+    results = run_workers(
+        script, args, repeat, doing, lambda shape, result: add_shape_rows(report, shape, result, repeat)
+    )
+    return report, results, repeat
+
+
 def run_workers(
     script: Path, args: Any, repeat: int, doing: str, add_rows: Callable[[str, dict[str, Any]], None]
 ) -> dict[str, Any]:

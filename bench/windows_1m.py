@@ -120,21 +120,14 @@ def worker(path: Path, repeat: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> common.Report:
-    repeat = 1 if args.quick else 3
-    report = common.Report(
+    report, results, _ = shapes.run_over_shapes(
         NAME,
         f"A window-constrained plan over {args.assets:,} assets, on {len(args.shapes)} estate shapes",
-        args.assets,
-        NOMINAL_ASSETS,
-        args.seed,
-        args.quick,
-    )
-    results = shapes.run_workers(
-        Path(__file__).resolve(),
         args,
-        repeat,
+        NOMINAL_ASSETS,
+        Path(__file__).resolve(),
         "load, compile, plan with windows…",
-        lambda shape, result: add_shape_rows(report, shape, result, repeat),
+        add_shape_rows,
     )
     report.details = {"shapes": results, "start": START.isoformat()}
     return report
