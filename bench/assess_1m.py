@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,38 @@ def worker(estate_path: Path, assurance_path: Path, repeat: int) -> dict[str, An
     }
 
 
+def assured_estates(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each of ``args.shapes`` with the suppliers and the assurance file :func:`derive` makes of it (in a process of
+    its own, files kept in the work directory): what every assurance benchmark measures on."""
+    script = Path(__file__).resolve()
+    with common.work_directory(args.workdir) as workdir:
+        for shape in args.shapes:
+            path = shape_files(shape, args.assets, args.seed, workdir)["json"]
+            common.log(f"({shape}) deriving {SUPPLIERS:,} suppliers and an assurance file…")
+            yield shape, common.run_worker(script, ["derive", str(path)])
+
+
+def assurance_bench_main(
+    doc: str | None,
+    nominal_assets: int,
+    default_shapes: Sequence[str],
+    work: Callable[[list[str]], dict[str, Any]],
+    run: Callable[[argparse.Namespace], common.Report],
+) -> None:
+    """The command line of an assurance benchmark: the common options and ``--shapes`` (``default_shapes`` unless
+    given), then a worker's part (``--worker derive ESTATE``, or ``--worker WHAT ARGS…`` for ``work``) or the run."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.common_arguments(parser, nominal_assets)
+    shape_argument(parser)
+    parser.set_defaults(shapes=list(default_shapes))
+    args = parser.parse_args()
+    if args.worker:
+        what, *rest = args.worker
+        common.emit(derive(Path(rest[0])) if what == "derive" else work(rest))
+        return
+    common.finish(run(args))
+
+
 def run(args: argparse.Namespace) -> common.Report:
     repeat = 1 if args.quick else 2
     report = common.Report(
@@ -159,50 +192,35 @@ def run(args: argparse.Namespace) -> common.Report:
         args.quick,
     )
     script = Path(__file__).resolve()
-    with common.work_directory(args.workdir) as workdir:
-        for shape in args.shapes:
-            path = shape_files(shape, args.assets, args.seed, workdir)["json"]
-            common.log(f"({shape}) deriving {SUPPLIERS:,} suppliers and an assurance file…")
-            files = common.run_worker(script, ["derive", str(path)])
-            common.log(f"worker ({shape}): load, compile, parse the assurance file, assess…")
-            result = common.run_worker(script, ["assess", files["estate"], files["assurance"], str(repeat)])
-            report.details[shape] = result
-            report.add(f"{shape}: load + compile (not in the target)", result["load"] + result["compile"], "s")
-            report.add(
-                f"{shape}: parse the assurance file (information)",
-                result["parse_assurance"],
-                "s",
-                note=f"{result['assurance_items']:,} suppliers, exercises and restore tests, checked against the "
-                "estate",
-            )
-            shown = ", ".join(f"{k} {v:,}" for k, v in sorted(result["by_policy"].items()))
-            report.add(
-                f"{shape}: assess, best of {repeat}",
-                min(result["assess"]["wall"]),
-                "s",
-                target=TARGET_ASSESS,
-                note=f"{result['suppliers']:,} suppliers, {result['services']:,} services; "
-                f"{result['checked']:,} checks, {result['findings']:,} findings ({shown}); "
-                + common.cpu_text(min(result["assess"]["cpu"])),
-            )
-            report.add(f"{shape}: peak memory (worker)", result["peak_mb"], "MB")
+    for shape, files in assured_estates(args):
+        common.log(f"worker ({shape}): load, compile, parse the assurance file, assess…")
+        result = common.run_worker(script, ["assess", files["estate"], files["assurance"], str(repeat)])
+        report.details[shape] = result
+        report.add(f"{shape}: load + compile (not in the target)", result["load"] + result["compile"], "s")
+        report.add(
+            f"{shape}: parse the assurance file (information)",
+            result["parse_assurance"],
+            "s",
+            note=f"{result['assurance_items']:,} suppliers, exercises and restore tests, checked against the estate",
+        )
+        shown = ", ".join(f"{k} {v:,}" for k, v in sorted(result["by_policy"].items()))
+        report.add(
+            f"{shape}: assess, best of {repeat}",
+            min(result["assess"]["wall"]),
+            "s",
+            target=TARGET_ASSESS,
+            note=f"{result['suppliers']:,} suppliers, {result['services']:,} services; "
+            f"{result['checked']:,} checks, {result['findings']:,} findings ({shown}); "
+            + common.cpu_text(min(result["assess"]["cpu"])),
+        )
+        report.add(f"{shape}: peak memory (worker)", result["peak_mb"], "MB")
     return report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.common_arguments(parser, NOMINAL_ASSETS)
-    shape_argument(parser)
-    parser.set_defaults(shapes=list(DEFAULT_SHAPES))
-    args = parser.parse_args()
-    if args.worker:
-        what, *rest = args.worker
-        if what == "derive":
-            common.emit(derive(Path(rest[0])))
-        else:
-            common.emit(worker(Path(rest[0]), Path(rest[1]), int(rest[2])))
-        return
-    common.finish(run(args))
+    assurance_bench_main(
+        __doc__, NOMINAL_ASSETS, DEFAULT_SHAPES, lambda rest: worker(Path(rest[0]), Path(rest[1]), int(rest[2])), run
+    )
 
 
 if __name__ == "__main__":

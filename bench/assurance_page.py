@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import common
-from assess_1m import AS_OF, derive
-from shapes import shape_argument, shape_files
+from assess_1m import AS_OF, assurance_bench_main, assured_estates
 
 NAME = "assurance_page"
 NOMINAL_ASSETS = 200_000
@@ -89,51 +88,37 @@ def run(args: argparse.Namespace) -> common.Report:
         args.quick,
     )
     script = Path(__file__).resolve()
-    with common.work_directory(args.workdir) as workdir:
-        for shape in args.shapes:
-            path = shape_files(shape, args.assets, args.seed, workdir)["json"]
-            common.log(f"({shape}) deriving suppliers and an assurance file…")
-            files = common.run_worker(script, ["derive", str(path)])
-            common.log(f"worker ({shape}): assess, assess with the calendar, notices…")
-            result = common.run_worker(script, ["time", files["estate"], files["assurance"], str(repeat)])
-            report.details[shape] = result
-            report.add(
-                f"{shape}: assess (best of {repeat})",
-                result["assess"],
-                "s",
-                note=f"{result['findings']:,} findings, {result['suppliers']:,} suppliers",
-            )
-            report.add(
-                f"{shape}: assess with the calendar (best of {repeat})",
-                result["assess_with_calendar"],
-                "s",
-                note=f"{result['calendar']:,} calendar items; "
-                f"{result['assess_with_calendar'] / result['assess']:.2f}× assess",
-            )
-            report.add(
-                f"{shape}: what to tell (best of {repeat})",
-                result["evidence_notices"],
-                "s",
-                note=f"{result['told']:,} notices",
-            )
-            report.add(f"{shape}: peak memory (worker)", result["peak_mb"], "MB")
+    for shape, files in assured_estates(args):
+        common.log(f"worker ({shape}): assess, assess with the calendar, notices…")
+        result = common.run_worker(script, ["time", files["estate"], files["assurance"], str(repeat)])
+        report.details[shape] = result
+        report.add(
+            f"{shape}: assess (best of {repeat})",
+            result["assess"],
+            "s",
+            note=f"{result['findings']:,} findings, {result['suppliers']:,} suppliers",
+        )
+        report.add(
+            f"{shape}: assess with the calendar (best of {repeat})",
+            result["assess_with_calendar"],
+            "s",
+            note=f"{result['calendar']:,} calendar items; "
+            f"{result['assess_with_calendar'] / result['assess']:.2f}× assess",
+        )
+        report.add(
+            f"{shape}: what to tell (best of {repeat})",
+            result["evidence_notices"],
+            "s",
+            note=f"{result['told']:,} notices",
+        )
+        report.add(f"{shape}: peak memory (worker)", result["peak_mb"], "MB")
     return report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.common_arguments(parser, NOMINAL_ASSETS)
-    shape_argument(parser)
-    parser.set_defaults(shapes=list(DEFAULT_SHAPES))
-    args = parser.parse_args()
-    if args.worker:
-        what, *rest = args.worker
-        if what == "derive":
-            common.emit(derive(Path(rest[0])))
-        else:
-            common.emit(worker(Path(rest[0]), Path(rest[1]), int(rest[2])))
-        return
-    common.finish(run(args))
+    assurance_bench_main(
+        __doc__, NOMINAL_ASSETS, DEFAULT_SHAPES, lambda rest: worker(Path(rest[0]), Path(rest[1]), int(rest[2])), run
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import common
-from assess_1m import AS_OF, SUPPLIERS
-from shapes import shape_argument, shape_files
+from assess_1m import AS_OF, SUPPLIERS, assurance_bench_main, assured_estates
 
 NAME = "evidence_exports"
 NOMINAL_ASSETS = 100_000
@@ -69,56 +68,44 @@ def run(args: argparse.Namespace) -> common.Report:
         args.quick,
     )
     script = Path(__file__).resolve()
-    assess_script = script.with_name("assess_1m.py")
-    with common.work_directory(args.workdir) as workdir:
-        for shape in args.shapes:
-            path = shape_files(shape, args.assets, args.seed, workdir)["json"]
-            common.log(f"({shape}) deriving {SUPPLIERS:,} suppliers and an assurance file…")
-            files = common.run_worker(assess_script, ["derive", str(path)])
-            common.log(f"worker ({shape}): assess, then the register and the evidence pack…")
-            result = common.run_worker(script, ["exports", files["estate"], files["assurance"]])
-            report.details[shape] = result
-            report.add(
-                f"{shape}: register rows",
-                result["register"]["wall"],
-                "s",
-                note=f"{result['suppliers']:,} suppliers; CSV {result['csv'] * 1000:.0f} ms, "
-                f"{result['csv_bytes'] / 1e6:.1f} MB; " + common.cpu_text(result["register"]["cpu"]),
-            )
-            report.add(
-                f"{shape}: evidence pack built",
-                result["pack"]["wall"],
-                "s",
-                note=f"{result['findings']:,} findings, {result['pack_rows']:,} table rows; "
-                + common.cpu_text(result["pack"]["cpu"]),
-            )
-            report.add(
-                f"{shape}: evidence pack as HTML",
-                result["html"],
-                "s",
-                note=f"{result['html_bytes'] / 1e6:.1f} MB",
-            )
-            report.add(
-                f"{shape}: evidence pack as PDF",
-                result["pdf"]["wall"],
-                "s",
-                note=f"{result['pdf_bytes'] / 1e6:.1f} MB; " + common.cpu_text(result["pdf"]["cpu"]),
-            )
-            report.add(f"{shape}: peak memory (worker)", result["peak_mb"], "MB")
+    for shape, files in assured_estates(args):
+        common.log(f"worker ({shape}): assess, then the register and the evidence pack…")
+        result = common.run_worker(script, ["exports", files["estate"], files["assurance"]])
+        report.details[shape] = result
+        report.add(
+            f"{shape}: register rows",
+            result["register"]["wall"],
+            "s",
+            note=f"{result['suppliers']:,} suppliers; CSV {result['csv'] * 1000:.0f} ms, "
+            f"{result['csv_bytes'] / 1e6:.1f} MB; " + common.cpu_text(result["register"]["cpu"]),
+        )
+        report.add(
+            f"{shape}: evidence pack built",
+            result["pack"]["wall"],
+            "s",
+            note=f"{result['findings']:,} findings, {result['pack_rows']:,} table rows; "
+            + common.cpu_text(result["pack"]["cpu"]),
+        )
+        report.add(
+            f"{shape}: evidence pack as HTML",
+            result["html"],
+            "s",
+            note=f"{result['html_bytes'] / 1e6:.1f} MB",
+        )
+        report.add(
+            f"{shape}: evidence pack as PDF",
+            result["pdf"]["wall"],
+            "s",
+            note=f"{result['pdf_bytes'] / 1e6:.1f} MB; " + common.cpu_text(result["pdf"]["cpu"]),
+        )
+        report.add(f"{shape}: peak memory (worker)", result["peak_mb"], "MB")
     return report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.common_arguments(parser, NOMINAL_ASSETS)
-    shape_argument(parser)
-    parser.set_defaults(shapes=list(DEFAULT_SHAPES))
-    args = parser.parse_args()
-    if args.worker:
-        _, *rest = args.worker
-        common.emit(worker(Path(rest[0]), Path(rest[1])))
-        return
-    common.finish(run(args))
+    assurance_bench_main(
+        __doc__, NOMINAL_ASSETS, DEFAULT_SHAPES, lambda rest: worker(Path(rest[0]), Path(rest[1])), run
+    )
 
 
 if __name__ == "__main__":
