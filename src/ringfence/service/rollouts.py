@@ -248,7 +248,7 @@ class SqlRolloutSession:
         # Kept in the audit log, not a column: the entry that says what the driver did is the flag itself, and
         # only a rollout that is over asks (once, or again after a crash between its end and the release).
         subject = f"rollout:{self.rollout_id}"
-        return any(e.action == RESTORE_POINTS_RELEASED for e in list_audit(self.session, subject=subject))
+        return bool(list_audit(self.session, subject=subject, action=RESTORE_POINTS_RELEASED, limit=1))
 
     def record_restore_points_released(self, sentences: Sequence[str], at: datetime, *, actor: str) -> None:
         append_audit(

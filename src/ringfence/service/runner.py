@@ -91,7 +91,7 @@ from ringfence.store.db import session_scope
 from ringfence.store.locks import LOCK_NAMESPACE_ROLLOUT_CLAIM, RolloutClaims, claim_key
 from ringfence.store.records import Rollout
 from ringfence.store.rollouts import get_rollout, list_rollouts
-from ringfence.store.workers import WorkerBeat, delete_worker, get_driver_options, get_health_options, put_worker
+from ringfence.store.workers import WorkerBeat, delete_worker, get_rollout_options, put_worker
 
 log = logging.getLogger("ringfence.controller")
 
@@ -471,12 +471,12 @@ class ControllerLoop:
         update = Update.model_validate(rollout.update_doc)
         # Not the rollout's id: a simulated driver built for the server reads its world at the first batch.
         context = DriverContext(engine=self.engine, update=update, environ=dict(os.environ))
+        with session_scope(self.engine, readonly=True) as session:
+            options, health_options = get_rollout_options(session, rollout.id)  # one read: both kept in one row
         driver: Driver | None
         if factory is not None:
             driver = factory(self.engine, update)
         elif self._runs is not None:
-            with session_scope(self.engine, readonly=True) as session:
-                options = get_driver_options(session, rollout.id)
             driver = worker_driver(name, context, options)
         else:
             driver = server_driver(name, context)
@@ -485,8 +485,6 @@ class ControllerLoop:
         refusal = refusal_for(driver, update, operations=_operations_ahead(rollout.state.phase, update))
         if refusal is not None:
             raise DriverError(refusal)
-        with session_scope(self.engine, readonly=True) as session:
-            health_options = get_health_options(session, rollout.id)
         health = build_health_source(stored_plan(rollout).health_source, driver, health_options, context=context)
         controller = Controller(SqlRolloutRepository(self.engine), driver, self.clock, actor=self.actor, health=health)
         driven = _Driven(controller)

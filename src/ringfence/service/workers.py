@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from ringfence.core.driver import DRIVERS_OWN_HEALTH, DriverOptions
 from ringfence.core.errors import InputError, Problem
 from ringfence.core.rollout.state import RolloutPhase
 from ringfence.drivers.registry import options_of
@@ -103,7 +104,13 @@ def checked_options(driver: str, options: Mapping[str, str]) -> dict[str, str]:
     if declared is None:
         return dict(options)
     declared.read(options)  # names an unknown option, a missing required one, or a bad value
-    kinds = {o.name: o.kind for o in declared}
+    return _absolute_paths(declared, options)
+
+
+def _absolute_paths(declared: DriverOptions | None, options: Mapping[str, str]) -> dict[str, str]:
+    """``options`` with each value of a ``path`` option made absolute from this process's directory: a worker on
+    another machine, or started elsewhere, reads the same files."""
+    kinds = {o.name: o.kind for o in declared} if declared is not None else {}
     return {
         key: str(Path(value).expanduser().resolve()) if kinds.get(key) == "path" and value.strip() else value
         for key, value in options.items()
@@ -121,7 +128,6 @@ def checked_health_options(source: str, options: Mapping[str, str]) -> dict[str,
     """``options`` for health source ``source`` (``--health-option``), checked by building the source as a worker
     would (the environment filling in what is not given; a checks file read and validated), with every path
     made absolute: an InputError naming the option, before anything is stored."""
-    from ringfence.core.driver import DRIVERS_OWN_HEALTH
     from ringfence.drivers.registry import DriverContext, health_source_class
 
     if source == DRIVERS_OWN_HEALTH:
@@ -136,11 +142,7 @@ def checked_health_options(source: str, options: Mapping[str, str]) -> dict[str,
         )
     cls = health_source_class(source)
     declared = getattr(cls, "options", None)
-    kinds = {o.name: o.kind for o in declared} if declared is not None else {}
-    absolute = {
-        key: str(Path(value).expanduser().resolve()) if kinds.get(key) == "path" and value.strip() else value
-        for key, value in options.items()
-    }
+    absolute = _absolute_paths(declared if isinstance(declared, DriverOptions) else None, options)
     from_context = getattr(cls, "from_context", None)
     if not callable(from_context):
         raise InputError([Problem(f"health source '{source}' takes no options of its own", path=("--health-option",))])

@@ -73,9 +73,14 @@ def append_audit(
 
 
 def list_audit(
-    session: Session, *, after_seq: int = 0, limit: int | None = None, subject: str | None = None
+    session: Session,
+    *,
+    after_seq: int = 0,
+    limit: int | None = None,
+    subject: str | None = None,
+    action: str | None = None,
 ) -> list[AuditEntry]:
-    """Audit entries after ``after_seq`` (about ``subject``, when given), in the order written."""
+    """Audit entries after ``after_seq`` (about ``subject``, of ``action``, when given), in the order written."""
     stmt = (
         sa.select(AuditRow)
         .where(AuditRow.seq > after_seq)
@@ -84,6 +89,8 @@ def list_audit(
     )
     if subject is not None:
         stmt = stmt.where(AuditRow.subject == subject)
+    if action is not None:
+        stmt = stmt.where(AuditRow.action == action)
     if limit is not None:
         stmt = stmt.limit(limit)
     return [_audit_entry(row) for row in session.scalars(stmt)]

@@ -117,24 +117,30 @@ def put_health_options(
     )
 
 
-def get_health_options(session: Session, rollout_id: str) -> dict[str, str]:
-    """The health-source options kept for ``rollout_id`` (empty when none were given)."""
+def get_rollout_options(session: Session, rollout_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The driver options and the health-source options kept for ``rollout_id`` (each empty when none were given)."""
     found = session.execute(
-        sa.select(RolloutDriverOptionsRow.health_options).where(RolloutDriverOptionsRow.rollout_id == rollout_id)
+        sa.select(RolloutDriverOptionsRow.options, RolloutDriverOptionsRow.health_options).where(
+            RolloutDriverOptionsRow.rollout_id == rollout_id
+        )
     ).first()
-    if found is None or not isinstance(found.health_options, dict):
-        return {}
-    return {str(k): str(v) for k, v in found.health_options.items()}
+    if found is None:
+        return {}, {}
+    return _texts(found.options), _texts(found.health_options)
 
 
 def get_driver_options(session: Session, rollout_id: str) -> dict[str, str]:
     """The driver options kept for ``rollout_id`` (empty when none were given)."""
-    found = session.execute(
-        sa.select(RolloutDriverOptionsRow.options).where(RolloutDriverOptionsRow.rollout_id == rollout_id)
-    ).first()
-    if found is None or not isinstance(found.options, dict):
-        return {}
-    return {str(k): str(v) for k, v in found.options.items()}
+    return get_rollout_options(session, rollout_id)[0]
+
+
+def get_health_options(session: Session, rollout_id: str) -> dict[str, str]:
+    """The health-source options kept for ``rollout_id`` (empty when none were given)."""
+    return get_rollout_options(session, rollout_id)[1]
+
+
+def _texts(stored: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
 
 
 __all__ = [
@@ -143,6 +149,7 @@ __all__ = [
     "delete_worker",
     "get_driver_options",
     "get_health_options",
+    "get_rollout_options",
     "list_workers",
     "live_workers",
     "prune_workers",
