@@ -212,7 +212,8 @@ def test_a_prometheus_that_does_not_answer_is_a_sentence_never_a_pass(monitoring
 
 
 def test_options_checks_files_and_the_environment(monitoring: Monitoring, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="needs --driver-option url="):
+    # Its options come with --health-option (or the environment): the sentence names that flag, not the drivers'.
+    with pytest.raises(InputError, match="the prometheus health source needs --health-option url="):
         PrometheusHealth()
     with pytest.raises(InputError, match="expected an http:// or https:// address"):
         PrometheusHealth(url="prometheus:9090")
@@ -348,6 +349,8 @@ def test_bad_health_options_are_exit_2_and_store_nothing(monitoring: Monitoring,
         (("--health-source", "prometheus", "--health-option", url, "--health-option", "checks=bad-checks.yaml"),
          "bad-checks.yaml:4: checks[0].fail_when"),
         (("--health-source", "prometheus", "--health-option", "url=ftp://x"), "expected an http:// or https://"),
+        (("--health-source", "prometheus", "--health-option", url, "--health-option", "timeout=9999d"),
+         "--health-option: prometheus health source option timeout='9999d'"),
         (("--health-source", "prometheus", "--health-option", "url"), "--health-option: 'url' is not key=value"),
         (("--health-option", url), "--health-option: the rollout is judged by its driver's own reading"),
     ):  # fmt: skip

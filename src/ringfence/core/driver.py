@@ -179,6 +179,10 @@ class DriverOptions:
 
     driver: str
     options: tuple[DriverOption, ...]
+    role: str = "driver"
+    """What takes them, in sentences: a ``driver``, or a ``health source``."""
+    flag: str = "--driver-option"
+    """Where a person gives them: ``--driver-option``, or ``--health-option`` for a health source."""
 
     def __iter__(self) -> Iterator[DriverOption]:
         return iter(self.options)
@@ -202,8 +206,9 @@ class DriverOptions:
             raise InputError(
                 [
                     Problem(
-                        f"driver '{self.driver}' does not take these options ({', '.join(unknown)}); it takes: {takes}",
-                        path=("--driver-option",),
+                        f"{self.role} '{self.driver}' does not take these options ({', '.join(unknown)}); it "
+                        f"takes: {takes}",
+                        path=(self.flag,),
                     )
                 ]
             )
@@ -218,9 +223,9 @@ class DriverOptions:
                     raise InputError(
                         [
                             Problem(
-                                f"the {self.driver} driver needs --driver-option {option.name}={option.metavar} "
+                                f"the {self.driver} {self.role} needs {self.flag} {option.name}={option.metavar} "
                                 f"({option.help})",
-                                path=("--driver-option",),
+                                path=(self.flag,),
                             )
                         ]
                     )
@@ -234,7 +239,7 @@ class DriverOptions:
         if complaint is not None:
             said = option.expected or complaint
             raise InputError(
-                [Problem(f"{self.driver} driver option {option.name}={raw!r}: {said}", path=("--driver-option",))]
+                [Problem(f"{self.driver} {self.role} option {option.name}={raw!r}: {said}", path=(self.flag,))]
             )
         match option.kind:
             case "duration":

@@ -85,6 +85,8 @@ OPTIONS = DriverOptions(
             maximum=5000,
         ),
     ),
+    role="health source",
+    flag="--health-option",
 )
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
