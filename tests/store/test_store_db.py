@@ -17,17 +17,20 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
+from pg_schemas import isolated_postgres_schema, postgres_base_url
 from ringfence.core.errors import ConflictError, InputError
 from ringfence.core.rollout.state import RolloutPhase, transition
 from ringfence.store.audit import list_audit, verify_audit
 from ringfence.store.db import (
     LOCK_NAMESPACE_AUDIT,
     LOCK_NAMESPACE_ROLLOUT_IDS,
+    SCOPED_KEY_SQL,
     advisory_lock,
     alembic_config,
     current_revision,
     database_url,
     head_revision,
+    lock_key,
     make_engine,
     normalise_url,
     rollout_lock,
@@ -37,6 +40,7 @@ from ringfence.store.db import (
 )
 from ringfence.store.decisions import add_decision, list_decisions
 from ringfence.store.estates import add_estate_version, get_estate_version, list_estate_versions
+from ringfence.store.locks import RolloutClaims
 from ringfence.store.rollouts import apply_transition, create_rollout, get_rollout, list_rollouts
 from ringfence.store.tables import metadata
 
@@ -421,6 +425,47 @@ def test_other_rollouts_are_not_held_up_on_postgresql(pg_engine: Engine) -> None
         first.finish()
     with session_scope(pg_engine) as session:
         assert try_rollout_lock(session, "r-000001") is True
+
+
+def test_two_schemas_of_one_database_never_share_a_lock(pg_engine: Engine) -> None:
+    """PostgreSQL's advisory locks belong to the whole database. Keyed by the rollout id alone, another
+    installation (or test worker) in another schema that held r-000002 refused this one its lock on r-000002
+    (it did, in CI), and one writing its audit chain held up every writer of this one's."""
+    with isolated_postgres_schema(postgres_base_url()) as other_url:
+        other = make_engine(other_url)
+        upgrade(other)
+        theirs_claims, ours_claims = RolloutClaims(other), RolloutClaims(pg_engine)
+        try:
+            assert theirs_claims.claim("r-000002") is True
+            with session_scope(other) as theirs:
+                rollout_lock(theirs, "r-000002")
+                advisory_lock(theirs, LOCK_NAMESPACE_ROLLOUT_IDS)  # and the audit chain's lock before it
+                with session_scope(pg_engine) as ours:
+                    assert try_rollout_lock(ours, "r-000002") is True
+                    # A lock another schema held would make this wait: fail at once instead of hanging.
+                    ours.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+                    advisory_lock(ours, LOCK_NAMESPACE_ROLLOUT_IDS)
+                assert ours_claims.claim("r-000002") is True
+            # Within one schema the claim is still one worker's alone.
+            second_worker = RolloutClaims(other)
+            try:
+                assert second_worker.claim("r-000002") is False
+            finally:
+                second_worker.close()
+        finally:
+            theirs_claims.close()
+            ours_claims.close()
+            other.dispose()
+
+
+def test_the_lock_key_python_computes_is_the_one_postgresql_takes(pg_engine: Engine) -> None:
+    """Tests (and an operator reading ``pg_locks``) find a lock by the key :func:`lock_key` computes."""
+    with pg_engine.connect() as connection:
+        schema = connection.execute(sa.text("SELECT current_schema()")).scalar_one()
+        for name in ["", "r-000001", "inc-000042", "ward/ü/名", "x" * 300]:
+            in_sql = connection.execute(sa.text(f"SELECT {SCOPED_KEY_SQL}"), {"name": name}).scalar_one()
+            assert in_sql == lock_key(schema, name)
+    assert lock_key("a", "b") != lock_key("b", "b")
 
 
 def test_sqlite_writers_wait_for_each_other(tmp_path: Path) -> None:

@@ -41,13 +41,21 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _READONLY = "ringfence_readonly"
 
-# Keys of PostgreSQL transaction-scoped advisory locks: (namespace, key) pairs of 32-bit integers.
-# The namespaces keep the rollout locks, the audit chain and migrations from ever sharing a key.
+# Keys of PostgreSQL advisory locks: (namespace, key) pairs of 32-bit integers. The namespaces keep the
+# rollout locks, the audit chain and migrations from ever sharing a key; the key is made of the schema and
+# the name of what is locked (:data:`SCOPED_KEY_SQL`), because advisory locks are shared by the whole
+# database: two installations in two schemas of one database (or two test workers) must never wait for,
+# or be refused by, each other's locks.
 LOCK_NAMESPACE_ROLLOUT = 0x52460001
 LOCK_NAMESPACE_AUDIT = 0x52460002
 LOCK_NAMESPACE_MIGRATIONS = 0x52460003
 LOCK_NAMESPACE_ROLLOUT_IDS = 0x52460004
 LOCK_NAMESPACE_INCIDENT_IDS = 0x52460010
+
+SCOPED_KEY_SQL = "('x' || left(md5(coalesce(current_schema(), '') || '/' || :name), 8))::bit(32)::int"
+"""The key of the lock on ``:name`` in the schema the session's tables are in, computed by PostgreSQL itself
+(no round trip to ask for the schema first); :func:`lock_key` computes the same key in Python. A search path
+naming no schema that exists yet counts as the schema ``""`` (a NULL key would take no lock at all)."""
 
 
 def database_url() -> str:
@@ -161,10 +169,7 @@ def rollout_lock(session: Session, rollout_id: str) -> None:
     if is_readonly(session):
         raise ConflictError(f"rollout {rollout_id} cannot be locked from a read-only transaction")
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
-            {"namespace": LOCK_NAMESPACE_ROLLOUT, "key": lock_key(rollout_id)},
-        )
+        session.execute(scoped_lock("pg_advisory_xact_lock"), {"namespace": LOCK_NAMESPACE_ROLLOUT, "name": rollout_id})
 
 
 def try_rollout_lock(session: Session, rollout_id: str) -> bool:
@@ -177,13 +182,12 @@ def try_rollout_lock(session: Session, rollout_id: str) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         return True
     got = session.execute(
-        sa.text("SELECT pg_try_advisory_xact_lock(:namespace, :key)"),
-        {"namespace": LOCK_NAMESPACE_ROLLOUT, "key": lock_key(rollout_id)},
+        scoped_lock("pg_try_advisory_xact_lock"), {"namespace": LOCK_NAMESPACE_ROLLOUT, "name": rollout_id}
     ).scalar_one()
     return bool(got)
 
 
-def advisory_lock(session: Session, namespace: int, key: int = 0) -> None:
+def advisory_lock(session: Session, namespace: int, name: str = "") -> None:
     """Serialise writers of one thing (the audit chain, rollout ids) until the transaction ends.
 
     A PostgreSQL advisory lock; on SQLite the read-write transaction already serialises all writers.
@@ -196,16 +200,23 @@ def advisory_lock(session: Session, namespace: int, key: int = 0) -> None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    lock = sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)")
+    lock = scoped_lock("pg_advisory_xact_lock")
     if namespace != LOCK_NAMESPACE_AUDIT:
-        session.execute(lock, {"namespace": LOCK_NAMESPACE_AUDIT, "key": 0})
-    session.execute(lock, {"namespace": namespace, "key": key})
+        session.execute(lock, {"namespace": LOCK_NAMESPACE_AUDIT, "name": ""})
+    session.execute(lock, {"namespace": namespace, "name": name})
 
 
-def lock_key(name: str) -> int:
-    """A stable signed 32-bit key for ``name`` (the same in every process and every PostgreSQL version)."""
-    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=4).digest()
-    return int.from_bytes(digest, "big", signed=True)
+def scoped_lock(function: str) -> sa.TextClause:
+    """``SELECT function(:namespace, key)``: an advisory-lock function called on the key of ``:name`` in the
+    session's schema (:data:`SCOPED_KEY_SQL`)."""
+    return sa.text(f"SELECT {function}(:namespace, {SCOPED_KEY_SQL})")
+
+
+def lock_key(schema: str, name: str) -> int:
+    """The signed 32-bit key PostgreSQL computes for ``name`` in ``schema`` (:data:`SCOPED_KEY_SQL`): the
+    first four bytes of the MD5 of ``schema/name``. ``pg_locks`` shows it as an unsigned ``objid``."""
+    digest = hashlib.md5(f"{schema}/{name}".encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -227,8 +238,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:namespace, 0)"),
-                {"namespace": LOCK_NAMESPACE_MIGRATIONS},
+                scoped_lock("pg_advisory_xact_lock"), {"namespace": LOCK_NAMESPACE_MIGRATIONS, "name": ""}
             )
         command.upgrade(alembic_config(connection), revision)
 
@@ -250,6 +260,7 @@ def head_revision() -> str:
 __all__ = [
     "DATABASE_URL_ENV",
     "HOME_ENV",
+    "SCOPED_KEY_SQL",
     "advisory_lock",
     "alembic_config",
     "current_revision",
@@ -260,6 +271,7 @@ __all__ = [
     "make_engine",
     "normalise_url",
     "rollout_lock",
+    "scoped_lock",
     "session_scope",
     "try_rollout_lock",
     "upgrade",

@@ -14,8 +14,8 @@ with TCP keepalives (:data:`KEEPALIVE_SETTINGS`), so its session ends, and its c
 a worker whose claim connection was lost stops driving before another worker can have taken over.
 
 PostgreSQL's advisory locks are shared by the whole database, schemas included, so a claim's key is made of
-the schema and the rollout id: two ringfence installations in two schemas of one database never hold up each
-other's rollouts.
+the schema and the rollout id (:func:`ringfence.store.db.scoped_lock`, like every lock ringfence takes): two
+ringfence installations in two schemas of one database never hold up each other's rollouts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ringfence.store.db import lock_key
+from ringfence.store.db import lock_key, scoped_lock
 
 LOCK_NAMESPACE_ROLLOUT_CLAIM = 0x52460101
 """Advisory-lock namespace of a worker's claim on a rollout (apart from ``ringfence.store.db``'s namespaces)."""
@@ -38,7 +38,7 @@ KEEPALIVE_DEAD_AFTER = 10 + 5 * 3
 
 def claim_key(schema: str, rollout_id: str) -> int:
     """The advisory-lock key of a claim on ``rollout_id`` by a worker whose tables are in ``schema``."""
-    return lock_key(f"{schema}/{rollout_id}")
+    return lock_key(schema, rollout_id)
 
 
 class RolloutClaims:
@@ -48,7 +48,6 @@ class RolloutClaims:
         self.engine = engine
         self.is_shared = engine.dialect.name == "postgresql"
         self._connection: Connection | None = None
-        self._schema = ""
         self._held: set[str] = set()
 
     def _conn(self) -> Connection:
@@ -56,7 +55,6 @@ class RolloutClaims:
             # Session-level locks live as long as this connection: a lost connection loses every claim.
             self._held.clear()
             self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._schema = str(self._connection.execute(sa.text("SELECT current_schema()")).scalar_one())
             for setting, seconds in KEEPALIVE_SETTINGS:
                 # Ignored on a Unix-domain socket, where a dead peer is seen at once anyway.
                 self._connection.execute(sa.text(f"SET {setting} = {int(seconds)}"))
@@ -65,8 +63,7 @@ class RolloutClaims:
     def _lock(self, function: str, rollout_id: str) -> bool:
         connection = self._conn()
         found = connection.execute(
-            sa.text(f"SELECT {function}(:namespace, :key)"),
-            {"namespace": LOCK_NAMESPACE_ROLLOUT_CLAIM, "key": claim_key(self._schema, rollout_id)},
+            scoped_lock(function), {"namespace": LOCK_NAMESPACE_ROLLOUT_CLAIM, "name": rollout_id}
         )
         return bool(found.scalar_one())
 
