@@ -135,6 +135,23 @@ ESTATE_CASES = [
     ),
     ("bad-tier", edit(ESTATE, 5, "    tier: 7"), 5, "services[0].tier", ("epr",), "tier: 7"),
     ("bad-id", edit(ESTATE, 11, "  - id: App One"), 11, "assets[0].id", (), "App One"),
+    (
+        "unknown-software-field",
+        edit(ESTATE, 13, '    software: [{product: acme/agent, version: "1.0", colour: red}]'),
+        13,
+        "assets[0].software[0].colour",
+        ("unknown field 'colour'",),
+        "colour",
+    ),
+    (
+        # Pydantic says "an instance of Software": a Python class the user never wrote.
+        "software-item-as-text",
+        edit(ESTATE, 13, "    software: [acme/agent@1.0]"),
+        13,
+        "assets[0].software[0]",
+        ("must be a mapping of fields", "the text 'acme/agent@1.0'"),
+        "acme/agent@1.0",
+    ),
     ("api-version", edit(ESTATE, 1, "apiVersion: ringfence/v9"), 1, "apiVersion", ("ringfence/v1",), "v9"),
 ]
 

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ringfence.core.errors import ConflictError, EstateError, NotFoundError, Problem
-from ringfence.core.estate import AnyGroup, Estate, Requirement, locate_problems, parse_estate_text
+from ringfence.core.estate import AnyGroup, Estate, Node, Requirement, locate_problems, parse_estate_text
 from ringfence.core.graph import EstateGraph, compile_estate
 from ringfence.files.disk import read_text, sample_estate_path
 from ringfence.service.people import Actor, refuse_same_person
@@ -202,7 +202,8 @@ def diff_estates(
         **{s.id: (f"service '{s.id}'", s.requires) for s in new.services},
     }
     dropped: list[RequirementDropped] = []
-    for owner in (*current.services, *current.assets):
+    owners: tuple[Node, ...] = (*current.services, *current.assets)
+    for owner in owners:
         found = requires.get(owner.id)
         if found is None:
             continue  # a removed service is reported as such; a removed asset takes nothing down

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from ringfence.core.errors import Problem
-from ringfence.core.estate import API_VERSION, ID_PATTERN, MAX_PROBLEMS, validate_document
+from ringfence.core.estate import API_VERSION, ID_PATTERN, MAX_PROBLEMS, UNKNOWN_FIELD_ERRORS, validate_document
 
 __all__ = [
     "FieldProblem",
@@ -177,7 +177,7 @@ def _field_problem(error: Mapping[str, object]) -> FieldProblem:
     # pydantic names the branch of a tagged union in the path; users never wrote those names.
     path = tuple(part for part in loc if part not in ("ref", "any-group"))
     kind = str(error.get("type", ""))
-    if kind == "extra_forbidden":
+    if kind in UNKNOWN_FIELD_ERRORS:
         message = f"unknown field '{path[-1]}'"
     elif kind == "missing":
         message = f"required field '{path[-1]}' is missing"
