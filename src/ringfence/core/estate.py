@@ -22,7 +22,7 @@ from enum import StrEnum
 from functools import cached_property
 from itertools import chain
 from operator import attrgetter
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -213,15 +213,23 @@ UNKNOWN_FIELD_ERRORS = frozenset({"extra_forbidden", "unexpected_keyword_argumen
 """Pydantic's error types for a field the format does not have: a model's, and a dataclass's (assets, software)."""
 
 
-def _hard_requirements(requires: tuple[Requirement, ...]) -> tuple[str, ...]:
-    return tuple(r for r in requires if isinstance(r, str))
+class _Requires:
+    """What services and assets (a model, a dataclass) share: their requirements, by kind."""
+
+    __slots__ = ()
+    if TYPE_CHECKING:  # a field of each class that takes this in; declared for the type checker alone
+        requires: tuple[Requirement, ...]
+
+    @property
+    def hard_requirements(self) -> tuple[str, ...]:
+        return tuple(r for r in self.requires if isinstance(r, str))
+
+    @property
+    def any_groups(self) -> tuple[AnyGroup, ...]:
+        return tuple(r for r in self.requires if isinstance(r, AnyGroup))
 
 
-def _any_groups(requires: tuple[Requirement, ...]) -> tuple[AnyGroup, ...]:
-    return tuple(r for r in requires if isinstance(r, AnyGroup))
-
-
-class Service(_Model):
+class Service(_Model, _Requires):
     id: Id
     requires: tuple[Requirement, ...] = ()
     name: str | None = None
@@ -236,17 +244,9 @@ class Service(_Model):
     def label(self) -> str:
         return self.name or self.id
 
-    @property
-    def hard_requirements(self) -> tuple[str, ...]:
-        return _hard_requirements(self.requires)
-
-    @property
-    def any_groups(self) -> tuple[AnyGroup, ...]:
-        return _any_groups(self.requires)
-
 
 @pydantic_dataclass(frozen=True, slots=True, kw_only=True, config=_FIELDS)
-class Asset:
+class Asset(_Requires):
     id: Id
     requires: tuple[Requirement, ...] = ()
     kind: AssetKind
@@ -256,14 +256,6 @@ class Asset:
     supplier: Id | None = None
     attrs: Attrs = Field(default_factory=dict)
     software: tuple[Software, ...] = ()
-
-    @property
-    def hard_requirements(self) -> tuple[str, ...]:
-        return _hard_requirements(self.requires)
-
-    @property
-    def any_groups(self) -> tuple[AnyGroup, ...]:
-        return _any_groups(self.requires)
 
 
 Node = Service | Asset
