@@ -45,6 +45,11 @@ def last_action(engine: Engine) -> str:
         return str(connection.execute(sa.text("SELECT action FROM audit_log ORDER BY seq DESC LIMIT 1")).scalar())
 
 
+def last_seq(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one())
+
+
 def chain_ok(engine: Engine) -> bool:
     with session_scope(engine, readonly=True) as session:
         return verify_audit(session).ok
@@ -157,6 +162,18 @@ def test_the_commands_exit_2_on_bad_input_and_1_on_a_database_in_use(db: Engine,
     in_use = run("restore", str(tmp_path / "copy.db"))
     assert in_use.returncode == 1
     assert "give --force" in in_use.stderr
+    # A folder is never a backup file, --force or not: refused before anything is written or recorded.
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    before = last_seq(db)
+    for args in (("backup", str(folder)), ("backup", str(folder), "--force"), ("restore", str(folder), "--force")):
+        refused = run(*args)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert "is a folder" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert list(folder.iterdir()) == []
+    assert last_seq(db) == before
 
 
 @pytest.mark.postgres

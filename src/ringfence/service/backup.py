@@ -56,6 +56,15 @@ class BackupDone:
 def backup(engine: Engine, path: Path, *, actor: str, force: bool = False) -> BackupDone:
     """Back ringfence's database up into ``path`` (see the module docstring)."""
     path = path.expanduser()
+    if path.is_dir():
+        # Checked first: --force replaces a file, never a folder (and nothing is recorded for a backup not taken).
+        raise InputError(
+            [
+                Problem(
+                    f"{path} is a folder; give the backup file's path, e.g. {path / 'ringfence.backup'}", path=("FILE",)
+                )
+            ]
+        )
     if path.exists() and not force:
         raise InputError([Problem(f"{path} exists; give --force to replace it", path=("FILE",))])
     if not path.parent.is_dir():
@@ -84,6 +93,8 @@ def backup(engine: Engine, path: Path, *, actor: str, force: bool = False) -> Ba
 def restore(engine: Engine, path: Path, *, actor: str, force: bool = False) -> BackupDone:
     """Restore ringfence's database from the backup ``path`` (see the module docstring)."""
     path = path.expanduser()
+    if path.is_dir():
+        raise InputError([Problem(f"{path} is a folder, not a backup file", path=("FILE",))])
     if not path.is_file():
         raise InputError([Problem(f"{path}: there is no such backup file", path=("FILE",))])
     revision = sqlite_revision(path) if engine.dialect.name == "sqlite" else _pg_revision(engine, path)

@@ -59,9 +59,12 @@ def sqlite_backup(source: Path, target: Path, *, replace: bool = True) -> None:
     try:
         if replace:
             partial = target.with_name(f".{target.name}.partial")
-            with contextlib.closing(sqlite3.connect(partial)) as writer:
-                reader.backup(writer)
-            os.replace(partial, target)
+            try:
+                with contextlib.closing(sqlite3.connect(partial)) as writer:
+                    reader.backup(writer)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)  # a copy that failed half way leaves nothing beside the target
         else:
             with contextlib.closing(sqlite3.connect(target, timeout=30)) as writer:
                 reader.backup(writer)
