@@ -183,13 +183,11 @@ def assurance_bench_main(
 
 def run(args: argparse.Namespace) -> common.Report:
     repeat = 1 if args.quick else 2
-    report = common.Report(
+    report = common.Report.of_run(
         NAME,
         f"assess with {SUPPLIERS:,} suppliers, {args.assets:,} assets",
-        args.assets,
+        args,
         NOMINAL_ASSETS,
-        args.seed,
-        args.quick,
     )
     script = Path(__file__).resolve()
     for shape, files in assured_estates(args):

@@ -79,13 +79,11 @@ def worker(estate_path: Path, assurance_path: Path, repeat: int) -> dict[str, An
 
 def run(args: argparse.Namespace) -> common.Report:
     repeat = 1 if args.quick else 3
-    report = common.Report(
+    report = common.Report.of_run(
         NAME,
         f"assessment with its evidence calendar, {args.assets:,} assets",
-        args.assets,
+        args,
         NOMINAL_ASSETS,
-        args.seed,
-        args.quick,
     )
     script = Path(__file__).resolve()
     for shape, files in assured_estates(args):

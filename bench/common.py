@@ -69,6 +69,11 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of_run(cls, name: str, title: str, args: Any, nominal_assets: int) -> Report:
+        """The report of a run from its command line's ``--assets``, ``--seed`` and ``--quick``."""
+        return cls(name, title, args.assets, nominal_assets, args.seed, args.quick)
+
     def add(
         self, metric: str, value: float | int | str, unit: str = "", target: float | None = None, note: str = ""
     ) -> None:

@@ -59,13 +59,11 @@ def worker(estate_path: Path, assurance_path: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> common.Report:
-    report = common.Report(
+    report = common.Report.of_run(
         NAME,
         f"register and evidence pack, {SUPPLIERS:,} suppliers, {args.assets:,} assets",
-        args.assets,
+        args,
         NOMINAL_ASSETS,
-        args.seed,
-        args.quick,
     )
     script = Path(__file__).resolve()
     for shape, files in assured_estates(args):

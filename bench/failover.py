@@ -190,14 +190,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.kills = min(args.kills, 2)
-    report = common.Report(
+    report = common.Report.of_run(
         "failover",
         f"Failover after kill -9 of the driving worker ({args.kills} kills per shape, "
         f"workers every {args.interval:g} s)",
+        args,
         args.assets,
-        args.assets,
-        args.seed,
-        args.quick,
     )
     rng = random.Random(args.seed)
     everything: list[float] = []

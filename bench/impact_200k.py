@@ -182,14 +182,12 @@ def cpu_note(times: ProcessRuns) -> str:
 
 def run(args: argparse.Namespace) -> common.Report:
     repeat = 1 if args.quick else args.repeat
-    report = common.Report(
+    report = common.Report.of_run(
         NAME,
         f"ringfence impact --json, {args.assets:,} assets, {len(args.shapes)} estate shapes "
         f"(whole processes, wall clock, median of {repeat})",
-        args.assets,
+        args,
         NOMINAL_ASSETS,
-        args.seed,
-        args.quick,
     )
     script = Path(__file__).resolve()
     ringfence = common.ringfence_command()

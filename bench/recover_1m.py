@@ -90,13 +90,11 @@ def worker(path: Path, repeat: int) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> common.Report:
     repeat = 1 if args.quick else 3
-    report = common.Report(
+    report = common.Report.of_run(
         NAME,
         f"Restore order after a site failure, {args.assets:,} assets",
-        args.assets,
+        args,
         NOMINAL_ASSETS,
-        args.seed,
-        args.quick,
     )
     result = common.run_estate_worker(Path(__file__), args, report, "plan the recovery", str(repeat))
     report.add(

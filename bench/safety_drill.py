@@ -123,13 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.common_arguments(parser, NOMINAL_ASSETS)
     args = parser.parse_args()
-    report = common.Report(
-        name=NAME,
-        title=f"CrowdStrike 2024 pattern (crash 2 min after load, no rollback), seed {args.seed}",
-        assets=args.assets,
-        nominal_assets=NOMINAL_ASSETS,
-        seed=args.seed,
-        quick=args.quick,
+    report = common.Report.of_run(
+        NAME, f"CrowdStrike 2024 pattern (crash 2 min after load, no rollback), seed {args.seed}", args, NOMINAL_ASSETS
     )
     for name, build in estates(args.assets, args.seed).items():
         common.log(f"drilling {name}…")

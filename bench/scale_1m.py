@@ -128,13 +128,11 @@ def worker_yaml(path: Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> common.Report:
     queries = args.queries or (40 if args.quick else 400)
-    report = common.Report(
+    report = common.Report.of_run(
         NAME,
         f"Scale: {args.assets:,} assets, {len(args.shapes)} estate shapes, one process per shape and input format",
-        args.assets,
+        args,
         NOMINAL_ASSETS,
-        args.seed,
-        args.quick,
     )
     script = Path(__file__).resolve()
     # The worker's second argument, which run_workers calls its repeat, is the number of single-asset queries.

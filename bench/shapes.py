@@ -137,7 +137,7 @@ def run_over_shapes(
     """A benchmark's report over ``args.shapes``: its worker run on each shape (best of 3, of 1 with
     ``--quick``), the rows ``add_shape_rows`` makes of each result. The report, the results by shape, the repeat."""
     repeat = 1 if args.quick else 3
-    report = common.Report(name, title, args.assets, nominal_assets, args.seed, args.quick)
+    report = common.Report.of_run(name, title, args, nominal_assets)
     results = run_workers(
         script, args, repeat, doing, lambda shape, result: add_shape_rows(report, shape, result, repeat)
     )
