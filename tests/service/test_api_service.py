@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from ringfence.service.estates import SAMPLE_ACTOR
-from ringfence.service.runner import LOCK_NAMESPACE_ROLLOUT_CLAIM, claim_key
-from ringfence.store.db import make_engine
+from ringfence.service.runner import LOCK_NAMESPACE_ROLLOUT_CLAIM
+from ringfence.store.db import lock_key, make_engine
 
 if TYPE_CHECKING:
     from conftest import Samples, Tokens
@@ -152,7 +152,7 @@ def _claim_holders(database_url: str, rollout_id: str) -> list[int]:
                     "AND objid = :key AND objsubid = 2 AND database = "
                     "(SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
-                {"ns": LOCK_NAMESPACE_ROLLOUT_CLAIM, "key": claim_key(schema, rollout_id) & 0xFFFFFFFF},
+                {"ns": LOCK_NAMESPACE_ROLLOUT_CLAIM, "key": lock_key(schema, rollout_id) & 0xFFFFFFFF},
             )
             return [int(pid) for (pid,) in rows]
     finally:

@@ -88,7 +88,7 @@ from ringfence.service.rollout_view import stored_plan
 from ringfence.service.rollouts import SqlRolloutRepository
 from ringfence.service.workers import driven_by, driver_name, new_beat
 from ringfence.store.db import session_scope
-from ringfence.store.locks import LOCK_NAMESPACE_ROLLOUT_CLAIM, RolloutClaims, claim_key
+from ringfence.store.locks import LOCK_NAMESPACE_ROLLOUT_CLAIM, RolloutClaims
 from ringfence.store.records import Rollout
 from ringfence.store.rollouts import get_rollout, list_rollouts
 from ringfence.store.workers import WorkerBeat, delete_worker, get_rollout_options, put_worker
@@ -710,5 +710,4 @@ __all__ = [
     "LoopStats",
     "check_driver",
     "claim_for_cli",
-    "claim_key",
 ]

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ringfence.store.db import lock_key, scoped_lock
+from ringfence.store.db import scoped_lock
 
 LOCK_NAMESPACE_ROLLOUT_CLAIM = 0x52460101
 """Advisory-lock namespace of a worker's claim on a rollout (apart from ``ringfence.store.db``'s namespaces)."""
@@ -34,11 +34,6 @@ KEEPALIVE_SETTINGS = (("tcp_keepalives_idle", 10), ("tcp_keepalives_interval", 5
 """How the server probes a claim connection that went quiet: after 10 s idle, every 5 s, given up after 3."""
 KEEPALIVE_DEAD_AFTER = 10 + 5 * 3
 """Seconds after which the server ends the session of a worker whose machine vanished (TCP connections)."""
-
-
-def claim_key(schema: str, rollout_id: str) -> int:
-    """The advisory-lock key of a claim on ``rollout_id`` by a worker whose tables are in ``schema``."""
-    return lock_key(schema, rollout_id)
 
 
 class RolloutClaims:
@@ -116,5 +111,4 @@ __all__ = [
     "KEEPALIVE_SETTINGS",
     "LOCK_NAMESPACE_ROLLOUT_CLAIM",
     "RolloutClaims",
-    "claim_key",
 ]
